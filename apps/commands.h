@@ -1,0 +1,13 @@
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace bitbyte::cli {
+
+// Each registers one subcommand; its callback runs the command and throws on failure.
+void AddShardCommand(CLI::App& app);
+void AddInspectCommand(CLI::App& app);
+void AddVerifyCommand(CLI::App& app);
+void AddCatCommand(CLI::App& app);
+void AddBenchCommand(CLI::App& app);
+
+}  // namespace bitbyte::cli

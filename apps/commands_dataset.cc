@@ -1,0 +1,247 @@
+// bitbyte shard / inspect / verify / cat.
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "apps/cli_util.h"
+#include "apps/commands.h"
+#include "pipeline/progress.h"
+#include "pipeline/shard_job.h"
+#include "sharding/error.h"
+#include "sharding/reader.h"
+
+namespace bitbyte::cli {
+namespace {
+
+using pipeline::Progress;
+
+pipeline::ProgressMode ProgressModeOf(bool quiet) {
+  return quiet ? pipeline::ProgressMode::kNone : pipeline::ProgressMode::kAuto;
+}
+
+std::string SplitLabel(int s) { return shard::SplitName(static_cast<shard::Split>(s)); }
+
+}  // namespace
+
+void AddShardCommand(CLI::App& app) {
+  struct Args {
+    std::vector<std::string> inputs;
+    std::string out, frame_size = "1M", shard_size = "64M";
+    int threads = 0, level = 3;
+    double val_fraction = 0.05;
+    std::string jsonl_field;
+    bool skip_bad = false, overwrite = false, stats = false, quiet = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* c = app.add_subcommand(
+      "shard",
+      "Turn a corpus into zstd-compressed byte shards with a protobuf manifest.\n"
+      "Each plain file is one document; with --jsonl-field each JSONL record is one. Documents are\n"
+      "routed to train or val by content hash (stable when documents are added). Output is\n"
+      "byte-identical for any --threads; re-running resumes an interrupted run.\n"
+      "Format: docs/shard-format.md");
+  c->add_option("inputs", a->inputs,
+                "Files, directories (recursive, sorted), glob patterns, or - for stdin; .zst/.gz/.xz are "
+                "decompressed")
+      ->required();
+  c->add_option("-o,--out", a->out, "Output dataset directory (created if missing)")->required();
+  c->add_option("--threads", a->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--level", a->level, "zstd compression level, 1-22")->capture_default_str();
+  c->add_option("--val-fraction", a->val_fraction, "Share of documents (by hash) for validation, in [0,1)")
+      ->capture_default_str();
+  c->add_option("--frame-size", a->frame_size, "Raw bytes per zstd frame (e.g. 256K, 1M)")->capture_default_str();
+  c->add_option("--shard-size", a->shard_size, "Raw bytes per shard, a multiple of the frame size")
+      ->capture_default_str();
+  c->add_option("--jsonl-field", a->jsonl_field, "Treat inputs as JSONL; each record's string field K is a document");
+  c->add_flag("--skip-bad-records", a->skip_bad, "JSONL: skip and count bad records instead of failing");
+  c->add_flag("--overwrite", a->overwrite, "Replace a different dataset already in the output directory");
+  c->add_flag("--stats", a->stats, "Print per-node figures of the flow graph at the end");
+  c->add_flag("-q,--quiet", a->quiet, "No progress output");
+  c->callback([a] {
+    pipeline::ShardJobOptions o;
+    o.inputs = a->inputs;
+    o.out_dir = a->out;
+    o.threads = a->threads;
+    o.params.level = a->level;
+    o.params.val_fraction = a->val_fraction;
+    o.params.frame_bytes = ParseSize(a->frame_size, "--frame-size");
+    o.params.shard_bytes = ParseSize(a->shard_size, "--shard-size");
+    o.params.jsonl_field = a->jsonl_field;
+    o.params.skip_bad_records = a->skip_bad;
+    o.overwrite = a->overwrite;
+    o.progress = ProgressModeOf(a->quiet);
+    const pipeline::ShardJobResult r = pipeline::RunShardJob(o);
+    if (a->stats) std::fprintf(stderr, "%s", r.stats_table.c_str());
+    const double raw = static_cast<double>(r.train_bytes + r.val_bytes);
+    std::printf("sharded %llu sources, %llu documents: train %s, val %s -> %s in %llu shards "
+                "(%llu written, %llu reused), %.3f bpb as stored, %.2f s\n",
+                static_cast<unsigned long long>(r.sources), static_cast<unsigned long long>(r.documents),
+                Progress::FormatBytes(static_cast<double>(r.train_bytes)).c_str(),
+                Progress::FormatBytes(static_cast<double>(r.val_bytes)).c_str(),
+                Progress::FormatBytes(static_cast<double>(r.file_bytes)).c_str(),
+                static_cast<unsigned long long>(r.shards_written + r.shards_reused),
+                static_cast<unsigned long long>(r.shards_written), static_cast<unsigned long long>(r.shards_reused),
+                raw > 0 ? 8.0 * static_cast<double>(r.file_bytes) / raw : 0.0, r.seconds);
+    if (r.bad_records) std::printf("skipped %llu bad JSONL records\n", static_cast<unsigned long long>(r.bad_records));
+    std::printf("dataset: %s\n", a->out.c_str());
+  });
+}
+
+void AddInspectCommand(CLI::App& app) {
+  struct Args {
+    std::string dir;
+    bool json = false, documents = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* c = app.add_subcommand("inspect", "Print a dataset's manifest readably (--json for machines)");
+  c->add_option("dir", a->dir, "Dataset directory")->required();
+  c->add_flag("--json", a->json, "Print JSON");
+  c->add_flag("--documents", a->documents, "Also list every document");
+  c->callback([a] {
+    auto ds = shard::Dataset::Open(a->dir);
+    const shard::pb::Manifest& m = ds->manifest();
+    const auto& p = m.params();
+    if (a->json) {
+      nlohmann::ordered_json j;
+      j["dir"] = a->dir;
+      j["format_version"] = m.format_version();
+      j["dataset_id"] = Hex64(m.dataset_id());
+      j["params"] = {{"frame_bytes", p.frame_bytes()}, {"shard_bytes", p.shard_bytes()}, {"level", p.level()},
+                     {"val_fraction", p.val_fraction()}, {"jsonl_field", p.jsonl_field()},
+                     {"skip_bad_records", p.skip_bad_records()}};
+      j["val_tail_fallback"] = m.val_tail_fallback();
+      j["empty_documents"] = m.empty_documents();
+      for (const auto& s : m.sources())
+        j["sources"].push_back({{"path", s.path()}, {"size", s.size()}, {"xxh64", Hex64(s.xxh64())},
+                                {"documents", s.documents()}, {"bad_records", s.bad_records()}});
+      for (const auto& s : m.splits())
+        j["splits"][SplitLabel(s.split())] = {{"bytes", s.bytes()}, {"documents", s.documents()}, {"shards", s.shards()}};
+      for (const auto& s : m.shards())
+        j["shards"].push_back({{"name", s.name()}, {"split", SplitLabel(s.split())}, {"index", s.index()},
+                               {"raw_offset", s.raw_offset()}, {"raw_bytes", s.raw_bytes()},
+                               {"file_bytes", s.file_bytes()}, {"frames", s.frames()}, {"documents", s.documents()},
+                               {"raw_xxh64", Hex64(s.raw_xxh64())}, {"file_xxh64", Hex64(s.file_xxh64())}});
+      j["documents"] = m.documents_size();
+      if (a->documents) {
+        j["document_list"] = nlohmann::ordered_json::array();
+        for (const auto& d : m.documents())
+          j["document_list"].push_back({{"source", d.source()}, {"split", SplitLabel(d.split())},
+                                        {"offset", d.offset()}, {"length", d.length()}, {"xxh64", Hex64(d.xxh64())}});
+      }
+      std::printf("%s\n", j.dump(2).c_str());
+      return;
+    }
+    uint64_t file_bytes = 0;
+    for (const auto& s : m.shards()) file_bytes += s.file_bytes();
+    const double raw = static_cast<double>(m.splits(0).bytes() + m.splits(1).bytes());
+    std::printf("dataset      %s\n", a->dir.c_str());
+    std::printf("format       %u, id %s\n", m.format_version(), Hex64(m.dataset_id()).c_str());
+    std::printf("params       frame %llu B, shard %llu B, zstd level %d, val fraction %g%s%s\n",
+                static_cast<unsigned long long>(p.frame_bytes()), static_cast<unsigned long long>(p.shard_bytes()),
+                p.level(), p.val_fraction(), p.jsonl_field().empty() ? "" : (", jsonl field '" + p.jsonl_field() + "'").c_str(),
+                p.skip_bad_records() ? ", bad records skipped" : "");
+    std::printf("size         %s raw, %s stored (%.3f bits per byte)\n", Progress::FormatBytes(raw).c_str(),
+                Progress::FormatBytes(static_cast<double>(file_bytes)).c_str(),
+                raw > 0 ? 8.0 * static_cast<double>(file_bytes) / raw : 0.0);
+    for (const auto& s : m.splits())
+      std::printf("split %-6s %llu bytes, %llu documents, %llu shards\n", SplitLabel(s.split()).c_str(),
+                  static_cast<unsigned long long>(s.bytes()), static_cast<unsigned long long>(s.documents()),
+                  static_cast<unsigned long long>(s.shards()));
+    if (m.val_tail_fallback())
+      std::printf("note         hash routing left a split empty: the last document was cut into a train head and a val tail\n");
+    if (m.empty_documents()) std::printf("note         %llu empty documents\n", static_cast<unsigned long long>(m.empty_documents()));
+    std::printf("sources      %d\n", m.sources_size());
+    const int show = m.sources_size() <= 20 ? m.sources_size() : 10;
+    for (int i = 0; i < show; ++i) {
+      const auto& s = m.sources(i);
+      std::printf("  %s  %llu bytes  xxh64 %s  %llu documents%s\n", s.path().c_str(),
+                  static_cast<unsigned long long>(s.size()), Hex64(s.xxh64()).c_str(),
+                  static_cast<unsigned long long>(s.documents()),
+                  s.bad_records() ? (", " + std::to_string(s.bad_records()) + " bad records skipped").c_str() : "");
+    }
+    if (show < m.sources_size()) std::printf("  ... %d more (--json lists all)\n", m.sources_size() - show);
+    std::printf("shards       %d\n", m.shards_size());
+    std::printf("  %-32s %-5s %12s %12s %7s %9s\n", "name", "split", "raw bytes", "file bytes", "frames", "documents");
+    for (const auto& s : m.shards())
+      std::printf("  %-32s %-5s %12llu %12llu %7llu %9llu\n", s.name().c_str(), SplitLabel(s.split()).c_str(),
+                  static_cast<unsigned long long>(s.raw_bytes()), static_cast<unsigned long long>(s.file_bytes()),
+                  static_cast<unsigned long long>(s.frames()), static_cast<unsigned long long>(s.documents()));
+    if (a->documents) {
+      std::printf("documents    %d\n  %6s %-5s %6s %12s %10s %s\n", m.documents_size(), "#", "split", "source",
+                  "offset", "length", "xxh64");
+      for (int i = 0; i < m.documents_size(); ++i) {
+        const auto& d = m.documents(i);
+        std::printf("  %6d %-5s %6u %12llu %10llu %s\n", i, SplitLabel(d.split()).c_str(), d.source(),
+                    static_cast<unsigned long long>(d.offset()), static_cast<unsigned long long>(d.length()),
+                    Hex64(d.xxh64()).c_str());
+      }
+    } else {
+      std::printf("documents    %d (--documents lists them)\n", m.documents_size());
+    }
+  });
+}
+
+void AddVerifyCommand(CLI::App& app) {
+  struct Args {
+    std::string dir;
+    bool quiet = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* c = app.add_subcommand(
+      "verify",
+      "Check every checksum and frame of a dataset. Exit 0 when all is well, 3 naming the first bad\n"
+      "shard, frame and offset otherwise.");
+  c->add_option("dir", a->dir, "Dataset directory")->required();
+  c->add_flag("-q,--quiet", a->quiet, "No progress output");
+  c->callback([a] {
+    uint64_t total = 0;
+    {
+      auto ds = shard::Dataset::Open(a->dir);
+      total = ds->SplitBytes(shard::Split::kTrain) + ds->SplitBytes(shard::Split::kVal);
+    }
+    Progress progress("verify", total, ProgressModeOf(a->quiet));
+    uint64_t last = 0;
+    const shard::VerifyReport r = shard::Verify(a->dir, [&](uint64_t done) {
+      progress.Add(done - last);
+      last = done;
+    });
+    progress.Finish();
+    std::printf("ok: %llu shards, %llu frames, %llu raw bytes, %llu file bytes verified\n",
+                static_cast<unsigned long long>(r.shards), static_cast<unsigned long long>(r.frames),
+                static_cast<unsigned long long>(r.raw_bytes), static_cast<unsigned long long>(r.file_bytes));
+  });
+}
+
+void AddCatCommand(CLI::App& app) {
+  struct Args {
+    std::string dir, split = "all";
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* c = app.add_subcommand(
+      "cat",
+      "Write the documents' bytes to stdout in manifest order (input order). With --split all and\n"
+      "plain-file inputs this reproduces the inputs concatenated, byte for byte.");
+  c->add_option("dir", a->dir, "Dataset directory")->required();
+  c->add_option("--split", a->split, "train, val or all")->check(CLI::IsMember({"train", "val", "all"}))
+      ->capture_default_str();
+  c->callback([a] {
+    auto ds = shard::Dataset::Open(a->dir);
+    std::string buf(1 << 20, '\0');
+    for (const auto& d : ds->manifest().documents()) {
+      if (a->split != "all" && a->split != SplitLabel(d.split())) continue;
+      for (uint64_t done = 0; done < d.length();) {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), d.length() - done));
+        ds->Read(static_cast<shard::Split>(d.split()), d.offset() + done, n, buf.data());
+        if (std::fwrite(buf.data(), 1, n, stdout) != n) throw Error(ErrnoMessage("write", "<stdout>", errno));
+        done += n;
+      }
+    }
+    if (std::fflush(stdout) != 0) throw Error(ErrnoMessage("write", "<stdout>", errno));
+  });
+}
+
+}  // namespace bitbyte::cli

@@ -1,0 +1,56 @@
+#pragma once
+// The one small I/O interface of the sharding library. Everything that writes a dataset goes
+// through FileSystem, so tests can inject failures (disk full, failed fsync) without real disks
+// failing. Reads use pread and are safe to share between threads.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bitbyte::io {
+
+class WritableFile {
+ public:
+  virtual ~WritableFile() = default;
+  virtual void Append(std::string_view data) = 0;  // throws Error on failure
+  virtual void Sync() = 0;                          // fsync
+  virtual void Close() = 0;
+  virtual uint64_t Size() const = 0;
+};
+
+class ReadableFile {
+ public:
+  virtual ~ReadableFile() = default;
+  // Reads exactly n bytes at offset into out; throws Error naming the file on a short read.
+  virtual void ReadAt(uint64_t offset, size_t n, char* out) const = 0;
+  virtual uint64_t Size() const = 0;
+  virtual const std::string& Path() const = 0;
+};
+
+class FileSystem {
+ public:
+  virtual ~FileSystem() = default;
+  virtual std::unique_ptr<WritableFile> NewWritableFile(const std::string& path) = 0;  // truncates
+  virtual std::unique_ptr<ReadableFile> OpenReadable(const std::string& path) = 0;
+  virtual void Rename(const std::string& from, const std::string& to) = 0;
+  virtual void Remove(const std::string& path) = 0;  // no error if missing
+  virtual void SyncDir(const std::string& dir) = 0;
+  virtual void CreateDirs(const std::string& dir) = 0;
+  virtual bool Exists(const std::string& path) = 0;
+  virtual std::vector<std::string> ListDir(const std::string& dir) = 0;  // names, sorted
+};
+
+// The real file system. A process-wide instance.
+FileSystem& Posix();
+
+// Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync dir.
+void WriteFileAtomic(FileSystem& fs, const std::string& path, std::string_view data);
+
+// Reads a whole file (used for manifests and small files).
+std::string ReadWholeFile(FileSystem& fs, const std::string& path);
+
+std::string JoinPath(const std::string& dir, const std::string& name);
+std::string DirName(const std::string& path);
+
+}  // namespace bitbyte::io

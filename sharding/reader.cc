@@ -1,0 +1,225 @@
+#include "sharding/reader.h"
+
+#include <algorithm>
+#include <atomic>
+
+#include "sharding/error.h"
+#include "sharding/hash.h"
+#include "sharding/writer.h"
+
+namespace bitbyte::shard {
+namespace {
+
+[[noreturn]] void Bad(const std::string& path, const std::string& what) {
+  throw DataError("manifest '" + path + "': " + what);
+}
+
+std::string Field(const char* repeated, int i, const char* field) {
+  return std::string(repeated) + "[" + std::to_string(i) + "]." + field;
+}
+
+}  // namespace
+
+pb::Manifest ParseManifest(const std::string& bytes, const std::string& path) {
+  pb::Manifest m;
+  if (!m.ParseFromString(bytes)) Bad(path, "cannot be parsed (truncated or garbled protobuf)");
+  if (m.format_version() != kFormatVersion)
+    Bad(path, "field format_version is " + std::to_string(m.format_version()) + ", this bitbyte reads " +
+                  std::to_string(kFormatVersion));
+  if (!m.has_params()) Bad(path, "field params is missing");
+  Params p;
+  p.frame_bytes = m.params().frame_bytes();
+  p.shard_bytes = m.params().shard_bytes();
+  p.level = m.params().level();
+  p.val_fraction = m.params().val_fraction();
+  try {
+    ValidateParams(p);
+  } catch (const Error& e) {
+    Bad(path, std::string("field params: ") + e.what());
+  }
+  if (m.splits_size() != kNumSplits) Bad(path, "field splits must list train and val");
+  uint64_t split_bytes[kNumSplits];
+  for (int s = 0; s < kNumSplits; ++s) {
+    if (m.splits(s).split() != s) Bad(path, Field("splits", s, "split") + " is out of order");
+    split_bytes[s] = m.splits(s).bytes();
+  }
+  // Shards: per split contiguous, indexed in order, covering the split's bytes exactly.
+  uint64_t next_offset[kNumSplits] = {0, 0};
+  uint32_t next_index[kNumSplits] = {0, 0};
+  int last_split = 0;
+  for (int i = 0; i < m.shards_size(); ++i) {
+    const pb::Shard& sh = m.shards(i);
+    const int s = sh.split();
+    if (s < 0 || s >= kNumSplits) Bad(path, Field("shards", i, "split") + " is invalid");
+    if (s < last_split) Bad(path, Field("shards", i, "split") + ": train shards must come before val shards");
+    last_split = s;
+    if (sh.index() != next_index[s]) Bad(path, Field("shards", i, "index") + " is out of sequence");
+    if (sh.raw_offset() != next_offset[s]) Bad(path, Field("shards", i, "raw_offset") + " leaves a gap or overlap");
+    if (sh.raw_bytes() == 0 || sh.raw_bytes() > p.shard_bytes)
+      Bad(path, Field("shards", i, "raw_bytes") + " is out of range");
+    if (sh.frames() != (sh.raw_bytes() + p.frame_bytes - 1) / p.frame_bytes)
+      Bad(path, Field("shards", i, "frames") + " does not match raw_bytes and the frame size");
+    if (sh.name().empty() || sh.name().find('/') != std::string::npos || sh.name()[0] == '.')
+      Bad(path, Field("shards", i, "name") + " is not a plain file name");
+    ++next_index[s];
+    next_offset[s] += sh.raw_bytes();
+  }
+  for (int s = 0; s < kNumSplits; ++s)
+    if (next_offset[s] != split_bytes[s])
+      Bad(path, Field("splits", s, "bytes") + " (" + std::to_string(split_bytes[s]) +
+                    ") does not equal the sum of its shards' raw_bytes (" + std::to_string(next_offset[s]) + ")");
+  uint64_t docs[kNumSplits] = {0, 0};
+  for (int i = 0; i < m.documents_size(); ++i) {
+    const pb::Document& d = m.documents(i);
+    const int s = d.split();
+    if (s < 0 || s >= kNumSplits) Bad(path, Field("documents", i, "split") + " is invalid");
+    if (d.source() >= static_cast<uint32_t>(m.sources_size())) Bad(path, Field("documents", i, "source") + " is out of range");
+    if (d.offset() > split_bytes[s] || d.length() > split_bytes[s] - d.offset())
+      Bad(path, Field("documents", i, "offset") + " + length is past the end of its split");
+    ++docs[s];
+  }
+  for (int s = 0; s < kNumSplits; ++s)
+    if (docs[s] != m.splits(s).documents())
+      Bad(path, Field("splits", s, "documents") + " does not match the document list");
+  return m;
+}
+
+std::unique_ptr<Dataset> Dataset::Open(const std::string& dir, io::FileSystem& fs) {
+  static std::atomic<uint64_t> next_id{1};
+  auto ds = std::unique_ptr<Dataset>(new Dataset());
+  ds->id_ = next_id++;
+  ds->dir_ = dir;
+  const std::string mpath = io::JoinPath(dir, kManifestName);
+  if (!fs.Exists(mpath))
+    throw Error("'" + dir + "' is not a bitbyte dataset: it has no " + kManifestName +
+                " (an unfinished `bitbyte shard` run? run the same command again to complete it)");
+  ds->manifest_ = ParseManifest(io::ReadWholeFile(fs, mpath), mpath);
+  ds->shards_.resize(kNumSplits);
+  for (int s = 0; s < kNumSplits; ++s) ds->split_bytes_[s] = ds->manifest_.splits(s).bytes();
+  for (const pb::Shard& sh : ds->manifest_.shards()) {
+    OpenShard os;
+    os.meta = &sh;
+    const std::string spath = io::JoinPath(dir, sh.name());
+    os.file = fs.OpenReadable(spath);
+    if (os.file->Size() != sh.file_bytes())
+      throw DataError("shard '" + spath + "': file is " + std::to_string(os.file->Size()) +
+                      " bytes, the manifest says " + std::to_string(sh.file_bytes()) + " (truncated or replaced?)");
+    os.index = ReadShardIndex(*os.file);
+    if (os.index.footer.raw_bytes != sh.raw_bytes() || os.index.footer.raw_xxh64 != sh.raw_xxh64() ||
+        os.index.footer.split != static_cast<uint32_t>(sh.split()) || os.index.footer.shard_index != sh.index())
+      throw DataError("shard '" + spath + "': footer does not match the manifest's entry");
+    ds->shards_[sh.split()].push_back(std::move(os));
+  }
+  return ds;
+}
+
+void Dataset::Read(Split s, uint64_t offset, size_t n, char* out) const {
+  const int si = static_cast<int>(s);
+  if (offset > split_bytes_[si] || n > split_bytes_[si] - offset)
+    throw Error(std::string("read of ") + std::to_string(n) + " bytes at offset " + std::to_string(offset) +
+                " is past the end of split " + SplitName(s) + " (" + std::to_string(split_bytes_[si]) + " bytes)");
+  const auto& shards = shards_[si];
+  // A one-frame cache per thread: consecutive small reads (documents, training windows) from
+  // the same frame decompress it once. Keyed by a per-Dataset id that is never reused.
+  thread_local std::string frame;
+  thread_local uint64_t cached_id = 0;
+  thread_local const OpenShard* cached_shard = nullptr;
+  thread_local size_t cached_frame = 0;
+  while (n > 0) {
+    auto it = std::upper_bound(shards.begin(), shards.end(), offset, [](uint64_t off, const OpenShard& sh) {
+      return off < sh.meta->raw_offset();
+    });
+    const OpenShard& sh = *(it - 1);
+    const uint64_t in_shard = offset - sh.meta->raw_offset();
+    const auto& ro = sh.index.raw_offsets;
+    const size_t fi = static_cast<size_t>(std::upper_bound(ro.begin(), ro.end(), in_shard) - ro.begin() - 1);
+    if (cached_id != id_ || cached_shard != &sh || cached_frame != fi) {
+      cached_id = 0;
+      ReadFrame(*sh.file, sh.index, fi, frame);
+      cached_id = id_;
+      cached_shard = &sh;
+      cached_frame = fi;
+    }
+    const uint64_t in_frame = in_shard - ro[fi];
+    const size_t take = static_cast<size_t>(std::min<uint64_t>(n, frame.size() - in_frame));
+    std::copy_n(frame.data() + in_frame, take, out);
+    out += take;
+    offset += take;
+    n -= take;
+  }
+}
+
+std::string Dataset::Read(Split s, uint64_t offset, size_t n) const {
+  std::string out(n, '\0');
+  Read(s, offset, n, out.data());
+  return out;
+}
+
+void Dataset::ForEachFrame(Split s, const std::function<void(std::string_view)>& fn) const {
+  std::string frame;
+  for (const OpenShard& sh : shards_[static_cast<int>(s)]) {
+    for (size_t i = 0; i < sh.index.frames.size(); ++i) {
+      ReadFrame(*sh.file, sh.index, i, frame);
+      fn(frame);
+    }
+  }
+}
+
+VerifyReport Verify(const std::string& dir, const std::function<void(uint64_t)>& progress) {
+  io::FileSystem& fs = io::Posix();
+  VerifyReport rep;
+  // Whole-file hashes first: they catch a flipped byte anywhere, even in padding we never parse.
+  const std::string mpath = io::JoinPath(dir, kManifestName);
+  if (!fs.Exists(mpath)) throw DataError("'" + dir + "' has no " + std::string(kManifestName));
+  pb::Manifest m = ParseManifest(io::ReadWholeFile(fs, mpath), mpath);
+  std::string buf(1 << 20, '\0');
+  for (const pb::Shard& sh : m.shards()) {
+    const std::string spath = io::JoinPath(dir, sh.name());
+    auto f = fs.OpenReadable(spath);
+    if (f->Size() != sh.file_bytes())
+      throw DataError("shard '" + spath + "': file is " + std::to_string(f->Size()) + " bytes, the manifest says " +
+                      std::to_string(sh.file_bytes()));
+    ShardIndex idx = ReadShardIndex(*f);
+    Xxh64Stream raw_hash;
+    std::string frame;
+    for (size_t i = 0; i < idx.frames.size(); ++i) {
+      ReadFrame(*f, idx, i, frame);
+      raw_hash.Update(frame);
+      ++rep.frames;
+      rep.raw_bytes += frame.size();
+      if (progress) progress(rep.raw_bytes);
+    }
+    if (raw_hash.Digest() != sh.raw_xxh64())
+      throw DataError("shard '" + spath + "': raw bytes' XXH64 does not match the manifest");
+    Xxh64Stream file_hash;
+    for (uint64_t off = 0; off < f->Size();) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), f->Size() - off));
+      f->ReadAt(off, n, buf.data());
+      file_hash.Update(std::string_view(buf.data(), n));
+      off += n;
+    }
+    if (file_hash.Digest() != sh.file_xxh64())
+      throw DataError("shard '" + spath + "': file XXH64 does not match the manifest (altered after writing)");
+    ++rep.shards;
+    rep.file_bytes += f->Size();
+  }
+  // Documents: each one's bytes hash to what the manifest recorded.
+  auto ds = Dataset::Open(dir, fs);
+  std::string doc;
+  for (int i = 0; i < m.documents_size(); ++i) {
+    const pb::Document& d = m.documents(i);
+    Xxh64Stream h;
+    for (uint64_t done = 0; done < d.length();) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), d.length() - done));
+      ds->Read(static_cast<Split>(d.split()), d.offset() + done, n, buf.data());
+      h.Update(std::string_view(buf.data(), n));
+      done += n;
+    }
+    if (h.Digest() != d.xxh64())
+      throw DataError("document " + std::to_string(i) + " (split " + SplitName(static_cast<Split>(d.split())) +
+                      ", offset " + std::to_string(d.offset()) + "): XXH64 does not match the manifest");
+  }
+  return rep;
+}
+
+}  // namespace bitbyte::shard
