@@ -1,0 +1,1 @@
+echo "cli tests: not written yet"; exit 1

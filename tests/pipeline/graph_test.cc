@@ -1,0 +1,116 @@
+#include "pipeline/graph.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+
+namespace bitbyte::pipeline {
+namespace {
+
+TEST(Graph, ErrorInANodeNamesTheNodeAndStopsTheGraph) {
+  Graph g("t");
+  int next = 0;
+  std::atomic<int> after{0};
+  auto& src = g.Source<int>("numbers", [&](int& v) {
+    if (next >= 10000) return false;
+    v = next++;
+    return true;
+  });
+  auto& work = g.Function<int, int>(
+      "explode", 0,
+      [](const int& v) {
+        if (v == 17) throw std::runtime_error("input 17 is bad");
+        return v;
+      },
+      [](const int&) { return uint64_t{1}; });
+  auto& sink = g.Function<int, tbb::flow::continue_msg>(
+      "sink", 1,
+      [&](const int&) {
+        ++after;
+        return tbb::flow::continue_msg();
+      },
+      [](const tbb::flow::continue_msg&) { return uint64_t{0}; });
+  g.Connect(src, work);
+  g.Connect(work, sink);
+  try {
+    g.Run();
+    FAIL() << "no error";
+  } catch (const NodeError& e) {
+    EXPECT_EQ(e.node(), "explode");
+    EXPECT_NE(std::string(e.what()).find("input 17 is bad"), std::string::npos);
+  }
+  EXPECT_LT(after.load(), 10000);  // cancelled: not everything went through
+}
+
+TEST(Graph, CountsItemsBytesAndRecordsEdges) {
+  Graph g("t");
+  int next = 0;
+  auto& src = g.Source<int>("numbers", [&](int& v) {
+    if (next >= 100) return false;
+    v = next++;
+    return true;
+  });
+  std::atomic<long> sum{0};
+  auto& work = g.Function<int, tbb::flow::continue_msg>(
+      "add", 0,
+      [&](const int& v) {
+        sum += v;
+        return tbb::flow::continue_msg();
+      },
+      [](const tbb::flow::continue_msg&) { return uint64_t{3}; });
+  g.Connect(src, work, "ints");
+  g.Run();
+  EXPECT_EQ(sum.load(), 4950);
+  ASSERT_EQ(g.stats().size(), 2u);
+  EXPECT_EQ(g.stats()[0].items.load(), 100u);
+  EXPECT_EQ(g.stats()[1].items.load(), 100u);
+  EXPECT_EQ(g.stats()[1].bytes.load(), 300u);
+  ASSERT_EQ(g.edges().size(), 1u);
+  EXPECT_EQ(g.edges()[0].from, "numbers");
+  EXPECT_EQ(g.edges()[0].to, "add (ints)");
+  EXPECT_NE(g.StatsTable(1.0).find("add"), std::string::npos);
+}
+
+// Tokens bound the items in flight between a limiter and the node that returns them.
+TEST(Graph, LimiterBoundsItemsInFlight) {
+  ScopedParallelism par(4);
+  Graph g("t");
+  int next = 0;
+  std::atomic<int> in_flight{0}, peak{0};
+  auto& src = g.Source<int>("numbers", [&](int& v) {
+    if (next >= 400) return false;
+    v = next++;
+    return true;
+  });
+  auto& limit = g.Add<tbb::flow::limiter_node<int>>("tokens", "limiter", 1, size_t{3});
+  auto& work = g.Function<int, int>(
+      "work", 0,
+      [&](const int& v) {
+        int now = ++in_flight;
+        int p = peak.load();
+        while (now > p && !peak.compare_exchange_weak(p, now)) {
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+        return v;
+      },
+      [](const int&) { return uint64_t{0}; });
+  auto& done = g.Function<int, tbb::flow::continue_msg>(
+      "done", 1,
+      [&](const int&) {
+        --in_flight;
+        return tbb::flow::continue_msg();
+      },
+      [](const tbb::flow::continue_msg&) { return uint64_t{0}; });
+  g.Connect(src, limit);
+  g.Connect(limit, work);
+  g.Connect(work, done);
+  g.ConnectPort(done, limit.decrementer(), "done", "tokens");
+  g.Run();
+  EXPECT_EQ(g.stats()[3].items.load(), 400u);
+  EXPECT_LE(peak.load(), 3);
+}
+
+}  // namespace
+}  // namespace bitbyte::pipeline
