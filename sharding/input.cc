@@ -1,5 +1,6 @@
 #include "sharding/input.h"
 
+#include <fcntl.h>
 #include <glob.h>
 #include <lzma.h>
 #include <sys/stat.h>
@@ -28,25 +29,38 @@ bool EndsWith(const std::string& s, const char* suffix) {
 
 bool HasGlobChars(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
 
-void Walk(const std::string& dir, std::vector<InputFile>& out) {
+bool SameFile(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+// Collects the regular files below `dir` (symlinks to files followed, symlinked directories
+// not, so a link loop cannot recurse), skipping dot-entries and the directory `exclude`.
+void Walk(const std::string& dir, const std::string& exclude, std::vector<std::string>& out) {
   for (const std::string& name : io::Posix().ListDir(dir)) {
     if (name[0] == '.') continue;
     std::string p = io::JoinPath(dir, name);
     struct stat st;
-    if (::stat(p.c_str(), &st) != 0) throw Error(ErrnoMessage("stat", p, errno));
+    if (::lstat(p.c_str(), &st) != 0) throw Error(ErrnoMessage("stat", p, errno));
+    if (S_ISLNK(st.st_mode) && (::stat(p.c_str(), &st) != 0 || S_ISDIR(st.st_mode))) continue;
     if (S_ISDIR(st.st_mode)) {
-      Walk(p, out);
+      if (!exclude.empty() && SameFile(p, exclude)) continue;
+      Walk(p, exclude, out);
     } else if (S_ISREG(st.st_mode)) {
-      out.push_back({p, CompressionOf(p)});
+      out.push_back(std::move(p));
     }
   }
 }
 
-void AddPath(const std::string& p, std::vector<InputFile>& out) {
+void AddPath(const std::string& p, const std::string& exclude, std::vector<InputFile>& out) {
   struct stat st;
   if (::stat(p.c_str(), &st) != 0) throw Error(ErrnoMessage("read input", p, errno));
   if (S_ISDIR(st.st_mode)) {
-    Walk(p, out);
+    std::vector<std::string> files;
+    Walk(p, exclude, files);
+    std::sort(files.begin(), files.end());  // byte order of the whole path
+    for (auto& f : files) out.push_back({f, CompressionOf(f)});
   } else {
     out.push_back({p, CompressionOf(p)});
   }
@@ -67,21 +81,28 @@ void StreamFile(const std::string& path, Xxh64Stream& stored_hash, uint64_t& sto
   stored_size = f->Size();
 }
 
-void StreamStdin(Xxh64Stream& stored_hash, uint64_t& stored_size,
-                 const std::function<void(const char*, size_t)>& sink) {
+// Reads stdin ("-"), a pipe or a device to its end.
+void StreamFd(const std::string& path, Xxh64Stream& stored_hash, uint64_t& stored_size,
+              const std::function<void(const char*, size_t)>& sink) {
+  const bool is_stdin = path == "-";
+  const int fd = is_stdin ? 0 : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(ErrnoMessage("open", path, errno));
   std::string buf(kChunk, '\0');
   stored_size = 0;
   for (;;) {
-    ssize_t n = ::read(0, buf.data(), buf.size());
+    ssize_t n = ::read(fd, buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw Error(ErrnoMessage("read", "<stdin>", errno));
+      const int err = errno;
+      if (!is_stdin) ::close(fd);
+      throw Error(ErrnoMessage("read", is_stdin ? "<stdin>" : path, err));
     }
     if (n == 0) break;
     stored_hash.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
     sink(buf.data(), static_cast<size_t>(n));
     stored_size += static_cast<uint64_t>(n);
   }
+  if (!is_stdin) ::close(fd);
 }
 
 // A streaming decompressor: Feed() compressed bytes, it calls `out` with plain bytes.
@@ -209,7 +230,7 @@ Compression CompressionOf(const std::string& path) {
   return Compression::kNone;
 }
 
-std::vector<InputFile> Enumerate(const std::vector<std::string>& args) {
+std::vector<InputFile> Enumerate(const std::vector<std::string>& args, const std::string& exclude) {
   std::vector<InputFile> out;
   bool stdin_seen = false;
   for (const std::string& a : args) {
@@ -234,10 +255,10 @@ std::vector<InputFile> Enumerate(const std::vector<std::string>& args) {
       std::vector<std::string> matches(g.gl_pathv, g.gl_pathv + g.gl_pathc);
       globfree(&g);
       std::sort(matches.begin(), matches.end());
-      for (const auto& m : matches) AddPath(m, out);
+      for (const auto& m : matches) AddPath(m, exclude, out);
       continue;
     }
-    AddPath(a, out);
+    AddPath(a, exclude, out);
   }
   return out;
 }
@@ -247,7 +268,9 @@ SourceData ReadSource(const InputFile& in, uint32_t index, const std::string& sp
   s.index = index;
   s.path = in.path;
   Xxh64Stream stored;
-  if (in.path != "-" && in.compression == Compression::kNone) {
+  struct stat st;
+  const bool stream = in.path == "-" || (::stat(in.path.c_str(), &st) == 0 && !S_ISREG(st.st_mode));
+  if (!stream && in.compression == Compression::kNone) {
     StreamFile(in.path, stored, s.size, [](const char*, size_t) {});
     s.xxh64 = stored.Digest();
     s.data_file = std::make_shared<const std::string>(in.path);
@@ -266,12 +289,12 @@ SourceData ReadSource(const InputFile& in, uint32_t index, const std::string& sp
   };
   const Compression c = in.path == "-" ? Compression::kNone : in.compression;
   if (c == Compression::kNone) {
-    StreamStdin(stored, s.size, write_plain);
+    StreamFd(in.path, stored, s.size, write_plain);
   } else {
     Decoder dec(c, in.path, write_plain);
     auto feed = [&](const char* p, size_t n) { dec.Feed(p, n); };
-    if (in.path == "-") {
-      StreamStdin(stored, s.size, feed);
+    if (stream) {
+      StreamFd(in.path, stored, s.size, feed);
     } else {
       StreamFile(in.path, stored, s.size, feed);
     }

@@ -15,11 +15,13 @@ struct InputFile {
   Compression compression = Compression::kNone;
 };
 
-// Expands the command-line inputs in order: a file is itself; a directory is every regular file
-// below it, recursively, in byte order of path (entries starting with '.' are skipped); a
-// pattern with * ? [ that names no existing path is expanded with glob(3), sorted; "-" is stdin
-// (at most once). Throws Error for a missing path or a pattern that matches nothing.
-std::vector<InputFile> Enumerate(const std::vector<std::string>& args);
+// Expands the command-line inputs in order: a file is itself (a pipe or device is read to its
+// end); a directory is every regular file below it, recursively, sorted by the bytes of the
+// whole path (entries starting with '.' are skipped, symlinked directories are not followed,
+// the directory `exclude` -- the output -- is left out); a pattern with * ? [ that names no
+// existing path is expanded with glob(3), sorted; "-" is stdin (at most once). Throws Error for
+// a missing path or a pattern that matches nothing.
+std::vector<InputFile> Enumerate(const std::vector<std::string>& args, const std::string& exclude = "");
 
 Compression CompressionOf(const std::string& path);
 

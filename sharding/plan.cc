@@ -64,30 +64,21 @@ void DatasetPlan::Finish() {
   // may training be. When hash routing leaves either empty, cut the last document (in input
   // order) into a train head and a validation tail of val_fraction of its bytes.
   if (split_bytes_[0] == 0 || split_bytes_[1] == 0) {
-    size_t last = docs_.size();
-    while (last > 0 && docs_[last - 1].ref.length == 0) --last;
-    PlannedDoc doc = docs_[last - 1];
+    size_t cut = docs_.size();
+    while (cut > 0 && docs_[cut - 1].ref.length < 2) --cut;
+    if (cut == 0)
+      throw Error("corpus too small: no document has the 2 bytes needed to cut a train head and a validation tail");
+    const PlannedDoc doc = docs_[cut - 1];
     const double f = params_.val_fraction > 0 ? params_.val_fraction : 0.05;
-    uint64_t tail = static_cast<uint64_t>(std::ceil(static_cast<double>(doc.ref.length) * f));
-    tail = std::clamp<uint64_t>(tail, 1, doc.ref.length - (doc.ref.length > 1 ? 1 : 0));
-    if (doc.ref.length < 2)
-      throw Error("corpus too small: it needs at least 2 bytes to have both a train and a validation split");
-    // Take the document out of its split (it may not be the last of that split's stream when
-    // empty documents follow it; they have zero length, so offsets do not move).
-    const int s = static_cast<int>(doc.split);
-    auto& order = by_split_[s];
-    order.erase(std::find(order.begin(), order.end(), last - 1));
-    for (size_t i : order)
-      if (docs_[i].split_offset > doc.split_offset) docs_[i].split_offset -= doc.ref.length;
-    split_bytes_[s] -= doc.ref.length;
-
+    const uint64_t tail = std::clamp<uint64_t>(
+        static_cast<uint64_t>(std::ceil(static_cast<double>(doc.ref.length) * f)), 1, doc.ref.length - 1);
     auto hash_range = [](const input::DocRef& r) {
-      auto f = io::Posix().OpenReadable(*r.file);
+      auto file = io::Posix().OpenReadable(*r.file);
       Xxh64Stream h;
       std::string buf(1 << 20, '\0');
       for (uint64_t done = 0; done < r.length;) {
         size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), r.length - done));
-        f->ReadAt(r.offset + done, n, buf.data());
+        file->ReadAt(r.offset + done, n, buf.data());
         h.Update(std::string_view(buf.data(), n));
         done += n;
       }
@@ -97,25 +88,21 @@ void DatasetPlan::Finish() {
     head.split = Split::kTrain;
     head.ref.length = doc.ref.length - tail;
     head.ref.xxh64 = hash_range(head.ref);
-    head.split_offset = split_bytes_[0];
     tail_doc.split = Split::kVal;
     tail_doc.ref.offset = doc.ref.offset + head.ref.length;
     tail_doc.ref.length = tail;
     tail_doc.ref.xxh64 = hash_range(tail_doc.ref);
-    tail_doc.split_offset = split_bytes_[1];
-    split_bytes_[0] += head.ref.length;
-    split_bytes_[1] += tail;
-    docs_[last - 1] = head;
-    docs_.insert(docs_.begin() + static_cast<long>(last), tail_doc);
-    for (auto& v : by_split_)
-      for (size_t& i : v)
-        if (i >= last) ++i;
-    by_split_[0].push_back(last - 1);
-    by_split_[1].push_back(last);
-    for (auto& v : by_split_)
-      std::stable_sort(v.begin(), v.end(), [&](size_t a, size_t b) {
-        return docs_[a].split_offset < docs_[b].split_offset;
-      });
+    docs_[cut - 1] = head;
+    docs_.insert(docs_.begin() + static_cast<long>(cut), tail_doc);
+    // Lay the split streams out again in input order.
+    split_bytes_[0] = split_bytes_[1] = 0;
+    for (auto& v : by_split_) v.clear();
+    for (size_t i = 0; i < docs_.size(); ++i) {
+      const int s = static_cast<int>(docs_[i].split);
+      docs_[i].split_offset = split_bytes_[s];
+      split_bytes_[s] += docs_[i].ref.length;
+      by_split_[s].push_back(i);
+    }
     tail_fallback_ = true;
   }
 
@@ -175,6 +162,7 @@ uint64_t DatasetPlan::dataset_id() const {
   h.UpdatePod(params_.shard_bytes);
   h.UpdatePod(params_.level);
   h.UpdatePod(params_.val_fraction);
+  h.UpdatePod(static_cast<uint64_t>(params_.jsonl_field.size()));
   h.Update(params_.jsonl_field);
   h.UpdatePod(static_cast<uint8_t>(params_.skip_bad_records));
   for (const auto& s : sources_) {

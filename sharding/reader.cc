@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 
 #include "sharding/error.h"
 #include "sharding/hash.h"
@@ -100,6 +101,7 @@ std::unique_ptr<Dataset> Dataset::Open(const std::string& dir, io::FileSystem& f
     OpenShard os;
     os.meta = &sh;
     const std::string spath = io::JoinPath(dir, sh.name());
+    if (!fs.Exists(spath)) throw DataError("shard '" + spath + "' listed in the manifest is missing");
     os.file = fs.OpenReadable(spath);
     if (os.file->Size() != sh.file_bytes())
       throw DataError("shard '" + spath + "': file is " + std::to_string(os.file->Size()) +
@@ -175,11 +177,18 @@ VerifyReport Verify(const std::string& dir, const std::function<void(uint64_t)>&
   std::string buf(1 << 20, '\0');
   for (const pb::Shard& sh : m.shards()) {
     const std::string spath = io::JoinPath(dir, sh.name());
+    if (!fs.Exists(spath)) throw DataError("shard '" + spath + "' listed in the manifest is missing");
     auto f = fs.OpenReadable(spath);
     if (f->Size() != sh.file_bytes())
       throw DataError("shard '" + spath + "': file is " + std::to_string(f->Size()) + " bytes, the manifest says " +
                       std::to_string(sh.file_bytes()));
     ShardIndex idx = ReadShardIndex(*f);
+    char expect_name[64];
+    std::snprintf(expect_name, sizeof expect_name, "%s-%05u-%016llx.bbs", SplitName(static_cast<Split>(sh.split())),
+                  sh.index(), static_cast<unsigned long long>(idx.footer.fingerprint));
+    if (sh.name() != expect_name)
+      throw DataError("shard '" + spath + "': name does not match its split, index and footer fingerprint (expected " +
+                      expect_name + ")");
     Xxh64Stream raw_hash;
     std::string frame;
     for (size_t i = 0; i < idx.frames.size(); ++i) {

@@ -189,7 +189,7 @@ pb::Manifest BuildManifest(const DatasetPlan& plan, const std::vector<ShardResul
                            const std::vector<std::string>& source_paths) {
   pb::Manifest m;
   m.set_format_version(kFormatVersion);
-  m.set_generator("bitbyte");
+  m.set_generator("bitbyte 0.1.0");
   const Params& p = plan.params();
   auto* cp = m.mutable_params();
   cp->set_frame_bytes(p.frame_bytes);

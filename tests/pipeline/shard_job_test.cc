@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <random>
 
 #include "sharding/error.h"
@@ -231,6 +235,23 @@ TEST(ShardJob, FullDiskLeavesThePreviousManifestIntact) {
     RunShardJob(o);
     EXPECT_EQ(DirContents(ds), DirContents(t / "ref"));
   }
+}
+
+TEST(ShardJob, OneJobPerOutputDirectory) {
+  std::mt19937_64 rng(38);
+  TempDir t;
+  MakeCorpus(rng, t / "in", 3, 3000);
+  io::Posix().CreateDirs(t / "ds");
+  const int fd = ::open((t / "ds").c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  try {
+    RunShardJob(Options(t / "in", t / "ds", 1));
+    FAIL() << "second job accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("another bitbyte job"), std::string::npos) << e.what();
+  }
+  ::close(fd);
+  EXPECT_NO_THROW(RunShardJob(Options(t / "in", t / "ds", 1)));
 }
 
 TEST(ShardJob, JsonlRecordsAreDocuments) {

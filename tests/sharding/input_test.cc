@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 #include <lzma.h>
 #include <zlib.h>
+#include <sys/stat.h>
 #include <zstd.h>
+
+#include <thread>
 
 #include "sharding/error.h"
 #include "sharding/file_io.h"
@@ -141,6 +144,19 @@ TEST(ReadSource, TruncatedOrGarbledCompressedInputIsAnError) {
     WriteFile(path, garbled);
     EXPECT_THROW(ReadSource({path, CompressionOf(path)}, 0, t.path()), DataError) << ext;
   }
+}
+
+// A named pipe (e.g. bash's <(...)) is read to its end, not taken as an empty file.
+TEST(ReadSource, PipeIsReadToItsEnd) {
+  TempDir t;
+  ASSERT_EQ(::mkfifo((t / "fifo").c_str(), 0600), 0);
+  const std::string payload(300000, 'p');
+  std::thread writer([&] { WriteFile(t / "fifo", payload); });
+  auto in = Enumerate({t / "fifo"});
+  SourceData s = ReadSource(in.at(0), 0, t.path());
+  writer.join();
+  EXPECT_EQ(s.data_bytes, payload.size());
+  EXPECT_EQ(ReadFile(*s.data_file), payload);
 }
 
 TEST(SplitDocuments, PlainFileIsOneDocument) {

@@ -117,6 +117,23 @@ TEST(Plan, EmptyAndTinyCorporaAreErrors) {
   DatasetPlan c{Params()};
   c.AddSource(SourceOf(t / "one", 0));
   EXPECT_THROW(c.Finish(), Error);
+  // A 1-byte last document: the fallback cuts the last document that has 2 bytes or more.
+  WriteFile(t / "long", std::string(25, 'a'));
+  Params p;
+  p.val_fraction = 0.0;
+  DatasetPlan d{p};
+  d.AddSource(SourceOf(t / "long", 0));
+  d.AddSource(SourceOf(t / "one", 1));
+  d.AddSource(SourceOf(t / "empty", 2));
+  ASSERT_NO_THROW(d.Finish());
+  EXPECT_EQ(d.split_bytes(Split::kTrain) + d.split_bytes(Split::kVal), 26u);
+  EXPECT_EQ(d.split_bytes(Split::kVal), 2u);  // ceil(25 * 0.05)
+  // Offsets follow input order in each split, also for the empty document after the cut.
+  uint64_t next[2] = {0, 0};
+  for (const auto& doc : d.docs()) {
+    EXPECT_EQ(doc.split_offset, next[static_cast<int>(doc.split)]);
+    next[static_cast<int>(doc.split)] += doc.ref.length;
+  }
 }
 
 // Shards cover each split exactly, frames fit shards, fingerprints differ when content differs.

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package bitbyte needs, as root; installs only what is missing, so a
+# second run does nothing. Usage: scripts/setup.sh
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config
+  libtbb-dev libzstd-dev zstd libprotobuf-dev protobuf-compiler
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libxxhash-dev libcli11-dev nlohmann-json3-dev
+  zlib1g-dev liblzma-dev xz-utils gzip
+  libopenblas0-openmp   # for the LibTorch tracks: Debian's libtorch is ~11x slower on netlib BLAS
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present" >&2
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: missing packages: ${missing[*]}; run this script as root to install them" >&2
+  exit 1
+fi
+echo "setup: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
