@@ -50,7 +50,7 @@ void AddShardCommand(CLI::App& app) {
       ->required();
   c->add_option("-o,--out", a->out, "Output dataset directory (created if missing)")->required();
   c->add_option("--threads", a->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  c->add_option("--level", a->level, "zstd compression level, 1-22")->capture_default_str();
+  c->add_option("--level", a->level, "zstd compression level, 1-22")->check(CLI::Range(1, 22))->capture_default_str();
   c->add_option("--val-fraction", a->val_fraction, "Share of documents (by hash) for validation, in [0,1)")
       ->capture_default_str();
   c->add_option("--frame-size", a->frame_size, "Raw bytes per zstd frame (e.g. 256K, 1M)")->capture_default_str();

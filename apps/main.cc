@@ -2,6 +2,7 @@
 // dispatches; each subcommand lives in its own file and calls the libraries.
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
 
 #include "apps/commands.h"
 #include "pipeline/graph.h"
@@ -23,6 +24,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
+  } catch (const std::invalid_argument& e) {  // a bad option value found after parsing
+    std::fprintf(stderr, "bitbyte: error: %s\n", e.what());
+    return 2;
   } catch (const bitbyte::DataError& e) {
     std::fprintf(stderr, "bitbyte: error: %s\n", e.what());
     return 3;

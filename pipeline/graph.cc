@@ -2,6 +2,7 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <thread>
 
@@ -72,7 +73,7 @@ void Graph::Run() {
   }
 }
 
-std::string Graph::StatsTable(double wall_seconds) const {
+std::string Graph::StatsTable(double wall_seconds, int threads) const {
   std::string out;
   char line[256];
   std::snprintf(line, sizeof line, "%-14s %-10s %5s %10s %12s %9s %7s %10s\n", "node", "kind", "conc", "items",
@@ -82,7 +83,7 @@ std::string Graph::StatsTable(double wall_seconds) const {
     const double busy = static_cast<double>(st.busy_ns.load()) * 1e-9;
     const double mb = static_cast<double>(st.bytes.load()) / 1e6;
     const int conc = st.concurrency;
-    const double cap = wall_seconds * (conc > 0 ? conc : 1);
+    const double cap = wall_seconds * (conc > 0 ? conc : std::max(threads, 1));
     std::snprintf(line, sizeof line, "%-14s %-10s %5s %10llu %12llu %9.3f %7.1f %10.1f\n", st.name.c_str(),
                   st.kind.c_str(), conc == 0 ? "inf" : std::to_string(conc).c_str(),
                   static_cast<unsigned long long>(st.items.load()), static_cast<unsigned long long>(st.bytes.load()),

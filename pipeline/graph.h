@@ -136,7 +136,8 @@ class Graph {
 
   const std::deque<NodeStats>& stats() const { return stats_; }
   const std::vector<EdgeInfo>& edges() const { return edges_; }
-  std::string StatsTable(double wall_seconds) const;
+  // busy % is busy time over wall time x the node's concurrency (x `threads` when unlimited).
+  std::string StatsTable(double wall_seconds, int threads) const;
 
  private:
   NodeStats& AddStats(const std::string& name, const std::string& kind, int concurrency);

@@ -239,7 +239,7 @@ ShardJobResult RunShardJob(const ShardJobOptions& o, io::FileSystem& fs) {
     Graph scan("shard.scan");
     Scan(scan, inputs, o, spool.path(), plan, progress);
     res.stats_table += "phase scan\n" + scan.StatsTable(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), threads);
   }
   plan.Finish();
   if (existing && !o.overwrite && existing->dataset_id() != plan.dataset_id())
@@ -255,7 +255,7 @@ ShardJobResult RunShardJob(const ShardJobOptions& o, io::FileSystem& fs) {
     Graph write("shard.write");
     results = Write(write, plan, keep, o, fs, threads, progress);
     res.stats_table += "phase write\n" + write.StatsTable(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count());
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count(), threads);
   }
 
   std::vector<std::string> paths;

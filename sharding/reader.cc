@@ -92,7 +92,7 @@ std::unique_ptr<Dataset> Dataset::Open(const std::string& dir, io::FileSystem& f
   ds->dir_ = dir;
   const std::string mpath = io::JoinPath(dir, kManifestName);
   if (!fs.Exists(mpath))
-    throw Error("'" + dir + "' is not a bitbyte dataset: it has no " + kManifestName +
+    throw DataError("'" + dir + "' is not a bitbyte dataset: it has no " + kManifestName +
                 " (an unfinished `bitbyte shard` run? run the same command again to complete it)");
   ds->manifest_ = ParseManifest(io::ReadWholeFile(fs, mpath), mpath);
   ds->shards_.resize(kNumSplits);
@@ -121,12 +121,18 @@ void Dataset::Read(Split s, uint64_t offset, size_t n, char* out) const {
     throw Error(std::string("read of ") + std::to_string(n) + " bytes at offset " + std::to_string(offset) +
                 " is past the end of split " + SplitName(s) + " (" + std::to_string(split_bytes_[si]) + " bytes)");
   const auto& shards = shards_[si];
-  // A one-frame cache per thread: consecutive small reads (documents, training windows) from
-  // the same frame decompress it once. Keyed by a per-Dataset id that is never reused.
-  thread_local std::string frame;
-  thread_local uint64_t cached_id = 0;
-  thread_local const OpenShard* cached_shard = nullptr;
-  thread_local size_t cached_frame = 0;
+  // A one-frame cache per thread and split: consecutive small reads (documents, training
+  // windows) from the same frame decompress it once, also when reads alternate between the
+  // splits (`cat --split all`). Keyed by a per-Dataset id that is never reused.
+  struct FrameCache {
+    std::string frame;
+    uint64_t id = 0;
+    const OpenShard* shard = nullptr;
+    size_t index = 0;
+  };
+  thread_local FrameCache caches[kNumSplits];
+  FrameCache& cache = caches[si];
+  const std::string& frame = cache.frame;
   while (n > 0) {
     auto it = std::upper_bound(shards.begin(), shards.end(), offset, [](uint64_t off, const OpenShard& sh) {
       return off < sh.meta->raw_offset();
@@ -135,12 +141,12 @@ void Dataset::Read(Split s, uint64_t offset, size_t n, char* out) const {
     const uint64_t in_shard = offset - sh.meta->raw_offset();
     const auto& ro = sh.index.raw_offsets;
     const size_t fi = static_cast<size_t>(std::upper_bound(ro.begin(), ro.end(), in_shard) - ro.begin() - 1);
-    if (cached_id != id_ || cached_shard != &sh || cached_frame != fi) {
-      cached_id = 0;
-      ReadFrame(*sh.file, sh.index, fi, frame);
-      cached_id = id_;
-      cached_shard = &sh;
-      cached_frame = fi;
+    if (cache.id != id_ || cache.shard != &sh || cache.index != fi) {
+      cache.id = 0;
+      ReadFrame(*sh.file, sh.index, fi, cache.frame);
+      cache.id = id_;
+      cache.shard = &sh;
+      cache.index = fi;
     }
     const uint64_t in_frame = in_shard - ro[fi];
     const size_t take = static_cast<size_t>(std::min<uint64_t>(n, frame.size() - in_frame));

@@ -70,7 +70,7 @@ TEST(Graph, CountsItemsBytesAndRecordsEdges) {
   ASSERT_EQ(g.edges().size(), 1u);
   EXPECT_EQ(g.edges()[0].from, "numbers");
   EXPECT_EQ(g.edges()[0].to, "add (ints)");
-  EXPECT_NE(g.StatsTable(1.0).find("add"), std::string::npos);
+  EXPECT_NE(g.StatsTable(1.0, 2).find("add"), std::string::npos);
 }
 
 // Tokens bound the items in flight between a limiter and the node that returns them.
