@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "sharding/error.h"
+#include "sharding/hash.h"
 
 namespace bitbyte {
 
@@ -209,6 +210,18 @@ void WriteFileAtomic(FileSystem& fs, const std::string& path, std::string_view d
   }
   fs.Rename(tmp, path);
   fs.SyncDir(DirName(path));
+}
+
+uint64_t HashRange(const ReadableFile& file, uint64_t offset, uint64_t length) {
+  Xxh64Stream h;
+  std::string buf(static_cast<size_t>(std::min<uint64_t>(length, 1 << 20)), '\0');
+  for (uint64_t done = 0; done < length;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), length - done));
+    file.ReadAt(offset + done, n, buf.data());
+    h.Update(std::string_view(buf.data(), n));
+    done += n;
+  }
+  return h.Digest();
 }
 
 std::string ReadWholeFile(FileSystem& fs, const std::string& path) {

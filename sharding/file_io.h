@@ -47,6 +47,9 @@ FileSystem& Posix();
 // Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync dir.
 void WriteFileAtomic(FileSystem& fs, const std::string& path, std::string_view data);
 
+// XXH64 (seed 0) of bytes [offset, offset + length) of a file, read in 1 MiB chunks.
+uint64_t HashRange(const ReadableFile& file, uint64_t offset, uint64_t length);
+
 // Reads a whole file (used for manifests and small files).
 std::string ReadWholeFile(FileSystem& fs, const std::string& path);
 

@@ -73,16 +73,7 @@ void DatasetPlan::Finish() {
     const uint64_t tail = std::clamp<uint64_t>(
         static_cast<uint64_t>(std::ceil(static_cast<double>(doc.ref.length) * f)), 1, doc.ref.length - 1);
     auto hash_range = [](const input::DocRef& r) {
-      auto file = io::Posix().OpenReadable(*r.file);
-      Xxh64Stream h;
-      std::string buf(1 << 20, '\0');
-      for (uint64_t done = 0; done < r.length;) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), r.length - done));
-        file->ReadAt(r.offset + done, n, buf.data());
-        h.Update(std::string_view(buf.data(), n));
-        done += n;
-      }
-      return h.Digest();
+      return io::HashRange(*io::Posix().OpenReadable(*r.file), r.offset, r.length);
     };
     PlannedDoc head = doc, tail_doc = doc;
     head.split = Split::kTrain;

@@ -206,14 +206,7 @@ VerifyReport Verify(const std::string& dir, const std::function<void(uint64_t)>&
     }
     if (raw_hash.Digest() != sh.raw_xxh64())
       throw DataError("shard '" + spath + "': raw bytes' XXH64 does not match the manifest");
-    Xxh64Stream file_hash;
-    for (uint64_t off = 0; off < f->Size();) {
-      size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), f->Size() - off));
-      f->ReadAt(off, n, buf.data());
-      file_hash.Update(std::string_view(buf.data(), n));
-      off += n;
-    }
-    if (file_hash.Digest() != sh.file_xxh64())
+    if (io::HashRange(*f, 0, f->Size()) != sh.file_xxh64())
       throw DataError("shard '" + spath + "': file XXH64 does not match the manifest (altered after writing)");
     ++rep.shards;
     rep.file_bytes += f->Size();

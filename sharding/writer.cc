@@ -122,19 +122,11 @@ std::optional<ShardResult> CheckExisting(io::FileSystem& fs, const std::string& 
       raw_hash.Update(raw);
     }
     if (raw_hash.Digest() != idx.footer.raw_xxh64) return std::nullopt;
-    Xxh64Stream file_hash;
-    std::string buf(1 << 20, '\0');
-    for (uint64_t off = 0; off < f->Size();) {
-      size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), f->Size() - off));
-      f->ReadAt(off, n, buf.data());
-      file_hash.Update(std::string_view(buf.data(), n));
-      off += n;
-    }
     ShardResult r;
     r.plan = &plan;
     r.file_bytes = f->Size();
     r.raw_xxh64 = idx.footer.raw_xxh64;
-    r.file_xxh64 = file_hash.Digest();
+    r.file_xxh64 = io::HashRange(*f, 0, f->Size());
     r.reused = true;
     return r;
   } catch (const DataError&) {
