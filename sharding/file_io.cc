@@ -62,6 +62,10 @@ class PosixWritableFile final : public WritableFile {
     MaybeCrash();
     if (::fsync(fd_) != 0) throw Error(ErrnoMessage("fsync", path_, errno));
   }
+  void StartSync() override {
+    // Best effort: the fsync that matters comes before the manifest is written.
+    ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+  }
   void Close() override {
     if (fd_ < 0) return;
     int fd = fd_;
@@ -146,6 +150,15 @@ class PosixFileSystem final : public FileSystem {
     int err = errno;
     ::close(fd);
     if (rc != 0 && err != EINVAL) throw Error(ErrnoMessage("fsync directory", dir, err));
+  }
+  void SyncFile(const std::string& path) override {
+    MaybeCrash();
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw Error(ErrnoMessage("open", path, errno));
+    int rc = ::fsync(fd);
+    int err = errno;
+    ::close(fd);
+    if (rc != 0) throw Error(ErrnoMessage("fsync", path, err));
   }
   void CreateDirs(const std::string& dir) override {
     if (dir.empty()) return;

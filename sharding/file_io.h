@@ -15,6 +15,7 @@ class WritableFile {
   virtual ~WritableFile() = default;
   virtual void Append(std::string_view data) = 0;  // throws Error on failure
   virtual void Sync() = 0;                          // fsync
+  virtual void StartSync() {}                       // start writeback without waiting for it
   virtual void Close() = 0;
   virtual uint64_t Size() const = 0;
 };
@@ -36,6 +37,7 @@ class FileSystem {
   virtual void Rename(const std::string& from, const std::string& to) = 0;
   virtual void Remove(const std::string& path) = 0;  // no error if missing
   virtual void SyncDir(const std::string& dir) = 0;
+  virtual void SyncFile(const std::string& path) = 0;  // fsync a closed file by path
   virtual void CreateDirs(const std::string& dir) = 0;
   virtual bool Exists(const std::string& path) = 0;
   virtual std::vector<std::string> ListDir(const std::string& dir) = 0;  // names, sorted

@@ -47,7 +47,10 @@ ShardResult ShardFileBuilder::Finish() {
   f.shard_index = plan_.index;
   Append(index);
   Append(EncodeFooter(f));
-  file_->Sync();
+  // Writeback starts now; WriteManifest fsyncs every shard before the manifest names it. A
+  // shard renamed but not yet durable when the machine dies is caught on resume, which verifies
+  // every frame of a shard before keeping it.
+  file_->StartSync();
   file_->Close();
   fs_.Rename(tmp_path_, final_path_);
   ShardResult r;
@@ -243,7 +246,8 @@ pb::Manifest BuildManifest(const DatasetPlan& plan, const std::vector<ShardResul
 void WriteManifest(io::FileSystem& fs, const std::string& dir, const pb::Manifest& m) {
   std::string bytes;
   if (!m.SerializeToString(&bytes)) throw Error("cannot serialise the manifest");
-  fs.SyncDir(dir);  // the renames of the shards are durable before the manifest names them
+  for (const auto& sh : m.shards()) fs.SyncFile(io::JoinPath(dir, sh.name()));
+  fs.SyncDir(dir);  // the shards and their renames are durable before the manifest names them
   io::WriteFileAtomic(fs, io::JoinPath(dir, kManifestName), bytes);
 }
 

@@ -198,6 +198,7 @@ class FullDisk : public io::FileSystem {
   void Rename(const std::string& a, const std::string& b) override { io::Posix().Rename(a, b); }
   void Remove(const std::string& p) override { io::Posix().Remove(p); }
   void SyncDir(const std::string& d) override { io::Posix().SyncDir(d); }
+  void SyncFile(const std::string& p) override { io::Posix().SyncFile(p); }
   void CreateDirs(const std::string& d) override { io::Posix().CreateDirs(d); }
   bool Exists(const std::string& p) override { return io::Posix().Exists(p); }
   std::vector<std::string> ListDir(const std::string& d) override { return io::Posix().ListDir(d); }
