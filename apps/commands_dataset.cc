@@ -132,7 +132,8 @@ void AddInspectCommand(CLI::App& app) {
           j["document_list"].push_back({{"source", d.source()}, {"split", SplitLabel(d.split())},
                                         {"offset", d.offset()}, {"length", d.length()}, {"xxh64", Hex64(d.xxh64())}});
       }
-      std::printf("%s\n", j.dump(2).c_str());
+      // Paths are bytes; JSON wants UTF-8: invalid sequences print as U+FFFD.
+      std::printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
       return;
     }
     uint64_t file_bytes = 0;

@@ -1,5 +1,7 @@
 // bitbyte: byte-level language modelling on tbb::flow graphs. This file only parses and
 // dispatches; each subcommand lives in its own file and calls the libraries.
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <exception>
 #include <stdexcept>
@@ -8,7 +10,21 @@
 #include "pipeline/graph.h"
 #include "sharding/error.h"
 
+namespace {
+
+// A dataset reader keeps every shard file open; allow as many as the hard limit permits.
+void RaiseOpenFileLimit() {
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  RaiseOpenFileLimit();
   CLI::App app{
       "bitbyte: raw text in, byte-level models trained, bits-per-byte out.\n"
       "Run 'bitbyte SUBCOMMAND --help' for the options of each subcommand."};

@@ -9,7 +9,7 @@ namespace bitbyte::pipeline {
 Progress::Progress(std::string label, uint64_t total, ProgressMode mode, double plain_interval_s, std::FILE* out)
     : label_(std::move(label)), total_(total), mode_(mode), interval_s_(plain_interval_s), out_(out) {
   if (mode_ == ProgressMode::kAuto) mode_ = ::isatty(::fileno(out_)) ? ProgressMode::kTerminal : ProgressMode::kPlain;
-  start_ = last_print_ = std::chrono::steady_clock::now();
+  start_ = std::chrono::steady_clock::now();
 }
 
 Progress::~Progress() { Finish(); }
@@ -42,13 +42,13 @@ std::string Progress::FormatDuration(double s) {
 void Progress::Add(uint64_t bytes) {
   done_ += bytes;
   if (mode_ == ProgressMode::kNone) return;
-  const auto now = std::chrono::steady_clock::now();
-  const double since = std::chrono::duration<double>(now - last_print_).count();
+  const int64_t now_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count();
   const double every = mode_ == ProgressMode::kTerminal ? 0.2 : interval_s_;
-  if (since < every) return;
+  if (static_cast<double>(now_ns - last_print_ns_.load()) * 1e-9 < every) return;
   std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
   if (!lock.owns_lock() || finished_) return;
-  last_print_ = now;
+  last_print_ns_ = now_ns;
   Print(false);
 }
 

@@ -32,7 +32,8 @@ class Progress {
   double interval_s_;
   std::FILE* out_;
   std::atomic<uint64_t> done_{0};
-  std::chrono::steady_clock::time_point start_, last_print_;
+  std::chrono::steady_clock::time_point start_;
+  std::atomic<int64_t> last_print_ns_{0};  // since start_; read without the lock in Add()
   std::mutex mu_;
   bool finished_ = false;
 };

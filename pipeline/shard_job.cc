@@ -30,11 +30,10 @@ bool IsOurs(const std::string& name) {
 }
 
 std::optional<shard::pb::Manifest> LoadExisting(io::FileSystem& fs, const ShardJobOptions& o) {
-  fs.CreateDirs(o.out_dir);
   const std::string mpath = io::JoinPath(o.out_dir, shard::kManifestName);
   if (fs.Exists(mpath)) {
     try {
-      return shard::ParseManifest(io::ReadWholeFile(fs, mpath), mpath);
+      return shard::ParseManifest(shard::ReadManifestBytes(fs, mpath), mpath);
     } catch (const Error& e) {
       if (o.overwrite) return std::nullopt;
       throw Error("output directory '" + o.out_dir + "' holds a damaged dataset (" + e.what() +
@@ -121,7 +120,7 @@ struct ScanItem {
 };
 
 // Phase 1: every input read, split into documents and routed, in input order.
-void Scan(Graph& g, const std::vector<input::InputFile>& inputs, const ShardJobOptions& o,
+void Scan(Graph& g, const std::vector<input::InputFile>& inputs, const ShardJobOptions& o, io::FileSystem& fs,
           const std::string& spool, shard::DatasetPlan& plan, Progress& progress) {
   size_t next = 0;
   auto& enumerate = g.Source<ScanItem>("enumerate", [&](ScanItem& item) {
@@ -134,7 +133,7 @@ void Scan(Graph& g, const std::vector<input::InputFile>& inputs, const ShardJobO
       [&](const ScanItem& in) {
         ScanItem out = in;
         out.data = std::make_shared<input::SourceData>(
-            input::ReadSource(inputs[in.seq], static_cast<uint32_t>(in.seq), spool));
+            input::ReadSource(inputs[in.seq], static_cast<uint32_t>(in.seq), spool, fs));
         progress.Add(out.data->size);
         return out;
       },
@@ -143,7 +142,9 @@ void Scan(Graph& g, const std::vector<input::InputFile>& inputs, const ShardJobO
   auto& split = g.Function<ScanItem, ScanItem>(
       "split", 0,
       [&](const ScanItem& in) {
-        input::SplitResult r = input::SplitDocuments(*in.data, split_opts, spool);
+        input::SplitResult r = input::SplitDocuments(*in.data, split_opts, spool, fs);
+        // JSONL texts now live in their own spool file: the decompressed source is not needed.
+        if (!split_opts.jsonl_field.empty() && in.data->data_file->spool) fs.Remove(in.data->data_file->path);
         ScanItem out;
         out.seq = in.seq;
         out.scanned = std::make_shared<shard::ScannedSource>();
@@ -199,11 +200,21 @@ std::vector<shard::ShardResult> Write(Graph& g, const shard::DatasetPlan& plan, 
       [](const WorkPtr& w) { return w->keep_existing ? w->kept.file_bytes : w->raw.size(); });
   auto& order = g.Add<tbb::flow::sequencer_node<WorkPtr>>("order_frames", "sequencer", 1,
                                                           [](const WorkPtr& w) { return w->seq; });
-  auto& write = g.Function<WorkPtr, tbb::flow::continue_msg>(
+  using Committed = std::optional<shard::ShardResult>;
+  auto& write = g.Function<WorkPtr, Committed>(
       "write", 1,
       [&](const WorkPtr& w) {
-        if (auto done = assembler.Consume(*w)) results.push_back(*done);
+        Committed done = assembler.Consume(*w);
         progress.Add(w->keep_existing ? w->shard->raw_bytes : w->raw.size());
+        return done;
+      },
+      [](const Committed& c) { return c ? c->file_bytes : 0; });
+  // The manifest sink collects the committed shards; the manifest itself is written once the
+  // graph is done (it is the commit point). Each item returns its token here.
+  auto& manifest = g.Function<Committed, tbb::flow::continue_msg>(
+      "manifest", 1,
+      [&](const Committed& c) {
+        if (c) results.push_back(*c);
         return tbb::flow::continue_msg();
       },
       [](const tbb::flow::continue_msg&) { return uint64_t{0}; });
@@ -211,7 +222,8 @@ std::vector<shard::ShardResult> Write(Graph& g, const shard::DatasetPlan& plan, 
   g.Connect(limit, compress, "frame");
   g.Connect(compress, order, "compressed frame");
   g.Connect(order, write, "frames in order");
-  g.ConnectPort(write, limit.decrementer(), "write", "tokens (returned)");
+  g.Connect(write, manifest, "committed shards");
+  g.ConnectPort(manifest, limit.decrementer(), "manifest", "tokens (returned)");
   g.Run();
   return results;
 }
@@ -226,22 +238,29 @@ ShardJobResult RunShardJob(const ShardJobOptions& o, io::FileSystem& fs) {
 
   std::vector<input::InputFile> inputs = input::Enumerate(o.inputs, o.out_dir);
   if (inputs.empty()) throw Error("no inputs: give files, directories, patterns or - for stdin");
+  fs.CreateDirs(o.out_dir);
+  DirLock lock(o.out_dir);  // before looking at what the directory holds
   std::optional<shard::pb::Manifest> existing = LoadExisting(fs, o);
   if (existing && !o.overwrite && !SameParams(existing->params(), o.params))
     RefuseDifferent(o, *existing, "created with other parameters");
 
-  DirLock lock(o.out_dir);
   SpoolDir spool(fs, io::JoinPath(o.out_dir, kSpoolDir));
   shard::DatasetPlan plan(o.params);
   ShardJobResult res;
   {
     Progress progress("scan", InputBytes(inputs), o.progress);
     Graph scan("shard.scan");
-    Scan(scan, inputs, o, spool.path(), plan, progress);
+    Scan(scan, inputs, o, fs, spool.path(), plan, progress);
     res.stats_table += "phase scan\n" + scan.StatsTable(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), threads);
   }
   plan.Finish();
+  const uint64_t manifest_estimate = plan.docs().size() * shard::kManifestBytesPerDocument +
+                                     plan.sources().size() * 64 + plan.shards().size() * 128 + (1 << 20);
+  if (manifest_estimate > shard::kMaxManifestBytes)
+    throw Error("too many documents (" + std::to_string(plan.docs().size()) +
+                ") for one dataset: its manifest would exceed the 2 GiB protobuf limit; shard the corpus "
+                "into several datasets (e.g. by directory)");
   if (existing && !o.overwrite && existing->dataset_id() != plan.dataset_id())
     RefuseDifferent(o, *existing, "made from other input bytes");
 

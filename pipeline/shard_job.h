@@ -2,7 +2,7 @@
 // The `bitbyte shard` job as one tbb::flow graph in two phases:
 //   scan:  enumerate -> read (bounded) -> split -> order (sequencer) -> route
 //   write: plan (source) -> tokens (limiter) -> compress (parallel) -> order (sequencer)
-//          -> write (serial) -> manifest (sink); the writer returns a token per item.
+//          -> write (serial) -> manifest (sink); the sink returns a token per item.
 // In-flight memory is bounded by the tokens: at most `max_in_flight` frames (raw + compressed)
 // exist at once, whatever the corpus size (docs/shard-format.md states the bound).
 #include <cstdint>

@@ -105,6 +105,16 @@ class PosixReadableFile final : public ReadableFile {
   }
   uint64_t Size() const override { return size_; }
   const std::string& Path() const override { return path_; }
+  FileStamp Stamp() const override {
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) throw Error(ErrnoMessage("stat", path_, errno));
+    FileStamp s;
+    s.dev = static_cast<uint64_t>(st.st_dev);
+    s.ino = static_cast<uint64_t>(st.st_ino);
+    s.size = static_cast<uint64_t>(st.st_size);
+    s.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    return s;
+  }
 
  private:
   std::string path_;

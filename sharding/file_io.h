@@ -20,6 +20,17 @@ class WritableFile {
   virtual uint64_t Size() const = 0;
 };
 
+// What identifies a file's contents cheaply: a change of any field means it was replaced or
+// modified (mtime has nanosecond resolution on the file systems we run on).
+struct FileStamp {
+  uint64_t dev = 0, ino = 0, size = 0;
+  int64_t mtime_ns = 0;
+  bool operator==(const FileStamp& o) const {
+    return dev == o.dev && ino == o.ino && size == o.size && mtime_ns == o.mtime_ns;
+  }
+  bool operator!=(const FileStamp& o) const { return !(*this == o); }
+};
+
 class ReadableFile {
  public:
   virtual ~ReadableFile() = default;
@@ -27,6 +38,7 @@ class ReadableFile {
   virtual void ReadAt(uint64_t offset, size_t n, char* out) const = 0;
   virtual uint64_t Size() const = 0;
   virtual const std::string& Path() const = 0;
+  virtual FileStamp Stamp() const = 0;  // as of now (fstat)
 };
 
 class FileSystem {

@@ -67,9 +67,11 @@ void AddPath(const std::string& p, const std::string& exclude, std::vector<Input
 }
 
 // Streams the bytes of a file to `sink` in chunks, feeding the stored-bytes hash as it goes.
-void StreamFile(const std::string& path, Xxh64Stream& stored_hash, uint64_t& stored_size,
-                const std::function<void(const char*, size_t)>& sink) {
+// Returns the file's stamp, and fails if the file changed while it was read.
+io::FileStamp StreamFile(const std::string& path, Xxh64Stream& stored_hash, uint64_t& stored_size,
+                         const std::function<void(const char*, size_t)>& sink) {
   auto f = io::Posix().OpenReadable(path);
+  const io::FileStamp before = f->Stamp();
   std::string buf(kChunk, '\0');
   for (uint64_t off = 0; off < f->Size();) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, f->Size() - off));
@@ -79,6 +81,8 @@ void StreamFile(const std::string& path, Xxh64Stream& stored_hash, uint64_t& sto
     off += n;
   }
   stored_size = f->Size();
+  if (f->Stamp() != before) throw Error("input '" + path + "' changed while it was being read");
+  return before;
 }
 
 // Reads stdin ("-"), a pipe or a device to its end.
@@ -263,7 +267,7 @@ std::vector<InputFile> Enumerate(const std::vector<std::string>& args, const std
   return out;
 }
 
-SourceData ReadSource(const InputFile& in, uint32_t index, const std::string& spool_dir) {
+SourceData ReadSource(const InputFile& in, uint32_t index, const std::string& spool_dir, io::FileSystem& fs) {
   SourceData s;
   s.index = index;
   s.path = in.path;
@@ -271,15 +275,15 @@ SourceData ReadSource(const InputFile& in, uint32_t index, const std::string& sp
   struct stat st;
   const bool stream = in.path == "-" || (::stat(in.path.c_str(), &st) == 0 && !S_ISREG(st.st_mode));
   if (!stream && in.compression == Compression::kNone) {
-    StreamFile(in.path, stored, s.size, [](const char*, size_t) {});
+    const io::FileStamp stamp = StreamFile(in.path, stored, s.size, [](const char*, size_t) {});
     s.xxh64 = stored.Digest();
-    s.data_file = std::make_shared<const std::string>(in.path);
+    s.data_file = std::make_shared<const DataFile>(DataFile{in.path, false, stamp});
     s.data_bytes = s.size;
     s.data_xxh64 = s.xxh64;
     return s;
   }
   const std::string spool = SpoolName(spool_dir, "src", index);
-  auto out = io::Posix().NewWritableFile(spool);
+  auto out = fs.NewWritableFile(spool);
   Xxh64Stream plain;
   uint64_t plain_bytes = 0;
   auto write_plain = [&](const char* p, size_t n) {
@@ -302,22 +306,23 @@ SourceData ReadSource(const InputFile& in, uint32_t index, const std::string& sp
   }
   out->Close();
   s.xxh64 = stored.Digest();
-  s.data_file = std::make_shared<const std::string>(spool);
+  s.data_file = std::make_shared<const DataFile>(DataFile{spool, true, {}});
   s.data_bytes = plain_bytes;
   s.data_xxh64 = plain.Digest();
   return s;
 }
 
-SplitResult SplitDocuments(const SourceData& src, const SplitOptions& opts, const std::string& spool_dir) {
+SplitResult SplitDocuments(const SourceData& src, const SplitOptions& opts, const std::string& spool_dir,
+                           io::FileSystem& fs) {
   SplitResult r;
   if (opts.jsonl_field.empty()) {
     r.docs.push_back({src.data_file, 0, src.data_bytes, src.data_xxh64});
     return r;
   }
   const std::string spool = SpoolName(spool_dir, "docs", src.index);
-  auto docs_file = std::make_shared<const std::string>(spool);
-  auto out = io::Posix().NewWritableFile(spool);
-  auto in = io::Posix().OpenReadable(*src.data_file);
+  auto docs_file = std::make_shared<const DataFile>(DataFile{spool, true, {}});
+  auto out = fs.NewWritableFile(spool);
+  auto in = io::Posix().OpenReadable(src.data_file->path);
   std::string buf(kChunk, '\0'), line;
   uint64_t line_no = 0, out_off = 0;
   auto handle_line = [&]() {

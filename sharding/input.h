@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "sharding/file_io.h"
+
 namespace bitbyte::input {
 
 enum class Compression { kNone, kZstd, kGzip, kXz };
@@ -25,9 +27,17 @@ std::vector<InputFile> Enumerate(const std::vector<std::string>& args, const std
 
 Compression CompressionOf(const std::string& path);
 
-// Where a document's bytes are: a byte range of a plain file (the input itself, or a spool file).
+// A plain file holding documents' bytes: an input as scanned, or a spool file of ours. Inputs
+// carry their stamp from the scan: a reader that finds another has found a changed input.
+struct DataFile {
+  std::string path;
+  bool spool = false;
+  io::FileStamp stamp;
+};
+
+// Where a document's bytes are: a byte range of a DataFile.
 struct DocRef {
-  std::shared_ptr<const std::string> file;
+  std::shared_ptr<const DataFile> file;
   uint64_t offset = 0;
   uint64_t length = 0;
   uint64_t xxh64 = 0;
@@ -39,14 +49,15 @@ struct SourceData {
   std::string path;
   uint64_t size = 0;        // bytes as stored
   uint64_t xxh64 = 0;       // hash of the bytes as stored
-  std::shared_ptr<const std::string> data_file;  // plain bytes (the input, or a spool file)
+  std::shared_ptr<const DataFile> data_file;  // plain bytes (the input, or a spool file)
   uint64_t data_bytes = 0;
   uint64_t data_xxh64 = 0;
 };
 
 // Reads one input: hashes it, and decompresses or copies (stdin) it into `spool_dir` when its
 // bytes are not already a plain file. Throws Error naming the file (and offset) on failure.
-SourceData ReadSource(const InputFile& in, uint32_t index, const std::string& spool_dir);
+SourceData ReadSource(const InputFile& in, uint32_t index, const std::string& spool_dir,
+                      io::FileSystem& fs = io::Posix());
 
 struct SplitOptions {
   std::string jsonl_field;        // empty: the whole source is one document
@@ -60,6 +71,7 @@ struct SplitResult {
 
 // Cuts a source into documents. JSONL records' texts are unescaped into a spool file in
 // `spool_dir`. Blank lines are ignored. Errors name "path:line".
-SplitResult SplitDocuments(const SourceData& src, const SplitOptions& opts, const std::string& spool_dir);
+SplitResult SplitDocuments(const SourceData& src, const SplitOptions& opts, const std::string& spool_dir,
+                           io::FileSystem& fs = io::Posix());
 
 }  // namespace bitbyte::input

@@ -73,7 +73,7 @@ void DatasetPlan::Finish() {
     const uint64_t tail = std::clamp<uint64_t>(
         static_cast<uint64_t>(std::ceil(static_cast<double>(doc.ref.length) * f)), 1, doc.ref.length - 1);
     auto hash_range = [](const input::DocRef& r) {
-      return io::HashRange(*io::Posix().OpenReadable(*r.file), r.offset, r.length);
+      return io::HashRange(*io::Posix().OpenReadable(r.file->path), r.offset, r.length);
     };
     PlannedDoc head = doc, tail_doc = doc;
     head.split = Split::kTrain;
@@ -180,14 +180,19 @@ void DatasetPlan::ReadRange(Split s, uint64_t offset, size_t n, char* out) const
     if (d.ref.length == 0) continue;
     const uint64_t in_doc = offset - d.split_offset;
     const size_t take = static_cast<size_t>(std::min<uint64_t>(n, d.ref.length - in_doc));
-    if (!open_file || open_path != *d.ref.file) {
+    const input::DataFile& df = *d.ref.file;
+    if (!open_file || open_path != df.path) {
       open_file.reset();
-      open_file = io::Posix().OpenReadable(*d.ref.file);
-      open_path = *d.ref.file;
+      open_file = io::Posix().OpenReadable(df.path);
+      open_path = df.path;
     }
     if (open_file->Size() < d.ref.offset + d.ref.length)
-      throw Error("input '" + *d.ref.file + "' changed while sharding (it is shorter than when it was read)");
+      throw Error("input '" + df.path + "' changed while sharding (it is shorter than when it was read)");
     open_file->ReadAt(d.ref.offset + in_doc, take, out);
+    // Checked after the read: a write that raced with it has updated the stamp by now.
+    if (!df.spool && open_file->Stamp() != df.stamp)
+      throw Error("input '" + df.path + "' changed while sharding (size, time or inode differ from the scan); "
+                  "run again once it is stable");
     out += take;
     offset += take;
     n -= take;

@@ -21,6 +21,16 @@ std::string Field(const char* repeated, int i, const char* field) {
 
 }  // namespace
 
+std::string ReadManifestBytes(io::FileSystem& fs, const std::string& path) {
+  auto f = fs.OpenReadable(path);
+  if (f->Size() > kMaxManifestBytes)
+    throw DataError("manifest '" + path + "' is " + std::to_string(f->Size()) + " bytes, over the " +
+                    std::to_string(kMaxManifestBytes) + "-byte limit of a protobuf message");
+  std::string bytes(f->Size(), '\0');
+  if (!bytes.empty()) f->ReadAt(0, bytes.size(), bytes.data());
+  return bytes;
+}
+
 pb::Manifest ParseManifest(const std::string& bytes, const std::string& path) {
   pb::Manifest m;
   if (!m.ParseFromString(bytes)) Bad(path, "cannot be parsed (truncated or garbled protobuf)");
@@ -94,7 +104,7 @@ std::unique_ptr<Dataset> Dataset::Open(const std::string& dir, io::FileSystem& f
   if (!fs.Exists(mpath))
     throw DataError("'" + dir + "' is not a bitbyte dataset: it has no " + kManifestName +
                 " (an unfinished `bitbyte shard` run? run the same command again to complete it)");
-  ds->manifest_ = ParseManifest(io::ReadWholeFile(fs, mpath), mpath);
+  ds->manifest_ = ParseManifest(ReadManifestBytes(fs, mpath), mpath);
   ds->shards_.resize(kNumSplits);
   for (int s = 0; s < kNumSplits; ++s) ds->split_bytes_[s] = ds->manifest_.splits(s).bytes();
   for (const pb::Shard& sh : ds->manifest_.shards()) {
@@ -179,7 +189,7 @@ VerifyReport Verify(const std::string& dir, const std::function<void(uint64_t)>&
   // Whole-file hashes first: they catch a flipped byte anywhere, even in padding we never parse.
   const std::string mpath = io::JoinPath(dir, kManifestName);
   if (!fs.Exists(mpath)) throw DataError("'" + dir + "' has no " + std::string(kManifestName));
-  pb::Manifest m = ParseManifest(io::ReadWholeFile(fs, mpath), mpath);
+  pb::Manifest m = ParseManifest(ReadManifestBytes(fs, mpath), mpath);
   std::string buf(1 << 20, '\0');
   for (const pb::Shard& sh : m.shards()) {
     const std::string spath = io::JoinPath(dir, sh.name());

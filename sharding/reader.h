@@ -16,6 +16,9 @@
 
 namespace bitbyte::shard {
 
+// Reads manifest bytes, refusing a file over kMaxManifestBytes (DataError) before allocating.
+std::string ReadManifestBytes(io::FileSystem& fs, const std::string& path);
+
 // Parses and validates a manifest (field by field; errors name the field). Throws DataError.
 pb::Manifest ParseManifest(const std::string& bytes, const std::string& path);
 

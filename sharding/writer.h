@@ -16,6 +16,11 @@
 namespace bitbyte::shard {
 
 inline constexpr char kManifestName[] = "manifest.pb";
+// Protobuf messages are limited to 2 GiB; keep a margin.
+inline constexpr uint64_t kMaxManifestBytes = uint64_t{2000} << 20;
+// Upper bound of the serialised bytes one document adds to the manifest (a Document message:
+// tag and length, source, split, offset, length as varints, the fixed64 hash).
+inline constexpr uint64_t kManifestBytesPerDocument = 2 + 6 + 2 + 11 + 11 + 9;
 
 struct ShardResult {
   const ShardPlan* plan = nullptr;

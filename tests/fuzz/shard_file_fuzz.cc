@@ -17,6 +17,7 @@ class MemoryFile : public bitbyte::io::ReadableFile {
   }
   uint64_t Size() const override { return data_.size(); }
   const std::string& Path() const override { return path_; }
+  bitbyte::io::FileStamp Stamp() const override { return {}; }
 
  private:
   std::string data_;

@@ -255,6 +255,28 @@ TEST(ShardJob, OneJobPerOutputDirectory) {
   EXPECT_NO_THROW(RunShardJob(Options(t / "in", t / "ds", 1)));
 }
 
+// Disk full while spooling (JSONL texts go to a spool file first): the same clean failure.
+TEST(ShardJob, FullDiskWhileSpooling) {
+  TempDir t;
+  std::string jsonl;
+  for (int i = 0; i < 200; ++i) jsonl += "{\"text\": \"record " + std::to_string(i) + " of the corpus\"}\n";
+  WriteFile(t / "a.jsonl", jsonl);
+  ShardJobOptions o = Options(t / "a.jsonl", t / "ds", 2);
+  o.params.jsonl_field = "text";
+  FullDisk disk(500);
+  try {
+    RunShardJob(o, disk);
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("No space left"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("docs-"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(io::Posix().Exists(t / "ds/manifest.pb"));
+  EXPECT_FALSE(io::Posix().Exists(t / "ds/.bitbyte-tmp"));  // spool removed on failure
+  RunShardJob(o);
+  EXPECT_NO_THROW(shard::Verify(t / "ds"));
+}
+
 TEST(ShardJob, JsonlRecordsAreDocuments) {
   TempDir t;
   WriteFile(t / "a.jsonl", "{\"text\":\"alpha \"}\n{\"text\":\"beta\\n\"}\n{\"text\":\"gamma\"}\n");

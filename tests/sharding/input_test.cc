@@ -50,7 +50,7 @@ std::string Xz(const std::string& s) {
 }
 
 std::string DocBytes(const DocRef& d) {
-  std::string all = ReadFile(*d.file);
+  std::string all = ReadFile(d.file->path);
   return all.substr(d.offset, d.length);
 }
 
@@ -120,7 +120,7 @@ TEST(ReadSource, CompressedRoundTripsRandomInputs) {
       EXPECT_EQ(s.xxh64, Xxh64(c.bytes));
       EXPECT_EQ(s.data_bytes, plain.size());
       EXPECT_EQ(s.data_xxh64, Xxh64(plain));
-      EXPECT_EQ(ReadFile(*s.data_file), plain) << c.ext;
+      EXPECT_EQ(ReadFile(s.data_file->path), plain) << c.ext;
     }
   }
 }
@@ -156,7 +156,7 @@ TEST(ReadSource, PipeIsReadToItsEnd) {
   SourceData s = ReadSource(in.at(0), 0, t.path());
   writer.join();
   EXPECT_EQ(s.data_bytes, payload.size());
-  EXPECT_EQ(ReadFile(*s.data_file), payload);
+  EXPECT_EQ(ReadFile(s.data_file->path), payload);
 }
 
 TEST(SplitDocuments, PlainFileIsOneDocument) {

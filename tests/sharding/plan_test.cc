@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <chrono>
 #include <random>
+#include <thread>
 #include <set>
 
 #include "sharding/error.h"
@@ -23,7 +25,9 @@ ScannedSource SourceOf(const std::string& path, uint32_t index) {
   s.path = path;
   s.size = bytes.size();
   s.xxh64 = Xxh64(bytes);
-  s.docs.push_back({std::make_shared<const std::string>(path), 0, bytes.size(), Xxh64(bytes)});
+  auto stamp = io::Posix().OpenReadable(path)->Stamp();
+  s.docs.push_back({std::make_shared<const input::DataFile>(input::DataFile{path, false, stamp}), 0, bytes.size(),
+                    Xxh64(bytes)});
   return s;
 }
 
@@ -102,6 +106,26 @@ TEST(Plan, OneDocumentGetsATailValidationSlice) {
     plan.ReadRange(Split::kVal, 0, val.size(), val.data());
     EXPECT_EQ(val, (text + "tail-part!").substr(1010 - val.size()));
     EXPECT_EQ(plan.docs()[1].ref.xxh64, Xxh64(val));
+  }
+}
+
+// An input modified after the scan (same size, new bytes) is refused when read for writing,
+// never packed into shards whose fingerprints describe the old bytes.
+TEST(Plan, InputChangedAfterTheScanIsAnError) {
+  TempDir t;
+  WriteFile(t / "a", std::string(5000, 'a'));
+  DatasetPlan plan{Params()};
+  plan.AddSource(SourceOf(t / "a", 0));
+  plan.Finish();
+  std::string buf(100, '\0');
+  EXPECT_NO_THROW(plan.ReadRange(Split::kTrain, 0, buf.size(), buf.data()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));  // past the clock tick of mtime
+  WriteFile(t / "a", std::string(5000, 'b'));
+  try {
+    plan.ReadRange(Split::kTrain, 0, buf.size(), buf.data());
+    FAIL() << "changed input accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("changed while sharding"), std::string::npos) << e.what();
   }
 }
 
