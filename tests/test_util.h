@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -63,6 +65,19 @@ inline std::string RandomBytes(std::mt19937_64& rng, size_t n) {
   const bool text = rng() % 2 == 0;
   for (auto& c : s) c = text ? static_cast<char>('a' + rng() % 6) : static_cast<char>(rng() & 0xff);
   return s;
+}
+
+// Writes n random files dir/f0000... (sizes 0..max_len) and returns their contents in order.
+inline std::vector<std::string> MakeCorpus(std::mt19937_64& rng, const std::string& dir, int n, size_t max_len) {
+  ::mkdir(dir.c_str(), 0755);
+  std::vector<std::string> docs;
+  for (int i = 0; i < n; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "/f%04d", i);
+    docs.push_back(RandomBytes(rng, rng() % (max_len + 1)));
+    WriteFile(dir + name, docs.back());
+  }
+  return docs;
 }
 
 // Every regular file in dir (not recursive), name -> contents.

@@ -17,20 +17,9 @@ namespace bitbyte::pipeline {
 namespace {
 
 using testing::DirContents;
+using testing::MakeCorpus;
 using testing::TempDir;
 using testing::WriteFile;
-
-std::vector<std::string> MakeCorpus(std::mt19937_64& rng, const std::string& dir, int n, size_t max_len) {
-  io::Posix().CreateDirs(dir);
-  std::vector<std::string> docs;
-  for (int i = 0; i < n; ++i) {
-    char name[32];
-    std::snprintf(name, sizeof name, "/f%04d", i);
-    docs.push_back(testing::RandomBytes(rng, rng() % (max_len + 1)));
-    WriteFile(dir + name, docs.back());
-  }
-  return docs;
-}
 
 ShardJobOptions Options(const std::string& in, const std::string& out, int threads) {
   ShardJobOptions o;
@@ -42,14 +31,6 @@ ShardJobOptions Options(const std::string& in, const std::string& out, int threa
   o.params.val_fraction = 0.2;
   o.progress = ProgressMode::kNone;
   return o;
-}
-
-std::string CatAll(const std::string& dir) {
-  auto ds = shard::Dataset::Open(dir);
-  std::string all;
-  for (const auto& d : ds->manifest().documents())
-    all += ds->Read(static_cast<shard::Split>(d.split()), d.offset(), d.length());
-  return all;
 }
 
 // Property: for random corpora the graph's output is byte-identical to the serial reference
@@ -71,7 +52,7 @@ TEST(ShardJob, MatchesSerialReferenceAtAnyThreadCount) {
       EXPECT_EQ(r.train_bytes + r.val_bytes, expect.size());
       EXPECT_EQ(DirContents(out), ref) << "threads " << threads;
     }
-    EXPECT_EQ(CatAll(t / "t2"), expect);
+    EXPECT_EQ(testing::ReadAllDocuments(t / "t2"), expect);
     EXPECT_NO_THROW(shard::Verify(t / "t2"));
   }
 }
@@ -160,7 +141,7 @@ TEST(ShardJob, DocumentLargerThanAShardAndEmptyDocuments) {
   auto ds = shard::Dataset::Open(t / "ds");
   EXPECT_EQ(ds->manifest().empty_documents(), 2u);
   EXPECT_GE(ds->manifest().shards_size(), 5);
-  EXPECT_EQ(CatAll(t / "ds"), big);
+  EXPECT_EQ(testing::ReadAllDocuments(t / "ds"), big);
 }
 
 TEST(ShardJob, EmptyCorpusAndMissingInputAreErrors) {
@@ -221,7 +202,7 @@ TEST(ShardJob, FullDiskLeavesThePreviousManifestIntact) {
   for (uint64_t budget : {uint64_t{0}, uint64_t{100}, total / 3, total / 2, total - 10}) {
     const std::string ds = t / ("ds" + std::to_string(budget));
     RunShardJob(Options(t / "old", ds, 2));
-    const auto old = CatAll(ds);
+    const auto old = testing::ReadAllDocuments(ds);
     FullDisk disk(budget);
     ShardJobOptions o = Options(t / "new", ds, 2);
     o.overwrite = true;
@@ -232,7 +213,7 @@ TEST(ShardJob, FullDiskLeavesThePreviousManifestIntact) {
       EXPECT_NE(std::string(e.what()).find("No space left"), std::string::npos) << e.what();
     }
     EXPECT_NO_THROW(shard::Verify(ds)) << budget;
-    EXPECT_EQ(CatAll(ds), old);
+    EXPECT_EQ(testing::ReadAllDocuments(ds), old);
     RunShardJob(o);
     EXPECT_EQ(DirContents(ds), DirContents(t / "ref"));
   }
@@ -287,7 +268,7 @@ TEST(ShardJob, JsonlRecordsAreDocuments) {
   // Three records; when hashing routes all of them to one split, the last is cut in two.
   EXPECT_EQ(r.documents, 3u + (ds->manifest().val_tail_fallback() ? 1 : 0));
   EXPECT_EQ(ds->manifest().sources(0).documents(), r.documents);
-  EXPECT_EQ(CatAll(t / "ds"), "alpha beta\ngamma");
+  EXPECT_EQ(testing::ReadAllDocuments(t / "ds"), "alpha beta\ngamma");
 }
 
 }  // namespace

@@ -15,23 +15,6 @@ namespace {
 using testing::TempDir;
 using testing::WriteFile;
 
-struct Corpus {
-  std::vector<std::string> files, docs;
-};
-
-Corpus MakeCorpus(std::mt19937_64& rng, const std::string& dir, int n, size_t max_len) {
-  Corpus c;
-  io::Posix().CreateDirs(dir);
-  for (int i = 0; i < n; ++i) {
-    char name[32];
-    std::snprintf(name, sizeof name, "/doc%04d", i);
-    c.files.push_back(dir + name);
-    c.docs.push_back(testing::RandomBytes(rng, rng() % (max_len + 1)));
-    WriteFile(c.files.back(), c.docs.back());
-  }
-  return c;
-}
-
 Params SmallParams(std::mt19937_64& rng) {
   Params p;
   p.frame_bytes = 1024;
@@ -45,15 +28,15 @@ TEST(Dataset, RoundTripAndRandomAccessAgainstReference) {
   std::mt19937_64 rng(21);
   for (int round = 0; round < 15; ++round) {
     TempDir t;
-    Corpus c = MakeCorpus(rng, t / "in", 1 + static_cast<int>(rng() % 10), 4000);
+    std::vector<std::string> docs = testing::MakeCorpus(rng, t / "in", 1 + static_cast<int>(rng() % 10), 4000);
     const Params p = SmallParams(rng);
     size_t total = 0;
-    for (auto& d : c.docs) total += d.size();
+    for (auto& d : docs) total += d.size();
     if (total < 2) continue;
     testing::WriteDatasetSerial({t / "in"}, t / "ds", p);
     auto ds = Dataset::Open(t / "ds");
     const auto& m = ds->manifest();
-    ASSERT_EQ(m.documents_size(), static_cast<int>(c.docs.size()) + (m.val_tail_fallback() ? 1 : 0));
+    ASSERT_EQ(m.documents_size(), static_cast<int>(docs.size()) + (m.val_tail_fallback() ? 1 : 0));
     std::string reference[2];
     std::string all;
     for (const auto& d : m.documents()) {
@@ -62,7 +45,7 @@ TEST(Dataset, RoundTripAndRandomAccessAgainstReference) {
       all += bytes;
     }
     std::string expect_all;
-    for (auto& d : c.docs) expect_all += d;
+    for (auto& d : docs) expect_all += d;
     EXPECT_EQ(all, expect_all);  // input order, byte-exact
     for (int s = 0; s < 2; ++s) {
       ASSERT_EQ(ds->SplitBytes(static_cast<Split>(s)), reference[s].size());
@@ -82,7 +65,7 @@ TEST(Dataset, RoundTripAndRandomAccessAgainstReference) {
 TEST(Dataset, ConcurrentReadersAgree) {
   std::mt19937_64 rng(22);
   TempDir t;
-  Corpus c = MakeCorpus(rng, t / "in", 8, 20000);
+  std::vector<std::string> docs = testing::MakeCorpus(rng, t / "in", 8, 20000);
   Params p;
   p.frame_bytes = 2048;
   p.shard_bytes = 8192;
@@ -108,7 +91,7 @@ TEST(Dataset, ConcurrentReadersAgree) {
 TEST(Dataset, OutOfRangeReadIsAnError) {
   std::mt19937_64 rng(23);
   TempDir t;
-  MakeCorpus(rng, t / "in", 3, 3000);
+  testing::MakeCorpus(rng, t / "in", 3, 3000);
   testing::WriteDatasetSerial({t / "in"}, t / "ds", Params());
   auto ds = Dataset::Open(t / "ds");
   EXPECT_THROW(ds->Read(Split::kVal, ds->SplitBytes(Split::kVal), 1), Error);
@@ -119,7 +102,7 @@ TEST(Dataset, OutOfRangeReadIsAnError) {
 TEST(Verify, DetectsTruncatedShardFlippedByteAndBadManifest) {
   std::mt19937_64 rng(24);
   TempDir t;
-  MakeCorpus(rng, t / "in", 6, 6000);
+  testing::MakeCorpus(rng, t / "in", 6, 6000);
   Params p;
   p.frame_bytes = 1024;
   p.shard_bytes = 4096;
@@ -153,13 +136,7 @@ TEST(Verify, DetectsTruncatedShardFlippedByteAndBadManifest) {
   expect_bad("manifest");
   // Property: a flipped manifest byte is caught, or (in a field no check covers, such as a source
   // path) every document still reads back exactly as before.
-  const auto all_docs = [&] {
-    auto ds = Dataset::Open(t / "ds");
-    std::string all;
-    for (const auto& d : ds->manifest().documents())
-      all += ds->Read(static_cast<Split>(d.split()), d.offset(), d.length());
-    return all;
-  };
+  const auto all_docs = [&] { return testing::ReadAllDocuments(t / "ds"); };
   WriteFile(manifest_path, good_manifest);
   const std::string reference = all_docs();
   int caught = 0;

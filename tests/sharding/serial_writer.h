@@ -6,9 +6,19 @@
 
 #include "sharding/input.h"
 #include "sharding/plan.h"
+#include "sharding/reader.h"
 #include "sharding/writer.h"
 
 namespace bitbyte::testing {
+
+// Every document's bytes, in manifest (input) order: equals the inputs concatenated.
+inline std::string ReadAllDocuments(const std::string& dir) {
+  auto ds = shard::Dataset::Open(dir);
+  std::string all;
+  for (const auto& d : ds->manifest().documents())
+    all += ds->Read(static_cast<shard::Split>(d.split()), d.offset(), d.length());
+  return all;
+}
 
 inline shard::pb::Manifest WriteDatasetSerial(const std::vector<std::string>& args, const std::string& out,
                                               const shard::Params& params) {
