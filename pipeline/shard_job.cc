@@ -210,11 +210,14 @@ std::vector<shard::ShardResult> Write(Graph& g, const shard::DatasetPlan& plan, 
       },
       [](const Committed& c) { return c ? c->file_bytes : 0; });
   // The manifest sink collects the committed shards; the manifest itself is written once the
-  // graph is done (it is the commit point). Each item returns its token here.
+  // graph is done (it is the commit point). Each item returns its token here. Results are
+  // placed by the shard's position in the plan: arrival order across an edge out of a serial
+  // node is not guaranteed by tbb::flow.
+  results.resize(plan.shards().size());
   auto& manifest = g.Function<Committed, tbb::flow::continue_msg>(
       "manifest", 1,
       [&](const Committed& c) {
-        if (c) results.push_back(*c);
+        if (c) results[static_cast<size_t>(c->plan - plan.shards().data())] = *c;
         return tbb::flow::continue_msg();
       },
       [](const tbb::flow::continue_msg&) { return uint64_t{0}; });
@@ -225,6 +228,8 @@ std::vector<shard::ShardResult> Write(Graph& g, const shard::DatasetPlan& plan, 
   g.Connect(write, manifest, "committed shards");
   g.ConnectPort(manifest, limit.decrementer(), "manifest", "tokens (returned)");
   g.Run();
+  for (const auto& r : results)
+    if (!r.plan) throw Error("internal: a planned shard was not committed");
   return results;
 }
 
