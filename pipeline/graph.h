@@ -116,16 +116,22 @@ class Graph {
     return Own(name, std::make_unique<Node>(g_, std::forward<Args>(args)...));
   }
 
+  // A bounded stage: at most `tokens` items pass the limiter until ReturnTokens' node hands
+  // them back, one per item it finishes. This is how every graph bounds memory in flight.
+  template <typename T>
+  tbb::flow::limiter_node<T>& Limiter(const std::string& name, size_t tokens) {
+    return Add<tbb::flow::limiter_node<T>>(name, "limiter", static_cast<int>(tokens), tokens);
+  }
+  template <typename From, typename T>
+  void ReturnTokens(From& from, tbb::flow::limiter_node<T>& limiter) {
+    tbb::flow::make_edge(from, limiter.decrementer());
+    edges_.push_back({NameOf(&from), NameOf(&limiter) + " (token returned)"});
+  }
+
   template <typename From, typename To>
   void Connect(From& from, To& to, const std::string& label = "") {
     tbb::flow::make_edge(from, to);
     edges_.push_back({NameOf(&from), NameOf(&to) + (label.empty() ? "" : " (" + label + ")")});
-  }
-  // For ports (limiter decrement): recorded under the given names.
-  template <typename From, typename To>
-  void ConnectPort(From& from, To& to, const std::string& from_name, const std::string& to_name) {
-    tbb::flow::make_edge(from, to);
-    edges_.push_back({from_name, to_name});
   }
 
   // Activates the sources and waits. Throws pipeline::NodeError from the first failing node.

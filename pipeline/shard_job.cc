@@ -190,7 +190,7 @@ std::vector<shard::ShardResult> Write(Graph& g, const shard::DatasetPlan& plan, 
     w = std::make_shared<FrameWork>();
     return producer.Next(*w);
   });
-  auto& limit = g.Add<tbb::flow::limiter_node<WorkPtr>>("tokens", "limiter", 1, static_cast<size_t>(tokens));
+  auto& limit = g.Limiter<WorkPtr>("tokens", static_cast<size_t>(tokens));
   auto& compress = g.Function<WorkPtr, WorkPtr>(
       "compress", 0,
       [&](const WorkPtr& w) {
@@ -226,7 +226,7 @@ std::vector<shard::ShardResult> Write(Graph& g, const shard::DatasetPlan& plan, 
   g.Connect(compress, order, "compressed frame");
   g.Connect(order, write, "frames in order");
   g.Connect(write, manifest, "committed shards");
-  g.ConnectPort(manifest, limit.decrementer(), "manifest", "tokens (returned)");
+  g.ReturnTokens(manifest, limit);
   g.Run();
   for (const auto& r : results)
     if (!r.plan) throw Error("internal: a planned shard was not committed");

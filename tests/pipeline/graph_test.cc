@@ -84,7 +84,7 @@ TEST(Graph, LimiterBoundsItemsInFlight) {
     v = next++;
     return true;
   });
-  auto& limit = g.Add<tbb::flow::limiter_node<int>>("tokens", "limiter", 1, size_t{3});
+  auto& limit = g.Limiter<int>("tokens", 3);
   auto& work = g.Function<int, int>(
       "work", 0,
       [&](const int& v) {
@@ -106,10 +106,12 @@ TEST(Graph, LimiterBoundsItemsInFlight) {
   g.Connect(src, limit);
   g.Connect(limit, work);
   g.Connect(work, done);
-  g.ConnectPort(done, limit.decrementer(), "done", "tokens");
+  g.ReturnTokens(done, limit);
   g.Run();
   EXPECT_EQ(g.stats()[3].items.load(), 400u);
   EXPECT_LE(peak.load(), 3);
+  EXPECT_EQ(g.edges().back().from, "done");
+  EXPECT_EQ(g.edges().back().to, "tokens (token returned)");
 }
 
 }  // namespace
