@@ -199,18 +199,14 @@ void AddVerifyCommand(CLI::App& app) {
   c->add_option("dir", a->dir, "Dataset directory")->required();
   c->add_flag("-q,--quiet", a->quiet, "No progress output");
   c->callback([a] {
-    uint64_t total = 0;
-    {
-      auto ds = shard::Dataset::Open(a->dir);
-      total = ds->SplitBytes(shard::Split::kTrain) + ds->SplitBytes(shard::Split::kVal);
-    }
-    Progress progress("verify", total, ProgressModeOf(a->quiet));
+    std::unique_ptr<Progress> progress;
     uint64_t last = 0;
-    const shard::VerifyReport r = shard::Verify(a->dir, [&](uint64_t done) {
-      progress.Add(done - last);
+    const shard::VerifyReport r = shard::Verify(a->dir, [&](uint64_t done, uint64_t total) {
+      if (!progress) progress = std::make_unique<Progress>("verify", total, ProgressModeOf(a->quiet));
+      progress->Add(done - last);
       last = done;
     });
-    progress.Finish();
+    if (progress) progress->Finish();
     std::printf("ok: %llu shards, %llu frames, %llu raw bytes, %llu file bytes verified\n",
                 static_cast<unsigned long long>(r.shards), static_cast<unsigned long long>(r.frames),
                 static_cast<unsigned long long>(r.raw_bytes), static_cast<unsigned long long>(r.file_bytes));

@@ -247,12 +247,6 @@ uint64_t HashRange(const ReadableFile& file, uint64_t offset, uint64_t length) {
   return h.Digest();
 }
 
-std::string ReadWholeFile(FileSystem& fs, const std::string& path) {
-  auto f = fs.OpenReadable(path);
-  std::string out(f->Size(), '\0');
-  if (!out.empty()) f->ReadAt(0, out.size(), out.data());
-  return out;
-}
 
 }  // namespace io
 }  // namespace bitbyte

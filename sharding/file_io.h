@@ -64,9 +64,6 @@ void WriteFileAtomic(FileSystem& fs, const std::string& path, std::string_view d
 // XXH64 (seed 0) of bytes [offset, offset + length) of a file, read in 1 MiB chunks.
 uint64_t HashRange(const ReadableFile& file, uint64_t offset, uint64_t length);
 
-// Reads a whole file (used for manifests and small files).
-std::string ReadWholeFile(FileSystem& fs, const std::string& path);
-
 std::string JoinPath(const std::string& dir, const std::string& name);
 std::string DirName(const std::string& path);
 

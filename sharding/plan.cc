@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 
@@ -13,6 +14,13 @@
 namespace bitbyte::shard {
 
 const char* SplitName(Split s) { return s == Split::kTrain ? "train" : "val"; }
+
+std::string ShardFileName(Split split, uint32_t index, uint64_t fingerprint) {
+  char name[64];
+  std::snprintf(name, sizeof name, "%s-%05u-%016llx.bbs", SplitName(split), index,
+                static_cast<unsigned long long>(fingerprint));
+  return name;
+}
 
 void ValidateParams(const Params& p) {
   if (p.frame_bytes < 1024 || p.frame_bytes > (uint64_t{256} << 20))
@@ -136,10 +144,7 @@ void DatasetPlan::Finish() {
         ++sp.documents;
       }
       sp.fingerprint = fp.Digest();
-      char name[64];
-      std::snprintf(name, sizeof name, "%s-%05u-%016llx.bbs", SplitName(split), sp.index,
-                    static_cast<unsigned long long>(sp.fingerprint));
-      sp.name = name;
+      sp.name = ShardFileName(split, sp.index, sp.fingerprint);
       shards_.push_back(std::move(sp));
     }
   }

@@ -14,6 +14,9 @@ enum class Split : uint32_t { kTrain = 0, kVal = 1 };
 inline constexpr int kNumSplits = 2;
 const char* SplitName(Split s);
 
+// "train-00003-1f2e3d4c5b6a7988.bbs": split, index (at least 5 digits), fingerprint in hex.
+std::string ShardFileName(Split split, uint32_t index, uint64_t fingerprint);
+
 // Creation parameters, with their defaults (documented in docs/shard-format.md and --help).
 struct Params {
   uint64_t frame_bytes = 1 << 20;   // 1 MiB of raw bytes per zstd frame

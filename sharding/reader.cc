@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdio>
 
 #include "sharding/error.h"
 #include "sharding/hash.h"
@@ -183,47 +182,42 @@ void Dataset::ForEachFrame(Split s, const std::function<void(std::string_view)>&
   }
 }
 
-VerifyReport Verify(const std::string& dir, const std::function<void(uint64_t)>& progress) {
-  io::FileSystem& fs = io::Posix();
+VerifyReport Verify(const std::string& dir, const std::function<void(uint64_t, uint64_t)>& progress) {
+  // Open checks the manifest and, for every shard it names: presence, size, header, footer,
+  // index, and the footer against the manifest entry.
+  auto ds = Dataset::Open(dir);
+  const pb::Manifest& m = ds->manifest();
+  const uint64_t total = ds->SplitBytes(Split::kTrain) + ds->SplitBytes(Split::kVal);
   VerifyReport rep;
-  // Whole-file hashes first: they catch a flipped byte anywhere, even in padding we never parse.
-  const std::string mpath = io::JoinPath(dir, kManifestName);
-  if (!fs.Exists(mpath)) throw DataError("'" + dir + "' has no " + std::string(kManifestName));
-  pb::Manifest m = ParseManifest(ReadManifestBytes(fs, mpath), mpath);
-  std::string buf(1 << 20, '\0');
-  for (const pb::Shard& sh : m.shards()) {
-    const std::string spath = io::JoinPath(dir, sh.name());
-    if (!fs.Exists(spath)) throw DataError("shard '" + spath + "' listed in the manifest is missing");
-    auto f = fs.OpenReadable(spath);
-    if (f->Size() != sh.file_bytes())
-      throw DataError("shard '" + spath + "': file is " + std::to_string(f->Size()) + " bytes, the manifest says " +
-                      std::to_string(sh.file_bytes()));
-    ShardIndex idx = ReadShardIndex(*f);
-    char expect_name[64];
-    std::snprintf(expect_name, sizeof expect_name, "%s-%05u-%016llx.bbs", SplitName(static_cast<Split>(sh.split())),
-                  sh.index(), static_cast<unsigned long long>(idx.footer.fingerprint));
-    if (sh.name() != expect_name)
-      throw DataError("shard '" + spath + "': name does not match its split, index and footer fingerprint (expected " +
-                      expect_name + ")");
-    Xxh64Stream raw_hash;
-    std::string frame;
-    for (size_t i = 0; i < idx.frames.size(); ++i) {
-      ReadFrame(*f, idx, i, frame);
-      raw_hash.Update(frame);
-      ++rep.frames;
-      rep.raw_bytes += frame.size();
-      if (progress) progress(rep.raw_bytes);
+  for (const auto& split_shards : ds->shards_) {
+    for (const Dataset::OpenShard& sh : split_shards) {
+      const pb::Shard& meta = *sh.meta;
+      const std::string& spath = sh.file->Path();
+      const std::string expect_name =
+          ShardFileName(static_cast<Split>(meta.split()), meta.index(), sh.index.footer.fingerprint);
+      if (meta.name() != expect_name)
+        throw DataError("shard '" + spath + "': name does not match its split, index and footer fingerprint (expected " +
+                        expect_name + ")");
+      Xxh64Stream raw_hash;
+      std::string frame;
+      for (size_t i = 0; i < sh.index.frames.size(); ++i) {
+        ReadFrame(*sh.file, sh.index, i, frame);
+        raw_hash.Update(frame);
+        ++rep.frames;
+        rep.raw_bytes += frame.size();
+        if (progress) progress(rep.raw_bytes, total);
+      }
+      if (raw_hash.Digest() != meta.raw_xxh64())
+        throw DataError("shard '" + spath + "': raw bytes' XXH64 does not match the manifest");
+      // The whole-file hash catches a flipped byte anywhere, even in bits zstd ignores.
+      if (io::HashRange(*sh.file, 0, sh.file->Size()) != meta.file_xxh64())
+        throw DataError("shard '" + spath + "': file XXH64 does not match the manifest (altered after writing)");
+      ++rep.shards;
+      rep.file_bytes += sh.file->Size();
     }
-    if (raw_hash.Digest() != sh.raw_xxh64())
-      throw DataError("shard '" + spath + "': raw bytes' XXH64 does not match the manifest");
-    if (io::HashRange(*f, 0, f->Size()) != sh.file_xxh64())
-      throw DataError("shard '" + spath + "': file XXH64 does not match the manifest (altered after writing)");
-    ++rep.shards;
-    rep.file_bytes += f->Size();
   }
   // Documents: each one's bytes hash to what the manifest recorded.
-  auto ds = Dataset::Open(dir, fs);
-  std::string doc;
+  std::string buf(1 << 20, '\0');
   for (int i = 0; i < m.documents_size(); ++i) {
     const pb::Document& d = m.documents(i);
     Xxh64Stream h;

@@ -22,6 +22,10 @@ std::string ReadManifestBytes(io::FileSystem& fs, const std::string& path);
 // Parses and validates a manifest (field by field; errors name the field). Throws DataError.
 pb::Manifest ParseManifest(const std::string& bytes, const std::string& path);
 
+struct VerifyReport {
+  uint64_t shards = 0, frames = 0, raw_bytes = 0, file_bytes = 0;
+};
+
 class Dataset {
  public:
   // Opens `dir`: parses the manifest, opens every shard and reads its index.
@@ -40,6 +44,7 @@ class Dataset {
   void ForEachFrame(Split s, const std::function<void(std::string_view)>& fn) const;
 
  private:
+  friend VerifyReport Verify(const std::string&, const std::function<void(uint64_t, uint64_t)>&);
   struct OpenShard {
     const pb::Shard* meta = nullptr;
     std::unique_ptr<io::ReadableFile> file;
@@ -52,13 +57,10 @@ class Dataset {
   uint64_t split_bytes_[kNumSplits] = {0, 0};
 };
 
-struct VerifyReport {
-  uint64_t shards = 0, frames = 0, raw_bytes = 0, file_bytes = 0;
-};
-
-// Checks everything: manifest, each shard file's size and XXH64, header, footer, index, every
-// frame's decompression and checksum, each shard's raw XXH64, and every document's XXH64.
-// Throws DataError naming the first bad shard, frame and offset. `progress` gets raw bytes done.
-VerifyReport Verify(const std::string& dir, const std::function<void(uint64_t)>& progress = {});
+// Checks everything: manifest, each shard file's size and XXH64, header, footer, index, name,
+// every frame's decompression and checksum, each shard's raw XXH64, and every document's XXH64.
+// Throws DataError naming the first bad shard, frame and offset. `progress(done, total)` gets
+// raw bytes.
+VerifyReport Verify(const std::string& dir, const std::function<void(uint64_t, uint64_t)>& progress = {});
 
 }  // namespace bitbyte::shard
