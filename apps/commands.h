@@ -9,5 +9,8 @@ void AddInspectCommand(CLI::App& app);
 void AddVerifyCommand(CLI::App& app);
 void AddCatCommand(CLI::App& app);
 void AddBenchCommand(CLI::App& app);
+void AddTrainCommand(CLI::App& app);
+void AddEvalCommand(CLI::App& app);
+void AddGenerateCommand(CLI::App& app);
 
 }  // namespace bitbyte::cli

@@ -34,6 +34,9 @@ int main(int argc, char** argv) {
   bitbyte::cli::AddInspectCommand(app);
   bitbyte::cli::AddVerifyCommand(app);
   bitbyte::cli::AddCatCommand(app);
+  bitbyte::cli::AddTrainCommand(app);
+  bitbyte::cli::AddEvalCommand(app);
+  bitbyte::cli::AddGenerateCommand(app);
   bitbyte::cli::AddBenchCommand(app);
   try {
     app.parse(argc, argv);

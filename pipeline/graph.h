@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -122,9 +123,19 @@ class Graph {
   tbb::flow::limiter_node<T>& Limiter(const std::string& name, size_t tokens) {
     return Add<tbb::flow::limiter_node<T>>(name, "limiter", static_cast<int>(tokens), tokens);
   }
+  // `from` may emit any type: each message it emits returns one token.
   template <typename From, typename T>
   void ReturnTokens(From& from, tbb::flow::limiter_node<T>& limiter) {
-    tbb::flow::make_edge(from, limiter.decrementer());
+    using Out = typename From::output_type;
+    if constexpr (std::is_same_v<Out, tbb::flow::continue_msg>) {
+      tbb::flow::make_edge(from, limiter.decrementer());
+    } else {
+      auto& to_token = Own(NameOf(&limiter) + ".release",
+                           std::make_unique<tbb::flow::function_node<Out, tbb::flow::continue_msg>>(
+                               g_, tbb::flow::unlimited, [](const Out&) { return tbb::flow::continue_msg(); }));
+      tbb::flow::make_edge(from, to_token);
+      tbb::flow::make_edge(to_token, limiter.decrementer());
+    }
     edges_.push_back({NameOf(&from), NameOf(&limiter) + " (token returned)"});
   }
 

@@ -1,7 +1,6 @@
 #include "pipeline/shard_job.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -69,24 +68,6 @@ uint64_t InputBytes(const std::vector<input::InputFile>& inputs) {
   }
   return total;
 }
-
-// One job per output directory at a time: an advisory flock on the directory itself, held for
-// the whole job (no lock file is left behind; the kernel drops the lock if the process dies).
-class DirLock {
- public:
-  explicit DirLock(const std::string& dir) {
-    fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd_ < 0) throw Error(ErrnoMessage("open directory", dir, errno));
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      ::close(fd_);
-      throw Error("another bitbyte job is writing to '" + dir + "'; wait for it to finish");
-    }
-  }
-  ~DirLock() { ::close(fd_); }
-
- private:
-  int fd_ = -1;
-};
 
 // Removes the spool directory however the job ends.
 class SpoolDir {
@@ -244,7 +225,7 @@ ShardJobResult RunShardJob(const ShardJobOptions& o, io::FileSystem& fs) {
   std::vector<input::InputFile> inputs = input::Enumerate(o.inputs, o.out_dir);
   if (inputs.empty()) throw Error("no inputs: give files, directories, patterns or - for stdin");
   fs.CreateDirs(o.out_dir);
-  DirLock lock(o.out_dir);  // before looking at what the directory holds
+  io::DirLock lock(o.out_dir);  // before looking at what the directory holds
   std::optional<shard::pb::Manifest> existing = LoadExisting(fs, o);
   if (existing && !o.overwrite && !SameParams(existing->params(), o.params))
     RefuseDifferent(o, *existing, "created with other parameters");

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -247,6 +248,17 @@ uint64_t HashRange(const ReadableFile& file, uint64_t offset, uint64_t length) {
   return h.Digest();
 }
 
+
+DirLock::DirLock(const std::string& dir) {
+  fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd_ < 0) throw Error(ErrnoMessage("open directory", dir, errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd_);
+    throw Error("another bitbyte job is writing to '" + dir + "'; wait for it to finish");
+  }
+}
+
+DirLock::~DirLock() { ::close(fd_); }
 
 }  // namespace io
 }  // namespace bitbyte

@@ -67,4 +67,17 @@ uint64_t HashRange(const ReadableFile& file, uint64_t offset, uint64_t length);
 std::string JoinPath(const std::string& dir, const std::string& name);
 std::string DirName(const std::string& path);
 
+// An exclusive flock on a directory for the life of the object: one writing job per directory.
+// Throws Error naming the directory when another process holds it.
+class DirLock {
+ public:
+  explicit DirLock(const std::string& dir);
+  ~DirLock();
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace bitbyte::io

@@ -1,0 +1,150 @@
+// bitbyte train / eval / generate: parsing and wiring only; the jobs live in nodes/.
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "apps/commands.h"
+#include "models/registry.h"
+#include "nodes/config.h"
+#include "nodes/train_job.h"
+#include "pipeline/progress.h"
+
+namespace bitbyte::cli {
+namespace {
+
+std::string TrackList() {
+  std::string s;
+  for (const auto& t : models::Tracks()) s += "\n  " + t.name + ": " + t.summary;
+  return s;
+}
+
+void AddRuntimeOptions(CLI::App* c, int* threads, std::string* device) {
+  c->add_option("--threads", *threads,
+                "Threads for LibTorch and TBB together (default: all cores). Results are bit-exact for a "
+                "given thread count")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--device", *device, "cpu, or cuda[:N] when LibTorch has CUDA")->capture_default_str();
+}
+
+}  // namespace
+
+void AddTrainCommand(CLI::App& app) {
+  struct Args {
+    train::TrainOptions o;
+    std::string resume_dir;
+    int64_t steps = 0;
+    bool print_config = false, quiet = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* c = app.add_subcommand(
+      "train",
+      "Train a byte-level model on a sharded dataset, as one tbb::flow graph: batch source ->\n"
+      "prefetch -> train step -> metrics, eval (val bpb) and an asynchronous checkpoint sink.\n"
+      "Writes RUN_DIR/config.txtpb, run.json, metrics.jsonl and checkpoints/. SIGINT or SIGTERM\n"
+      "stops after the current step with a checkpoint; --resume RUN_DIR continues bit-exactly.\n"
+      "Config: protobuf text (nodes/train_config.proto); see --print-config and docs/training.md.\n"
+      "Models:" + TrackList());
+  c->add_option("--data", a->o.data_dir, "Dataset directory from 'bitbyte shard' (on --resume: the run's own)");
+  c->add_option("-o,--out", a->o.run_dir, "Run directory to create");
+  c->add_option("--resume", a->resume_dir, "Continue the run in this directory from its newest good checkpoint");
+  c->add_option("--config", a->o.config_path, "Config file, protobuf text format (default: all defaults)");
+  c->add_option("--set", a->o.overrides, "Override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
+      ->take_all()
+      ->allow_extra_args(false);
+  c->add_option("--model", a->o.model, "Model track (config model.name)");
+  c->add_option("--steps", a->steps, "Optimizer steps (config steps)")->check(CLI::PositiveNumber);
+  AddRuntimeOptions(c, &a->o.threads, &a->o.device);
+  c->add_flag("--print-config", a->print_config, "Print the effective config (every field) and exit");
+  c->add_flag("-q,--quiet", a->quiet, "No progress lines");
+  c->callback([a] {
+    train::TrainOptions o = a->o;
+    if (a->steps > 0) o.steps = a->steps;
+    if (!a->resume_dir.empty()) {
+      if (!o.run_dir.empty() && o.run_dir != a->resume_dir)
+        throw std::invalid_argument("give either --out (a new run) or --resume (an existing run), not both");
+      o.run_dir = a->resume_dir;
+      o.resume = true;
+    }
+    o.console = !a->quiet;
+    if (a->print_config) {
+      std::fputs(train::ConfigToText(train::ResolveConfig(o)).c_str(), stdout);
+      return;
+    }
+    if (o.run_dir.empty()) throw std::invalid_argument("--out RUN_DIR is required (or --resume RUN_DIR)");
+    if (o.data_dir.empty() && !o.resume) throw std::invalid_argument("--data DIR is required");
+    const train::TrainSummary s = train::RunTraining(o);
+    if (a->quiet) return;
+    std::fprintf(stderr,
+                 "%s at step %lld (%lld this run) in %s: %s/s, %.3f s/step, data wait %.2f%%, checkpoint stall "
+                 "%.1f ms (%.2f%% of a step), %llu checkpoints written",
+                 s.interrupted ? "stopped" : "done", (long long)s.end_step, (long long)(s.end_step - s.start_step),
+                 pipeline::Progress::FormatDuration(s.seconds).c_str(),
+                 pipeline::Progress::FormatBytes(s.bytes_per_s).c_str(), s.mean_step_s, 100 * s.data_wait_frac,
+                 1000 * s.ckpt_stall_s, s.mean_step_s > 0 ? 100 * s.ckpt_stall_s / s.mean_step_s : 0.0,
+                 (unsigned long long)s.checkpoints_written);
+    if (s.final_val_bpb) std::fprintf(stderr, ", val bpb %.4f", *s.final_val_bpb);
+    std::fprintf(stderr, "\n");
+  });
+}
+
+void AddEvalCommand(CLI::App& app) {
+  struct Args {
+    train::EvalOptions o;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* c = app.add_subcommand(
+      "eval",
+      "Bits per byte of a checkpoint on a dataset's validation split or on files.\n"
+      "bpb = mean NLL (nats) / ln 2 over predicted bytes. Each stream (the validation split, or each\n"
+      "file) is cut into windows of the model's context; its first byte has no context and is not\n"
+      "predicted, every other byte is predicted exactly once (docs/training.md).");
+  c->add_option("--checkpoint", a->o.checkpoint, "Checkpoint directory, or a run directory (its newest good one)")
+      ->required();
+  c->add_option("--data", a->o.data_dir, "Dataset directory: evaluate on its validation split");
+  c->add_option("files", a->o.files, "Files to evaluate on, each a separate stream");
+  c->add_option("--max-bytes", a->o.max_bytes, "Only the first N bytes of each stream (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--batch-size", a->o.batch_size, "Windows per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
+  AddRuntimeOptions(c, &a->o.threads, &a->o.device);
+  c->add_flag("--json", a->json, "Print {\"bpb\": ..., \"bytes\": ...}");
+  c->callback([a] {
+    if (a->o.data_dir.empty() == a->o.files.empty())
+      throw std::invalid_argument("give exactly one of --data DIR or FILE...");
+    const train::EvalSummary s = train::RunEval(a->o);
+    if (a->json) {
+      std::printf("%s\n", nlohmann::json({{"bpb", s.bpb}, {"bytes", s.bytes}}).dump().c_str());
+    } else {
+      std::printf("val bpb %.4f over %llu bytes (%s, %.1f s)\n", s.bpb, (unsigned long long)s.bytes,
+                  s.checkpoint.c_str(), s.seconds);
+    }
+  });
+}
+
+void AddGenerateCommand(CLI::App& app) {
+  auto o = std::make_shared<train::GenerateOptions>();
+  CLI::App* c = app.add_subcommand(
+      "generate", "Sample bytes from a checkpoint after a prompt; writes prompt and sample to stdout.");
+  c->add_option("--checkpoint", o->checkpoint, "Checkpoint directory, or a run directory (its newest good one)")
+      ->required();
+  c->add_option("--prompt", o->prompt, "Text to continue (at least one byte)")->required();
+  c->add_option("-n", o->n, "Bytes to generate")->check(CLI::NonNegativeNumber)->capture_default_str();
+  c->add_option("--temperature", o->temperature, "Softmax temperature; 0 is greedy")->capture_default_str();
+  c->add_option("--top-k", o->top_k, "Sample among the k likeliest bytes (0: all)")->capture_default_str();
+  c->add_option("--seed", o->seed, "Sampling seed (same seed, same text)")->capture_default_str();
+  AddRuntimeOptions(c, &o->threads, &o->device);
+  c->callback([o] {
+    std::fwrite(o->prompt.data(), 1, o->prompt.size(), stdout);
+    train::Generate(*o, [](char ch) {
+      std::fputc(ch, stdout);
+      std::fflush(stdout);
+    });
+    std::fputc('\n', stdout);
+  });
+}
+
+}  // namespace bitbyte::cli

@@ -1,0 +1,49 @@
+#include "models/attention.h"
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+namespace bitbyte::models {
+
+#if TORCH_VERSION_MAJOR >= 2
+
+torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true);
+}
+
+#else
+
+namespace {
+
+// [T, T] with 0 on and below the diagonal and -inf above, one per (T, device, dtype).
+torch::Tensor CausalMask(int64_t t, const torch::TensorOptions& opts) {
+  static std::mutex mu;
+  static std::map<std::tuple<int64_t, std::string, int>, torch::Tensor> cache;
+  const auto key = std::make_tuple(t, opts.device().str(), static_cast<int>(opts.dtype().toScalarType()));
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  torch::Tensor mask = torch::full({t, t}, -std::numeric_limits<float>::infinity(), opts).triu(1);
+  cache.emplace(key, mask);
+  return mask;
+}
+
+}  // namespace
+
+torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), d = q.size(3);
+  const auto q3 = q.reshape({b * h, t, d});
+  const auto k3 = k.reshape({b * h, t, d});
+  const auto v3 = v.reshape({b * h, t, d});
+  // One fused op for scores, scale and mask: mask + (1/sqrt(D)) q k^T.
+  const torch::Tensor scores = torch::baddbmm(CausalMask(t, q.options().requires_grad(false)), q3,
+                                              k3.transpose(1, 2), /*beta=*/1.0, /*alpha=*/1.0 / std::sqrt(double(d)));
+  return torch::bmm(torch::softmax(scores, -1), v3).view({b, h, t, d});
+}
+
+#endif
+
+}  // namespace bitbyte::models

@@ -1,0 +1,80 @@
+#include "models/bitbyte_lm.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "models/attention.h"
+
+namespace bitbyte::models {
+namespace nn = torch::nn;
+
+namespace {
+
+int64_t FeedForwardWidth(const pb::BitByteLMConfig& c) { return c.d_ff() > 0 ? c.d_ff() : 4 * int64_t{c.d_model()}; }
+
+void InitLinear(nn::Linear& l, double std) {
+  torch::NoGradGuard no_grad;
+  l->weight.normal_(0.0, std);
+  if (l->bias.defined()) l->bias.zero_();
+}
+
+}  // namespace
+
+TransformerBlockImpl::TransformerBlockImpl(const pb::BitByteLMConfig& c)
+    : n_head_(c.n_head()), dropout_(c.dropout()) {
+  const int64_t d = c.d_model();
+  ln1_ = register_module("ln1", nn::LayerNorm(nn::LayerNormOptions({d})));
+  qkv_ = register_module("qkv", nn::Linear(d, 3 * d));
+  proj_ = register_module("proj", nn::Linear(d, d));
+  ln2_ = register_module("ln2", nn::LayerNorm(nn::LayerNormOptions({d})));
+  fc1_ = register_module("fc1", nn::Linear(d, FeedForwardWidth(c)));
+  fc2_ = register_module("fc2", nn::Linear(FeedForwardWidth(c), d));
+  const double residual_std = c.init_std() / std::sqrt(2.0 * c.n_layer());
+  InitLinear(qkv_, c.init_std());
+  InitLinear(proj_, residual_std);
+  InitLinear(fc1_, c.init_std());
+  InitLinear(fc2_, residual_std);
+}
+
+torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x) {
+  const int64_t b = x.size(0), t = x.size(1), d = x.size(2);
+  // [B, T, 3, H, D/H] -> [3, B, H, T, D/H]
+  const torch::Tensor qkv = qkv_(ln1_(x)).view({b, t, 3, n_head_, d / n_head_}).permute({2, 0, 3, 1, 4});
+  const torch::Tensor y = CausalAttention(qkv[0], qkv[1], qkv[2]).transpose(1, 2).reshape({b, t, d});
+  torch::Tensor out = x + torch::dropout(proj_(y), dropout_, is_training());
+  return out + torch::dropout(fc2_(torch::gelu(fc1_(ln2_(out)))), dropout_, is_training());
+}
+
+BitByteLM::BitByteLM(const pb::BitByteLMConfig& config) : config_(config) {
+  const int64_t d = config.d_model();
+  tok_emb_ = register_module("tok_emb", nn::Embedding(256, d));
+  pos_emb_ = register_module("pos_emb", nn::Embedding(config.context(), d));
+  blocks_ = register_module("blocks", nn::ModuleList());
+  for (int i = 0; i < config.n_layer(); ++i) blocks_->push_back(TransformerBlock(config));
+  ln_f_ = register_module("ln_f", nn::LayerNorm(nn::LayerNormOptions({d})));
+  head_ = register_module("head", nn::Linear(nn::LinearOptions(d, 256).bias(false)));
+  torch::NoGradGuard no_grad;
+  tok_emb_->weight.normal_(0.0, config.init_std());
+  pos_emb_->weight.normal_(0.0, config.init_std());
+  head_->weight.normal_(0.0, config.init_std());
+}
+
+torch::Tensor BitByteLM::forward(const torch::Tensor& bytes) {
+  TORCH_CHECK(bytes.dim() == 2, "BitByteLM expects [batch, time] bytes, got ", bytes.sizes());
+  const int64_t t = bytes.size(1);
+  TORCH_CHECK(t <= config_.context(), "window of ", t, " bytes exceeds the model context ", config_.context());
+  const torch::Tensor pos = torch::arange(t, bytes.options().dtype(torch::kLong));
+  torch::Tensor x = torch::dropout(tok_emb_(bytes) + pos_emb_(pos), config_.dropout(), is_training());
+  for (const auto& block : *blocks_) x = block->as<TransformerBlock>()->forward(x);
+  return head_(ln_f_(x));
+}
+
+std::string BitByteLM::Describe() const {
+  std::ostringstream os;
+  os << "bitbyte_lm: d_model " << config_.d_model() << ", " << config_.n_layer() << " layers, " << config_.n_head()
+     << " heads, d_ff " << FeedForwardWidth(config_) << ", context " << config_.context() << "; "
+     << ParameterCount() << " parameters";
+  return os.str();
+}
+
+}  // namespace bitbyte::models

@@ -1,0 +1,26 @@
+// The Torch half of the registry: building a model by name, and the ByteModel defaults.
+#include <stdexcept>
+
+#include "models/bitbyte_lm.h"
+#include "models/model.h"
+#include "models/registry.h"
+
+namespace bitbyte::models {
+
+bool ByteModel::Decays(const std::string& name, const torch::Tensor& param) const {
+  return param.dim() >= 2 && name.find("emb") == std::string::npos;
+}
+
+int64_t ByteModel::ParameterCount() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+std::shared_ptr<ByteModel> CreateModel(const pb::ModelConfig& config) {
+  ValidateModelConfig(config);
+  if (config.name() == "bitbyte_lm") return std::make_shared<BitByteLM>(config.bitbyte_lm());
+  throw std::logic_error("model '" + config.name() + "' is validated but has no constructor");
+}
+
+}  // namespace bitbyte::models

@@ -1,0 +1,32 @@
+#pragma once
+// Bits per byte of a model on byte streams.
+//
+// How windows are laid over a stream of n bytes (docs/training.md): byte 0 has no context and
+// is not predicted; bytes 1..n-1 are each predicted exactly once. Window k feeds bytes
+// [kC, min(kC + C, n - 1)) (C = context) and scores the next byte after each of them, so a byte
+// is predicted from the bytes before it in its window (0 to C-1 of them). Full windows are
+// batched; a stream's last, shorter window runs alone.
+// bpb = (sum of NLL in nats) / ln 2 / (predicted bytes). log-softmax is taken in float64.
+#include <torch/torch.h>
+
+#include <string_view>
+#include <vector>
+
+#include "models/model.h"
+
+namespace bitbyte::train {
+
+struct EvalResult {
+  double bpb = 0;
+  double nats = 0;     // total NLL
+  uint64_t bytes = 0;  // predicted bytes
+  double seconds = 0;
+};
+
+EvalResult EvaluateBpb(models::ByteModel& model, const std::vector<std::string_view>& streams, int64_t context,
+                       int batch_size, torch::Device device);
+
+// Predicted bytes for these stream lengths (sum of max(n - 1, 0)): what EvaluateBpb will count.
+uint64_t PredictedBytes(const std::vector<std::string_view>& streams);
+
+}  // namespace bitbyte::train

@@ -1,0 +1,480 @@
+#include "nodes/train_job.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "models/registry.h"
+#include "nodes/batches.h"
+#include "nodes/checkpoint.h"
+#include "nodes/config.h"
+#include "nodes/evaluator.h"
+#include "nodes/trainer.h"
+#include "pipeline/graph.h"
+#include "pipeline/progress.h"
+#include "sharding/error.h"
+#include "sharding/file_io.h"
+#include "sharding/reader.h"
+
+namespace bitbyte::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+using pipeline::Graph;
+
+constexpr char kConfigFile[] = "config.txtpb";
+constexpr char kRunFile[] = "run.json";
+constexpr char kMetricsFile[] = "metrics.jsonl";
+constexpr char kCheckpointDir[] = "checkpoints";
+
+double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// ---- signals: SIGINT/SIGTERM ask the job to stop after the current step ----
+std::atomic<bool> g_stop{false};
+extern "C" void OnStopSignal(int) { g_stop.store(true); }
+
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop.store(false);
+    struct sigaction sa = {};
+    sa.sa_handler = OnStopSignal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+
+ private:
+  struct sigaction old_int_ = {}, old_term_ = {};
+};
+
+std::string ReadTextFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// metrics.jsonl: one JSON object per line, each written with one append so a kill leaves at
+// most one torn last line (skipped by readers and dropped on resume).
+class MetricsLog {
+ public:
+  // Keeps the records of steps <= keep_through (a resumed run rewrites what follows).
+  MetricsLog(const std::string& path, int64_t keep_through) : path_(path) {
+    if (keep_through >= 0 && io::Posix().Exists(path)) {
+      std::istringstream in(ReadTextFile(path));
+      std::string line, kept;
+      while (std::getline(in, line)) {
+        const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= keep_through)
+          kept += line + "\n";
+      }
+      io::WriteFileAtomic(io::Posix(), path, kept);
+    }
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw Error(ErrnoMessage("open", path, errno));
+  }
+  ~MetricsLog() { ::close(fd_); }
+  void Write(const json& record) {
+    const std::string line = record.dump() + "\n";
+    if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+      throw Error(ErrnoMessage("write", path_, errno));
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+struct Event {
+  enum class Kind { kStep, kEval } kind = Kind::kStep;
+  int64_t step = 0;  // steps done
+  StepStats stats;
+  double wait_s = 0, stall_s = 0;
+  uint64_t bytes = 0;
+  bool want_eval = false, want_checkpoint = false;
+  std::shared_ptr<const Snapshot> snapshot;
+  EvalResult eval;
+};
+using EventPtr = std::shared_ptr<const Event>;
+using BatchPtr = std::shared_ptr<const Batch>;
+
+bool Due(int64_t step, int64_t every, int64_t last) { return step == last || (every > 0 && step % every == 0); }
+
+std::string FormatLr(double lr) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2e", lr);
+  return buf;
+}
+
+void CheckDataset(const shard::Dataset& data) {
+  if (data.SplitBytes(shard::Split::kVal) < 2)
+    throw Error("dataset " + data.dir() + " has no validation split (" + std::to_string(data.SplitBytes(shard::Split::kVal)) +
+                " bytes); shard it again with --val-fraction above 0");
+}
+
+}  // namespace
+
+pb::TrainConfig ResolveConfig(const TrainOptions& o) {
+  pb::TrainConfig config;
+  std::optional<pb::TrainConfig> saved;
+  if (o.resume) {
+    const std::string path = io::JoinPath(o.run_dir, kConfigFile);
+    if (!io::Posix().Exists(path)) throw std::invalid_argument("--resume " + o.run_dir + ": no " + kConfigFile + " there (not a run directory)");
+    saved = ParseConfigText(ReadTextFile(path), path);
+    config = *saved;
+  }
+  if (!o.config_path.empty()) config = LoadConfigFile(o.config_path);
+  if (!o.model.empty()) config.mutable_model()->set_name(o.model);
+  for (const std::string& s : o.overrides) ApplyOverride(config, s);
+  if (o.steps) config.set_steps(*o.steps);
+  FillDefaults(config);
+  ValidateConfig(config);
+  if (saved) {
+    const std::string diff = IncompatibleField(*saved, config);
+    if (!diff.empty())
+      throw std::invalid_argument("--resume " + o.run_dir + ": the requested config differs from the run's in " + diff +
+                                  "; only steps, log_every, eval.every and checkpoint.* may change on resume");
+  }
+  return config;
+}
+
+TrainSummary RunTraining(const TrainOptions& o) {
+  const pb::TrainConfig config = ResolveConfig(o);
+  io::FileSystem& fs = io::Posix();
+  const int threads = o.threads > 0 ? o.threads : pipeline::DefaultThreads();
+  const torch::Device device = ParseDevice(o.device);
+  auto log = [&](const std::string& line) {
+    if (o.console) std::fprintf(stderr, "%s\n", line.c_str());
+  };
+
+  // ---- run directory ----
+  fs.CreateDirs(o.run_dir);
+  io::DirLock lock(o.run_dir);
+  const std::string ckpt_dir = io::JoinPath(o.run_dir, kCheckpointDir);
+  const std::string run_file = io::JoinPath(o.run_dir, kRunFile);
+  std::string data_dir = o.data_dir;
+  if (o.resume) {
+    if (fs.Exists(run_file)) {
+      const json run = json::parse(ReadTextFile(run_file), nullptr, false);
+      if (data_dir.empty() && run.is_object() && run.contains("data")) data_dir = run["data"].get<std::string>();
+      if (run.is_object() && run.contains("threads") && run["threads"] != threads)
+        log("note: the run was trained with --threads " + run["threads"].dump() + ", this resume uses " +
+            std::to_string(threads) + "; results are bit-exact only at the same thread count");
+    }
+  } else if (fs.Exists(io::JoinPath(o.run_dir, kConfigFile)) || fs.Exists(ckpt_dir)) {
+    throw Error(o.run_dir + " already holds a training run; continue it with --resume " + o.run_dir +
+                " or choose another --out");
+  }
+  if (data_dir.empty()) throw std::invalid_argument("--data is required");
+
+  const auto data = shard::Dataset::Open(data_dir);
+  CheckDataset(*data);
+  if (o.resume && fs.Exists(run_file)) {
+    const json run = json::parse(ReadTextFile(run_file), nullptr, false);
+    if (run.is_object() && run.contains("dataset_id") &&
+        run["dataset_id"].get<std::string>() != std::to_string(data->manifest().dataset_id()))
+      throw std::invalid_argument("--resume " + o.run_dir + ": dataset " + data_dir +
+                                  " is not the one this run was trained on (dataset_id differs)");
+  }
+  io::WriteFileAtomic(fs, io::JoinPath(o.run_dir, kConfigFile), ConfigToText(config));
+  {
+    char cwd[4096];
+    const std::string abs = (!data_dir.empty() && data_dir[0] == '/') || !::getcwd(cwd, sizeof cwd)
+                                ? data_dir : io::JoinPath(cwd, data_dir);
+    json run = {{"data", abs}, {"dataset_id", std::to_string(data->manifest().dataset_id())},
+                {"threads", threads}, {"device", device.str()}};
+    io::WriteFileAtomic(fs, run_file, run.dump(2) + "\n");
+  }
+
+  // ---- threads: one budget for TBB and LibTorch ----
+  pipeline::ScopedParallelism parallelism(threads);
+  UseTorchThreads(threads);
+
+  // ---- state ----
+  Trainer trainer(config, device);
+  int64_t start = 0;
+  if (o.resume) {
+    if (auto loaded = LoadNewestGood(fs, ckpt_dir, log)) {
+      const pb::TrainConfig saved = ParseConfigText(loaded->snapshot.config_text, loaded->dir + "/meta.pb");
+      const std::string diff = IncompatibleField(saved, config);
+      if (!diff.empty())
+        throw std::invalid_argument("checkpoint " + loaded->dir + " was trained with another config: " + diff);
+      trainer.Restore(loaded->snapshot);
+      start = trainer.steps_done();
+      log("resuming " + o.run_dir + " from " + loaded->dir + " (step " + std::to_string(start) + ")");
+    } else {
+      log("no usable checkpoint in " + ckpt_dir + "; starting from step 0");
+    }
+  }
+  const int64_t total = config.steps();
+  if (start >= total) log("the run already has " + std::to_string(start) + " of " + std::to_string(total) + " steps");
+  log(trainer.model().Describe() + "; " + std::to_string(threads) + " threads, device " + device.str());
+
+  MetricsLog metrics(io::JoinPath(o.run_dir, kMetricsFile), start);
+  CheckpointSink sink(fs, ckpt_dir, config.checkpoint().keep(), log);
+  std::shared_ptr<models::ByteModel> eval_model = models::CreateModel(config.model());
+  eval_model->to(device);
+
+  const uint64_t val_len = config.eval().max_bytes() > 0
+                               ? std::min<uint64_t>(config.eval().max_bytes(), data->SplitBytes(shard::Split::kVal))
+                               : data->SplitBytes(shard::Split::kVal);
+  const std::string val_bytes = data->Read(shard::Split::kVal, 0, val_len);
+  const int rows = config.data().batch_size() * config.data().grad_accum();
+  const BatchSampler sampler(*data, config.seed(), rows, config.data().seq_len());
+  const uint64_t bytes_per_step = static_cast<uint64_t>(rows) * config.data().seq_len();
+
+  const char* nan_env = std::getenv("BITBYTE_TEST_NAN_AT_STEP");  // test hook: poison a weight
+  const int64_t nan_at = nan_env ? std::atoll(nan_env) : -1;
+
+  StopSignals signals;
+  TrainSummary summary;
+  summary.start_step = start;
+  std::atomic<int64_t> last_ckpt_step{-1};
+  int64_t next_step = start;
+  bool halted = false;
+  Clock::time_point prev_end = Clock::now();
+  double wait_total = 0, busy_total = 0, stall_total = 0;
+  int64_t stall_count = 0, steps_run = 0;
+  std::optional<double> last_bpb;
+  const auto t_start = Clock::now();
+
+  Graph g("train");
+  auto& source = g.Source<int64_t>("batch_source", [&](int64_t& step) {
+    if (next_step >= total || g_stop.load()) return false;
+    step = next_step++;
+    return true;
+  });
+  auto& prefetch = g.Limiter<int64_t>("prefetch", static_cast<size_t>(config.data().prefetch()));
+  auto& prepare = g.Function<int64_t, BatchPtr>(
+      "prepare", 0,
+      [&](int64_t step) {
+        auto b = std::make_shared<Batch>();
+        sampler.Fill(step, *b);
+        return BatchPtr(b);
+      },
+      [](const BatchPtr& b) { return b->bytes.size(); });
+  auto& order = g.Add<tbb::flow::sequencer_node<BatchPtr>>(
+      "order", "sequencer", 1, [start](const BatchPtr& b) { return static_cast<size_t>(b->step - start); });
+  auto& train_step = g.Function<BatchPtr, EventPtr>(
+      "train_step", 1,
+      [&](const BatchPtr& batch) -> EventPtr {
+        const auto t_in = Clock::now();
+        if (halted) return nullptr;  // stopping: batches already prefetched are dropped
+        UseTorchThreads(threads);
+        auto ev = std::make_shared<Event>();
+        ev->wait_s = steps_run == 0 ? 0.0 : std::chrono::duration<double>(t_in - prev_end).count();
+        if (batch->step == nan_at) {
+          torch::NoGradGuard no_grad;
+          trainer.model().parameters().front().fill_(NAN);
+        }
+        ev->stats = trainer.Step(*batch);
+        ev->step = trainer.steps_done();
+        ev->bytes = bytes_per_step;
+        if (g_stop.load()) halted = true;
+        ev->want_checkpoint = halted || Due(ev->step, config.checkpoint().every(), total);
+        ev->want_eval = !halted && Due(ev->step, config.eval().every(), total);
+        if (ev->want_checkpoint || ev->want_eval) {
+          const auto t0 = Clock::now();
+          std::shared_ptr<const Snapshot> snap = trainer.TakeSnapshot(ev->want_checkpoint);
+          ev->snapshot = snap;
+          if (ev->want_checkpoint) {
+            sink.Submit(snap);
+            last_ckpt_step = ev->step;
+          }
+          ev->stall_s = Since(t0);
+          if (ev->want_checkpoint) {
+            stall_total += ev->stall_s;
+            ++stall_count;
+          }
+        }
+        prev_end = Clock::now();
+        wait_total += ev->wait_s;
+        busy_total += std::chrono::duration<double>(prev_end - t_in).count();
+        ++steps_run;
+        return ev;
+      },
+      [](const EventPtr& e) { return e ? e->bytes : 0; });
+  auto& eval = g.Function<EventPtr, EventPtr>(
+      "eval", 1,
+      [&](const EventPtr& in) -> EventPtr {
+        if (!in || !in->want_eval) return nullptr;
+        UseTorchThreads(threads);
+        LoadModule(*eval_model, "model/", *in->snapshot);
+        auto ev = std::make_shared<Event>();
+        ev->kind = Event::Kind::kEval;
+        ev->step = in->step;
+        ev->eval = EvaluateBpb(*eval_model, {std::string_view(val_bytes)}, config.data().seq_len(),
+                               config.eval().batch_size(), device);
+        return EventPtr(ev);
+      },
+      [](const EventPtr& e) { return e ? e->eval.bytes : 0; });
+  auto& checkpoint = g.Function<EventPtr, tbb::flow::continue_msg>(
+      "checkpoint", 1,
+      [&](const EventPtr& e) {
+        if (e && e->kind == Event::Kind::kEval) sink.RecordEval(e->step, e->eval.bpb);
+        return tbb::flow::continue_msg();
+      },
+      [](const tbb::flow::continue_msg&) { return 0; });
+  auto& metrics_sink = g.Function<EventPtr, tbb::flow::continue_msg>(
+      "metrics", 1,
+      [&](const EventPtr& e) {
+        if (!e) return tbb::flow::continue_msg();
+        const double elapsed = Since(t_start);
+        if (e->kind == Event::Kind::kEval) {
+          last_bpb = e->eval.bpb;
+          metrics.Write({{"step", e->step}, {"val_bpb", e->eval.bpb}, {"val_bytes", e->eval.bytes},
+                         {"eval_s", e->eval.seconds}, {"elapsed_s", elapsed}});
+          char line[160];
+          std::snprintf(line, sizeof line, "eval  step %lld  val_bpb %.4f  (%llu bytes, %.1f s)", (long long)e->step,
+                        e->eval.bpb, (unsigned long long)e->eval.bytes, e->eval.seconds);
+          log(line);
+          return tbb::flow::continue_msg();
+        }
+        const double step_wall = e->stats.seconds + e->stall_s + e->wait_s;
+        json rec = {{"step", e->step}, {"loss", e->stats.loss}, {"lr", e->stats.lr}, {"grad_norm", e->stats.grad_norm},
+                    {"bytes_per_s", step_wall > 0 ? e->bytes / step_wall : 0.0},
+                    {"data_wait_frac", step_wall > 0 ? e->wait_s / step_wall : 0.0}, {"step_s", e->stats.seconds},
+                    {"elapsed_s", elapsed}};
+        if (e->want_checkpoint) rec["ckpt_stall_s"] = e->stall_s;
+        metrics.Write(rec);
+        if (config.log_every() > 0 && (e->step % config.log_every() == 0 || e->step == total || e->want_checkpoint)) {
+          const double done = static_cast<double>(e->step - start);
+          const double eta = done > 0 ? elapsed / done * static_cast<double>(total - e->step) : 0;
+          char line[200];
+          std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  lr %s  %s/s  wait %.1f%%  eta %s",
+                        (long long)e->step, (long long)total, e->stats.loss, FormatLr(e->stats.lr).c_str(),
+                        pipeline::Progress::FormatBytes(step_wall > 0 ? e->bytes / step_wall : 0).c_str(),
+                        step_wall > 0 ? 100.0 * e->wait_s / step_wall : 0.0, pipeline::Progress::FormatDuration(eta).c_str());
+          log(line);
+        }
+        return tbb::flow::continue_msg();
+      },
+      [](const tbb::flow::continue_msg&) { return 0; });
+
+  g.Connect(source, prefetch);
+  g.Connect(prefetch, prepare);
+  g.Connect(prepare, order, "batch");
+  g.Connect(order, train_step, "batch, in step order");
+  g.ReturnTokens(train_step, prefetch);
+  g.Connect(train_step, metrics_sink, "step figures");
+  g.Connect(train_step, eval, "weights snapshot");
+  g.Connect(train_step, checkpoint, "snapshot");
+  g.Connect(eval, metrics_sink, "val bpb");
+  g.Connect(eval, checkpoint, "val bpb");
+
+  try {
+    g.Run();
+  } catch (const std::exception& e) {
+    try {
+      sink.Flush();
+    } catch (...) {
+    }
+    const auto good = ListCheckpoints(fs, ckpt_dir);
+    throw Error(std::string(e.what()) + "; last good checkpoint: " +
+                (good.empty() ? std::string("none") : io::JoinPath(ckpt_dir, good.back())));
+  }
+  // Whatever the graph did not checkpoint (a stop seen only by the source) is saved now.
+  if (trainer.steps_done() > start && last_ckpt_step.load() != trainer.steps_done()) {
+    const auto t0 = Clock::now();
+    sink.Submit(trainer.TakeSnapshot(true));
+    stall_total += Since(t0);
+    ++stall_count;
+  }
+  sink.Flush();
+
+  summary.end_step = trainer.steps_done();
+  summary.interrupted = g_stop.load() && summary.end_step < total;
+  summary.seconds = Since(t_start);
+  const double loop_wall = wait_total + busy_total;
+  summary.bytes_per_s = loop_wall > 0 ? static_cast<double>(steps_run * bytes_per_step) / loop_wall : 0;
+  summary.mean_step_s = steps_run > 0 ? busy_total / steps_run : 0;
+  summary.data_wait_frac = loop_wall > 0 ? wait_total / loop_wall : 0;
+  summary.ckpt_stall_s = stall_count > 0 ? stall_total / stall_count : 0;
+  const CheckpointSink::Stats cs = sink.stats();
+  summary.checkpoints_written = cs.written;
+  summary.checkpoints_replaced = cs.replaced;
+  summary.final_val_bpb = last_bpb;
+  summary.stats_table = g.StatsTable(summary.seconds, threads);
+  return summary;
+}
+
+// ---- inference ----
+
+EvalSummary RunEval(const EvalOptions& o) {
+  const int threads = o.threads > 0 ? o.threads : pipeline::DefaultThreads();
+  UseTorchThreads(threads);
+  const torch::Device device = ParseDevice(o.device);
+  auto warn = [](const std::string& m) { std::fprintf(stderr, "warning: %s\n", m.c_str()); };
+  LoadedCheckpoint ckpt = LoadForInference(o.checkpoint, warn);
+  std::shared_ptr<models::ByteModel> model = ModelFromSnapshot(ckpt.snapshot, device);
+  std::vector<std::string> owned;
+  if (!o.data_dir.empty()) {
+    const auto data = shard::Dataset::Open(o.data_dir);
+    CheckDataset(*data);
+    const uint64_t n = data->SplitBytes(shard::Split::kVal);
+    owned.push_back(data->Read(shard::Split::kVal, 0, o.max_bytes > 0 ? std::min<uint64_t>(n, o.max_bytes) : n));
+  }
+  for (const std::string& f : o.files) {
+    owned.push_back(ReadTextFile(f));
+    if (o.max_bytes > 0 && owned.back().size() > static_cast<uint64_t>(o.max_bytes)) owned.back().resize(o.max_bytes);
+  }
+  if (owned.empty()) throw std::invalid_argument("nothing to evaluate: give --data DIR or files");
+  std::vector<std::string_view> streams(owned.begin(), owned.end());
+  if (PredictedBytes(streams) == 0) throw std::invalid_argument("the inputs have no byte to predict (each needs at least 2 bytes)");
+  const EvalResult r = EvaluateBpb(*model, streams, model->context(), o.batch_size, device);
+  return {r.bpb, r.bytes, r.seconds, ckpt.dir};
+}
+
+std::string Generate(const GenerateOptions& o, const std::function<void(char)>& emit) {
+  if (o.temperature < 0) throw std::invalid_argument("--temperature must not be negative");
+  if (o.top_k < 0 || o.top_k > 256) throw std::invalid_argument("--top-k must be in [0, 256]");
+  if (o.prompt.empty()) throw std::invalid_argument("--prompt must not be empty: the model needs at least one byte of context");
+  const int threads = o.threads > 0 ? o.threads : pipeline::DefaultThreads();
+  UseTorchThreads(threads);
+  const torch::Device device = ParseDevice(o.device);
+  auto warn = [](const std::string& m) { std::fprintf(stderr, "warning: %s\n", m.c_str()); };
+  LoadedCheckpoint ckpt = LoadForInference(o.checkpoint, warn);
+  std::shared_ptr<models::ByteModel> model = ModelFromSnapshot(ckpt.snapshot, device);
+  torch::NoGradGuard no_grad;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  std::string text = o.prompt, out;
+  for (int64_t i = 0; i < o.n; ++i) {
+    const size_t ctx = std::min<size_t>(text.size(), static_cast<size_t>(model->context()));
+    torch::Tensor x = torch::empty({1, static_cast<int64_t>(ctx)}, torch::kUInt8);
+    std::memcpy(x.data_ptr(), text.data() + text.size() - ctx, ctx);
+    torch::Tensor logits = model->forward(x.to(device).to(torch::kLong)).select(1, -1).squeeze(0).to(torch::kCPU, torch::kDouble);
+    int64_t next;
+    if (o.temperature == 0) {
+      next = logits.argmax().item<int64_t>();
+    } else {
+      logits = logits / o.temperature;
+      if (o.top_k > 0 && o.top_k < 256) {
+        const torch::Tensor kth = std::get<0>(logits.topk(o.top_k)).min();
+        logits = logits.masked_fill(logits < kth, -INFINITY);
+      }
+      next = torch::multinomial(torch::softmax(logits, -1), 1, false, gen).item<int64_t>();
+    }
+    const char c = static_cast<char>(static_cast<uint8_t>(next));
+    text.push_back(c);
+    out.push_back(c);
+    if (emit) emit(c);
+  }
+  return out;
+}
+
+}  // namespace bitbyte::train

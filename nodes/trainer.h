@@ -1,0 +1,84 @@
+#pragma once
+// The training state behind the serial train-step node: the model, AdamW with warmup and cosine
+// decay, gradient accumulation and clipping; snapshots to and from checkpoints.
+// Everything a step does is a function of (config, weights, optimizer state, batch), so a run
+// restored from a snapshot continues bit-exactly on the same device and thread count.
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/model.h"
+#include "nodes/batches.h"
+#include "nodes/checkpoint.h"
+#include "nodes/train_config.pb.h"
+
+namespace bitbyte::train {
+
+struct StepStats {
+  int64_t step = 0;  // 0-based index of the step just taken
+  double loss = 0;   // mean over the step's predicted bytes, nats
+  double lr = 0;
+  double grad_norm = 0;  // before clipping
+  double seconds = 0;
+};
+
+// Thrown when the loss stops being finite; nothing of that step is applied.
+class NonFiniteLoss : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Trainer {
+ public:
+  // Seeds Torch's CPU generator with config.seed, builds and initialises the model on the CPU,
+  // then moves it to `device`.
+  Trainer(const pb::TrainConfig& config, torch::Device device);
+
+  // Takes optimizer step `batch.step`, which must equal steps_done().
+  StepStats Step(const Batch& batch);
+
+  int64_t steps_done() const { return steps_done_; }
+  double LearningRate(int64_t step) const;
+  models::ByteModel& model() { return *model_; }
+  const pb::TrainConfig& config() const { return config_; }
+
+  // A CPU copy of the weights (and with_optimizer: optimizer state and RNG state), taken
+  // synchronously: the caller may go on training as soon as this returns.
+  std::shared_ptr<Snapshot> TakeSnapshot(bool with_optimizer) const;
+  // Restores weights, optimizer state, RNG state and the step count. Throws DataError when a
+  // tensor is missing or has another shape or type (a different architecture).
+  void Restore(const Snapshot& snap);
+
+ private:
+  struct Param {
+    std::string name;
+    torch::Tensor p, exp_avg, exp_avg_sq;
+    bool decay;
+  };
+  void AdamW(double lr);
+
+  pb::TrainConfig config_;
+  torch::Device device_;
+  std::shared_ptr<models::ByteModel> model_;
+  std::vector<Param> params_;
+  int64_t steps_done_ = 0;
+};
+
+// Appends a module's parameters and buffers to `snap` as "<prefix><name>" tensors (CPU copies).
+void SaveModule(const torch::nn::Module& module, const std::string& prefix, Snapshot& snap);
+// Copies "<prefix><name>" tensors of `snap` into the module. Throws DataError on a mismatch.
+void LoadModule(torch::nn::Module& module, const std::string& prefix, const Snapshot& snap);
+
+// Builds the model a checkpoint was trained with and loads its weights (for eval, generate).
+std::shared_ptr<models::ByteModel> ModelFromSnapshot(const Snapshot& snap, torch::Device device);
+
+// Parses a --device value ("cpu", "cuda", "cuda:1"); an error when CUDA is asked for but absent.
+torch::Device ParseDevice(const std::string& name);
+
+// Sets LibTorch's intra-op threads for the calling thread (OpenMP keeps the count per thread,
+// and flow-graph nodes run on TBB worker threads).
+void UseTorchThreads(int threads);
+
+}  // namespace bitbyte::train
