@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "pipeline/graph.h"
 #include "sharding/error.h"
@@ -22,50 +23,6 @@
 
 namespace bitbyte::cli {
 namespace {
-
-struct RunResult {
-  double seconds = 0;      // wall
-  double cpu_seconds = 0;  // user + system
-  long max_rss_kb = 0;
-};
-
-std::string SelfExe() {
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) throw Error("cannot find the bitbyte executable (/proc/self/exe)");
-  return std::string(buf, static_cast<size_t>(n));
-}
-
-// Runs argv with stdout sent to /dev/null; throws if it fails.
-RunResult Spawn(const std::vector<std::string>& argv) {
-  const auto t0 = std::chrono::steady_clock::now();
-  pid_t pid = ::fork();
-  if (pid < 0) throw Error(ErrnoMessage("fork for", argv[0], errno));
-  if (pid == 0) {
-    int devnull = ::open("/dev/null", O_WRONLY);
-    ::dup2(devnull, 1);
-    std::vector<char*> args;
-    for (const auto& s : argv) args.push_back(const_cast<char*>(s.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    std::perror(args[0]);
-    ::_exit(127);
-  }
-  int status = 0;
-  struct rusage ru {};
-  if (::wait4(pid, &status, 0, &ru) < 0) throw Error(ErrnoMessage("wait for", argv[0], errno));
-  RunResult r;
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.max_rss_kb = ru.ru_maxrss;
-  r.cpu_seconds = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                  1e-6 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::string cmd;
-    for (const auto& s : argv) cmd += s + " ";
-    throw Error("benchmark command failed: " + cmd);
-  }
-  return r;
-}
 
 // Best of `repeat` runs (shared machines are noisy: the minimum is the least disturbed).
 RunResult Best(int repeat, const std::vector<std::string>& argv, const std::function<void()>& before = {}) {
@@ -123,6 +80,7 @@ void RemoveTree(const std::string& dir) {
 void AddBenchCommand(CLI::App& app) {
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks (results go in docs/benchmarks.md)");
   bench->require_subcommand(1);
+  AddBenchTrainCommand(*bench);
   struct Args {
     std::string input, work = "/tmp/bitbyte-bench";
     uint64_t generate_mb = 100;

@@ -2,6 +2,8 @@
 // Small helpers shared by the bitbyte subcommands.
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace bitbyte::cli {
 
@@ -9,5 +11,23 @@ namespace bitbyte::cli {
 uint64_t ParseSize(const std::string& text, const std::string& option);
 
 std::string Hex64(uint64_t v);
+
+// ---- child processes, for benchmarks ----
+struct RunResult {
+  double seconds = 0;      // wall
+  double cpu_seconds = 0;  // user + system
+  long max_rss_kb = 0;
+};
+
+std::string SelfExe();  // this bitbyte binary
+
+struct SpawnOptions {
+  std::string stdout_path = "/dev/null";
+  std::vector<std::pair<std::string, std::string>> set_env;  // set in the child
+  std::vector<std::string> unset_env;                        // removed in the child
+};
+
+// Runs argv, timed with wait4 (wall, CPU, peak RSS); throws if it cannot start or fails.
+RunResult Spawn(const std::vector<std::string>& argv, const SpawnOptions& options = {});
 
 }  // namespace bitbyte::cli

@@ -10,6 +10,7 @@ void AddVerifyCommand(CLI::App& app);
 void AddCatCommand(CLI::App& app);
 void AddBenchCommand(CLI::App& app);
 void AddTrainCommand(CLI::App& app);
+void AddBenchTrainCommand(CLI::App& bench);  // bench train, under bench
 void AddEvalCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
 

@@ -37,7 +37,7 @@ void AddTrainCommand(CLI::App& app) {
     train::TrainOptions o;
     std::string resume_dir;
     int64_t steps = 0;
-    bool print_config = false, quiet = false;
+    bool print_config = false, quiet = false, stats = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* c = app.add_subcommand(
@@ -60,6 +60,7 @@ void AddTrainCommand(CLI::App& app) {
   AddRuntimeOptions(c, &a->o.threads, &a->o.device);
   c->add_flag("--print-config", a->print_config, "Print the effective config (every field) and exit");
   c->add_flag("-q,--quiet", a->quiet, "No progress lines");
+  c->add_flag("--stats", a->stats, "Print per-node figures of the graph at the end (items, busy time)");
   c->callback([a] {
     train::TrainOptions o = a->o;
     if (a->steps > 0) o.steps = a->steps;
@@ -77,6 +78,7 @@ void AddTrainCommand(CLI::App& app) {
     if (o.run_dir.empty()) throw std::invalid_argument("--out RUN_DIR is required (or --resume RUN_DIR)");
     if (o.data_dir.empty() && !o.resume) throw std::invalid_argument("--data DIR is required");
     const train::TrainSummary s = train::RunTraining(o);
+    if (a->stats) std::fprintf(stderr, "%s", s.stats_table.c_str());
     if (a->quiet) return;
     std::fprintf(stderr,
                  "%s at step %lld (%lld this run) in %s: %s/s, %.3f s/step, data wait %.2f%%, checkpoint stall "

@@ -1,8 +1,11 @@
 // bitbyte: byte-level language modelling on tbb::flow graphs. This file only parses and
 // dispatches; each subcommand lives in its own file and calls the libraries.
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <exception>
 #include <stdexcept>
 
@@ -21,9 +24,28 @@ void RaiseOpenFileLimit() {
   }
 }
 
+// Model commands allocate and free tensors of up to tens of MB every step. glibc's defaults
+// serve those from fresh mmaps or trim them back to the OS, so every step page-faults its
+// activations again: softmax and GELU backward measured 1.5-3x slower than in a warm heap. Keep
+// freed memory for reuse instead (tensors up to 32 MiB from the heap, no trimming below 1 GiB
+// free, one arena so the train and eval threads share it). Peak RSS is unchanged; memory is
+// simply not handed back between steps.
+void TuneMallocForModels(int argc, char** argv) {
+  const char* command = nullptr;
+  for (int i = 1; i < argc && command == nullptr; ++i)
+    if (argv[i][0] != '-') command = argv[i];
+  if (command == nullptr) return;
+  const std::string cmd = command;
+  if (cmd != "train" && cmd != "eval" && cmd != "generate" && cmd != "bench") return;
+  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  ::mallopt(M_ARENA_MAX, 1);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  TuneMallocForModels(argc, argv);
   RaiseOpenFileLimit();
   CLI::App app{
       "bitbyte: raw text in, byte-level models trained, bits-per-byte out.\n"

@@ -12,6 +12,10 @@ namespace {
 
 int64_t FeedForwardWidth(const pb::BitByteLMConfig& c) { return c.d_ff() > 0 ? c.d_ff() : 4 * int64_t{c.d_model()}; }
 
+// at::linear fuses the bias into the matmul (addmm) for contiguous 3-D input; the C++
+// frontend's nn::Linear::forward in LibTorch 1.13 does matmul, then a separate bias add.
+torch::Tensor Apply(const nn::Linear& l, const torch::Tensor& x) { return torch::linear(x, l->weight, l->bias); }
+
 void InitLinear(nn::Linear& l, double std) {
   torch::NoGradGuard no_grad;
   l->weight.normal_(0.0, std);
@@ -36,13 +40,19 @@ TransformerBlockImpl::TransformerBlockImpl(const pb::BitByteLMConfig& c)
   InitLinear(fc2_, residual_std);
 }
 
+torch::Tensor TransformerBlockImpl::Dropout(const torch::Tensor& x) {
+  return dropout_ > 0 && is_training() ? torch::dropout(x, dropout_, true) : x;
+}
+
 torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x) {
   const int64_t b = x.size(0), t = x.size(1), d = x.size(2);
-  // [B, T, 3, H, D/H] -> [3, B, H, T, D/H]
-  const torch::Tensor qkv = qkv_(ln1_(x)).view({b, t, 3, n_head_, d / n_head_}).permute({2, 0, 3, 1, 4});
-  const torch::Tensor y = CausalAttention(qkv[0], qkv[1], qkv[2]).transpose(1, 2).reshape({b, t, d});
-  torch::Tensor out = x + torch::dropout(proj_(y), dropout_, is_training());
-  return out + torch::dropout(fc2_(torch::gelu(fc1_(ln2_(out)))), dropout_, is_training());
+  // [B, T, 3, H, D/H] -> q, k, v: [B, H, T, D/H]. unbind, not indexing: its backward is one
+  // stack instead of three zero-filled full-size tensors.
+  const std::vector<torch::Tensor> qkv = Apply(qkv_, ln1_(x)).view({b, t, 3, n_head_, d / n_head_}).unbind(2);
+  const torch::Tensor y =
+      CausalAttention(qkv[0].transpose(1, 2), qkv[1].transpose(1, 2), qkv[2].transpose(1, 2)).transpose(1, 2).reshape({b, t, d});
+  torch::Tensor out = x + Dropout(Apply(proj_, y));
+  return out + Dropout(Apply(fc2_, torch::gelu(Apply(fc1_, ln2_(out)))));
 }
 
 BitByteLM::BitByteLM(const pb::BitByteLMConfig& config) : config_(config) {
@@ -64,9 +74,10 @@ torch::Tensor BitByteLM::forward(const torch::Tensor& bytes) {
   const int64_t t = bytes.size(1);
   TORCH_CHECK(t <= config_.context(), "window of ", t, " bytes exceeds the model context ", config_.context());
   const torch::Tensor pos = torch::arange(t, bytes.options().dtype(torch::kLong));
-  torch::Tensor x = torch::dropout(tok_emb_(bytes) + pos_emb_(pos), config_.dropout(), is_training());
+  torch::Tensor x = tok_emb_(bytes) + pos_emb_(pos);
+  if (config_.dropout() > 0 && is_training()) x = torch::dropout(x, config_.dropout(), true);
   for (const auto& block : *blocks_) x = block->as<TransformerBlock>()->forward(x);
-  return head_(ln_f_(x));
+  return Apply(head_, ln_f_(x));
 }
 
 std::string BitByteLM::Describe() const {

@@ -19,6 +19,7 @@ class TransformerBlockImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
+  torch::Tensor Dropout(const torch::Tensor& x);  // identity when dropout is 0 or in eval mode
   int64_t n_head_;
   double dropout_;
   torch::nn::LayerNorm ln1_{nullptr}, ln2_{nullptr};

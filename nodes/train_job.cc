@@ -1,9 +1,13 @@
 #include "nodes/train_job.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -35,6 +39,15 @@ constexpr char kConfigFile[] = "config.txtpb";
 constexpr char kRunFile[] = "run.json";
 constexpr char kMetricsFile[] = "metrics.jsonl";
 constexpr char kCheckpointDir[] = "checkpoints";
+
+// What the numbers depend on besides the config: recorded in run.json.
+json Environment(int threads, const torch::Device& device) {
+  using CoreName = char* (*)();
+  const auto core = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  const char* env = std::getenv("OPENBLAS_CORETYPE");
+  return {{"threads", threads}, {"device", device.str()}, {"libtorch", TORCH_VERSION},
+          {"blas_core", core ? core() : "unknown (not OpenBLAS)"}, {"openblas_coretype_env", env ? env : ""}};
+}
 
 double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -98,6 +111,63 @@ class MetricsLog {
  private:
   std::string path_;
   int fd_ = -1;
+};
+
+// Runs work on one long-lived thread and waits for it. The train step and the eval node use one
+// each, so their LibTorch work always starts from the same thread whichever TBB worker runs the
+// node: one OpenMP team and one malloc arena per node instead of one per TBB worker (measured:
+// steadier step times and a smaller RSS).
+class PinnedThread {
+ public:
+  PinnedThread() : thread_([this] { Loop(); }) {}
+  ~PinnedThread() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  template <typename Fn>
+  auto Run(Fn fn) -> decltype(fn()) {
+    using R = decltype(fn());
+    std::optional<R> result;
+    std::exception_ptr error;
+    std::unique_lock<std::mutex> lock(mu_);
+    job_ = [&] {
+      try {
+        result.emplace(fn());
+      } catch (...) {
+        error = std::current_exception();
+      }
+    };
+    done_ = false;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return done_; });
+    if (error) std::rethrow_exception(error);
+    return std::move(*result);
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || job_; });
+      if (!job_) return;
+      auto job = std::move(job_);
+      job_ = nullptr;
+      lock.unlock();
+      job();
+      lock.lock();
+      done_ = true;
+      cv_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::function<void()> job_;
+  bool done_ = true, stop_ = false;
+  std::thread thread_;
 };
 
 struct Event {
@@ -196,8 +266,9 @@ TrainSummary RunTraining(const TrainOptions& o) {
     char cwd[4096];
     const std::string abs = (!data_dir.empty() && data_dir[0] == '/') || !::getcwd(cwd, sizeof cwd)
                                 ? data_dir : io::JoinPath(cwd, data_dir);
-    json run = {{"data", abs}, {"dataset_id", std::to_string(data->manifest().dataset_id())},
-                {"threads", threads}, {"device", device.str()}};
+    json run = Environment(threads, device);
+    run["data"] = abs;
+    run["dataset_id"] = std::to_string(data->manifest().dataset_id());
     io::WriteFileAtomic(fs, run_file, run.dump(2) + "\n");
   }
 
@@ -253,6 +324,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
   std::optional<double> last_bpb;
   const auto t_start = Clock::now();
 
+  PinnedThread train_thread, eval_thread;
   Graph g("train");
   auto& source = g.Source<int64_t>("batch_source", [&](int64_t& step) {
     if (next_step >= total || g_stop.load()) return false;
@@ -282,7 +354,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
           torch::NoGradGuard no_grad;
           trainer.model().parameters().front().fill_(NAN);
         }
-        ev->stats = trainer.Step(*batch);
+        ev->stats = train_thread.Run([&] { return trainer.Step(*batch); });
         ev->step = trainer.steps_done();
         ev->bytes = bytes_per_step;
         if (g_stop.load()) halted = true;
@@ -349,6 +421,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
         json rec = {{"step", e->step}, {"loss", e->stats.loss}, {"lr", e->stats.lr}, {"grad_norm", e->stats.grad_norm},
                     {"bytes_per_s", step_wall > 0 ? e->bytes / step_wall : 0.0},
                     {"data_wait_frac", step_wall > 0 ? e->wait_s / step_wall : 0.0}, {"step_s", e->stats.seconds},
+                    {"step_wall_s", step_wall},
                     {"elapsed_s", elapsed}};
         if (e->want_checkpoint) rec["ckpt_stall_s"] = e->stall_s;
         metrics.Write(rec);

@@ -1,0 +1,169 @@
+// bitbyte bench train: training bytes/s of `bitbyte train` against the same model in Python
+// PyTorch on the same LibTorch (scripts/bench_train.py), in the same run, alternating rounds.
+// Both sides run as child processes; peak RSS from wait4. docs/benchmarks.md has the results.
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "apps/cli_util.h"
+#include "apps/commands.h"
+#include "nodes/config.h"
+#include "nodes/train_job.h"
+#include "pipeline/graph.h"
+#include "sharding/error.h"
+#include "sharding/file_io.h"
+
+namespace bitbyte::cli {
+namespace {
+
+using json = nlohmann::json;
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Side {
+  double bytes_per_s = 0;  // from the median timed step
+  double rss_mib = 0;
+  double data_wait = 0, stall_frac = 0;  // bitbyte only
+};
+
+// Figures of the timed steps (after `warmup`) of a bitbyte run, from its metrics.jsonl.
+Side ReadBitbyteRun(const std::string& run_dir, int64_t warmup, uint64_t bytes_per_step) {
+  std::istringstream in(ReadFile(io::JoinPath(run_dir, "metrics.jsonl")));
+  std::string line;
+  std::vector<double> walls, stalls;
+  double wait = 0, wall = 0;
+  while (std::getline(in, line)) {
+    const json j = json::parse(line, nullptr, false);
+    if (!j.is_object() || !j.contains("step_wall_s") || j["step"].get<int64_t>() <= warmup) continue;
+    walls.push_back(j["step_wall_s"].get<double>());
+    wait += j["data_wait_frac"].get<double>() * j["step_wall_s"].get<double>();
+    wall += j["step_wall_s"].get<double>();
+    if (j.contains("ckpt_stall_s")) stalls.push_back(j["ckpt_stall_s"].get<double>());
+  }
+  if (walls.empty()) throw Error("bench: no timed steps in " + run_dir);
+  Side s;
+  s.bytes_per_s = static_cast<double>(bytes_per_step) / Median(walls);
+  s.data_wait = wall > 0 ? wait / wall : 0;
+  s.stall_frac = stalls.empty() ? 0 : Median(stalls) / Median(walls);
+  return s;
+}
+
+}  // namespace
+
+void AddBenchTrainCommand(CLI::App& bench) {
+  struct Args {
+    std::string data, work = "/tmp/bitbyte-bench-train", python = "/usr/bin/python3", script;
+    std::vector<std::string> overrides;
+    int threads = 0, rounds = 3;
+    int64_t steps = 10, warmup = 3, checkpoint_every = 5;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* c = bench.add_subcommand(
+      "train",
+      "Training bytes/s of 'bitbyte train' against the same model in Python PyTorch on the same\n"
+      "LibTorch (scripts/bench_train.py), alternating in the same run. Each side: --warmup untimed\n"
+      "steps, then --steps timed; bytes/s from the median step. Both run in this environment\n"
+      "(threads, OPENBLAS_CORETYPE and all).\n"
+      "Model and batch come from the default config and --set (default: d_model 256, 4 layers,\n"
+      "4 heads, sequence 256, batch 16).");
+  c->add_option("--data", a->data, "Dataset directory (its train split feeds both sides)")->required();
+  c->add_option("--set", a->overrides, "Config override for the model and data (repeatable)");
+  c->add_option("--steps", a->steps, "Timed steps per side")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("--warmup", a->warmup, "Untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
+  c->add_option("--rounds", a->rounds, "Alternating rounds")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("--checkpoint-every", a->checkpoint_every, "bitbyte checkpoints every N steps during the run")
+      ->capture_default_str();
+  c->add_option("--threads", a->threads, "Threads for both sides (default: all cores)");
+  c->add_option("--python", a->python, "Python with torch")->capture_default_str();
+  c->add_option("--script", a->script, "The Python peer (default: scripts/bench_train.py next to the build)");
+  c->add_option("--work-dir", a->work, "Scratch directory")->capture_default_str();
+  c->callback([a] {
+    const int threads = a->threads > 0 ? a->threads : pipeline::DefaultThreads();
+    train::TrainOptions topt;
+    topt.overrides = a->overrides;
+    const train::pb::TrainConfig cfg = train::ResolveConfig(topt);
+    if (cfg.model().name() != "bitbyte_lm") throw std::invalid_argument("bench train compares bitbyte_lm only");
+    const auto& m = cfg.model().bitbyte_lm();
+    std::string script = a->script;
+    if (script.empty()) {
+      // build/<preset>/bin/bitbyte -> <source>/scripts/bench_train.py
+      script = io::JoinPath(io::DirName(io::DirName(io::DirName(io::DirName(SelfExe())))), "scripts/bench_train.py");
+      if (!io::Posix().Exists(script)) script = "scripts/bench_train.py";
+    }
+    if (!io::Posix().Exists(script)) throw std::invalid_argument("--script: cannot find " + script);
+    io::Posix().CreateDirs(a->work);
+    const std::string train_bin = io::JoinPath(a->work, "train.bin");
+    Spawn({SelfExe(), "cat", a->data, "--split", "train"}, {train_bin});
+    const char* core = std::getenv("OPENBLAS_CORETYPE");
+    const uint64_t bytes_per_step = static_cast<uint64_t>(cfg.data().batch_size()) * cfg.data().grad_accum() * cfg.data().seq_len();
+
+    std::vector<std::string> py = {a->python, script, "--json", "--d-model", std::to_string(m.d_model()),
+                                   "--n-layer", std::to_string(m.n_layer()), "--n-head", std::to_string(m.n_head()),
+                                   "--d-ff", std::to_string(m.d_ff()), "--context", std::to_string(m.context()),
+                                   "--seq", std::to_string(cfg.data().seq_len()),
+                                   "--batch", std::to_string(cfg.data().batch_size() * cfg.data().grad_accum()),
+                                   "--steps", std::to_string(a->steps), "--warmup-steps", std::to_string(a->warmup),
+                                   "--lr", std::to_string(cfg.optim().lr()), "--threads", std::to_string(threads),
+                                   "--data", train_bin};
+    auto run_python = [&](Side& side) {
+      SpawnOptions so{io::JoinPath(a->work, "python.json")};
+      const RunResult r = Spawn(py, so);
+      const json j = json::parse(ReadFile(so.stdout_path));
+      side.bytes_per_s = static_cast<double>(bytes_per_step) / j["median_step_s"].get<double>();
+      side.rss_mib = static_cast<double>(r.max_rss_kb) / 1024.0;
+    };
+
+    std::printf("bench train: %s d_model %d, %d layers, %d heads, seq %d, batch %d; %d threads; %lld+%lld steps; "
+                "OPENBLAS_CORETYPE %s\n",
+                cfg.model().name().c_str(), m.d_model(), m.n_layer(), m.n_head(), cfg.data().seq_len(),
+                cfg.data().batch_size() * cfg.data().grad_accum(), threads, (long long)a->warmup, (long long)a->steps,
+                core ? core : "unset (OpenBLAS detects the CPU)");
+    std::printf("%-6s %14s %14s %8s\n", "round", "bitbyte B/s", "python B/s", "ratio");
+    std::vector<double> ratios, waits, stalls;
+    Side ours, theirs;
+    for (int round = 0; round < a->rounds; ++round) {
+      const std::string run = io::JoinPath(a->work, "run");
+      Spawn({"rm", "-rf", run});
+      std::vector<std::string> argv = {SelfExe(), "train", "--data", a->data, "--out", run, "-q",
+                                       "--threads", std::to_string(threads),
+                                       "--steps", std::to_string(a->warmup + a->steps),
+                                       "--set", "optim.warmup_steps=" + std::to_string(a->warmup),
+                                       "--set", "eval.every=0", "--set", "eval.max_bytes=4096",
+                                       "--set", "checkpoint.every=" + std::to_string(a->checkpoint_every)};
+      for (const auto& o : a->overrides) argv.insert(argv.end(), {"--set", o});
+      const RunResult r = Spawn(argv);
+      ours = ReadBitbyteRun(run, a->warmup, bytes_per_step);
+      ours.rss_mib = static_cast<double>(r.max_rss_kb) / 1024.0;
+      run_python(theirs);
+      ratios.push_back(ours.bytes_per_s / theirs.bytes_per_s);
+      waits.push_back(ours.data_wait);
+      stalls.push_back(ours.stall_frac);
+      std::printf("%-6d %14.0f %14.0f %7.2fx\n", round + 1, ours.bytes_per_s, theirs.bytes_per_s, ratios.back());
+      std::fflush(stdout);
+    }
+    std::printf("median ratio bitbyte/python %.2fx (target >= 1.0)\n", Median(ratios));
+    std::printf("bitbyte data wait %.3f%% of step time (target < 1%%); checkpoint stall %.2f%% of a step (target < 5%%)\n",
+                100 * Median(waits), 100 * Median(stalls));
+    std::printf("peak RSS: bitbyte %.0f MiB, python %.0f MiB\n", ours.rss_mib, theirs.rss_mib);
+    Spawn({"rm", "-rf", a->work});
+  });
+}
+
+}  // namespace bitbyte::cli
