@@ -273,7 +273,11 @@ TrainSummary RunTraining(const TrainOptions& o) {
   }
 
   // ---- threads: one budget for TBB and LibTorch ----
-  pipeline::ScopedParallelism parallelism(threads);
+  // LibTorch computes with `threads` OpenMP threads on the train thread (and on the eval thread
+  // while an evaluation runs). TBB gets `threads` for data preparation and the sinks, plus the
+  // two TBB threads that only wait on the train and eval threads, so neither wait can starve
+  // the prefetch.
+  pipeline::ScopedParallelism parallelism(threads + 2);
   UseTorchThreads(threads);
 
   // ---- state ----
@@ -347,14 +351,16 @@ TrainSummary RunTraining(const TrainOptions& o) {
       [&](const BatchPtr& batch) -> EventPtr {
         const auto t_in = Clock::now();
         if (halted) return nullptr;  // stopping: batches already prefetched are dropped
-        UseTorchThreads(threads);
         auto ev = std::make_shared<Event>();
         ev->wait_s = steps_run == 0 ? 0.0 : std::chrono::duration<double>(t_in - prev_end).count();
         if (batch->step == nan_at) {
           torch::NoGradGuard no_grad;
           trainer.model().parameters().front().fill_(NAN);
         }
-        ev->stats = train_thread.Run([&] { return trainer.Step(*batch); });
+        ev->stats = train_thread.Run([&] {
+          UseTorchThreads(threads);
+          return trainer.Step(*batch);
+        });
         ev->step = trainer.steps_done();
         ev->bytes = bytes_per_step;
         if (g_stop.load()) halted = true;
@@ -362,12 +368,8 @@ TrainSummary RunTraining(const TrainOptions& o) {
         ev->want_eval = !halted && Due(ev->step, config.eval().every(), total);
         if (ev->want_checkpoint || ev->want_eval) {
           const auto t0 = Clock::now();
-          std::shared_ptr<const Snapshot> snap = trainer.TakeSnapshot(ev->want_checkpoint);
-          ev->snapshot = snap;
-          if (ev->want_checkpoint) {
-            sink.Submit(snap);
-            last_ckpt_step = ev->step;
-          }
+          ev->snapshot = train_thread.Run([&] { return trainer.TakeSnapshot(ev->want_checkpoint); });
+          if (ev->want_checkpoint) last_ckpt_step = ev->step;
           ev->stall_s = Since(t0);
           if (ev->want_checkpoint) {
             stall_total += ev->stall_s;
@@ -385,27 +387,22 @@ TrainSummary RunTraining(const TrainOptions& o) {
       "eval", 1,
       [&](const EventPtr& in) -> EventPtr {
         if (!in || !in->want_eval) return nullptr;
-        UseTorchThreads(threads);
-        LoadModule(*eval_model, "model/", *in->snapshot);
         auto ev = std::make_shared<Event>();
         ev->kind = Event::Kind::kEval;
         ev->step = in->step;
-        ev->eval = EvaluateBpb(*eval_model, {std::string_view(val_bytes)}, config.data().seq_len(),
-                               config.eval().batch_size(), device);
+        ev->eval = eval_thread.Run([&] {
+          UseTorchThreads(threads);
+          LoadModule(*eval_model, "model/", *in->snapshot);
+          return EvaluateBpb(*eval_model, {std::string_view(val_bytes)}, config.data().seq_len(),
+                             config.eval().batch_size(), device);
+        });
         return EventPtr(ev);
       },
       [](const EventPtr& e) { return e ? e->eval.bytes : 0; });
-  auto& checkpoint = g.Function<EventPtr, tbb::flow::continue_msg>(
-      "checkpoint", 1,
-      [&](const EventPtr& e) {
-        if (e && e->kind == Event::Kind::kEval) sink.RecordEval(e->step, e->eval.bpb);
-        return tbb::flow::continue_msg();
-      },
-      [](const tbb::flow::continue_msg&) { return 0; });
-  auto& metrics_sink = g.Function<EventPtr, tbb::flow::continue_msg>(
+  auto& metrics_sink = g.Function<EventPtr, EventPtr>(
       "metrics", 1,
-      [&](const EventPtr& e) {
-        if (!e) return tbb::flow::continue_msg();
+      [&](const EventPtr& e) -> EventPtr {
+        if (!e) return e;
         const double elapsed = Since(t_start);
         if (e->kind == Event::Kind::kEval) {
           last_bpb = e->eval.bpb;
@@ -415,7 +412,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
           std::snprintf(line, sizeof line, "eval  step %lld  val_bpb %.4f  (%llu bytes, %.1f s)", (long long)e->step,
                         e->eval.bpb, (unsigned long long)e->eval.bytes, e->eval.seconds);
           log(line);
-          return tbb::flow::continue_msg();
+          return e;
         }
         const double step_wall = e->stats.seconds + e->stall_s + e->wait_s;
         json rec = {{"step", e->step}, {"loss", e->stats.loss}, {"lr", e->stats.lr}, {"grad_norm", e->stats.grad_norm},
@@ -435,20 +432,31 @@ TrainSummary RunTraining(const TrainOptions& o) {
                         step_wall > 0 ? 100.0 * e->wait_s / step_wall : 0.0, pipeline::Progress::FormatDuration(eta).c_str());
           log(line);
         }
+        return e;
+      },
+      [](const EventPtr&) { return 0; }, tbb::flow::node_priority_t(1));
+  // After metrics: a checkpoint is committed only once its step's figures are in metrics.jsonl,
+  // so a resumed run never leaves a hole in the metrics.
+  auto& checkpoint = g.Function<EventPtr, tbb::flow::continue_msg>(
+      "checkpoint", 1,
+      [&](const EventPtr& e) {
+        if (!e) return tbb::flow::continue_msg();
+        if (e->kind == Event::Kind::kEval) sink.RecordEval(e->step, e->eval.bpb);
+        else if (e->want_checkpoint) sink.Submit(e->snapshot);
         return tbb::flow::continue_msg();
       },
-      [](const tbb::flow::continue_msg&) { return 0; });
+      [](const tbb::flow::continue_msg&) { return 0; }, tbb::flow::node_priority_t(1));
+
 
   g.Connect(source, prefetch);
   g.Connect(prefetch, prepare);
   g.Connect(prepare, order, "batch");
   g.Connect(order, train_step, "batch, in step order");
   g.ReturnTokens(train_step, prefetch);
-  g.Connect(train_step, metrics_sink, "step figures");
+  g.Connect(train_step, metrics_sink, "step figures, snapshot");
   g.Connect(train_step, eval, "weights snapshot");
-  g.Connect(train_step, checkpoint, "snapshot");
   g.Connect(eval, metrics_sink, "val bpb");
-  g.Connect(eval, checkpoint, "val bpb");
+  g.Connect(metrics_sink, checkpoint, "snapshot, val bpb");
 
   try {
     g.Run();

@@ -62,9 +62,10 @@ class Graph {
   const std::string& name() const { return name_; }
 
   // A function_node whose body is timed and counted. `bytes_of(out)` adds to the byte counter.
+  // `priority`: tasks of high-priority nodes run before others (sinks that must keep up).
   template <typename In, typename Out, typename Body, typename Bytes>
-  tbb::flow::function_node<In, Out>& Function(const std::string& name, int concurrency, Body body,
-                                              Bytes bytes_of) {
+  tbb::flow::function_node<In, Out>& Function(const std::string& name, int concurrency, Body body, Bytes bytes_of,
+                                              tbb::flow::node_priority_t priority = tbb::flow::no_priority) {
     NodeStats& st = AddStats(name, "function", concurrency);
     auto wrapped = [this, &st, body = std::move(body), bytes_of = std::move(bytes_of)](const In& in) -> Out {
       const auto t0 = std::chrono::steady_clock::now();
@@ -81,7 +82,7 @@ class Graph {
     };
     return Own(name, std::make_unique<tbb::flow::function_node<In, Out>>(
                          g_, concurrency == 0 ? static_cast<size_t>(tbb::flow::unlimited) : static_cast<size_t>(concurrency),
-                         std::move(wrapped)));
+                         std::move(wrapped), tbb::flow::queueing(), priority));
   }
 
   // An input_node (created inactive; Run() activates every source). Body: bool(Out&), false at end.
