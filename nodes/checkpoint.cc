@@ -146,7 +146,11 @@ Snapshot ReadCheckpoint(io::FileSystem& fs, const std::string& dir) {
     if (!in || magic != "bitbyte-checkpoint" || version != "1" || k1 != "meta_size" || k2 != "meta_xxh64" ||
         hash_hex.size() != 16)
       throw DataError(commit_path + ": not a bitbyte checkpoint marker");
-    meta_hash = std::stoull(hash_hex, nullptr, 16);
+    for (char ch : hash_hex) {
+      const int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+      if (v < 0) throw DataError(commit_path + ": not a bitbyte checkpoint marker");
+      meta_hash = meta_hash << 4 | static_cast<uint64_t>(v);
+    }
   }
   const std::string meta_path = io::JoinPath(dir, kMetaFile);
   const std::string meta_bytes = ReadWhole(fs, meta_path);
@@ -280,7 +284,7 @@ void CheckpointSink::RecordEval(int64_t step, double bpb) {
 
 void CheckpointSink::Flush() {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return (!pending_ && !busy_) || error_; });
+  cv_.wait(lock, [&] { return (!pending_ && !busy_ && evals_seen_ == evals_.size()) || error_; });
   ThrowIfFailed();
 }
 
@@ -290,7 +294,7 @@ CheckpointSink::Stats CheckpointSink::stats() const {
 }
 
 void CheckpointSink::Loop() {
-  size_t evals_seen = 0;
+  size_t& evals_seen = evals_seen_;
   for (;;) {
     std::shared_ptr<const Snapshot> snap;
     {

@@ -85,7 +85,7 @@ class CheckpointSink {
   void Submit(std::shared_ptr<const Snapshot> snap);
   // A validation result for `step`; the checkpoint of that step becomes `best` if it is lowest.
   void RecordEval(int64_t step, double bpb);
-  // Waits until nothing is pending or in flight; rethrows a write error.
+  // Waits until nothing is pending or in flight and every eval is applied; rethrows a write error.
   void Flush();
   Stats stats() const;
 
@@ -106,6 +106,7 @@ class CheckpointSink {
   std::exception_ptr error_;
   Stats stats_;
   std::vector<std::pair<int64_t, double>> evals_;  // (step, bpb) seen so far
+  size_t evals_seen_ = 0;                           // of which the writer thread has applied
   std::vector<int64_t> written_steps_;
   std::optional<std::pair<int64_t, double>> best_;
   std::thread thread_;

@@ -16,21 +16,29 @@ namespace gp = google::protobuf;
 
 namespace {
 
+// Keeps the first error as "origin:line:column: message", followed by the offending line.
 class CollectFirstError : public gp::io::ErrorCollector {
  public:
-  explicit CollectFirstError(std::string origin) : origin_(std::move(origin)) {}
+  CollectFirstError(std::string origin, const std::string& text) : origin_(std::move(origin)), text_(text) {}
   void AddError(int line, gp::io::ColumnNumber column, const std::string& message) override {
-    if (first_.empty())
-      first_ = origin_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
+    if (!first_.empty()) return;
+    first_ = origin_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
+    std::istringstream in(text_);
+    std::string content;
+    for (int i = 0; i <= line && std::getline(in, content); ++i) {
+    }
+    if (!content.empty()) first_ += "\n  " + content;
   }
   const std::string& first() const { return first_; }
 
  private:
-  std::string origin_, first_;
+  std::string origin_;
+  const std::string& text_;
+  std::string first_;
 };
 
 void MergeText(const std::string& text, const std::string& origin, pb::TrainConfig& config) {
-  CollectFirstError errors(origin);
+  CollectFirstError errors(origin, text);
   gp::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
   if (!parser.MergeFromString(text, &config))
