@@ -110,7 +110,9 @@ void AddBenchTrainCommand(CLI::App& bench) {
     if (!io::Posix().Exists(script)) throw std::invalid_argument("--script: cannot find " + script);
     io::Posix().CreateDirs(a->work);
     const std::string train_bin = io::JoinPath(a->work, "train.bin");
-    Spawn({SelfExe(), "cat", a->data, "--split", "train"}, {train_bin});
+    SpawnOptions to_file;
+    to_file.stdout_path = train_bin;
+    Spawn({SelfExe(), "cat", a->data, "--split", "train"}, to_file);
     const char* core = std::getenv("OPENBLAS_CORETYPE");
     const uint64_t bytes_per_step = static_cast<uint64_t>(cfg.data().batch_size()) * cfg.data().grad_accum() * cfg.data().seq_len();
 
@@ -123,7 +125,8 @@ void AddBenchTrainCommand(CLI::App& bench) {
                                    "--lr", std::to_string(cfg.optim().lr()), "--threads", std::to_string(threads),
                                    "--data", train_bin};
     auto run_python = [&](Side& side) {
-      SpawnOptions so{io::JoinPath(a->work, "python.json")};
+      SpawnOptions so;
+      so.stdout_path = io::JoinPath(a->work, "python.json");
       const RunResult r = Spawn(py, so);
       const json j = json::parse(ReadFile(so.stdout_path));
       side.bytes_per_s = static_cast<double>(bytes_per_step) / j["median_step_s"].get<double>();

@@ -24,8 +24,8 @@ std::string TrackList() {
 
 void AddRuntimeOptions(CLI::App* c, int* threads, std::string* device) {
   c->add_option("--threads", *threads,
-                "Threads for LibTorch and TBB together (default: all cores). Results are bit-exact for a "
-                "given thread count")
+                "Threads for LibTorch (and, in train, TBB) (default: all cores). Results are bit-exact for "
+                "a given thread count")
       ->check(CLI::NonNegativeNumber);
   c->add_option("--device", *device, "cpu, or cuda[:N] when LibTorch has CUDA")->capture_default_str();
 }
@@ -82,12 +82,12 @@ void AddTrainCommand(CLI::App& app) {
     if (a->quiet) return;
     std::fprintf(stderr,
                  "%s at step %lld (%lld this run) in %s: %s/s, %.3f s/step, data wait %.2f%%, checkpoint stall "
-                 "%.1f ms (%.2f%% of a step), %llu checkpoints written",
+                 "%.1f ms (%.2f%% of a step), %llu checkpoints written (%llu replaced while pending)",
                  s.interrupted ? "stopped" : "done", (long long)s.end_step, (long long)(s.end_step - s.start_step),
                  pipeline::Progress::FormatDuration(s.seconds).c_str(),
                  pipeline::Progress::FormatBytes(s.bytes_per_s).c_str(), s.mean_step_s, 100 * s.data_wait_frac,
                  1000 * s.ckpt_stall_s, s.mean_step_s > 0 ? 100 * s.ckpt_stall_s / s.mean_step_s : 0.0,
-                 (unsigned long long)s.checkpoints_written);
+                 (unsigned long long)s.checkpoints_written, (unsigned long long)s.checkpoints_replaced);
     if (s.final_val_bpb) std::fprintf(stderr, ", val bpb %.4f", *s.final_val_bpb);
     std::fprintf(stderr, "\n");
   });
@@ -140,11 +140,18 @@ void AddGenerateCommand(CLI::App& app) {
   c->add_option("--seed", o->seed, "Sampling seed (same seed, same text)")->capture_default_str();
   AddRuntimeOptions(c, &o->threads, &o->device);
   c->callback([o] {
-    std::fwrite(o->prompt.data(), 1, o->prompt.size(), stdout);
-    train::Generate(*o, [](char ch) {
+    // The prompt goes out with the first sampled byte, so a bad checkpoint prints nothing.
+    bool started = false;
+    auto start = [&] {
+      if (!started) std::fwrite(o->prompt.data(), 1, o->prompt.size(), stdout);
+      started = true;
+    };
+    train::Generate(*o, [&](char ch) {
+      start();
       std::fputc(ch, stdout);
       std::fflush(stdout);
     });
+    start();
     std::fputc('\n', stdout);
   });
 }

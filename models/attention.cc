@@ -1,5 +1,7 @@
 #include "models/attention.h"
 
+#include <torch/version.h>  // TORCH_VERSION_MAJOR
+
 #include <cmath>
 #include <limits>
 #include <map>

@@ -1,7 +1,8 @@
 #pragma once
 // The model registry: tracks plug in by name (`model.name` in the config, `--model` on the
 // command line). Training, evaluation, checkpointing and generation only ever see a ByteModel
-// made here, so a new track adds a config message, a module and one entry in the registry.
+// made here, so a new track adds a config message, a module, and its name in Tracks(),
+// ValidateModelConfig(), ModelContext() and CreateModel().
 // This header is Torch-free: config checking and the CLI use it without Torch headers.
 #include <memory>
 #include <string>

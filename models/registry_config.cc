@@ -45,7 +45,8 @@ void ValidateModelConfig(const pb::ModelConfig& config) {
 
 int64_t ModelContext(const pb::ModelConfig& config) {
   ValidateModelConfig(config);
-  return config.bitbyte_lm().context();
+  if (config.name() == "bitbyte_lm") return config.bitbyte_lm().context();
+  throw std::logic_error("model '" + config.name() + "' has no context rule");
 }
 
 }  // namespace bitbyte::models

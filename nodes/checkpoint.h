@@ -51,7 +51,8 @@ Snapshot ReadCheckpoint(io::FileSystem& fs, const std::string& dir);
 // Complete checkpoint directory names under ckpt_dir, oldest first.
 std::vector<std::string> ListCheckpoints(io::FileSystem& fs, const std::string& ckpt_dir);
 
-// The checkpoint to resume from: `latest` if it verifies, else the newest one that does.
+// The checkpoint to resume from: the one with the most steps that verifies (`latest` is not
+// consulted: a crash between the rename and its update leaves a newer complete checkpoint).
 // Each one skipped is reported through `warn`. Empty when there is none.
 struct LoadedCheckpoint {
   std::string dir;

@@ -3,9 +3,9 @@
 //
 // How windows are laid over a stream of n bytes (docs/training.md): byte 0 has no context and
 // is not predicted; bytes 1..n-1 are each predicted exactly once. Window k feeds bytes
-// [kC, min(kC + C, n - 1)) (C = context) and scores the next byte after each of them, so a byte
-// is predicted from the bytes before it in its window (0 to C-1 of them). Full windows are
-// batched; a stream's last, shorter window runs alone.
+// [kC, min(kC + C, n - 1)) (C = the window, the training data.seq_len) and scores the byte after
+// each of them, so a byte is predicted from the 1 to C bytes before it in its window. Full
+// windows are batched; a stream's last, shorter window runs alone.
 // bpb = (sum of NLL in nats) / ln 2 / (predicted bytes). log-softmax is taken in float64.
 #include <torch/torch.h>
 

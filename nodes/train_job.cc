@@ -5,16 +5,16 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "models/registry.h"
 #include "nodes/batches.h"
@@ -231,6 +231,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
   auto log = [&](const std::string& line) {
     if (o.console) std::fprintf(stderr, "%s\n", line.c_str());
   };
+  auto warn = [](const std::string& line) { std::fprintf(stderr, "warning: %s\n", line.c_str()); };  // even with -q
 
   // ---- run directory ----
   fs.CreateDirs(o.run_dir);
@@ -243,7 +244,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
       const json run = json::parse(ReadTextFile(run_file), nullptr, false);
       if (data_dir.empty() && run.is_object() && run.contains("data")) data_dir = run["data"].get<std::string>();
       if (run.is_object() && run.contains("threads") && run["threads"] != threads)
-        log("note: the run was trained with --threads " + run["threads"].dump() + ", this resume uses " +
+        warn("the run was trained with --threads " + run["threads"].dump() + ", this resume uses " +
             std::to_string(threads) + "; results are bit-exact only at the same thread count");
     }
   } else if (fs.Exists(io::JoinPath(o.run_dir, kConfigFile)) || fs.Exists(ckpt_dir)) {
@@ -282,18 +283,29 @@ TrainSummary RunTraining(const TrainOptions& o) {
 
   // ---- state ----
   Trainer trainer(config, device);
+  // Built before Restore: its initialisation draws from the generator Restore then resets, so a
+  // resumed run's random stream (dropout) continues exactly where the checkpoint left it.
+  std::shared_ptr<models::ByteModel> eval_model = models::CreateModel(config.model());
+  eval_model->to(device);
   int64_t start = 0;
   if (o.resume) {
-    if (auto loaded = LoadNewestGood(fs, ckpt_dir, log)) {
+    if (auto loaded = LoadNewestGood(fs, ckpt_dir, warn)) {
       const pb::TrainConfig saved = ParseConfigText(loaded->snapshot.config_text, loaded->dir + "/meta.pb");
       const std::string diff = IncompatibleField(saved, config);
       if (!diff.empty())
         throw std::invalid_argument("checkpoint " + loaded->dir + " was trained with another config: " + diff);
       trainer.Restore(loaded->snapshot);
       start = trainer.steps_done();
+      // Newer checkpoints were all unusable (LoadNewestGood took the newest good one): set them
+      // aside for inspection, out of the way of pruning and of the steps about to be retrained.
+      for (const std::string& name : ListCheckpoints(fs, ckpt_dir)) {
+        if (name <= CheckpointName(start)) continue;
+        fs.Rename(io::JoinPath(ckpt_dir, name), io::JoinPath(ckpt_dir, "damaged-" + name));
+        warn("moved unusable checkpoint " + name + " to " + io::JoinPath(ckpt_dir, "damaged-" + name));
+      }
       log("resuming " + o.run_dir + " from " + loaded->dir + " (step " + std::to_string(start) + ")");
     } else {
-      log("no usable checkpoint in " + ckpt_dir + "; starting from step 0");
+      warn("no usable checkpoint in " + ckpt_dir + "; starting from step 0");
     }
   }
   const int64_t total = config.steps();
@@ -302,8 +314,6 @@ TrainSummary RunTraining(const TrainOptions& o) {
 
   MetricsLog metrics(io::JoinPath(o.run_dir, kMetricsFile), start);
   CheckpointSink sink(fs, ckpt_dir, config.checkpoint().keep(), log);
-  std::shared_ptr<models::ByteModel> eval_model = models::CreateModel(config.model());
-  eval_model->to(device);
 
   const uint64_t val_len = config.eval().max_bytes() > 0
                                ? std::min<uint64_t>(config.eval().max_bytes(), data->SplitBytes(shard::Split::kVal))
@@ -313,7 +323,8 @@ TrainSummary RunTraining(const TrainOptions& o) {
   const BatchSampler sampler(*data, config.seed(), rows, config.data().seq_len());
   const uint64_t bytes_per_step = static_cast<uint64_t>(rows) * config.data().seq_len();
 
-  const char* nan_env = std::getenv("BITBYTE_TEST_NAN_AT_STEP");  // test hook: poison a weight
+  // Test hook: poison a weight before step N (1-based, like metrics and checkpoint names).
+  const char* nan_env = std::getenv("BITBYTE_TEST_NAN_AT_STEP");
   const int64_t nan_at = nan_env ? std::atoll(nan_env) : -1;
 
   StopSignals signals;
@@ -353,7 +364,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
         if (halted) return nullptr;  // stopping: batches already prefetched are dropped
         auto ev = std::make_shared<Event>();
         ev->wait_s = steps_run == 0 ? 0.0 : std::chrono::duration<double>(t_in - prev_end).count();
-        if (batch->step == nan_at) {
+        if (batch->step + 1 == nan_at) {
           torch::NoGradGuard no_grad;
           trainer.model().parameters().front().fill_(NAN);
         }
@@ -496,13 +507,29 @@ TrainSummary RunTraining(const TrainOptions& o) {
 
 // ---- inference ----
 
+namespace {
+
+// A checkpoint's model, ready for inference on `device_name`, with LibTorch's threads set.
+struct InferenceModel {
+  std::string dir;
+  torch::Device device;
+  std::shared_ptr<models::ByteModel> model;
+  int64_t window;  // data.seq_len it was trained with: evaluation windows, as during training
+};
+
+InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, const std::string& device_name) {
+  UseTorchThreads(threads > 0 ? threads : pipeline::DefaultThreads());
+  const torch::Device device = ParseDevice(device_name);
+  LoadedCheckpoint ckpt = LoadForInference(checkpoint, [](const std::string& m) { std::fprintf(stderr, "warning: %s\n", m.c_str()); });
+  pb::TrainConfig config = ParseConfigText(ckpt.snapshot.config_text, ckpt.dir + "/meta.pb");
+  FillDefaults(config);
+  return {ckpt.dir, device, ModelFromSnapshot(ckpt.snapshot, device), config.data().seq_len()};
+}
+
+}  // namespace
+
 EvalSummary RunEval(const EvalOptions& o) {
-  const int threads = o.threads > 0 ? o.threads : pipeline::DefaultThreads();
-  UseTorchThreads(threads);
-  const torch::Device device = ParseDevice(o.device);
-  auto warn = [](const std::string& m) { std::fprintf(stderr, "warning: %s\n", m.c_str()); };
-  LoadedCheckpoint ckpt = LoadForInference(o.checkpoint, warn);
-  std::shared_ptr<models::ByteModel> model = ModelFromSnapshot(ckpt.snapshot, device);
+  const InferenceModel m = LoadInferenceModel(o.checkpoint, o.threads, o.device);
   std::vector<std::string> owned;
   if (!o.data_dir.empty()) {
     const auto data = shard::Dataset::Open(o.data_dir);
@@ -517,28 +544,24 @@ EvalSummary RunEval(const EvalOptions& o) {
   if (owned.empty()) throw std::invalid_argument("nothing to evaluate: give --data DIR or files");
   std::vector<std::string_view> streams(owned.begin(), owned.end());
   if (PredictedBytes(streams) == 0) throw std::invalid_argument("the inputs have no byte to predict (each needs at least 2 bytes)");
-  const EvalResult r = EvaluateBpb(*model, streams, model->context(), o.batch_size, device);
-  return {r.bpb, r.bytes, r.seconds, ckpt.dir};
+  const EvalResult r = EvaluateBpb(*m.model, streams, m.window, o.batch_size, m.device);
+  return {r.bpb, r.bytes, r.seconds, m.dir};
 }
 
 std::string Generate(const GenerateOptions& o, const std::function<void(char)>& emit) {
   if (o.temperature < 0) throw std::invalid_argument("--temperature must not be negative");
   if (o.top_k < 0 || o.top_k > 256) throw std::invalid_argument("--top-k must be in [0, 256]");
   if (o.prompt.empty()) throw std::invalid_argument("--prompt must not be empty: the model needs at least one byte of context");
-  const int threads = o.threads > 0 ? o.threads : pipeline::DefaultThreads();
-  UseTorchThreads(threads);
-  const torch::Device device = ParseDevice(o.device);
-  auto warn = [](const std::string& m) { std::fprintf(stderr, "warning: %s\n", m.c_str()); };
-  LoadedCheckpoint ckpt = LoadForInference(o.checkpoint, warn);
-  std::shared_ptr<models::ByteModel> model = ModelFromSnapshot(ckpt.snapshot, device);
+  const InferenceModel m = LoadInferenceModel(o.checkpoint, o.threads, o.device);
+  models::ByteModel& model = *m.model;
   torch::NoGradGuard no_grad;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   std::string text = o.prompt, out;
   for (int64_t i = 0; i < o.n; ++i) {
-    const size_t ctx = std::min<size_t>(text.size(), static_cast<size_t>(model->context()));
+    const size_t ctx = std::min<size_t>(text.size(), static_cast<size_t>(model.context()));
     torch::Tensor x = torch::empty({1, static_cast<int64_t>(ctx)}, torch::kUInt8);
     std::memcpy(x.data_ptr(), text.data() + text.size() - ctx, ctx);
-    torch::Tensor logits = model->forward(x.to(device).to(torch::kLong)).select(1, -1).squeeze(0).to(torch::kCPU, torch::kDouble);
+    torch::Tensor logits = model.forward(x.to(m.device).to(torch::kLong)).select(1, -1).squeeze(0).to(torch::kCPU, torch::kDouble);
     int64_t next;
     if (o.temperature == 0) {
       next = logits.argmax().item<int64_t>();

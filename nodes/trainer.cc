@@ -121,7 +121,7 @@ StepStats Trainer::Step(const Batch& batch) {
     const double value = loss.item<double>();
     if (!std::isfinite(value))
       throw NonFiniteLoss("loss is " + std::string(std::isnan(value) ? "nan" : "inf") + " at step " +
-                          std::to_string(batch.step) + "; the step was not applied");
+                          std::to_string(batch.step + 1) + "; the step was not applied");
     loss_sum += value;
     if (accum > 1) loss = loss / accum;
     loss.backward();
@@ -132,7 +132,8 @@ StepStats Trainer::Step(const Batch& batch) {
   const double clip = config_.optim().grad_clip();
   const double norm = torch::nn::utils::clip_grad_norm_(grads_of, clip > 0 ? clip : INFINITY);
   if (!std::isfinite(norm))
-    throw NonFiniteLoss("gradient norm is not finite at step " + std::to_string(batch.step) + "; the step was not applied");
+    throw NonFiniteLoss("gradient norm is not finite at step " + std::to_string(batch.step + 1) +
+                        "; the step was not applied");
   const double lr = LearningRate(batch.step);
   AdamW(lr);
   ++steps_done_;

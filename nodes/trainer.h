@@ -24,7 +24,8 @@ struct StepStats {
   double seconds = 0;
 };
 
-// Thrown when the loss stops being finite; nothing of that step is applied.
+// Thrown when the loss stops being finite; nothing of that step is applied. The message counts
+// steps from 1, like metrics.jsonl and checkpoint names ("at step 25": the 25th step).
 class NonFiniteLoss : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;

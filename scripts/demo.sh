@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the default corpus shipped with bitbyte (Moby-Dick, one document per chapter):
-# install dependencies, build, shard, inspect and verify. Usage: scripts/demo.sh [OUT_DIR]
+# install dependencies, build, shard, train a small BitByteLM for a few minutes on the CPU,
+# evaluate its validation bpb and print a sample. Usage: scripts/demo.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out/demo}"
@@ -10,9 +11,22 @@ bin=build/release/bin/bitbyte
 
 echo "== shard the default corpus (data/moby-dick.jsonl.zst) =="
 "$bin" shard data/moby-dick.jsonl.zst --jsonl-field text -o "$out/moby" --stats
-echo "== inspect =="
-"$bin" inspect "$out/moby"
-echo "== verify =="
 "$bin" verify "$out/moby"
+"$bin" inspect "$out/moby"
+
+echo "== train a small BitByteLM (configs/demo.txtpb) =="
+if [ -e "$out/run/config.txtpb" ]; then
+  # A re-run continues (or, when finished, just reports) the earlier run.
+  "$bin" train --resume "$out/run" --stats
+else
+  "$bin" train --data "$out/moby" --out "$out/run" --config configs/demo.txtpb --stats
+fi
+
+echo "== evaluate: bits per byte on the validation split =="
+"$bin" eval --checkpoint "$out/run" --data "$out/moby"
+
+echo "== generate =="
+"$bin" generate --checkpoint "$out/run" --prompt "Call me Ishmael. " -n 300 --temperature 0.8 --top-k 40 --seed 1
 echo
-echo "dataset written to $out/moby (manifest: $out/moby/manifest.pb; format: docs/shard-format.md)"
+echo "dataset: $out/moby (format: docs/shard-format.md)"
+echo "run:     $out/run (metrics.jsonl, checkpoints/; layout: docs/training.md)"

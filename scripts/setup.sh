@@ -9,7 +9,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libxxhash-dev libcli11-dev nlohmann-json3-dev
   zlib1g-dev liblzma-dev xz-utils gzip
-  libopenblas0-openmp   # for the LibTorch tracks: Debian's libtorch is ~11x slower on netlib BLAS
+  libtorch-dev          # LibTorch 1.13 (CPU) for models/ and nodes/
+  libopenblas0-openmp   # Debian's libtorch is ~11x slower on the netlib BLAS it would otherwise use
 )
 
 missing=()

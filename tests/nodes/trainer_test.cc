@@ -159,7 +159,7 @@ TEST(Trainer, NonFiniteLossStopsWithoutApplyingTheStep) {
     tr.Step(BatchFor(s, 1));
     FAIL();
   } catch (const NonFiniteLoss& e) {
-    EXPECT_NE(std::string(e.what()).find("at step 1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("at step 2"), std::string::npos) << e.what();
   }
   EXPECT_EQ(tr.steps_done(), 1);
 }

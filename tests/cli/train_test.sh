@@ -1,0 +1,727 @@
+#!/usr/bin/env bash
+# End-to-end tests of `bitbyte train`, `eval` and `generate` on tiny models trained on the
+# shipped corpus (data/moby-dick.jsonl.zst): resume after kill -9 (from outside, and from inside
+# a checkpoint write via BITBYTE_CRASH_AFTER_WRITES) gives the very losses and weights of an
+# uninterrupted run; SIGTERM/SIGINT stop with a checkpoint; bad configs, datasets and a NaN loss
+# fail with messages naming the culprit; damaged checkpoints are skipped on resume and refused
+# by eval; eval counts predicted bytes; generate is seeded; --print-config writes nothing.
+# Run by ctest as
+#   bash tests/cli/train_test.sh /path/to/bitbyte /path/to/source-root
+# Prints "ok - NAME" or "not ok - NAME: details" per check, then "N passed, M failed" alone on
+# the last line; exits 1 when any check failed. A failing check does not stop the others.
+# Needs bash, coreutils, diffutils, findutils, grep, sed and python3 (standard library only).
+# Every bitbyte command runs with --threads 2: results are bit-exact for a given thread count.
+# Hooks: BITBYTE_CRASH_AFTER_WRITES=N (sharding/file_io.cc) makes bitbyte SIGKILL itself at its
+# N-th mutating file operation; BITBYTE_TEST_NAN_AT_STEP=S (nodes/train_job.cc) poisons a weight
+# before the step of 0-based index S.
+set -euo pipefail
+
+if [[ $# -lt 1 || $# -gt 2 ]]; then
+  echo "usage: $0 PATH/TO/bitbyte [SOURCE_ROOT]" >&2
+  exit 2
+fi
+case $1 in /*) BIN=$1 ;; *) BIN=$PWD/$1 ;; esac
+SRC_ROOT=${2:-$(dirname "$0")/../..}
+SRC_ROOT=$(cd "$SRC_ROOT" && pwd)
+if [[ ! -x $BIN ]]; then
+  echo "$0: '$BIN' is not an executable" >&2
+  exit 2
+fi
+for tool in cmp diff find grep sed sort sha256sum truncate head tail wc python3; do
+  command -v "$tool" >/dev/null || { echo "$0: needs '$tool' on PATH" >&2; exit 2; }
+done
+CORPUS=$SRC_ROOT/data/moby-dick.jsonl.zst
+[[ -f $CORPUS ]] || { echo "$0: no corpus at $CORPUS" >&2; exit 2; }
+
+export LC_ALL=C
+unset BITBYTE_CRASH_AFTER_WRITES BITBYTE_TEST_NAN_AT_STEP
+# Temporary files go to $TMPDIR when set, else to /dev/shm when it has room (checkpoints are
+# fsynced: on tmpfs that costs nothing).
+TMP_BASE=${TMPDIR:-/tmp}
+if [[ -z ${TMPDIR:-} && -d /dev/shm && -w /dev/shm ]]; then
+  shm_free_kb=$(df -k --output=avail /dev/shm 2>/dev/null | tail -1 | tr -d ' ' || true)
+  [[ $shm_free_kb =~ ^[0-9]+$ ]] && ((shm_free_kb >= 262144)) && TMP_BASE=/dev/shm
+fi
+T=$(mktemp -d "$TMP_BASE/bitbyte-train-test.XXXXXX")
+BG_PIDS=()
+cleanup() {
+  local p
+  for p in "${BG_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+cd "$T"
+RESULTS=$T/.results
+: >"$RESULTS"
+START_SECONDS=$SECONDS
+
+# ---------------------------------------------------------------------------------------------
+# Harness (as in cli_test.sh). Each group of checks runs in a subshell; a check is begin NAME ...
+# end, and any number of `fail MESSAGE` calls in between make it fail.
+
+CUR="" ERRS=""
+begin() {
+  CUR=$1 ERRS=""
+  printf '%s\n' "$CUR" >"$T/.current"
+}
+fail() { ERRS+="${ERRS:+; }$*"; }
+end() {
+  if [[ -z $ERRS ]]; then
+    echo "ok - $CUR"
+    echo ok >>"$RESULTS"
+  else
+    echo "not ok - $CUR: $ERRS"
+    echo fail >>"$RESULTS"
+  fi
+  rm -f "$T/.current"
+}
+group() {
+  local rc=0 t0=$SECONDS
+  ("$1") || rc=$?
+  echo "# $1: $((SECONDS - t0)) s"
+  if [[ -f $T/.current ]]; then
+    echo "not ok - $(cat "$T/.current"): check aborted (status $rc)"
+    echo fail >>"$RESULTS"
+    rm -f "$T/.current"
+  elif ((rc != 0)); then
+    echo "not ok - $1: group aborted (status $rc)"
+    echo fail >>"$RESULTS"
+  fi
+}
+
+# bb ARGS...: runs bitbyte; stdout in $T/out, stderr in $T/err, exit status in RC.
+bb() {
+  RC=0
+  { "$BIN" "$@" >"$T/out" 2>"$T/err"; } 2>/dev/null || RC=$?
+}
+# bb_env VAR=VALUE ARGS...: the same with one environment variable set.
+bb_env() {
+  local kv=$1
+  shift
+  RC=0
+  { env "$kv" "$BIN" "$@" >"$T/out" 2>"$T/err"; } 2>/dev/null || RC=$?
+}
+# bb_to FILE ARGS...: like bb, stdout to FILE.
+bb_to() {
+  local f=$1
+  shift
+  RC=0
+  { "$BIN" "$@" >"$f" 2>"$T/err"; } 2>/dev/null || RC=$?
+}
+# bg ARGS...: starts bitbyte in the background (stdout/stderr in $T/bg.out, $T/bg.err); PID in BG.
+bg() {
+  "$BIN" "$@" >"$T/bg.out" 2>"$T/bg.err" &
+  BG=$!
+  BG_PIDS+=("$BG")
+}
+# reap PID: waits for it; exit status in RC.
+reap() {
+  RC=0
+  wait "$1" 2>/dev/null || RC=$?
+}
+
+errmsg() { tail -c 500 "${1:-$T/err}" | tr '\n' ' '; }
+outmsg() { head -c 300 "$T/out" | tr '\n' ' '; }
+want_rc() {  # want_rc CODE WHAT
+  [[ $RC == "$1" ]] || fail "$2: exit $RC, want $1 (stderr: $(errmsg))"
+}
+want_fail() {  # want_fail WHAT: a non-zero exit that is not a death by signal
+  if [[ $RC == 0 ]]; then
+    fail "$1: exit 0, want a failure (stderr: $(errmsg))"
+  elif ((RC >= 128)); then
+    fail "$1: died with status $RC (signal $((RC - 128))) (stderr: $(errmsg))"
+  fi
+}
+want_err() {  # want_err TEXT WHAT
+  grep -qF -- "$1" "$T/err" || fail "$2: stderr lacks '$1' (stderr: $(errmsg))"
+}
+want_err_re() {  # want_err_re EXTENDED_REGEX WHAT
+  grep -qE -- "$1" "$T/err" || fail "$2: stderr does not match /$1/ (stderr: $(errmsg))"
+}
+want_out() {  # want_out TEXT WHAT
+  grep -qF -- "$1" "$T/out" || fail "$2: stdout lacks '$1' (stdout: $(outmsg))"
+}
+# A listing of every path under DIR with each file's SHA-256.
+tree_sums() {
+  (cd "$1" && find . -mindepth 1 | sort | while IFS= read -r p; do
+    if [[ -f $p ]]; then echo "$(sha256sum <"$p" | cut -c1-64) $p"; else echo "dir $p"; fi
+  done)
+}
+json_get() {  # json_get FILE PYTHON_EXPR (j is the parsed document)
+  python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2" 2>&1 || true
+}
+flip_byte() {  # flip_byte FILE OFFSET (negative: from the end)
+  python3 - "$1" "$2" <<'EOF'
+import os, sys
+path, off = sys.argv[1], int(sys.argv[2])
+size = os.path.getsize(path)
+if off < 0:
+    off += size
+with open(path, "r+b") as f:
+    f.seek(off)
+    b = f.read(1)
+    f.seek(off)
+    f.write(bytes([b[0] ^ 0x5A]))
+EOF
+}
+ckpt_name() { printf 'step-%09d' "$1"; }
+
+# The (step, loss) and (step, val_bpb) records of a metrics.jsonl, sorted, one a line, with the
+# numbers exactly as written (repr of the parsed double). A line that does not parse is shown.
+cat >"$T/records.py" <<'EOF'
+import json, sys
+recs = []
+for n, line in enumerate(open(sys.argv[1]), 1):
+    try:
+        j = json.loads(line)
+    except ValueError:
+        recs.append((-1, "unparsable line %d: %r" % (n, line[:60])))
+        continue
+    if "loss" in j:
+        recs.append((j["step"], "loss %r" % j["loss"]))
+    if "val_bpb" in j:
+        recs.append((j["step"], "val_bpb %r" % j["val_bpb"]))
+for step, what in sorted(recs):
+    print(step, what)
+EOF
+records() { python3 "$T/records.py" "$1" 2>&1 || true; }
+# The steps of a metrics.jsonl's loss records, in file order, space-separated.
+loss_steps() {
+  python3 -c '
+import json, sys
+out = []
+for line in open(sys.argv[1]):
+    try:
+        j = json.loads(line)
+    except ValueError:
+        continue
+    if "loss" in j:
+        out.append(str(j["step"]))
+print(" ".join(out))' "$1" 2>&1 || true
+}
+# The step of the newest record in a metrics.jsonl (0 when none); cheap enough to poll.
+last_step() {
+  local s
+  s=$(tail -n 3 "$1" 2>/dev/null | sed -n 's/.*"step":\([0-9][0-9]*\).*/\1/p' | tail -1)
+  echo "${s:-0}"
+}
+# wait_step FILE STEP PID: waits until FILE has a record of step >= STEP; fails when PID exits
+# first (or after 2 minutes).
+wait_step() {
+  local i
+  for ((i = 0; i < 6000; i++)); do
+    (($(last_step "$1") >= $2)) && return 0
+    kill -0 "$3" 2>/dev/null || return 1
+    sleep 0.02
+  done
+  return 1
+}
+
+# same_run REF RUN WHAT: RUN's metrics (every step's loss, every val_bpb) and final weights are
+# identical to REF's.
+same_run() {
+  local ref=$1 run=$2 what=$3 final
+  records "$ref/metrics.jsonl" >"$T/ref.rec"
+  records "$run/metrics.jsonl" >"$T/run.rec"
+  if ! diff "$T/ref.rec" "$T/run.rec" >"$T/rec.diff" 2>&1; then
+    fail "$what: metrics differ from the uninterrupted run ($(grep -c '^[<>]' "$T/rec.diff") lines; first: $(grep '^[<>]' "$T/rec.diff" | head -2 | tr '\n' ' '))"
+  fi
+  final=checkpoints/$(ckpt_name "$STEPS")/tensors.bin
+  if [[ ! -f $run/$final ]]; then
+    fail "$what: no $final"
+  elif ! cmp -s "$ref/$final" "$run/$final"; then
+    fail "$what: $final differs from the uninterrupted run's ($(cmp "$ref/$final" "$run/$final" 2>&1 | head -1))"
+  fi
+}
+# clean_checkpoints RUN WHAT: every directory under RUN/checkpoints is a step-NNNNNNNNN with a
+# COMMIT (no .tmp-/.old- leftovers, no half-written checkpoint).
+clean_checkpoints() {
+  local name
+  [[ -d $1/checkpoints ]] || { fail "$2: no $1/checkpoints"; return 0; }
+  while IFS= read -r name; do
+    if [[ ! $name =~ ^step-[0-9]{9}$ ]]; then
+      fail "$2: leftover directory checkpoints/$name"
+    elif [[ ! -f $1/checkpoints/$name/COMMIT ]]; then
+      fail "$2: checkpoints/$name has no COMMIT"
+    fi
+  done < <(find "$1/checkpoints" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
+}
+
+# ---------------------------------------------------------------------------------------------
+# Shared fixtures: the dataset and the reference run A (STEPS steps, uninterrupted).
+
+STEPS=100
+TINY=(--set model.bitbyte_lm.d_model=32 --set model.bitbyte_lm.n_layer=2 --set model.bitbyte_lm.n_head=2
+  --set model.bitbyte_lm.context=32 --set data.seq_len=32 --set data.batch_size=4
+  --set optim.warmup_steps=3 --set log_every=0 --set eval.max_bytes=4096 --threads 2)
+CFG=("${TINY[@]}" --set eval.every=25 --set checkpoint.every=10 --steps "$STEPS")
+
+bb shard "$CORPUS" --jsonl-field text -o ds -q --threads 2
+SHARD_RC=$RC SHARD_ERR=$(errmsg)
+bb train --data ds -o A "${CFG[@]}"
+A_RC=$RC A_ERR=$(errmsg)
+
+t_reference() {
+  begin "reference: the corpus shards and a ${STEPS}-step tiny run completes"
+  [[ $SHARD_RC == 0 ]] || fail "shard exited $SHARD_RC ($SHARD_ERR)"
+  [[ $A_RC == 0 ]] || fail "train exited $A_RC ($A_ERR)"
+  local want
+  want=$(seq -s ' ' 1 "$STEPS")
+  [[ $(loss_steps A/metrics.jsonl) == "$want" ]] ||
+    fail "metrics.jsonl loss steps are not 1..$STEPS: $(loss_steps A/metrics.jsonl | head -c 200)"
+  [[ $(grep -c '"val_bpb"' A/metrics.jsonl) == $((STEPS / 25)) ]] ||
+    fail "want $((STEPS / 25)) val_bpb records, got $(grep -c '"val_bpb"' A/metrics.jsonl)"
+  [[ -f A/checkpoints/$(ckpt_name "$STEPS")/COMMIT ]] || fail "no committed final checkpoint"
+  for f in config.txtpb run.json metrics.jsonl; do [[ -s A/$f ]] || fail "no A/$f"; done
+  clean_checkpoints A "reference run"
+  end
+}
+
+# 1. kill -9 from outside, resume.
+t_kill_resume() {
+  begin "kill -9 during training (up to 3 times), resume: identical losses and final weights"
+  rm -rf K
+  local args=(train --data ds -o K "${CFG[@]}") target=12 kills=0 at="" finished=0 last
+  while ((target < STEPS)); do
+    bg "${args[@]}"
+    if wait_step K/metrics.jsonl "$target" "$BG"; then kill -9 "$BG" 2>/dev/null || true; fi
+    reap "$BG"
+    last=$(last_step K/metrics.jsonl)
+    if [[ $RC == 137 ]]; then
+      kills=$((kills + 1)) at+=" $last"
+    elif [[ $RC == 0 ]]; then
+      finished=1
+      break
+    else
+      fail "run exited $RC ($(errmsg "$T/bg.err"))"
+      break
+    fi
+    args=(train --resume K --threads 2)
+    target=$((last + 30))
+  done
+  ((kills > 0)) || fail "the run finished before it could be killed"
+  if ((!finished)) && [[ -z $ERRS ]]; then
+    bb train --resume K --threads 2
+    want_rc 0 "final resume"
+    want_err "resuming K from" "final resume"
+  fi
+  same_run A K "after $kills kills"
+  clean_checkpoints K "after the resume"
+  echo "# killed at steps$at"
+  end
+}
+
+# 2. kill -9 inside the run's own file writes (checkpoint files, fsyncs, renames, pointers).
+probe() {  # probe N: prints crash, done or "error RC"
+  rm -rf kprobe
+  bb_env BITBYTE_CRASH_AFTER_WRITES="$1" train --data ds -o kprobe "${CFG[@]}"
+  case $RC in 137) echo crash ;; 0) echo "done" ;; *) echo "error $RC" ;; esac
+}
+t_crash_writes() {
+  local total="" lo hi mid r
+  begin "BITBYTE_CRASH_AFTER_WRITES: the number of mutating file operations of a run is found"
+  lo=1 hi=256
+  while r=$(probe "$hi") && [[ $r == crash ]] && ((hi < 1 << 20)); do lo=$hi hi=$((hi * 2)); done
+  if [[ $r != "done" ]]; then
+    fail "N=$hi: $r ($(errmsg))"
+  else
+    while ((hi - lo > 1)); do
+      mid=$(((lo + hi) / 2))
+      r=$(probe "$mid")
+      if [[ $r == crash ]]; then lo=$mid; elif [[ $r == "done" ]]; then hi=$mid; else fail "N=$mid: $r" && break; fi
+    done
+    total=$lo
+  fi
+  ((${total:-0} > STEPS / 10 * 3)) || { fail "found ${total:-no} operations for $((STEPS / 10)) checkpoints"; total=""; }
+  echo "# ${total:-?} mutating file operations in a ${STEPS}-step run"
+  end
+  [[ -n $total ]] || return 0
+
+  begin "kill -9 at the N-th file operation, then --resume: identical losses and weights, no half checkpoint left"
+  local ns=(3 5 7 12 20 33 $((total / 4)) $((total / 2)) $((3 * total / 4)) $((total - 2)) $((total - 1)) "$total") n
+  local crashed="" completed=""
+  for n in "${ns[@]}"; do
+    rm -rf kw
+    bb_env BITBYTE_CRASH_AFTER_WRITES="$n" train --data ds -o kw "${CFG[@]}"
+    if [[ $RC == 0 ]]; then
+      # The last few operations (pointer files) may come in another order from run to run.
+      ((n >= total - 2)) || { fail "N=$n: exit 0, want 137 (killed)"; continue; }
+      completed+=" $n"
+    elif [[ $RC == 137 ]]; then
+      crashed+=" $n"
+    else
+      fail "N=$n: exit $RC, want 137 ($(errmsg))"
+      continue
+    fi
+    if [[ ! -f kw/config.txtpb ]]; then
+      # Killed before the run directory got its config: not a run yet. --resume says so, and
+      # the first command starts it afresh.
+      bb train --resume kw --threads 2
+      want_rc 2 "N=$n: --resume of a directory without config.txtpb"
+      want_err "config.txtpb" "N=$n: --resume of a directory without config.txtpb"
+      bb train --data ds -o kw "${CFG[@]}"
+      want_rc 0 "N=$n: the first command again"
+    else
+      bb train --resume kw --threads 2
+      [[ $RC == 0 ]] || { fail "N=$n: --resume kw exited $RC, want 0 ($(errmsg))"; continue; }
+    fi
+    same_run A kw "N=$n"
+    clean_checkpoints kw "N=$n"
+  done
+  echo "# killed at N =$crashed${completed:+; completed at N =$completed}"
+  end
+}
+
+# 3. SIGTERM and SIGINT.
+t_signals() {
+  local sig stop want
+  for sig in TERM INT; do
+    begin "SIG$sig: exit 0 with a checkpoint at the last step in metrics.jsonl; --resume --steps continues"
+    rm -rf "s$sig"
+    bg train --data ds -o "s$sig" "${TINY[@]}" --set eval.every=25 --set checkpoint.every=10 --steps 2000
+    if ! wait_step "s$sig/metrics.jsonl" 15 "$BG"; then
+      reap "$BG"
+      fail "the run ended (exit $RC) before step 15 ($(errmsg "$T/bg.err"))"
+      end
+      continue
+    fi
+    kill -s "$sig" "$BG"
+    reap "$BG"
+    [[ $RC == 0 ]] || fail "exit $RC after SIG$sig, want 0 ($(errmsg "$T/bg.err"))"
+    stop=$(loss_steps "s$sig/metrics.jsonl" | awk '{print $NF}')
+    if [[ ! $stop =~ ^[0-9]+$ ]] || ((stop < 15 || stop >= 2000)); then
+      fail "last step in metrics.jsonl: '$stop'"
+      end
+      continue
+    fi
+    grep -qF "stopped at step $stop" "$T/bg.err" || fail "stderr lacks 'stopped at step $stop' ($(errmsg "$T/bg.err"))"
+    [[ -f s$sig/checkpoints/$(ckpt_name "$stop")/COMMIT ]] ||
+      fail "no committed checkpoint $(ckpt_name "$stop") (have: $(ls "s$sig/checkpoints" | tr '\n' ' '))"
+    clean_checkpoints "s$sig" "after SIG$sig"
+    bb train --resume "s$sig" --threads 2 --steps $((stop + 5))
+    want_rc 0 "--resume --steps $((stop + 5))"
+    want_err "(step $stop)" "--resume resumes from the signal's checkpoint"
+    want=$(seq -s ' ' 1 $((stop + 5)))
+    [[ $(loss_steps "s$sig/metrics.jsonl") == "$want" ]] ||
+      fail "after the resume, metrics loss steps are not 1..$((stop + 5)): ...$(loss_steps "s$sig/metrics.jsonl" | tail -c 80)"
+    [[ -f s$sig/checkpoints/$(ckpt_name $((stop + 5)))/COMMIT ]] || fail "no checkpoint $(ckpt_name $((stop + 5))) after the resume"
+    echo "# SIG$sig stopped the run at step $stop"
+    end
+  done
+}
+
+# 4. Bad input.
+t_bad_input() {
+  begin "config file with an unknown field: exit 2 naming file:line:col and the field"
+  printf 'data {\n  seq_len: 32\n  batchsize: 4\n}\n' >typo.txtpb
+  bb train --data ds -o bad1 --config typo.txtpb --threads 2
+  want_rc 2 "train --config typo.txtpb"
+  want_err_re 'typo\.txtpb:3:[0-9]+' "train --config typo.txtpb"
+  want_err "batchsize" "train --config typo.txtpb"
+  [[ ! -e bad1 ]] || fail "a run directory was created"
+  end
+
+  begin "config file with a wrongly typed value: exit 2 naming file:line:col"
+  printf '# a comment\ndata { seq_len: "abc" }\n' >type.txtpb
+  bb train --data ds -o bad2 --config type.txtpb --threads 2
+  want_rc 2 "train --config type.txtpb"
+  want_err_re 'type\.txtpb:2:[0-9]+' "train --config type.txtpb"
+  [[ ! -e bad2 ]] || fail "a run directory was created"
+  end
+
+  begin "--set of an unknown field: exit 2 naming it"
+  bb train --data ds -o bad3 "${TINY[@]}" --set optim.lrr=1
+  want_rc 2 "--set optim.lrr=1"
+  want_err "lrr" "--set optim.lrr=1"
+  [[ ! -e bad3 ]] || fail "a run directory was created"
+  bb train --data ds -o bad3 "${TINY[@]}" --set data.seq_len=abc
+  want_rc 2 "--set data.seq_len=abc"
+  want_err "seq_len" "--set data.seq_len=abc"
+  end
+
+  begin "data.seq_len above the model context: exit 2 naming data.seq_len"
+  bb train --data ds -o bad4 "${TINY[@]}" --set data.seq_len=64
+  want_rc 2 "--set data.seq_len=64 with context 32"
+  want_err "data.seq_len" "--set data.seq_len=64"
+  [[ ! -e bad4 ]] || fail "a run directory was created"
+  end
+
+  begin "--model nosuch: exit 2 naming it and the known models"
+  bb train --data ds -o bad5 "${TINY[@]}" --model nosuch
+  want_rc 2 "--model nosuch"
+  want_err "nosuch" "--model nosuch"
+  want_err "bitbyte_lm" "--model nosuch (known models)"
+  [[ ! -e bad5 ]] || fail "a run directory was created"
+  end
+
+  begin "--resume with an incompatible change: exit 2 naming the field, run untouched"
+  rm -rf R
+  cp -a A R
+  tree_sums R >R.before
+  bb train --resume R --threads 2 --set model.bitbyte_lm.d_model=64
+  want_rc 2 "--resume R --set model.bitbyte_lm.d_model=64"
+  want_err "model.bitbyte_lm.d_model" "--resume R --set model.bitbyte_lm.d_model=64"
+  bb train --resume R --threads 2 --set optim.lr=0.01
+  want_rc 2 "--resume R --set optim.lr=0.01"
+  want_err "optim.lr" "--resume R --set optim.lr=0.01"
+  tree_sums R >R.after
+  cmp -s R.before R.after || fail "the run directory changed: $(diff R.before R.after | head -2 | tr '\n' ' ')"
+  end
+
+  begin "--out on an existing run without --resume: refused, run untouched"
+  bb train --data ds -o R "${CFG[@]}"
+  want_fail "train -o R (an existing run)"
+  want_err "--resume" "train -o R (an existing run)"
+  tree_sums R >R.after
+  cmp -s R.before R.after || fail "the run directory changed: $(diff R.before R.after | head -2 | tr '\n' ' ')"
+  end
+
+  begin "a dataset whose validation split has under 2 bytes: train and eval fail naming the validation split"
+  # --val-fraction 0 cannot give that (shard then cuts a tail of the last document into val);
+  # a 1-byte document routed to val (by its hash) next to a big one routed to train can.
+  bb_to ds.train cat ds --split train
+  mkdir -p nv
+  head -c 20000 ds.train >nv/big.txt
+  local c found=""
+  for c in a b c d e f g h i j k l m n o p q r s t u v w x y z A B C D E F G H; do
+    printf '%s' "$c" >nv/one.txt
+    rm -rf dsnv
+    bb shard nv -o dsnv --val-fraction 0.5 -q --threads 2
+    [[ $RC == 0 ]] || continue
+    bb_to dsnv.json inspect dsnv --json
+    if [[ $(json_get dsnv.json 'j["splits"]["val"]["bytes"]') == 1 ]]; then
+      found=$c
+      break
+    fi
+  done
+  if [[ -z $found ]]; then
+    fail "could not build a dataset with a 1-byte validation split"
+  else
+    bb train --data dsnv -o bad6 "${TINY[@]}" --steps 5
+    want_fail "train on a dataset with a 1-byte validation split"
+    want_err "validation split" "train"
+    bb eval --checkpoint A --data dsnv --threads 2
+    want_fail "eval --data on a dataset with a 1-byte validation split"
+    want_err "validation split" "eval"
+  fi
+  end
+
+  begin "NaN loss at step 25: exit 1 naming nan, the step and the last good checkpoint; resume finishes identically"
+  rm -rf nan
+  bb_env BITBYTE_TEST_NAN_AT_STEP=25 train --data ds -o nan "${CFG[@]}"
+  want_rc 1 "train with a NaN at step 25"
+  want_err "nan" "train with a NaN at step 25"
+  want_err "step 25" "train with a NaN at step 25"
+  want_err "$(ckpt_name 20)" "train with a NaN at step 25 (last good checkpoint)"
+  [[ $(ls nan/checkpoints 2>/dev/null | grep '^step-' | tr '\n' ' ') == "$(ckpt_name 10) $(ckpt_name 20) " ]] ||
+    fail "checkpoints after the NaN: $(ls -A nan/checkpoints 2>/dev/null | tr '\n' ' '), want $(ckpt_name 10) and $(ckpt_name 20)"
+  grep -q '"step":26,' nan/metrics.jsonl && fail "metrics.jsonl has a record of step 26"
+  local s
+  for s in 10 20; do
+    bb eval --checkpoint "nan/checkpoints/$(ckpt_name "$s")" --data ds --max-bytes 4096 --threads 2 --json
+    want_rc 0 "eval of $(ckpt_name "$s") after the NaN"
+  done
+  bb train --resume nan --threads 2
+  want_rc 0 "--resume after the NaN (hook unset)"
+  same_run A nan "resumed after the NaN"
+  end
+}
+
+# 5. Damaged checkpoints.
+t_damage() {
+  local last prev
+  last=$(ckpt_name "$STEPS") prev=$(ckpt_name $((STEPS - 10)))
+
+  begin "one flipped byte in the newest tensors.bin: eval exits 3 naming it, --resume warns, falls back, finishes identically"
+  rm -rf D1
+  cp -a A D1
+  flip_byte "D1/checkpoints/$last/tensors.bin" $(($(wc -c <"D1/checkpoints/$last/tensors.bin") / 2))
+  bb eval --checkpoint "D1/checkpoints/$last" --data ds --max-bytes 4096 --threads 2
+  want_rc 3 "eval --checkpoint (damaged)"
+  want_err "tensors.bin" "eval --checkpoint (damaged)"
+  bb generate --checkpoint "D1/checkpoints/$last" --prompt x -n 4 --threads 2
+  want_rc 3 "generate --checkpoint (damaged)"
+  bb eval --checkpoint D1 --data ds --max-bytes 4096 --threads 2
+  want_rc 0 "eval --checkpoint RUN (newest damaged)"
+  want_err "$last" "eval --checkpoint RUN warns about the damaged one"
+  bb train --resume D1 --threads 2
+  want_rc 0 "--resume"
+  want_err "D1/checkpoints/$last" "--resume warns about the damaged checkpoint"
+  want_err "resuming D1 from D1/checkpoints/$prev" "--resume falls back to the previous checkpoint"
+  same_run A D1 "resumed past a damaged tensors.bin"
+  clean_checkpoints D1 "after the resume"
+  end
+
+  begin "a truncated meta.pb in the newest checkpoint: eval exits 3 naming it, --resume falls back, finishes identically"
+  rm -rf D2
+  cp -a A D2
+  truncate -s $(($(wc -c <"D2/checkpoints/$last/meta.pb") / 2)) "D2/checkpoints/$last/meta.pb"
+  bb eval --checkpoint "D2/checkpoints/$last" --data ds --max-bytes 4096 --threads 2
+  want_rc 3 "eval --checkpoint (truncated meta.pb)"
+  want_err "meta.pb" "eval --checkpoint (truncated meta.pb)"
+  bb train --resume D2 --threads 2
+  want_rc 0 "--resume"
+  want_err "D2/checkpoints/$last" "--resume warns about the damaged checkpoint"
+  want_err "resuming D2 from D2/checkpoints/$prev" "--resume falls back to the previous checkpoint"
+  same_run A D2 "resumed past a truncated meta.pb"
+  clean_checkpoints D2 "after the resume"
+  end
+
+  begin "every checkpoint damaged: --resume warns about each, starts from step 0, finishes identically"
+  rm -rf D3
+  cp -a A D3
+  local d n=0
+  for d in D3/checkpoints/step-*; do
+    flip_byte "$d/tensors.bin" 100
+    n=$((n + 1))
+  done
+  bb eval --checkpoint D3 --data ds --max-bytes 4096 --threads 2
+  want_rc 3 "eval --checkpoint RUN (all damaged)"
+  bb train --resume D3 --threads 2
+  want_rc 0 "--resume"
+  [[ $(grep -c 'is unusable' "$T/err") == "$n" ]] || fail "want $n warnings, got $(grep -c 'is unusable' "$T/err") ($(errmsg))"
+  want_err "starting from step 0" "--resume"
+  same_run A D3 "restarted from step 0"
+  clean_checkpoints D3 "after the resume"
+  end
+}
+
+# 6. eval.
+t_eval() {
+  begin "eval --json on the validation split: bytes = split size - 1, same bpb twice"
+  local val bpb1 bpb2
+  bb_to ds.val cat ds --split val
+  val=$(wc -c <ds.val)
+  bb_to ev1.json eval --checkpoint A --data ds --json --threads 2
+  want_rc 0 "eval --data ds --json"
+  python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); assert set(j) >= {"bpb", "bytes"}, j' ev1.json 2>/dev/null ||
+    fail "not JSON with keys bpb and bytes: $(head -c 200 ev1.json)"
+  [[ $(json_get ev1.json 'j["bytes"]') == $((val - 1)) ]] || fail "bytes $(json_get ev1.json 'j["bytes"]'), want $((val - 1)) (val split $val bytes)"
+  bb_to ev2.json eval --checkpoint "A/checkpoints/$(ckpt_name "$STEPS")" --data ds --json --threads 2
+  want_rc 0 "eval of the final checkpoint directory"
+  bpb1=$(json_get ev1.json 'repr(j["bpb"])') bpb2=$(json_get ev2.json 'repr(j["bpb"])')
+  [[ $bpb1 == "$bpb2" ]] || fail "two evals of the same checkpoint: bpb $bpb1 vs $bpb2"
+  python3 -c 'import math, sys; v = float(sys.argv[1]); assert 0 < v < 9 and math.isfinite(v)' "$bpb1" 2>/dev/null ||
+    fail "bpb $bpb1 is not a plausible figure"
+  end
+
+  begin "eval --max-bytes 4096 equals the val_bpb the run logged for that checkpoint"
+  local s got want
+  for s in 50 "$STEPS"; do
+    [[ -d A/checkpoints/$(ckpt_name "$s") ]] || continue
+    bb_to evm.json eval --checkpoint "A/checkpoints/$(ckpt_name "$s")" --data ds --max-bytes 4096 --json --threads 2
+    want_rc 0 "eval --max-bytes 4096 of $(ckpt_name "$s")"
+    [[ $(json_get evm.json 'j["bytes"]') == 4095 ]] || fail "bytes $(json_get evm.json 'j["bytes"]'), want 4095"
+    got=$(json_get evm.json 'repr(j["bpb"])')
+    want=$(grep "\"step\":$s,\"val_bpb\"" A/metrics.jsonl | sed -n 's/.*"val_bpb":\([^,}]*\).*/\1/p' | head -1)
+    [[ -n $want && $(python3 -c 'import sys; print(float(sys.argv[1]) == float(sys.argv[2]))' "$got" "$want" 2>&1) == True ]] ||
+      fail "step $s: eval bpb $got, metrics.jsonl val_bpb '${want}'"
+  done
+  end
+
+  begin "eval on files: each file is a stream, bytes = sum of (size - 1)"
+  head -c 3000 ds.val >f1
+  tail -c 1500 ds.val >f2
+  bb_to evf.json eval --checkpoint A --json --threads 2 f1 f2
+  want_rc 0 "eval f1 f2"
+  [[ $(json_get evf.json 'j["bytes"]') == $((2999 + 1499)) ]] || fail "bytes $(json_get evf.json 'j["bytes"]'), want $((2999 + 1499))"
+  bb_to evf1.json eval --checkpoint A --json --threads 2 f1
+  [[ $(json_get evf1.json 'j["bytes"]') == 2999 ]] || fail "f1 alone: bytes $(json_get evf1.json 'j["bytes"]'), want 2999"
+  bb_to evfm.json eval --checkpoint A --json --threads 2 --max-bytes 1000 f1 f2
+  [[ $(json_get evfm.json 'j["bytes"]') == 1998 ]] || fail "--max-bytes 1000 f1 f2: bytes $(json_get evfm.json 'j["bytes"]'), want 1998"
+  end
+
+  begin "eval with both --data and files, or neither: exit 2"
+  bb eval --checkpoint A --data ds --threads 2 f1
+  want_rc 2 "eval --data ds f1"
+  bb eval --checkpoint A --threads 2
+  want_rc 2 "eval (no input)"
+  bb eval --checkpoint nosuch-dir --data ds --threads 2
+  want_fail "eval --checkpoint nosuch-dir"
+  want_err "nosuch-dir" "eval --checkpoint nosuch-dir"
+  end
+}
+
+# 7. generate.
+t_generate() {
+  begin "generate: same seed same text, another seed another text, output starts with the prompt"
+  local prompt="Call me Ishmael. " g
+  for g in s7a s7b s8; do
+    bb_to "$g.txt" generate --checkpoint A --prompt "$prompt" -n 64 --temperature 1 --seed "${g:1:1}" --threads 2
+    want_rc 0 "generate --seed ${g:1:1}"
+  done
+  cmp -s s7a.txt s7b.txt || fail "--seed 7 twice gave different output"
+  cmp -s s7a.txt s8.txt && fail "--seed 7 and --seed 8 gave the same 64 bytes"
+  [[ $(head -c ${#prompt} s7a.txt) == "$prompt" ]] || fail "output does not start with the prompt: $(head -c 40 s7a.txt | od -c | head -2 | tr '\n' ' ')"
+  # prompt + 64 bytes + newline
+  [[ $(wc -c <s7a.txt) == $((${#prompt} + 64 + 1)) ]] || fail "output is $(wc -c <s7a.txt) bytes, want $((${#prompt} + 64 + 1))"
+  end
+
+  begin "generate --temperature 0 is deterministic (and ignores the seed); --top-k 1 equals greedy"
+  bb_to g0a.txt generate --checkpoint A --prompt "The whale" -n 48 --temperature 0 --seed 1 --threads 2
+  want_rc 0 "generate --temperature 0"
+  bb_to g0b.txt generate --checkpoint A --prompt "The whale" -n 48 --temperature 0 --seed 2 --threads 2
+  cmp -s g0a.txt g0b.txt || fail "--temperature 0 gave different outputs"
+  bb_to gk1.txt generate --checkpoint A --prompt "The whale" -n 48 --top-k 1 --seed 3 --threads 2
+  want_rc 0 "generate --top-k 1"
+  cmp -s g0a.txt gk1.txt || fail "--top-k 1 differs from --temperature 0"
+  end
+
+  begin "generate with an empty prompt or a negative temperature: exit 2"
+  bb generate --checkpoint A --prompt "" -n 4 --threads 2
+  want_rc 2 "generate --prompt ''"
+  want_err "prompt" "generate --prompt ''"
+  bb generate --checkpoint A --prompt x -n 4 --temperature -1 --threads 2
+  want_rc 2 "generate --temperature -1"
+  end
+}
+
+# 8. --print-config.
+t_print_config() {
+  begin "--print-config prints every field, reflects --set, and writes nothing"
+  bb train --data ds -o pc "${TINY[@]}" --set optim.lr=0.005 --steps 77 --print-config
+  want_rc 0 "--print-config"
+  want_out "warmup_steps: 3" "--print-config"
+  want_out "d_model: 32" "--print-config"
+  want_out "lr: 0.005" "--print-config (--set optim.lr=0.005)"
+  want_out "steps: 77" "--print-config (--steps 77)"
+  want_out 'name: "bitbyte_lm"' "--print-config"
+  # Every field of the two .proto files.
+  local f missing=""
+  for f in $(sed -n 's/^ *optional [A-Za-z0-9_.]* \([a-z_0-9]*\) = .*/\1/p' "$SRC_ROOT/nodes/train_config.proto" "$SRC_ROOT/models/model_config.proto" | sort -u); do
+    grep -qE "^ *$f( \{|:)" "$T/out" || missing+=" $f"
+  done
+  [[ -z $missing ]] || fail "fields missing from --print-config:$missing"
+  [[ ! -e pc ]] || fail "--print-config created the run directory"
+  bb train --data ds -o pc "${TINY[@]}" --set optim.lrr=1 --print-config
+  want_rc 2 "--print-config with --set optim.lrr=1"
+  end
+
+  begin "--resume RUN --print-config prints the run's config and changes nothing"
+  tree_sums A >A.before
+  bb train --resume A --print-config --steps 150
+  want_rc 0 "--resume A --print-config"
+  want_out "d_model: 32" "--resume A --print-config (the run's model)"
+  want_out "steps: 150" "--resume A --print-config --steps 150"
+  tree_sums A >A.after
+  cmp -s A.before A.after || fail "run A changed: $(diff A.before A.after | head -2 | tr '\n' ' ')"
+  end
+}
+
+group t_reference
+group t_kill_resume
+group t_crash_writes
+group t_signals
+group t_bad_input
+group t_damage
+group t_eval
+group t_generate
+group t_print_config
+
+PASSED=$(grep -c '^ok$' "$RESULTS" || true)
+FAILED=$(grep -c '^fail$' "$RESULTS" || true)
+echo "# $((SECONDS - START_SECONDS)) s"
+echo "$PASSED passed, $FAILED failed"
+((FAILED == 0)) || exit 1
