@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -93,8 +94,10 @@ class MetricsLog {
       std::string line, kept;
       while (std::getline(in, line)) {
         const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
-        if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= keep_through)
+        if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= keep_through) {
           kept += line + "\n";
+          if (j.contains("val_bpb")) eval_steps_.push_back(j["step"].get<int64_t>());
+        }
       }
       io::WriteFileAtomic(io::Posix(), path, kept);
     }
@@ -102,6 +105,7 @@ class MetricsLog {
     if (fd_ < 0) throw Error(ErrnoMessage("open", path, errno));
   }
   ~MetricsLog() { ::close(fd_); }
+  bool HasEval(int64_t step) const { return std::find(eval_steps_.begin(), eval_steps_.end(), step) != eval_steps_.end(); }
   void Write(const json& record) {
     const std::string line = record.dump() + "\n";
     if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
@@ -111,6 +115,7 @@ class MetricsLog {
  private:
   std::string path_;
   int fd_ = -1;
+  std::vector<int64_t> eval_steps_;  // kept records with val_bpb
 };
 
 // Runs work on one long-lived thread and waits for it. The train step and the eval node use one
@@ -262,8 +267,9 @@ TrainSummary RunTraining(const TrainOptions& o) {
       throw std::invalid_argument("--resume " + o.run_dir + ": dataset " + data_dir +
                                   " is not the one this run was trained on (dataset_id differs)");
   }
-  io::WriteFileAtomic(fs, io::JoinPath(o.run_dir, kConfigFile), ConfigToText(config));
   {
+    // run.json first: config.txtpb is what marks a directory as a run, and a run must always
+    // know its dataset (a kill between the two writes leaves a directory that is not a run yet).
     char cwd[4096];
     const std::string abs = (!data_dir.empty() && data_dir[0] == '/') || !::getcwd(cwd, sizeof cwd)
                                 ? data_dir : io::JoinPath(cwd, data_dir);
@@ -272,6 +278,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
     run["dataset_id"] = std::to_string(data->manifest().dataset_id());
     io::WriteFileAtomic(fs, run_file, run.dump(2) + "\n");
   }
+  io::WriteFileAtomic(fs, io::JoinPath(o.run_dir, kConfigFile), ConfigToText(config));
 
   // ---- threads: one budget for TBB and LibTorch ----
   // LibTorch computes with `threads` OpenMP threads on the train thread (and on the eval thread
@@ -339,6 +346,28 @@ TrainSummary RunTraining(const TrainOptions& o) {
   std::optional<double> last_bpb;
   const auto t_start = Clock::now();
 
+  auto record_eval = [&](int64_t step, const EvalResult& r) {
+    last_bpb = r.bpb;
+    metrics.Write({{"step", step}, {"val_bpb", r.bpb}, {"val_bytes", r.bytes}, {"eval_s", r.seconds},
+                   {"elapsed_s", Since(t_start)}});
+    char line[160];
+    std::snprintf(line, sizeof line, "eval  step %lld  val_bpb %.4f  (%llu bytes, %.1f s)", (long long)step, r.bpb,
+                  (unsigned long long)r.bytes, r.seconds);
+    log(line);
+  };
+  auto evaluate = [&](const Snapshot& weights) {
+    UseTorchThreads(threads);
+    LoadModule(*eval_model, "model/", weights);
+    return EvaluateBpb(*eval_model, {std::string_view(val_bytes)}, config.data().seq_len(), config.eval().batch_size(),
+                       device);
+  };
+  // A kill between a checkpoint and its step's evaluation loses that evaluation: redo it.
+  if (start > 0 && Due(start, config.eval().every(), total) && !metrics.HasEval(start)) {
+    const EvalResult r = evaluate(*trainer.TakeSnapshot(false));
+    record_eval(start, r);
+    sink.RecordEval(start, r.bpb);
+  }
+
   PinnedThread train_thread, eval_thread;
   Graph g("train");
   auto& source = g.Source<int64_t>("batch_source", [&](int64_t& step) {
@@ -401,12 +430,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
         auto ev = std::make_shared<Event>();
         ev->kind = Event::Kind::kEval;
         ev->step = in->step;
-        ev->eval = eval_thread.Run([&] {
-          UseTorchThreads(threads);
-          LoadModule(*eval_model, "model/", *in->snapshot);
-          return EvaluateBpb(*eval_model, {std::string_view(val_bytes)}, config.data().seq_len(),
-                             config.eval().batch_size(), device);
-        });
+        ev->eval = eval_thread.Run([&] { return evaluate(*in->snapshot); });
         return EventPtr(ev);
       },
       [](const EventPtr& e) { return e ? e->eval.bytes : 0; });
@@ -416,13 +440,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
         if (!e) return e;
         const double elapsed = Since(t_start);
         if (e->kind == Event::Kind::kEval) {
-          last_bpb = e->eval.bpb;
-          metrics.Write({{"step", e->step}, {"val_bpb", e->eval.bpb}, {"val_bytes", e->eval.bytes},
-                         {"eval_s", e->eval.seconds}, {"elapsed_s", elapsed}});
-          char line[160];
-          std::snprintf(line, sizeof line, "eval  step %lld  val_bpb %.4f  (%llu bytes, %.1f s)", (long long)e->step,
-                        e->eval.bpb, (unsigned long long)e->eval.bytes, e->eval.seconds);
-          log(line);
+          record_eval(e->step, e->eval);
           return e;
         }
         const double step_wall = e->stats.seconds + e->stall_s + e->wait_s;
