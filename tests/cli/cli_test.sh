@@ -12,114 +12,38 @@
 # N-th mutating file operation (append, fsync, rename).
 set -euo pipefail
 
-if [[ $# -lt 1 || $# -gt 2 ]]; then
-  echo "usage: $0 PATH/TO/bitbyte [SOURCE_ROOT]" >&2
-  exit 2
-fi
-case $1 in /*) BIN=$1 ;; *) BIN=$PWD/$1 ;; esac
-SRC_ROOT=${2:-$(dirname "$0")/../..}
-SRC_ROOT=$(cd "$SRC_ROOT" && pwd)
-if [[ ! -x $BIN ]]; then
-  echo "$0: '$BIN' is not an executable" >&2
-  exit 2
-fi
-for tool in cmp diff find grep sed sort sha256sum truncate zstd gzip xz python3; do
-  command -v "$tool" >/dev/null || { echo "$0: needs '$tool' on PATH" >&2; exit 2; }
-done
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
+
+parse_args "$@"
+need_tools cmp diff find grep sed sort sha256sum truncate zstd gzip xz python3
 
 export LC_ALL=C
 unset BITBYTE_CRASH_AFTER_WRITES
 # Temporary files go to $TMPDIR when set, else to /dev/shm when it has room (the shard job
 # fsyncs every shard: on tmpfs that costs nothing, on a busy disk it triples the run time).
-TMP_BASE=${TMPDIR:-/tmp}
-if [[ -z ${TMPDIR:-} && -d /dev/shm && -w /dev/shm ]]; then
-  shm_free_kb=$(df -k --output=avail /dev/shm 2>/dev/null | tail -1 | tr -d ' ' || true)
-  [[ $shm_free_kb =~ ^[0-9]+$ ]] && ((shm_free_kb >= 131072)) && TMP_BASE=/dev/shm
-fi
-T=$(mktemp -d "$TMP_BASE/bitbyte-cli-test.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-cd "$T"
-RESULTS=$T/.results
-: >"$RESULTS"
-START_SECONDS=$SECONDS
+make_test_dir bitbyte-cli-test 131072
 
 # ---------------------------------------------------------------------------------------------
-# Harness. Each group of checks runs in a subshell (so a surprise cannot stop the script); a
-# check is begin NAME ... end, and any number of `fail MESSAGE` calls in between make it fail.
+# Helpers of these checks; the harness (begin ... end, group) and bb, bb_to, want_rc, want_err,
+# want_out, tree_sums, json_get and flip_byte are in harness.sh.
 
-CUR="" ERRS=""
-begin() {
-  CUR=$1 ERRS=""
-  printf '%s\n' "$CUR" >"$T/.current"
-}
-fail() { ERRS+="${ERRS:+; }$*"; }
-end() {
-  if [[ -z $ERRS ]]; then
-    echo "ok - $CUR"
-    echo ok >>"$RESULTS"
-  else
-    echo "not ok - $CUR: $ERRS"
-    echo fail >>"$RESULTS"
-  fi
-  rm -f "$T/.current"
-}
-skip() {  # skip NAME REASON: counted as passed
-  echo "ok - $1 # SKIP $2"
-  echo ok >>"$RESULTS"
-}
-group() {
-  local rc=0
-  ("$1") || rc=$?
-  if [[ -f $T/.current ]]; then
-    echo "not ok - $(cat "$T/.current"): check aborted (status $rc)"
-    echo fail >>"$RESULTS"
-    rm -f "$T/.current"
-  elif ((rc != 0)); then
-    echo "not ok - $1: group aborted (status $rc)"
-    echo fail >>"$RESULTS"
-  fi
-}
-
-# bb ARGS...: runs bitbyte; stdout in $T/out, stderr in $T/err, exit status in RC. The braces
-# with 2>/dev/null keep bash's "Killed" notice out of the output.
-bb() {
-  RC=0
-  { "$BIN" "$@" >"$T/out" 2>"$T/err"; } 2>/dev/null || RC=$?
-}
-# bb_crash N ARGS...: the same with BITBYTE_CRASH_AFTER_WRITES=N.
+# bb_crash N ARGS...: like bb, with BITBYTE_CRASH_AFTER_WRITES=N.
 bb_crash() {
   local n=$1
   shift
   RC=0
   { BITBYTE_CRASH_AFTER_WRITES=$n "$BIN" "$@" >"$T/out" 2>"$T/err"; } 2>/dev/null || RC=$?
 }
-# bb_to FILE ARGS...: like bb, stdout to FILE.
-bb_to() {
-  local f=$1
-  shift
-  RC=0
-  { "$BIN" "$@" >"$f" 2>"$T/err"; } 2>/dev/null || RC=$?
-}
 
 errmsg() { head -c 400 "$T/err" | tr '\n' ' '; }
 outmsg() { head -c 400 "$T/out" | tr '\n' ' '; }
-want_rc() {  # want_rc CODE WHAT
-  [[ $RC == "$1" ]] || fail "$2: exit $RC, want $1 (stderr: $(errmsg))"
-}
 want_fail() {  # want_fail WHAT: a non-zero exit that is not a death by signal
   if [[ $RC == 0 ]]; then
     fail "$1: exit 0, want a failure (stdout: $(outmsg))"
   elif ((RC >= 128)); then
     fail "$1: died with status $RC (signal $((RC - 128))) (stderr: $(errmsg))"
   fi
-}
-want_err() {  # want_err TEXT WHAT
-  grep -qF -- "$1" "$T/err" || fail "$2: stderr lacks '$1' (stderr: $(errmsg))"
-}
-want_out() {  # want_out TEXT WHAT
-  grep -qF -- "$1" "$T/out" || fail "$2: stdout lacks '$1' (stdout: $(outmsg))"
 }
 same_file() {  # same_file A B WHAT
   if ! cmp -s "$1" "$2"; then
@@ -130,12 +54,6 @@ same_dir() {  # same_dir A B WHAT: byte-identical trees, dot-files included
   if ! diff -r "$1" "$2" >"$T/diff" 2>&1; then
     fail "$3: $(head -3 "$T/diff" | tr '\n' ' ')"
   fi
-}
-# A listing of every path under DIR with each file's SHA-256.
-tree_sums() {
-  (cd "$1" && find . -mindepth 1 | sort | while IFS= read -r p; do
-    if [[ -f $p ]]; then echo "$(sha256sum <"$p" | cut -c1-64) $p"; else echo "dir $p"; fi
-  done)
 }
 # Only manifest.pb and *.bbs shards (plus the names given) may be left in a finished dataset.
 no_leftovers() {  # no_leftovers DIR WHAT [EXTRA_NAME...]
@@ -157,27 +75,9 @@ shard_names() {
 # Shard counts from the "(W written, R reused)" summary of `bitbyte shard`.
 written() { sed -n 's/.*(\([0-9]*\) written, \([0-9]*\) reused).*/\1/p' "$T/out"; }
 reused() { sed -n 's/.*(\([0-9]*\) written, \([0-9]*\) reused).*/\2/p' "$T/out"; }
-# jq-like: json_get FILE PYTHON_EXPR (j is the parsed document).
-json_get() {
-  python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2" 2>&1 || true
-}
 # Files of a corpus directory as bitbyte enumerates them: dot-entries skipped, sorted by path.
 corpus_files() { find "$1" -mindepth 1 -name '.*' -prune -o -type f -print | sort; }
 concat_files() { while IFS= read -r f; do cat "$f"; done; }
-flip_byte() {  # flip_byte FILE OFFSET (negative: from the end)
-  python3 - "$1" "$2" <<'EOF'
-import os, sys
-path, off = sys.argv[1], int(sys.argv[2])
-size = os.path.getsize(path)
-if off < 0:
-    off += size
-with open(path, "r+b") as f:
-    f.seek(off)
-    b = f.read(1)
-    f.seek(off)
-    f.write(bytes([b[0] ^ 0x5A]))
-EOF
-}
 
 # Random-ish corpus: gen_corpus DIR SEED FILES TOTAL_BYTES. Binary, text and mixed files in
 # nested directories, one empty file, and dot-entries that bitbyte must skip.
@@ -1098,8 +998,4 @@ group t_inspect
 group t_help
 group t_enumeration
 
-PASSED=$(grep -c '^ok$' "$RESULTS" || true)
-FAILED=$(grep -c '^fail$' "$RESULTS" || true)
-echo "# $((SECONDS - START_SECONDS)) s"
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0)) || exit 1
+finish

@@ -16,20 +16,11 @@
 # before step S (1-based, like metrics.jsonl and checkpoint names).
 set -euo pipefail
 
-if [[ $# -lt 1 || $# -gt 2 ]]; then
-  echo "usage: $0 PATH/TO/bitbyte [SOURCE_ROOT]" >&2
-  exit 2
-fi
-case $1 in /*) BIN=$1 ;; *) BIN=$PWD/$1 ;; esac
-SRC_ROOT=${2:-$(dirname "$0")/../..}
-SRC_ROOT=$(cd "$SRC_ROOT" && pwd)
-if [[ ! -x $BIN ]]; then
-  echo "$0: '$BIN' is not an executable" >&2
-  exit 2
-fi
-for tool in cmp diff find grep sed sort sha256sum truncate head tail wc python3; do
-  command -v "$tool" >/dev/null || { echo "$0: needs '$tool' on PATH" >&2; exit 2; }
-done
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
+
+parse_args "$@"
+need_tools cmp diff find grep sed sort sha256sum truncate head tail wc python3
 CORPUS=$SRC_ROOT/data/moby-dick.jsonl.zst
 [[ -f $CORPUS ]] || { echo "$0: no corpus at $CORPUS" >&2; exit 2; }
 
@@ -40,98 +31,24 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 unset BITBYTE_CRASH_AFTER_WRITES BITBYTE_TEST_NAN_AT_STEP
 # Temporary files go to $TMPDIR when set, else to /dev/shm when it has room (checkpoints are
 # fsynced: on tmpfs that costs nothing).
-TMP_BASE=${TMPDIR:-/tmp}
-if [[ -z ${TMPDIR:-} && -d /dev/shm && -w /dev/shm ]]; then
-  shm_free_kb=$(df -k --output=avail /dev/shm 2>/dev/null | tail -1 | tr -d ' ' || true)
-  [[ $shm_free_kb =~ ^[0-9]+$ ]] && ((shm_free_kb >= 262144)) && TMP_BASE=/dev/shm
-fi
-T=$(mktemp -d "$TMP_BASE/bitbyte-train-test.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-cd "$T"
-RESULTS=$T/.results
-: >"$RESULTS"
-START_SECONDS=$SECONDS
+make_test_dir bitbyte-train-test 262144
+# shellcheck disable=SC2034  # read by group (harness.sh): print each group's run time
+GROUP_TIMES=1
 
 # ---------------------------------------------------------------------------------------------
-# Harness (as in cli_test.sh). Each group of checks runs in a subshell; a check is begin NAME ...
-# end, and any number of `fail MESSAGE` calls in between make it fail.
+# Helpers of these checks; the harness (begin ... end, group) and bb, bb_to, bg, reap, want_rc,
+# want_err, want_out, tree_sums, json_get and flip_byte are in harness.sh.
 
-CUR="" ERRS=""
-begin() {
-  CUR=$1 ERRS=""
-  printf '%s\n' "$CUR" >"$T/.current"
-}
-fail() { ERRS+="${ERRS:+; }$*"; }
-end() {
-  if [[ -z $ERRS ]]; then
-    echo "ok - $CUR"
-    echo ok >>"$RESULTS"
-  else
-    echo "not ok - $CUR: $ERRS"
-    echo fail >>"$RESULTS"
-  fi
-  rm -f "$T/.current"
-}
-group() {
-  local rc=0 t0=$SECONDS
-  (trap kill_bg EXIT && "$1") || rc=$?
-  echo "# $1: $((SECONDS - t0)) s"
-  if [[ -f $T/.current ]]; then
-    echo "not ok - $(cat "$T/.current"): check aborted (status $rc)"
-    echo fail >>"$RESULTS"
-    rm -f "$T/.current"
-  elif ((rc != 0)); then
-    echo "not ok - $1: group aborted (status $rc)"
-    echo fail >>"$RESULTS"
-  fi
-}
-
-# bb ARGS...: runs bitbyte; stdout in $T/out, stderr in $T/err, exit status in RC.
-bb() {
-  RC=0
-  { "$BIN" "$@" >"$T/out" 2>"$T/err"; } 2>/dev/null || RC=$?
-}
-# bb_env VAR=VALUE ARGS...: the same with one environment variable set.
+# bb_env VAR=VALUE ARGS...: like bb, with one environment variable set.
 bb_env() {
   local kv=$1
   shift
   RC=0
   { env "$kv" "$BIN" "$@" >"$T/out" 2>"$T/err"; } 2>/dev/null || RC=$?
 }
-# bb_to FILE ARGS...: like bb, stdout to FILE.
-bb_to() {
-  local f=$1
-  shift
-  RC=0
-  { "$BIN" "$@" >"$f" 2>"$T/err"; } 2>/dev/null || RC=$?
-}
-# bg ARGS...: starts bitbyte in the background (stdout/stderr in $T/bg.out, $T/bg.err); PID in
-# BG. One at a time: reap it before the next. A group that ends early kills it (kill_bg).
-BG=""
-bg() {
-  "$BIN" "$@" >"$T/bg.out" 2>"$T/bg.err" &
-  BG=$!
-}
-# reap PID: waits for it; exit status in RC.
-reap() {
-  RC=0
-  wait "$1" 2>/dev/null || RC=$?
-  BG=""
-}
-kill_bg() {
-  if [[ -n $BG ]]; then
-    kill -9 "$BG" 2>/dev/null || true
-    wait "$BG" 2>/dev/null || true
-  fi
-}
 
 errmsg() { tail -c 500 "${1:-$T/err}" | tr '\n' ' '; }
 outmsg() { head -c 300 "$T/out" | tr '\n' ' '; }
-want_rc() {  # want_rc CODE WHAT
-  [[ $RC == "$1" ]] || fail "$2: exit $RC, want $1 (stderr: $(errmsg))"
-}
 want_fail() {  # want_fail WHAT: a non-zero exit that is not a death by signal
   if [[ $RC == 0 ]]; then
     fail "$1: exit 0, want a failure (stderr: $(errmsg))"
@@ -139,37 +56,8 @@ want_fail() {  # want_fail WHAT: a non-zero exit that is not a death by signal
     fail "$1: died with status $RC (signal $((RC - 128))) (stderr: $(errmsg))"
   fi
 }
-want_err() {  # want_err TEXT WHAT
-  grep -qF -- "$1" "$T/err" || fail "$2: stderr lacks '$1' (stderr: $(errmsg))"
-}
 want_err_re() {  # want_err_re EXTENDED_REGEX WHAT
   grep -qE -- "$1" "$T/err" || fail "$2: stderr does not match /$1/ (stderr: $(errmsg))"
-}
-want_out() {  # want_out TEXT WHAT
-  grep -qF -- "$1" "$T/out" || fail "$2: stdout lacks '$1' (stdout: $(outmsg))"
-}
-# A listing of every path under DIR with each file's SHA-256.
-tree_sums() {
-  (cd "$1" && find . -mindepth 1 | sort | while IFS= read -r p; do
-    if [[ -f $p ]]; then echo "$(sha256sum <"$p" | cut -c1-64) $p"; else echo "dir $p"; fi
-  done)
-}
-json_get() {  # json_get FILE PYTHON_EXPR (j is the parsed document)
-  python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2" 2>&1 || true
-}
-flip_byte() {  # flip_byte FILE OFFSET (negative: from the end)
-  python3 - "$1" "$2" <<'EOF'
-import os, sys
-path, off = sys.argv[1], int(sys.argv[2])
-size = os.path.getsize(path)
-if off < 0:
-    off += size
-with open(path, "r+b") as f:
-    f.seek(off)
-    b = f.read(1)
-    f.seek(off)
-    f.write(bytes([b[0] ^ 0x5A]))
-EOF
 }
 ckpt_name() { printf 'step-%09d' "$1"; }
 
@@ -404,21 +292,24 @@ t_crash_writes() {
   rm -rf kv
   bb_env BITBYTE_CRASH_AFTER_WRITES="$nc" train --data ds -o kv "${CFG[@]}"
   want_rc 137 "N=$nc"
-  [[ -f kv/checkpoints/$want/COMMIT ]] || fail "N=$nc: no committed $want"
+  # This run's timing may differ from the probes' (the sink can skip a pending checkpoint), so
+  # the checkpoint the resume starts from is whatever is newest in kv now.
   newest=$(find kv/checkpoints -mindepth 1 -maxdepth 1 -name 'step-*' -printf '%f\n' 2>/dev/null | sort | tail -1)
-  [[ $newest == "$want" ]] || fail "N=$nc: newest checkpoint '$newest', want $want"
+  [[ -n $newest && ! $newest < $want && -f kv/checkpoints/$newest/COMMIT ]] ||
+    fail "N=$nc: newest checkpoint '$newest', want a committed one at or after $want"
+  local s=$((10#${newest#step-}))
   before=no after=no
-  grep -q "\"step\":$EVERY,\"val_bpb\"" kv/metrics.jsonl && before=yes
+  grep -q "\"step\":$s,\"val_bpb\"" kv/metrics.jsonl && before=yes
   bb train --resume kv --threads 2
   want_rc 0 "N=$nc: --resume"
-  want_err "(step $EVERY)" "N=$nc: --resume from $want"
+  want_err "(step $s)" "N=$nc: --resume from $newest"
   same_run A kv "N=$nc"
   clean_checkpoints kv "N=$nc"
-  grep -q "\"step\":$EVERY,\"val_bpb\"" kv/metrics.jsonl && after=yes
-  # docs/training.md section 8: the evaluation of a checkpointed step may finish after the
-  # checkpoint is committed; a kill in between leaves no val_bpb record for that step, and the
-  # resume (which starts after it) does not evaluate it again.
-  echo "# killed at N = $nc; val_bpb of step $EVERY in metrics.jsonl at the kill: $before, after the resume: $after"
+  grep -q "\"step\":$s,\"val_bpb\"" kv/metrics.jsonl && after=yes
+  # An evaluation may finish after its step's checkpoint is committed; a kill in between loses
+  # the record, and the resume evaluates that step again (docs/training.md section 8).
+  if ((s % EVERY == 0)) && [[ $after != yes ]]; then fail "N=$nc: no val_bpb record for step $s after the resume"; fi
+  echo "# killed at N = $nc; val_bpb of step $s in metrics.jsonl at the kill: $before, after the resume: $after"
   end
 }
 
@@ -582,7 +473,10 @@ t_bad_input() {
 # 5. Damaged checkpoints.
 t_damage() {
   local last prev
-  last=$(ckpt_name "$STEPS") prev=$(ckpt_name $((STEPS - 10)))
+  # The sink may skip a checkpoint on a busy machine (a newer snapshot replaces a pending one):
+  # the fallback is the newest checkpoint A really has below the last.
+  last=$(ckpt_name "$STEPS")
+  prev=$(find A/checkpoints -mindepth 1 -maxdepth 1 -name 'step-*' -printf '%f\n' | sort | tail -2 | head -1)
 
   begin "one flipped byte in the newest tensors.bin: eval exits 3 naming it, --resume warns, falls back, finishes identically"
   rm -rf D1
@@ -772,8 +666,4 @@ group t_eval
 group t_generate
 group t_print_config
 
-PASSED=$(grep -c '^ok$' "$RESULTS" || true)
-FAILED=$(grep -c '^fail$' "$RESULTS" || true)
-echo "# $((SECONDS - START_SECONDS)) s"
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0)) || exit 1
+finish
