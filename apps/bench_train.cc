@@ -1,7 +1,11 @@
 // bitbyte bench train: training bytes/s of `bitbyte train` against the same model in Python
 // PyTorch on the same LibTorch (scripts/bench_train.py), in the same run, alternating rounds.
 // Both sides run as child processes; peak RSS from wait4. docs/benchmarks.md has the results.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -69,7 +73,7 @@ Side ReadBitbyteRun(const std::string& run_dir, int64_t warmup, uint64_t bytes_p
 
 void AddBenchTrainCommand(CLI::App& bench) {
   struct Args {
-    std::string data, work = "/tmp/bitbyte-bench-train", python = "/usr/bin/python3", script;
+    std::string data, work = "/tmp", python = "/usr/bin/python3", script;
     std::vector<std::string> overrides;
     int threads = 0, rounds = 3;
     int64_t steps = 10, warmup = 3, checkpoint_every = 5;
@@ -93,7 +97,7 @@ void AddBenchTrainCommand(CLI::App& bench) {
   c->add_option("--threads", a->threads, "Threads for both sides (default: all cores)");
   c->add_option("--python", a->python, "Python with torch")->capture_default_str();
   c->add_option("--script", a->script, "The Python peer (default: scripts/bench_train.py next to the build)");
-  c->add_option("--work-dir", a->work, "Scratch directory")->capture_default_str();
+  c->add_option("--work-dir", a->work, "Where to make a scratch directory (removed afterwards)")->capture_default_str();
   c->callback([a] {
     const int threads = a->threads > 0 ? a->threads : pipeline::DefaultThreads();
     train::TrainOptions topt;
@@ -108,7 +112,11 @@ void AddBenchTrainCommand(CLI::App& bench) {
       if (!io::Posix().Exists(script)) script = "scripts/bench_train.py";
     }
     if (!io::Posix().Exists(script)) throw std::invalid_argument("--script: cannot find " + script);
+    // A fresh directory of our own under --work-dir, removed afterwards (never --work-dir itself).
     io::Posix().CreateDirs(a->work);
+    std::string tmpl = io::JoinPath(a->work, "bench-train-XXXXXX");
+    if (::mkdtemp(tmpl.data()) == nullptr) throw Error(ErrnoMessage("create a directory in", a->work, errno));
+    a->work = tmpl;
     const std::string train_bin = io::JoinPath(a->work, "train.bin");
     SpawnOptions to_file;
     to_file.stdout_path = train_bin;

@@ -73,6 +73,12 @@ int main(int argc, char** argv) {
     return 3;
   } catch (const bitbyte::pipeline::NodeError& e) {
     std::fprintf(stderr, "bitbyte: error: %s\n", e.what());
+    try {  // bad data found inside a graph keeps its exit code
+      if (e.cause()) std::rethrow_exception(e.cause());
+    } catch (const bitbyte::DataError&) {
+      return 3;
+    } catch (...) {
+    }
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bitbyte: error: %s\n", e.what());

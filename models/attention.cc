@@ -6,7 +6,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
-#include <tuple>
+#include <utility>
 
 namespace bitbyte::models {
 
@@ -20,17 +20,17 @@ torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, co
 
 namespace {
 
-// [T, T] with 0 on and below the diagonal and -inf above, one per (T, device, dtype).
+// [T, T] with 0 on and below the diagonal and -inf above: a view of one cached mask per
+// (device, dtype), grown to the longest T seen (generation walks T up to the context).
 torch::Tensor CausalMask(int64_t t, const torch::TensorOptions& opts) {
   static std::mutex mu;
-  static std::map<std::tuple<int64_t, std::string, int>, torch::Tensor> cache;
-  const auto key = std::make_tuple(t, opts.device().str(), static_cast<int>(opts.dtype().toScalarType()));
+  static std::map<std::pair<std::string, int>, torch::Tensor> cache;
+  const auto key = std::make_pair(opts.device().str(), static_cast<int>(opts.dtype().toScalarType()));
   std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  torch::Tensor mask = torch::full({t, t}, -std::numeric_limits<float>::infinity(), opts).triu(1);
-  cache.emplace(key, mask);
-  return mask;
+  torch::Tensor& mask = cache[key];
+  if (!mask.defined() || mask.size(0) < t)
+    mask = torch::full({t, t}, -std::numeric_limits<float>::infinity(), opts).triu(1);
+  return mask.narrow(0, 0, t).narrow(1, 0, t);
 }
 
 }  // namespace

@@ -47,6 +47,7 @@ std::string Hex(uint64_t v) {
 bool ParseStep(const std::string& name, int64_t* step) {
   if (name.rfind(kPrefix, 0) != 0 || name.size() == sizeof(kPrefix) - 1) return false;
   const std::string digits = name.substr(sizeof(kPrefix) - 1);
+  if (digits.size() > 18) return false;  // not one of ours (and would overflow)
   if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
   *step = std::stoll(digits);
   return true;
@@ -207,8 +208,11 @@ std::optional<LoadedCheckpoint> LoadNewestGood(io::FileSystem& fs, const std::st
   for (auto it = names.rbegin(); it != names.rend(); ++it) {
     const std::string dir = io::JoinPath(ckpt_dir, *it);
     try {
-      return LoadedCheckpoint{dir, ReadCheckpoint(fs, dir)};
-    } catch (const Error& e) {
+      Snapshot snap = ReadCheckpoint(fs, dir);
+      if (CheckpointName(snap.step) != *it)
+        throw DataError(dir + ": holds step " + std::to_string(snap.step) + ", not the step its name says");
+      return LoadedCheckpoint{dir, std::move(snap)};
+    } catch (const DataError& e) {  // damage; other errors (permissions, I/O) are not hidden
       if (warn) warn("checkpoint " + dir + " is unusable (" + e.what() + "); trying an older one");
     }
   }
@@ -246,7 +250,10 @@ CheckpointSink::CheckpointSink(io::FileSystem& fs, std::string ckpt_dir, int kee
     std::string name;
     double bpb;
     int64_t step;
-    if (in >> name >> bpb && ParseStep(name, &step)) best_ = std::make_pair(step, bpb);
+    // Only a best that is still on disk counts (a damaged one may have been set aside).
+    if (in >> name >> bpb && ParseStep(name, &step) &&
+        std::find(written_steps_.begin(), written_steps_.end(), step) != written_steps_.end())
+      best_ = std::make_pair(step, bpb);
   }
   thread_ = std::thread([this] { Loop(); });
 }
@@ -268,6 +275,13 @@ void CheckpointSink::Submit(std::shared_ptr<const Snapshot> snap) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     ThrowIfFailed();
+    // Never go back: a snapshot older than the pending one, or than one being written or
+    // written, is dropped.
+    const int64_t newest = std::max(pending_ ? pending_->step : -1, newest_taken_);
+    if (snap->step <= newest) {
+      ++stats_.replaced;
+      return;
+    }
     if (pending_) ++stats_.replaced;
     pending_ = std::move(snap);
   }
@@ -309,6 +323,7 @@ void CheckpointSink::Loop() {
       }
       if (!pending_ && evals_.size() == evals_seen) return;  // stop_ and nothing left
       snap = std::move(pending_);
+      if (snap) newest_taken_ = std::max(newest_taken_, snap->step);
       evals_seen = evals_.size();
       busy_ = true;
     }

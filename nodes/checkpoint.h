@@ -67,7 +67,7 @@ LoadedCheckpoint LoadForInference(const std::string& path, const std::function<v
 
 // The independent checkpoint sink. Submit() never waits for the disk: at most one write is in
 // flight and one snapshot pending; a newer snapshot replaces an older pending one (counted in
-// `replaced`). A dedicated thread does the writing, so blocking I/O never occupies a TBB
+// `replaced`), and one older than what is pending or written is dropped (also counted). A dedicated thread does the writing, so blocking I/O never occupies a TBB
 // worker. After each write it updates `latest`, keeps the newest `keep` plus the best by
 // validation bpb, and removes the rest.
 class CheckpointSink {
@@ -110,6 +110,7 @@ class CheckpointSink {
   size_t evals_seen_ = 0;                           // of which the writer thread has applied
   std::vector<int64_t> written_steps_;
   std::optional<std::pair<int64_t, double>> best_;
+  int64_t newest_taken_ = -1;  // newest step the writer thread has taken (in flight or written)
   std::thread thread_;
 };
 

@@ -96,7 +96,8 @@ class MetricsLog {
         const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
         if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= keep_through) {
           kept += line + "\n";
-          if (j.contains("val_bpb")) eval_steps_.push_back(j["step"].get<int64_t>());
+          if (j.contains("val_bpb") && j["val_bpb"].is_number())
+            evals_.emplace_back(j["step"].get<int64_t>(), j["val_bpb"].get<double>());
         }
       }
       io::WriteFileAtomic(io::Posix(), path, kept);
@@ -105,7 +106,11 @@ class MetricsLog {
     if (fd_ < 0) throw Error(ErrnoMessage("open", path, errno));
   }
   ~MetricsLog() { ::close(fd_); }
-  bool HasEval(int64_t step) const { return std::find(eval_steps_.begin(), eval_steps_.end(), step) != eval_steps_.end(); }
+  // Evaluations among the kept records, (step, bpb).
+  const std::vector<std::pair<int64_t, double>>& evals() const { return evals_; }
+  bool HasEval(int64_t step) const {
+    return std::any_of(evals_.begin(), evals_.end(), [&](const auto& e) { return e.first == step; });
+  }
   void Write(const json& record) {
     const std::string line = record.dump() + "\n";
     if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
@@ -115,7 +120,7 @@ class MetricsLog {
  private:
   std::string path_;
   int fd_ = -1;
-  std::vector<int64_t> eval_steps_;  // kept records with val_bpb
+  std::vector<std::pair<int64_t, double>> evals_;
 };
 
 // Runs work on one long-lived thread and waits for it. The train step and the eval node use one
@@ -177,7 +182,9 @@ class PinnedThread {
 
 struct Event {
   enum class Kind { kStep, kEval } kind = Kind::kStep;
-  int64_t step = 0;  // steps done
+  size_t seq = 0;        // kStep: position in this run's batches (orders the metrics)
+  bool skipped = false;  // kStep: a prefetched batch dropped after a stop signal
+  int64_t step = 0;      // steps done
   StepStats stats;
   double wait_s = 0, stall_s = 0;
   uint64_t bytes = 0;
@@ -260,6 +267,8 @@ TrainSummary RunTraining(const TrainOptions& o) {
 
   const auto data = shard::Dataset::Open(data_dir);
   CheckDataset(*data);
+  const int rows = config.data().batch_size() * config.data().grad_accum();
+  const BatchSampler sampler(*data, config.seed(), rows, config.data().seq_len());  // checks the train split
   if (o.resume && fs.Exists(run_file)) {
     const json run = json::parse(ReadTextFile(run_file), nullptr, false);
     if (run.is_object() && run.contains("dataset_id") &&
@@ -303,16 +312,18 @@ TrainSummary RunTraining(const TrainOptions& o) {
         throw std::invalid_argument("checkpoint " + loaded->dir + " was trained with another config: " + diff);
       trainer.Restore(loaded->snapshot);
       start = trainer.steps_done();
-      // Newer checkpoints were all unusable (LoadNewestGood took the newest good one): set them
-      // aside for inspection, out of the way of pruning and of the steps about to be retrained.
-      for (const std::string& name : ListCheckpoints(fs, ckpt_dir)) {
-        if (name <= CheckpointName(start)) continue;
-        fs.Rename(io::JoinPath(ckpt_dir, name), io::JoinPath(ckpt_dir, "damaged-" + name));
-        warn("moved unusable checkpoint " + name + " to " + io::JoinPath(ckpt_dir, "damaged-" + name));
-      }
       log("resuming " + o.run_dir + " from " + loaded->dir + " (step " + std::to_string(start) + ")");
     } else {
       warn("no usable checkpoint in " + ckpt_dir + "; starting from step 0");
+    }
+    // Newer checkpoints were all unusable (LoadNewestGood took the newest good one): set them
+    // aside for inspection, out of the way of pruning and of the steps about to be retrained.
+    for (const std::string& name : ListCheckpoints(fs, ckpt_dir)) {
+      if (name <= CheckpointName(start)) continue;
+      std::string aside = io::JoinPath(ckpt_dir, "damaged-" + name);
+      for (int i = 2; fs.Exists(aside); ++i) aside = io::JoinPath(ckpt_dir, "damaged-" + name + "-" + std::to_string(i));
+      fs.Rename(io::JoinPath(ckpt_dir, name), aside);
+      warn("moved unusable checkpoint " + name + " to " + aside);
     }
   }
   const int64_t total = config.steps();
@@ -326,8 +337,6 @@ TrainSummary RunTraining(const TrainOptions& o) {
                                ? std::min<uint64_t>(config.eval().max_bytes(), data->SplitBytes(shard::Split::kVal))
                                : data->SplitBytes(shard::Split::kVal);
   const std::string val_bytes = data->Read(shard::Split::kVal, 0, val_len);
-  const int rows = config.data().batch_size() * config.data().grad_accum();
-  const BatchSampler sampler(*data, config.seed(), rows, config.data().seq_len());
   const uint64_t bytes_per_step = static_cast<uint64_t>(rows) * config.data().seq_len();
 
   // Test hook: poison a weight before step N (1-based, like metrics and checkpoint names).
@@ -337,7 +346,11 @@ TrainSummary RunTraining(const TrainOptions& o) {
   StopSignals signals;
   TrainSummary summary;
   summary.start_step = start;
-  std::atomic<int64_t> last_ckpt_step{-1};
+  std::atomic<int64_t> last_ckpt_step{-1}, latest_eval{-1};
+  // A non-finite loss stops the run like a signal does (the steps before it reach metrics and
+  // the checkpoint sink), then RunTraining reports it as an error.
+  std::atomic<bool> failed{false};
+  std::exception_ptr step_error;
   int64_t next_step = start;
   bool halted = false;
   Clock::time_point prev_end = Clock::now();
@@ -361,6 +374,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
     return EvaluateBpb(*eval_model, {std::string_view(val_bytes)}, config.data().seq_len(), config.eval().batch_size(),
                        device);
   };
+  for (const auto& [step, bpb] : metrics.evals()) sink.RecordEval(step, bpb);  // `best` sees them all
   // A kill between a checkpoint and its step's evaluation loses that evaluation: redo it.
   if (start > 0 && Due(start, config.eval().every(), total) && !metrics.HasEval(start)) {
     const EvalResult r = evaluate(*trainer.TakeSnapshot(false));
@@ -371,7 +385,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
   PinnedThread train_thread, eval_thread;
   Graph g("train");
   auto& source = g.Source<int64_t>("batch_source", [&](int64_t& step) {
-    if (next_step >= total || g_stop.load()) return false;
+    if (next_step >= total || g_stop.load() || failed.load()) return false;
     step = next_step++;
     return true;
   });
@@ -390,22 +404,35 @@ TrainSummary RunTraining(const TrainOptions& o) {
       "train_step", 1,
       [&](const BatchPtr& batch) -> EventPtr {
         const auto t_in = Clock::now();
-        if (halted) return nullptr;  // stopping: batches already prefetched are dropped
         auto ev = std::make_shared<Event>();
+        ev->seq = static_cast<size_t>(batch->step - start);
+        if (halted) {  // stopping: batches already prefetched are dropped
+          ev->skipped = true;
+          return ev;
+        }
         ev->wait_s = steps_run == 0 ? 0.0 : std::chrono::duration<double>(t_in - prev_end).count();
         if (batch->step + 1 == nan_at) {
           torch::NoGradGuard no_grad;
           trainer.model().parameters().front().fill_(NAN);
         }
-        ev->stats = train_thread.Run([&] {
-          UseTorchThreads(threads);
-          return trainer.Step(*batch);
-        });
+        try {
+          ev->stats = train_thread.Run([&] {
+            UseTorchThreads(threads);
+            return trainer.Step(*batch);
+          });
+        } catch (const NonFiniteLoss&) {
+          step_error = std::current_exception();
+          failed = true;
+          halted = true;
+          ev->skipped = true;
+          return ev;
+        }
         ev->step = trainer.steps_done();
         ev->bytes = bytes_per_step;
         if (g_stop.load()) halted = true;
         ev->want_checkpoint = halted || Due(ev->step, config.checkpoint().every(), total);
         ev->want_eval = !halted && Due(ev->step, config.eval().every(), total);
+        if (ev->want_eval) latest_eval = ev->step;
         if (ev->want_checkpoint || ev->want_eval) {
           const auto t0 = Clock::now();
           ev->snapshot = train_thread.Run([&] { return trainer.TakeSnapshot(ev->want_checkpoint); });
@@ -422,11 +449,18 @@ TrainSummary RunTraining(const TrainOptions& o) {
         ++steps_run;
         return ev;
       },
-      [](const EventPtr& e) { return e ? e->bytes : 0; });
+      [](const EventPtr& e) { return e->skipped ? 0 : e->bytes; });
+  // Serial outputs can overtake one another on their way out of a tbb::flow node: restore the
+  // step order before metrics, so records are in order and every step before a checkpoint has
+  // its record before the checkpoint is submitted.
+  auto& metrics_order = g.Add<tbb::flow::sequencer_node<EventPtr>>(
+      "metrics_order", "sequencer", 1, [](const EventPtr& e) { return e->seq; });
+  // An evaluation still queued when a newer one is due, or after a stop signal, is skipped:
+  // a slow evaluation never piles up snapshots, and a stop is not held up by old evaluations.
   auto& eval = g.Function<EventPtr, EventPtr>(
       "eval", 1,
       [&](const EventPtr& in) -> EventPtr {
-        if (!in || !in->want_eval) return nullptr;
+        if (in->skipped || !in->want_eval || g_stop.load() || in->step < latest_eval.load()) return nullptr;
         auto ev = std::make_shared<Event>();
         ev->kind = Event::Kind::kEval;
         ev->step = in->step;
@@ -437,7 +471,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
   auto& metrics_sink = g.Function<EventPtr, EventPtr>(
       "metrics", 1,
       [&](const EventPtr& e) -> EventPtr {
-        if (!e) return e;
+        if (!e || e->skipped) return e;
         const double elapsed = Since(t_start);
         if (e->kind == Event::Kind::kEval) {
           record_eval(e->step, e->eval);
@@ -482,21 +516,36 @@ TrainSummary RunTraining(const TrainOptions& o) {
   g.Connect(prepare, order, "batch");
   g.Connect(order, train_step, "batch, in step order");
   g.ReturnTokens(train_step, prefetch);
-  g.Connect(train_step, metrics_sink, "step figures, snapshot");
+  g.Connect(train_step, metrics_order, "step figures, snapshot");
+  g.Connect(metrics_order, metrics_sink, "in step order");
   g.Connect(train_step, eval, "weights snapshot");
   g.Connect(eval, metrics_sink, "val bpb");
   g.Connect(metrics_sink, checkpoint, "snapshot, val bpb");
 
   try {
     g.Run();
-  } catch (const std::exception& e) {
+  } catch (const pipeline::NodeError& e) {
     try {
       sink.Flush();
     } catch (...) {
     }
     const auto good = ListCheckpoints(fs, ckpt_dir);
-    throw Error(std::string(e.what()) + "; last good checkpoint: " +
-                (good.empty() ? std::string("none") : io::JoinPath(ckpt_dir, good.back())));
+    const std::string what = e.what();
+    throw pipeline::NodeError(e.node(),
+                              what.substr(what.find(": ") + 2) + "; last good checkpoint: " +
+                                  (good.empty() ? std::string("none") : io::JoinPath(ckpt_dir, good.back())),
+                              e.cause());
+  }
+  if (step_error) {
+    sink.Flush();
+    const auto good = ListCheckpoints(fs, ckpt_dir);
+    try {
+      std::rethrow_exception(step_error);
+    } catch (const std::exception& e) {
+      throw pipeline::NodeError("train_step", std::string(e.what()) + "; last good checkpoint: " +
+                                                  (good.empty() ? std::string("none") : io::JoinPath(ckpt_dir, good.back())),
+                                step_error);
+    }
   }
   // Whatever the graph did not checkpoint (a stop seen only by the source) is saved now.
   if (trainer.steps_done() > start && last_ckpt_step.load() != trainer.steps_done()) {
@@ -576,7 +625,8 @@ std::string Generate(const GenerateOptions& o, const std::function<void(char)>& 
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   std::string text = o.prompt, out;
   for (int64_t i = 0; i < o.n; ++i) {
-    const size_t ctx = std::min<size_t>(text.size(), static_cast<size_t>(model.context()));
+    // No longer than the training windows: positions beyond them were never trained.
+    const size_t ctx = std::min<size_t>(text.size(), static_cast<size_t>(std::min(model.context(), m.window)));
     torch::Tensor x = torch::empty({1, static_cast<int64_t>(ctx)}, torch::kUInt8);
     std::memcpy(x.data_ptr(), text.data() + text.size() - ctx, ctx);
     torch::Tensor logits = model.forward(x.to(m.device).to(torch::kLong)).select(1, -1).squeeze(0).to(torch::kCPU, torch::kDouble);

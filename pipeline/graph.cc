@@ -67,9 +67,9 @@ void Graph::Run() {
   try {
     std::rethrow_exception(error_);
   } catch (const std::exception& ex) {
-    throw NodeError(failed_node_, ex.what());
+    throw NodeError(failed_node_, ex.what(), error_);
   } catch (...) {
-    throw NodeError(failed_node_, "unknown exception");
+    throw NodeError(failed_node_, "unknown exception", error_);
   }
 }
 

@@ -20,12 +20,16 @@ namespace bitbyte::pipeline {
 
 class NodeError : public std::runtime_error {
  public:
-  NodeError(std::string node, const std::string& message)
-      : std::runtime_error("node '" + node + "': " + message), node_(std::move(node)) {}
+  // `cause`: the exception the node threw, so callers can still tell its type (a DataError is
+  // reported with its own exit code).
+  NodeError(std::string node, const std::string& message, std::exception_ptr cause = nullptr)
+      : std::runtime_error("node '" + node + "': " + message), node_(std::move(node)), cause_(std::move(cause)) {}
   const std::string& node() const { return node_; }
+  const std::exception_ptr& cause() const { return cause_; }
 
  private:
   std::string node_;
+  std::exception_ptr cause_;
 };
 
 struct NodeStats {

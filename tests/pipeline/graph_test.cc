@@ -1,4 +1,5 @@
 #include "pipeline/graph.h"
+#include "sharding/error.h"
 
 #include <gtest/gtest.h>
 
@@ -21,7 +22,7 @@ TEST(Graph, ErrorInANodeNamesTheNodeAndStopsTheGraph) {
   auto& work = g.Function<int, int>(
       "explode", 0,
       [](const int& v) {
-        if (v == 17) throw std::runtime_error("input 17 is bad");
+        if (v == 17) throw DataError("input 17 is bad");
         return v;
       },
       [](const int&) { return uint64_t{1}; });
@@ -40,6 +41,7 @@ TEST(Graph, ErrorInANodeNamesTheNodeAndStopsTheGraph) {
   } catch (const NodeError& e) {
     EXPECT_EQ(e.node(), "explode");
     EXPECT_NE(std::string(e.what()).find("input 17 is bad"), std::string::npos);
+    EXPECT_THROW(std::rethrow_exception(e.cause()), DataError);  // the type survives for exit codes
   }
   EXPECT_LT(after.load(), 10000);  // cancelled: not everything went through
 }
