@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -34,13 +33,6 @@ double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 struct Side {
   double bytes_per_s = 0;  // from the median timed step
   double rss_mib = 0;
@@ -49,7 +41,7 @@ struct Side {
 
 // Figures of the timed steps (after `warmup`) of a bitbyte run, from its metrics.jsonl.
 Side ReadBitbyteRun(const std::string& run_dir, int64_t warmup, uint64_t bytes_per_step) {
-  std::istringstream in(ReadFile(io::JoinPath(run_dir, "metrics.jsonl")));
+  std::istringstream in(io::ReadFile(io::Posix(), io::JoinPath(run_dir, "metrics.jsonl")));
   std::string line;
   std::vector<double> walls, stalls;
   double wait = 0, wall = 0;
@@ -136,7 +128,7 @@ void AddBenchTrainCommand(CLI::App& bench) {
       SpawnOptions so;
       so.stdout_path = io::JoinPath(a->work, "python.json");
       const RunResult r = Spawn(py, so);
-      const json j = json::parse(ReadFile(so.stdout_path));
+      const json j = json::parse(io::ReadFile(io::Posix(), so.stdout_path));
       side.bytes_per_s = static_cast<double>(bytes_per_step) / j["median_step_s"].get<double>();
       side.rss_mib = static_cast<double>(r.max_rss_kb) / 1024.0;
     };

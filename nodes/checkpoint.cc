@@ -24,13 +24,6 @@ constexpr char kPrefix[] = "step-";
 constexpr char kTmpPrefix[] = ".tmp-";
 constexpr char kOldPrefix[] = ".old-";
 
-std::string ReadWhole(io::FileSystem& fs, const std::string& path) {
-  auto f = fs.OpenReadable(path);
-  std::string out(f->Size(), '\0');
-  if (!out.empty()) f->ReadAt(0, out.size(), out.data());
-  return out;
-}
-
 void WriteSynced(io::FileSystem& fs, const std::string& path, std::string_view data) {
   auto f = fs.NewWritableFile(path);
   f->Append(data);
@@ -141,7 +134,7 @@ Snapshot ReadCheckpoint(io::FileSystem& fs, const std::string& dir) {
   if (!fs.Exists(commit_path)) throw DataError(commit_path + ": missing (the checkpoint was never completed)");
   uint64_t meta_size = 0, meta_hash = 0;
   {
-    std::istringstream in(ReadWhole(fs, commit_path));
+    std::istringstream in(io::ReadFile(fs, commit_path));
     std::string magic, version, k1, k2, hash_hex;
     in >> magic >> version >> k1 >> meta_size >> k2 >> hash_hex;
     if (!in || magic != "bitbyte-checkpoint" || version != "1" || k1 != "meta_size" || k2 != "meta_xxh64" ||
@@ -154,7 +147,7 @@ Snapshot ReadCheckpoint(io::FileSystem& fs, const std::string& dir) {
     }
   }
   const std::string meta_path = io::JoinPath(dir, kMetaFile);
-  const std::string meta_bytes = ReadWhole(fs, meta_path);
+  const std::string meta_bytes = io::ReadFile(fs, meta_path);
   if (meta_bytes.size() != meta_size)
     throw DataError(meta_path + ": size " + std::to_string(meta_bytes.size()) + ", COMMIT says " + std::to_string(meta_size));
   if (Xxh64(meta_bytes) != meta_hash) throw DataError(meta_path + ": checksum mismatch");
@@ -164,7 +157,7 @@ Snapshot ReadCheckpoint(io::FileSystem& fs, const std::string& dir) {
     throw DataError(meta_path + ": format_version " + std::to_string(meta.format_version()) + " is not supported");
 
   const std::string data_path = io::JoinPath(dir, kTensorsFile);
-  const std::string data = ReadWhole(fs, data_path);
+  const std::string data = io::ReadFile(fs, data_path);
   if (data.size() != meta.data_size())
     throw DataError(data_path + ": size " + std::to_string(data.size()) + ", expected " + std::to_string(meta.data_size()));
   Snapshot snap;
@@ -246,7 +239,7 @@ CheckpointSink::CheckpointSink(io::FileSystem& fs, std::string ckpt_dir, int kee
   }
   const std::string best_path = io::JoinPath(dir_, kBestFile);
   if (fs_.Exists(best_path)) {
-    std::istringstream in(ReadWhole(fs_, best_path));
+    std::istringstream in(io::ReadFile(fs_, best_path));
     std::string name;
     double bpb;
     int64_t step;
@@ -308,23 +301,22 @@ CheckpointSink::Stats CheckpointSink::stats() const {
 }
 
 void CheckpointSink::Loop() {
-  size_t& evals_seen = evals_seen_;
   for (;;) {
     std::shared_ptr<const Snapshot> snap;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return pending_ || stop_ || evals_.size() != evals_seen; });
+      cv_.wait(lock, [&] { return pending_ || stop_ || evals_.size() != evals_seen_; });
       if (error_) {  // after a failure nothing more is written; Submit/Flush report it
         pending_.reset();
         if (stop_) return;
-        evals_seen = evals_.size();
+        evals_seen_ = evals_.size();
         cv_.notify_all();
         continue;
       }
-      if (!pending_ && evals_.size() == evals_seen) return;  // stop_ and nothing left
+      if (!pending_ && evals_.size() == evals_seen_) return;  // stop_ and nothing left
       snap = std::move(pending_);
       if (snap) newest_taken_ = std::max(newest_taken_, snap->step);
-      evals_seen = evals_.size();
+      evals_seen_ = evals_.size();
       busy_ = true;
     }
     try {

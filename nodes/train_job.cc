@@ -11,7 +11,6 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -75,14 +74,6 @@ class StopSignals {
   struct sigaction old_int_ = {}, old_term_ = {};
 };
 
-std::string ReadTextFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // metrics.jsonl: one JSON object per line, each written with one append so a kill leaves at
 // most one torn last line (skipped by readers and dropped on resume).
 class MetricsLog {
@@ -90,7 +81,7 @@ class MetricsLog {
   // Keeps the records of steps <= keep_through (a resumed run rewrites what follows).
   MetricsLog(const std::string& path, int64_t keep_through) : path_(path) {
     if (keep_through >= 0 && io::Posix().Exists(path)) {
-      std::istringstream in(ReadTextFile(path));
+      std::istringstream in(io::ReadFile(io::Posix(), path));
       std::string line, kept;
       while (std::getline(in, line)) {
         const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
@@ -217,7 +208,7 @@ pb::TrainConfig ResolveConfig(const TrainOptions& o) {
   if (o.resume) {
     const std::string path = io::JoinPath(o.run_dir, kConfigFile);
     if (!io::Posix().Exists(path)) throw std::invalid_argument("--resume " + o.run_dir + ": no " + kConfigFile + " there (not a run directory)");
-    saved = ParseConfigText(ReadTextFile(path), path);
+    saved = ParseConfigText(io::ReadFile(io::Posix(), path), path);
     config = *saved;
   }
   if (!o.config_path.empty()) config = LoadConfigFile(o.config_path);
@@ -251,14 +242,14 @@ TrainSummary RunTraining(const TrainOptions& o) {
   const std::string ckpt_dir = io::JoinPath(o.run_dir, kCheckpointDir);
   const std::string run_file = io::JoinPath(o.run_dir, kRunFile);
   std::string data_dir = o.data_dir;
+  json saved_run;  // the run's run.json, on resume
   if (o.resume) {
-    if (fs.Exists(run_file)) {
-      const json run = json::parse(ReadTextFile(run_file), nullptr, false);
-      if (data_dir.empty() && run.is_object() && run.contains("data")) data_dir = run["data"].get<std::string>();
-      if (run.is_object() && run.contains("threads") && run["threads"] != threads)
-        warn("the run was trained with --threads " + run["threads"].dump() + ", this resume uses " +
-            std::to_string(threads) + "; results are bit-exact only at the same thread count");
-    }
+    if (fs.Exists(run_file)) saved_run = json::parse(io::ReadFile(fs, run_file), nullptr, false);
+    if (!saved_run.is_object()) saved_run = json::object();
+    if (data_dir.empty() && saved_run.contains("data")) data_dir = saved_run["data"].get<std::string>();
+    if (saved_run.contains("threads") && saved_run["threads"] != threads)
+      warn("the run was trained with --threads " + saved_run["threads"].dump() + ", this resume uses " +
+           std::to_string(threads) + "; results are bit-exact only at the same thread count");
   } else if (fs.Exists(io::JoinPath(o.run_dir, kConfigFile)) || fs.Exists(ckpt_dir)) {
     throw Error(o.run_dir + " already holds a training run; continue it with --resume " + o.run_dir +
                 " or choose another --out");
@@ -269,11 +260,9 @@ TrainSummary RunTraining(const TrainOptions& o) {
   CheckDataset(*data);
   const int rows = config.data().batch_size() * config.data().grad_accum();
   const BatchSampler sampler(*data, config.seed(), rows, config.data().seq_len());  // checks the train split
-  if (o.resume && fs.Exists(run_file)) {
-    const json run = json::parse(ReadTextFile(run_file), nullptr, false);
-    if (run.is_object() && run.contains("dataset_id") &&
-        run["dataset_id"].get<std::string>() != std::to_string(data->manifest().dataset_id()))
-      throw std::invalid_argument("--resume " + o.run_dir + ": dataset " + data_dir +
+  if (saved_run.contains("dataset_id") &&
+      saved_run["dataset_id"].get<std::string>() != std::to_string(data->manifest().dataset_id())) {
+    throw std::invalid_argument("--resume " + o.run_dir + ": dataset " + data_dir +
                                   " is not the one this run was trained on (dataset_id differs)");
   }
   {
@@ -522,6 +511,10 @@ TrainSummary RunTraining(const TrainOptions& o) {
   g.Connect(eval, metrics_sink, "val bpb");
   g.Connect(metrics_sink, checkpoint, "snapshot, val bpb");
 
+  auto last_good = [&] {
+    const auto good = ListCheckpoints(fs, ckpt_dir);
+    return "; last good checkpoint: " + (good.empty() ? std::string("none") : io::JoinPath(ckpt_dir, good.back()));
+  };
   try {
     g.Run();
   } catch (const pipeline::NodeError& e) {
@@ -529,22 +522,15 @@ TrainSummary RunTraining(const TrainOptions& o) {
       sink.Flush();
     } catch (...) {
     }
-    const auto good = ListCheckpoints(fs, ckpt_dir);
     const std::string what = e.what();
-    throw pipeline::NodeError(e.node(),
-                              what.substr(what.find(": ") + 2) + "; last good checkpoint: " +
-                                  (good.empty() ? std::string("none") : io::JoinPath(ckpt_dir, good.back())),
-                              e.cause());
+    throw pipeline::NodeError(e.node(), what.substr(what.find(": ") + 2) + last_good(), e.cause());
   }
   if (step_error) {
     sink.Flush();
-    const auto good = ListCheckpoints(fs, ckpt_dir);
     try {
       std::rethrow_exception(step_error);
     } catch (const std::exception& e) {
-      throw pipeline::NodeError("train_step", std::string(e.what()) + "; last good checkpoint: " +
-                                                  (good.empty() ? std::string("none") : io::JoinPath(ckpt_dir, good.back())),
-                                step_error);
+      throw pipeline::NodeError("train_step", e.what() + last_good(), step_error);
     }
   }
   // Whatever the graph did not checkpoint (a stop seen only by the source) is saved now.
@@ -590,7 +576,7 @@ InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, co
   LoadedCheckpoint ckpt = LoadForInference(checkpoint, [](const std::string& m) { std::fprintf(stderr, "warning: %s\n", m.c_str()); });
   pb::TrainConfig config = ParseConfigText(ckpt.snapshot.config_text, ckpt.dir + "/meta.pb");
   FillDefaults(config);
-  return {ckpt.dir, device, ModelFromSnapshot(ckpt.snapshot, device), config.data().seq_len()};
+  return {ckpt.dir, device, ModelFromSnapshot(ckpt.snapshot, config.model(), device), config.data().seq_len()};
 }
 
 }  // namespace
@@ -605,7 +591,7 @@ EvalSummary RunEval(const EvalOptions& o) {
     owned.push_back(data->Read(shard::Split::kVal, 0, o.max_bytes > 0 ? std::min<uint64_t>(n, o.max_bytes) : n));
   }
   for (const std::string& f : o.files) {
-    owned.push_back(ReadTextFile(f));
+    owned.push_back(io::ReadFile(io::Posix(), f));
     if (o.max_bytes > 0 && owned.back().size() > static_cast<uint64_t>(o.max_bytes)) owned.back().resize(o.max_bytes);
   }
   if (owned.empty()) throw std::invalid_argument("nothing to evaluate: give --data DIR or files");

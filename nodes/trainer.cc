@@ -68,10 +68,9 @@ void LoadModule(torch::nn::Module& module, const std::string& prefix, const Snap
   for (auto& b : module.named_buffers()) FromBlob(snap.Find(prefix + b.key()), prefix + b.key(), b.value());
 }
 
-std::shared_ptr<models::ByteModel> ModelFromSnapshot(const Snapshot& snap, torch::Device device) {
-  pb::TrainConfig config = ParseConfigText(snap.config_text, "checkpoint config");
-  FillDefaults(config);
-  std::shared_ptr<models::ByteModel> model = models::CreateModel(config.model());
+std::shared_ptr<models::ByteModel> ModelFromSnapshot(const Snapshot& snap, const models::pb::ModelConfig& config,
+                                                     torch::Device device) {
+  std::shared_ptr<models::ByteModel> model = models::CreateModel(config);
   LoadModule(*model, kModelPrefix, snap);
   model->to(device);
   model->eval();

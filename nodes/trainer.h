@@ -72,8 +72,10 @@ void SaveModule(const torch::nn::Module& module, const std::string& prefix, Snap
 // Copies "<prefix><name>" tensors of `snap` into the module. Throws DataError on a mismatch.
 void LoadModule(torch::nn::Module& module, const std::string& prefix, const Snapshot& snap);
 
-// Builds the model a checkpoint was trained with and loads its weights (for eval, generate).
-std::shared_ptr<models::ByteModel> ModelFromSnapshot(const Snapshot& snap, torch::Device device);
+// Builds the model a checkpoint was trained with (`config`: from its config_text) and loads its
+// weights, in eval mode (for eval, generate).
+std::shared_ptr<models::ByteModel> ModelFromSnapshot(const Snapshot& snap, const models::pb::ModelConfig& config,
+                                                     torch::Device device);
 
 // Parses a --device value ("cpu", "cuda", "cuda:1"); an error when CUDA is asked for but absent.
 torch::Device ParseDevice(const std::string& name);

@@ -224,6 +224,13 @@ std::string DirName(const std::string& path) {
   return path.substr(0, slash);
 }
 
+std::string ReadFile(FileSystem& fs, const std::string& path) {
+  auto f = fs.OpenReadable(path);
+  std::string out(f->Size(), '\0');
+  if (!out.empty()) f->ReadAt(0, out.size(), out.data());
+  return out;
+}
+
 void WriteFileAtomic(FileSystem& fs, const std::string& path, std::string_view data) {
   const std::string tmp = path + ".tmp";
   {

@@ -58,6 +58,9 @@ class FileSystem {
 // The real file system. A process-wide instance.
 FileSystem& Posix();
 
+// The whole file (throws Error naming it when it cannot be read).
+std::string ReadFile(FileSystem& fs, const std::string& path);
+
 // Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync dir.
 void WriteFileAtomic(FileSystem& fs, const std::string& path, std::string_view data);
 
