@@ -13,5 +13,8 @@ void AddTrainCommand(CLI::App& app);
 void AddBenchTrainCommand(CLI::App& bench);  // bench train, under bench
 void AddEvalCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
+void AddGraphCommand(CLI::App& app);   // graph shard|train
+void AddTopCommand(CLI::App& app);
+void AddReportCommand(CLI::App& app);
 
 }  // namespace bitbyte::cli

@@ -9,6 +9,7 @@
 
 #include "apps/cli_util.h"
 #include "apps/commands.h"
+#include "apps/job_options.h"
 #include "pipeline/progress.h"
 #include "pipeline/shard_job.h"
 #include "sharding/error.h"
@@ -29,12 +30,8 @@ std::string SplitLabel(int s) { return shard::SplitName(static_cast<shard::Split
 
 void AddShardCommand(CLI::App& app) {
   struct Args {
-    std::vector<std::string> inputs;
-    std::string out, frame_size = "1M", shard_size = "64M";
-    int threads = 0, level = 3;
-    double val_fraction = 0.05;
-    std::string jsonl_field;
-    bool skip_bad = false, overwrite = false, stats = false, quiet = false;
+    ShardArgs job;
+    bool stats = false, quiet = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* c = app.add_subcommand(
@@ -42,37 +39,15 @@ void AddShardCommand(CLI::App& app) {
       "Turn a corpus into zstd-compressed byte shards with a protobuf manifest.\n"
       "Each plain file is one document; with --jsonl-field each JSONL record is one. Documents are\n"
       "routed to train or val by content hash (stable when documents are added). Output is\n"
-      "byte-identical for any --threads; re-running resumes an interrupted run.\n"
+      "byte-identical for any --threads; re-running resumes an interrupted run. Live per-node\n"
+      "figures of the flow graph go to OUT/pipeline.json ('bitbyte top OUT' shows them).\n"
       "Format: docs/shard-format.md");
-  c->add_option("inputs", a->inputs,
-                "Files, directories (recursive, sorted), glob patterns, or - for stdin; .zst/.gz/.xz are "
-                "decompressed")
-      ->required();
-  c->add_option("-o,--out", a->out, "Output dataset directory (created if missing)")->required();
-  c->add_option("--threads", a->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  c->add_option("--level", a->level, "zstd compression level, 1-22")->check(CLI::Range(1, 22))->capture_default_str();
-  c->add_option("--val-fraction", a->val_fraction, "Share of documents (by hash) for validation, in [0,1)")
-      ->capture_default_str();
-  c->add_option("--frame-size", a->frame_size, "Raw bytes per zstd frame (e.g. 256K, 1M)")->capture_default_str();
-  c->add_option("--shard-size", a->shard_size, "Raw bytes per shard, a multiple of the frame size")
-      ->capture_default_str();
-  c->add_option("--jsonl-field", a->jsonl_field, "Treat inputs as JSONL; each record's string field K is a document");
-  c->add_flag("--skip-bad-records", a->skip_bad, "JSONL: skip and count bad records instead of failing");
-  c->add_flag("--overwrite", a->overwrite, "Replace a different dataset already in the output directory");
+  AddShardJobOptions(c, &a->job, /*for_job=*/true);
   c->add_flag("--stats", a->stats, "Print per-node figures of the flow graph at the end");
   c->add_flag("-q,--quiet", a->quiet, "No progress output");
   c->callback([a] {
-    pipeline::ShardJobOptions o;
-    o.inputs = a->inputs;
-    o.out_dir = a->out;
-    o.threads = a->threads;
-    o.params.level = a->level;
-    o.params.val_fraction = a->val_fraction;
-    o.params.frame_bytes = ParseSize(a->frame_size, "--frame-size");
-    o.params.shard_bytes = ParseSize(a->shard_size, "--shard-size");
-    o.params.jsonl_field = a->jsonl_field;
-    o.params.skip_bad_records = a->skip_bad;
-    o.overwrite = a->overwrite;
+    pipeline::ShardJobOptions o = ShardJobOptionsOf(a->job);
+    o.figures_path = io::JoinPath(a->job.out, "pipeline.json");
     o.progress = ProgressModeOf(a->quiet);
     const pipeline::ShardJobResult r = pipeline::RunShardJob(o);
     if (a->stats) std::fprintf(stderr, "%s", r.stats_table.c_str());
@@ -87,7 +62,7 @@ void AddShardCommand(CLI::App& app) {
                 static_cast<unsigned long long>(r.shards_written), static_cast<unsigned long long>(r.shards_reused),
                 raw > 0 ? 8.0 * static_cast<double>(r.file_bytes) / raw : 0.0, r.seconds);
     if (r.bad_records) std::printf("skipped %llu bad JSONL records\n", static_cast<unsigned long long>(r.bad_records));
-    std::printf("dataset: %s\n", a->out.c_str());
+    std::printf("dataset: %s\n", a->job.out.c_str());
   });
 }
 

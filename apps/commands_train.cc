@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "apps/commands.h"
+#include "apps/job_options.h"
 #include "models/registry.h"
 #include "nodes/config.h"
 #include "nodes/train_job.h"
@@ -22,21 +23,11 @@ std::string TrackList() {
   return s;
 }
 
-void AddRuntimeOptions(CLI::App* c, int* threads, std::string* device) {
-  c->add_option("--threads", *threads,
-                "Threads for LibTorch (and, in train, TBB) (default: all cores). Results are bit-exact for "
-                "a given thread count")
-      ->check(CLI::NonNegativeNumber);
-  c->add_option("--device", *device, "cpu, or cuda[:N] when LibTorch has CUDA")->capture_default_str();
-}
-
 }  // namespace
 
 void AddTrainCommand(CLI::App& app) {
   struct Args {
-    train::TrainOptions o;
-    std::string resume_dir;
-    int64_t steps = 0;
+    TrainArgs job;
     bool print_config = false, quiet = false, stats = false;
   };
   auto a = std::make_shared<Args>();
@@ -48,28 +39,12 @@ void AddTrainCommand(CLI::App& app) {
       "stops after the current step with a checkpoint; --resume RUN_DIR continues bit-exactly.\n"
       "Config: protobuf text (nodes/train_config.proto); see --print-config and docs/training.md.\n"
       "Models:" + TrackList());
-  c->add_option("--data", a->o.data_dir, "Dataset directory from 'bitbyte shard' (on --resume: the run's own)");
-  c->add_option("-o,--out", a->o.run_dir, "Run directory to create");
-  c->add_option("--resume", a->resume_dir, "Continue the run in this directory from its newest good checkpoint");
-  c->add_option("--config", a->o.config_path, "Config file, protobuf text format (default: all defaults)");
-  c->add_option("--set", a->o.overrides, "Override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
-      ->take_all()
-      ->allow_extra_args(false);
-  c->add_option("--model", a->o.model, "Model track (config model.name)");
-  c->add_option("--steps", a->steps, "Optimizer steps (config steps)")->check(CLI::PositiveNumber);
-  AddRuntimeOptions(c, &a->o.threads, &a->o.device);
+  AddTrainJobOptions(c, &a->job, /*for_job=*/true);
   c->add_flag("--print-config", a->print_config, "Print the effective config (every field) and exit");
   c->add_flag("-q,--quiet", a->quiet, "No progress lines");
   c->add_flag("--stats", a->stats, "Print per-node figures of the graph at the end (items, busy time)");
   c->callback([a] {
-    train::TrainOptions o = a->o;
-    if (a->steps > 0) o.steps = a->steps;
-    if (!a->resume_dir.empty()) {
-      if (!o.run_dir.empty() && o.run_dir != a->resume_dir)
-        throw std::invalid_argument("give either --out (a new run) or --resume (an existing run), not both");
-      o.run_dir = a->resume_dir;
-      o.resume = true;
-    }
+    train::TrainOptions o = TrainOptionsOf(a->job);
     o.console = !a->quiet;
     if (a->print_config) {
       std::fputs(train::ConfigToText(train::ResolveConfig(o)).c_str(), stdout);

@@ -60,6 +60,9 @@ int main(int argc, char** argv) {
   bitbyte::cli::AddEvalCommand(app);
   bitbyte::cli::AddGenerateCommand(app);
   bitbyte::cli::AddBenchCommand(app);
+  bitbyte::cli::AddGraphCommand(app);
+  bitbyte::cli::AddTopCommand(app);
+  bitbyte::cli::AddReportCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -21,8 +21,10 @@
 #include "nodes/checkpoint.h"
 #include "nodes/config.h"
 #include "nodes/evaluator.h"
+#include "nodes/tensorboard.h"
 #include "nodes/trainer.h"
 #include "pipeline/graph.h"
+#include "pipeline/monitor.h"
 #include "pipeline/progress.h"
 #include "sharding/error.h"
 #include "sharding/file_io.h"
@@ -38,6 +40,7 @@ using pipeline::Graph;
 constexpr char kConfigFile[] = "config.txtpb";
 constexpr char kRunFile[] = "run.json";
 constexpr char kMetricsFile[] = "metrics.jsonl";
+constexpr char kFiguresFile[] = "pipeline.json";
 constexpr char kCheckpointDir[] = "checkpoints";
 
 // What the numbers depend on besides the config: recorded in run.json.
@@ -47,6 +50,10 @@ json Environment(int threads, const torch::Device& device) {
   const char* env = std::getenv("OPENBLAS_CORETYPE");
   return {{"threads", threads}, {"device", device.str()}, {"libtorch", TORCH_VERSION},
           {"blas_core", core ? core() : "unknown (not OpenBLAS)"}, {"openblas_coretype_env", env ? env : ""}};
+}
+
+double UnixNow() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -200,6 +207,59 @@ void CheckDataset(const shard::Dataset& data) {
                 " bytes); shard it again with --val-fraction above 0");
 }
 
+// The work of each node of the training graph; WireTrainGraph is the wiring, and nothing else,
+// so `bitbyte graph train` builds the same graph with empty bodies (never called: it does not
+// run).
+struct TrainBodies {
+  std::function<bool(int64_t&)> next_step;
+  std::function<BatchPtr(int64_t)> prepare;
+  std::function<EventPtr(const BatchPtr&)> train_step;
+  std::function<EventPtr(const EventPtr&)> eval;
+  std::function<EventPtr(const EventPtr&)> metrics;
+  std::function<void(const EventPtr&)> checkpoint;
+};
+
+void WireTrainGraph(Graph& g, const pb::TrainConfig& config, int64_t start, const TrainBodies& b) {
+  auto& source = g.Source<int64_t>("batch_source", [&b](int64_t& step) { return b.next_step(step); });
+  auto& prefetch = g.Limiter<int64_t>("prefetch", static_cast<size_t>(config.data().prefetch()));
+  auto& prepare = g.Function<int64_t, BatchPtr>(
+      "prepare", 0, [&b](int64_t step) { return b.prepare(step); }, [](const BatchPtr& x) { return x->bytes.size(); });
+  auto& order = g.Add<tbb::flow::sequencer_node<BatchPtr>>(
+      "order", "sequencer", 1, [start](const BatchPtr& x) { return static_cast<size_t>(x->step - start); });
+  auto& train_step = g.Function<BatchPtr, EventPtr>(
+      "train_step", 1, [&b](const BatchPtr& batch) { return b.train_step(batch); },
+      [](const EventPtr& e) { return e->skipped ? 0 : e->bytes; });
+  // Serial outputs can overtake one another on their way out of a tbb::flow node: restore the
+  // step order before metrics, so records are in order and every step before a checkpoint has
+  // its record before the checkpoint is submitted.
+  auto& metrics_order = g.Add<tbb::flow::sequencer_node<EventPtr>>(
+      "metrics_order", "sequencer", 1, [](const EventPtr& e) { return e->seq; });
+  auto& eval = g.Function<EventPtr, EventPtr>(
+      "eval", 1, [&b](const EventPtr& in) { return b.eval(in); }, [](const EventPtr& e) { return e ? e->eval.bytes : 0; });
+  auto& metrics = g.Function<EventPtr, EventPtr>(
+      "metrics", 1, [&b](const EventPtr& e) { return b.metrics(e); }, [](const EventPtr&) { return 0; },
+      tbb::flow::node_priority_t(1));
+  // After metrics: a checkpoint is committed only once its step's figures are in metrics.jsonl,
+  // so a resumed run never leaves a hole in the metrics.
+  auto& checkpoint = g.Function<EventPtr, tbb::flow::continue_msg>(
+      "checkpoint", 1,
+      [&b](const EventPtr& e) {
+        b.checkpoint(e);
+        return tbb::flow::continue_msg();
+      },
+      [](const tbb::flow::continue_msg&) { return 0; }, tbb::flow::node_priority_t(1));
+  g.Connect(source, prefetch, "step");
+  g.Connect(prefetch, prepare, "step");
+  g.Connect(prepare, order, "batch");
+  g.Connect(order, train_step, "batch, in step order");
+  g.ReturnTokens(train_step, prefetch);
+  g.Connect(train_step, metrics_order, "step figures, snapshot");
+  g.Connect(metrics_order, metrics, "in step order");
+  g.Connect(train_step, eval, "weights snapshot");
+  g.Connect(eval, metrics, "val bpb");
+  g.Connect(metrics, checkpoint, "snapshot, val bpb");
+}
+
 }  // namespace
 
 pb::TrainConfig ResolveConfig(const TrainOptions& o) {
@@ -320,6 +380,8 @@ TrainSummary RunTraining(const TrainOptions& o) {
   log(trainer.model().Describe() + "; " + std::to_string(threads) + " threads, device " + device.str());
 
   MetricsLog metrics(io::JoinPath(o.run_dir, kMetricsFile), start);
+  // The same scalars for `tensorboard --logdir RUN_DIR` (docs/training.md: run directory).
+  tb::EventWriter events(o.run_dir, start);
   CheckpointSink sink(fs, ckpt_dir, config.checkpoint().keep(), log);
 
   const uint64_t val_len = config.eval().max_bytes() > 0
@@ -350,6 +412,8 @@ TrainSummary RunTraining(const TrainOptions& o) {
 
   auto record_eval = [&](int64_t step, const EvalResult& r) {
     last_bpb = r.bpb;
+    events.AddScalars(step, UnixNow(), {{"val/bpb", r.bpb}});
+    events.Flush();
     metrics.Write({{"step", step}, {"val_bpb", r.bpb}, {"val_bytes", r.bytes}, {"eval_s", r.seconds},
                    {"elapsed_s", Since(t_start)}});
     char line[160];
@@ -372,144 +436,116 @@ TrainSummary RunTraining(const TrainOptions& o) {
   }
 
   PinnedThread train_thread, eval_thread;
-  Graph g("train");
-  auto& source = g.Source<int64_t>("batch_source", [&](int64_t& step) {
+  pipeline::Monitor monitor({io::JoinPath(o.run_dir, kFiguresFile), "train", threads, o.figures_interval_s});
+  TrainBodies bodies;
+  bodies.next_step = [&](int64_t& step) {
     if (next_step >= total || g_stop.load() || failed.load()) return false;
     step = next_step++;
     return true;
-  });
-  auto& prefetch = g.Limiter<int64_t>("prefetch", static_cast<size_t>(config.data().prefetch()));
-  auto& prepare = g.Function<int64_t, BatchPtr>(
-      "prepare", 0,
-      [&](int64_t step) {
-        auto b = std::make_shared<Batch>();
-        sampler.Fill(step, *b);
-        return BatchPtr(b);
-      },
-      [](const BatchPtr& b) { return b->bytes.size(); });
-  auto& order = g.Add<tbb::flow::sequencer_node<BatchPtr>>(
-      "order", "sequencer", 1, [start](const BatchPtr& b) { return static_cast<size_t>(b->step - start); });
-  auto& train_step = g.Function<BatchPtr, EventPtr>(
-      "train_step", 1,
-      [&](const BatchPtr& batch) -> EventPtr {
-        const auto t_in = Clock::now();
-        auto ev = std::make_shared<Event>();
-        ev->seq = static_cast<size_t>(batch->step - start);
-        if (halted) {  // stopping: batches already prefetched are dropped
-          ev->skipped = true;
-          return ev;
-        }
-        ev->wait_s = steps_run == 0 ? 0.0 : std::chrono::duration<double>(t_in - prev_end).count();
-        if (batch->step + 1 == nan_at) {
-          torch::NoGradGuard no_grad;
-          trainer.model().parameters().front().fill_(NAN);
-        }
-        try {
-          ev->stats = train_thread.Run([&] {
-            UseTorchThreads(threads);
-            return trainer.Step(*batch);
-          });
-        } catch (const NonFiniteLoss&) {
-          step_error = std::current_exception();
-          failed = true;
-          halted = true;
-          ev->skipped = true;
-          return ev;
-        }
-        ev->step = trainer.steps_done();
-        ev->bytes = bytes_per_step;
-        if (g_stop.load()) halted = true;
-        ev->want_checkpoint = halted || Due(ev->step, config.checkpoint().every(), total);
-        ev->want_eval = !halted && Due(ev->step, config.eval().every(), total);
-        if (ev->want_eval) latest_eval = ev->step;
-        if (ev->want_checkpoint || ev->want_eval) {
-          const auto t0 = Clock::now();
-          ev->snapshot = train_thread.Run([&] { return trainer.TakeSnapshot(ev->want_checkpoint); });
-          if (ev->want_checkpoint) last_ckpt_step = ev->step;
-          ev->stall_s = Since(t0);
-          if (ev->want_checkpoint) {
-            stall_total += ev->stall_s;
-            ++stall_count;
-          }
-        }
-        prev_end = Clock::now();
-        wait_total += ev->wait_s;
-        busy_total += std::chrono::duration<double>(prev_end - t_in).count();
-        ++steps_run;
-        return ev;
-      },
-      [](const EventPtr& e) { return e->skipped ? 0 : e->bytes; });
-  // Serial outputs can overtake one another on their way out of a tbb::flow node: restore the
-  // step order before metrics, so records are in order and every step before a checkpoint has
-  // its record before the checkpoint is submitted.
-  auto& metrics_order = g.Add<tbb::flow::sequencer_node<EventPtr>>(
-      "metrics_order", "sequencer", 1, [](const EventPtr& e) { return e->seq; });
+  };
+  bodies.prepare = [&](int64_t step) {
+    auto b = std::make_shared<Batch>();
+    sampler.Fill(step, *b);
+    return BatchPtr(b);
+  };
+  bodies.train_step = [&](const BatchPtr& batch) -> EventPtr {
+    const auto t_in = Clock::now();
+    auto ev = std::make_shared<Event>();
+    ev->seq = static_cast<size_t>(batch->step - start);
+    if (halted) {  // stopping: batches already prefetched are dropped
+      ev->skipped = true;
+      return ev;
+    }
+    ev->wait_s = steps_run == 0 ? 0.0 : std::chrono::duration<double>(t_in - prev_end).count();
+    if (batch->step + 1 == nan_at) {
+      torch::NoGradGuard no_grad;
+      trainer.model().parameters().front().fill_(NAN);
+    }
+    try {
+      ev->stats = train_thread.Run([&] {
+        UseTorchThreads(threads);
+        return trainer.Step(*batch);
+      });
+    } catch (const NonFiniteLoss&) {
+      step_error = std::current_exception();
+      failed = true;
+      halted = true;
+      ev->skipped = true;
+      return ev;
+    }
+    ev->step = trainer.steps_done();
+    ev->bytes = bytes_per_step;
+    if (g_stop.load()) halted = true;
+    ev->want_checkpoint = halted || Due(ev->step, config.checkpoint().every(), total);
+    ev->want_eval = !halted && Due(ev->step, config.eval().every(), total);
+    if (ev->want_eval) latest_eval = ev->step;
+    if (ev->want_checkpoint || ev->want_eval) {
+      const auto t0 = Clock::now();
+      ev->snapshot = train_thread.Run([&] { return trainer.TakeSnapshot(ev->want_checkpoint); });
+      if (ev->want_checkpoint) last_ckpt_step = ev->step;
+      ev->stall_s = Since(t0);
+      if (ev->want_checkpoint) {
+        stall_total += ev->stall_s;
+        ++stall_count;
+      }
+    }
+    prev_end = Clock::now();
+    wait_total += ev->wait_s;
+    busy_total += std::chrono::duration<double>(prev_end - t_in).count();
+    ++steps_run;
+    return ev;
+  };
   // An evaluation still queued when a newer one is due, or after a stop signal, is skipped:
   // a slow evaluation never piles up snapshots, and a stop is not held up by old evaluations.
-  auto& eval = g.Function<EventPtr, EventPtr>(
-      "eval", 1,
-      [&](const EventPtr& in) -> EventPtr {
-        if (in->skipped || !in->want_eval || g_stop.load() || in->step < latest_eval.load()) return nullptr;
-        auto ev = std::make_shared<Event>();
-        ev->kind = Event::Kind::kEval;
-        ev->step = in->step;
-        ev->eval = eval_thread.Run([&] { return evaluate(*in->snapshot); });
-        return EventPtr(ev);
-      },
-      [](const EventPtr& e) { return e ? e->eval.bytes : 0; });
-  auto& metrics_sink = g.Function<EventPtr, EventPtr>(
-      "metrics", 1,
-      [&](const EventPtr& e) -> EventPtr {
-        if (!e || e->skipped) return e;
-        const double elapsed = Since(t_start);
-        if (e->kind == Event::Kind::kEval) {
-          record_eval(e->step, e->eval);
-          return e;
-        }
-        const double step_wall = e->stats.seconds + e->stall_s + e->wait_s;
-        json rec = {{"step", e->step}, {"loss", e->stats.loss}, {"lr", e->stats.lr}, {"grad_norm", e->stats.grad_norm},
-                    {"bytes_per_s", step_wall > 0 ? e->bytes / step_wall : 0.0},
-                    {"data_wait_frac", step_wall > 0 ? e->wait_s / step_wall : 0.0}, {"step_s", e->stats.seconds},
-                    {"step_wall_s", step_wall},
-                    {"elapsed_s", elapsed}};
-        if (e->want_checkpoint) rec["ckpt_stall_s"] = e->stall_s;
-        metrics.Write(rec);
-        if (config.log_every() > 0 && (e->step % config.log_every() == 0 || e->step == total || e->want_checkpoint)) {
-          const double done = static_cast<double>(e->step - start);
-          const double eta = done > 0 ? elapsed / done * static_cast<double>(total - e->step) : 0;
-          char line[200];
-          std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  lr %s  %s/s  wait %.1f%%  eta %s",
-                        (long long)e->step, (long long)total, e->stats.loss, FormatLr(e->stats.lr).c_str(),
-                        pipeline::Progress::FormatBytes(step_wall > 0 ? e->bytes / step_wall : 0).c_str(),
-                        step_wall > 0 ? 100.0 * e->wait_s / step_wall : 0.0, pipeline::Progress::FormatDuration(eta).c_str());
-          log(line);
-        }
-        return e;
-      },
-      [](const EventPtr&) { return 0; }, tbb::flow::node_priority_t(1));
-  // After metrics: a checkpoint is committed only once its step's figures are in metrics.jsonl,
-  // so a resumed run never leaves a hole in the metrics.
-  auto& checkpoint = g.Function<EventPtr, tbb::flow::continue_msg>(
-      "checkpoint", 1,
-      [&](const EventPtr& e) {
-        if (!e) return tbb::flow::continue_msg();
-        if (e->kind == Event::Kind::kEval) sink.RecordEval(e->step, e->eval.bpb);
-        else if (e->want_checkpoint) sink.Submit(e->snapshot);
-        return tbb::flow::continue_msg();
-      },
-      [](const tbb::flow::continue_msg&) { return 0; }, tbb::flow::node_priority_t(1));
-
-
-  g.Connect(source, prefetch);
-  g.Connect(prefetch, prepare);
-  g.Connect(prepare, order, "batch");
-  g.Connect(order, train_step, "batch, in step order");
-  g.ReturnTokens(train_step, prefetch);
-  g.Connect(train_step, metrics_order, "step figures, snapshot");
-  g.Connect(metrics_order, metrics_sink, "in step order");
-  g.Connect(train_step, eval, "weights snapshot");
-  g.Connect(eval, metrics_sink, "val bpb");
-  g.Connect(metrics_sink, checkpoint, "snapshot, val bpb");
+  bodies.eval = [&](const EventPtr& in) -> EventPtr {
+    if (in->skipped || !in->want_eval || g_stop.load() || in->step < latest_eval.load()) return nullptr;
+    auto ev = std::make_shared<Event>();
+    ev->kind = Event::Kind::kEval;
+    ev->step = in->step;
+    ev->eval = eval_thread.Run([&] { return evaluate(*in->snapshot); });
+    return EventPtr(ev);
+  };
+  bodies.metrics = [&](const EventPtr& e) -> EventPtr {
+    if (!e || e->skipped) return e;
+    const double elapsed = Since(t_start);
+    if (e->kind == Event::Kind::kEval) {
+      record_eval(e->step, e->eval);
+      return e;
+    }
+    const double step_wall = e->stats.seconds + e->stall_s + e->wait_s;
+    json rec = {{"step", e->step}, {"loss", e->stats.loss}, {"lr", e->stats.lr}, {"grad_norm", e->stats.grad_norm},
+                {"bytes_per_s", step_wall > 0 ? e->bytes / step_wall : 0.0},
+                {"data_wait_frac", step_wall > 0 ? e->wait_s / step_wall : 0.0}, {"step_s", e->stats.seconds},
+                {"step_wall_s", step_wall},
+                {"elapsed_s", elapsed}};
+    if (e->want_checkpoint) rec["ckpt_stall_s"] = e->stall_s;
+    metrics.Write(rec);
+    std::vector<std::pair<std::string, double>> scalars = {
+        {"train/loss", e->stats.loss}, {"train/lr", e->stats.lr}, {"train/grad_norm", e->stats.grad_norm},
+        {"train/bytes_per_s", rec["bytes_per_s"].get<double>()}, {"train/data_wait_frac", rec["data_wait_frac"].get<double>()}};
+    if (e->want_checkpoint) scalars.emplace_back("train/ckpt_stall_s", e->stall_s);
+    events.AddScalars(e->step, UnixNow(), scalars);
+    events.Flush();
+    if (config.log_every() > 0 && (e->step % config.log_every() == 0 || e->step == total || e->want_checkpoint)) {
+      const double done = static_cast<double>(e->step - start);
+      const double eta = done > 0 ? elapsed / done * static_cast<double>(total - e->step) : 0;
+      char line[200];
+      std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  lr %s  %s/s  wait %.1f%%  eta %s",
+                    (long long)e->step, (long long)total, e->stats.loss, FormatLr(e->stats.lr).c_str(),
+                    pipeline::Progress::FormatBytes(step_wall > 0 ? e->bytes / step_wall : 0).c_str(),
+                    step_wall > 0 ? 100.0 * e->wait_s / step_wall : 0.0, pipeline::Progress::FormatDuration(eta).c_str());
+      log(line);
+    }
+    return e;
+  };
+  bodies.checkpoint = [&](const EventPtr& e) {
+    if (!e) return;
+    if (e->kind == Event::Kind::kEval) sink.RecordEval(e->step, e->eval.bpb);
+    else if (e->want_checkpoint) sink.Submit(e->snapshot);
+  };
+  Graph g("train");
+  WireTrainGraph(g, config, start, bodies);
+  pipeline::Monitor::Watch watch(monitor, g);
 
   auto last_good = [&] {
     const auto good = ListCheckpoints(fs, ckpt_dir);
@@ -555,7 +591,16 @@ TrainSummary RunTraining(const TrainOptions& o) {
   summary.checkpoints_replaced = cs.replaced;
   summary.final_val_bpb = last_bpb;
   summary.stats_table = g.StatsTable(summary.seconds, threads);
+  monitor.Finish(summary.interrupted ? "interrupted" : "finished");
   return summary;
+}
+
+std::string DescribeTrainJob(const TrainOptions& o) {
+  const pb::TrainConfig config = ResolveConfig(o);
+  Graph g("train");
+  const TrainBodies none;  // never called: the graph does not run
+  WireTrainGraph(g, config, 0, none);
+  return pipeline::DescribeJson("train", {g.Describe()});
 }
 
 // ---- inference ----

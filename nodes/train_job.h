@@ -28,6 +28,7 @@ struct TrainOptions {
   int threads = 0;                     // 0: all cores
   std::string device = "cpu";
   bool console = true;  // progress lines on stderr
+  double figures_interval_s = 2.0;  // pipeline.json: live per-node figures, rewritten this often
 };
 
 // The effective config for these options (file, --model, --set, --steps; on resume the run's
@@ -51,6 +52,10 @@ struct TrainSummary {
 // checkpoint (summary.interrupted). Throws on errors; a non-finite loss ends it with an error
 // naming the step, and the checkpoints already written stay usable.
 TrainSummary RunTraining(const TrainOptions& options);
+
+// The training graph these options would build, as a pipeline document without figures
+// (docs/pipeline.md), from the same wiring, without running anything or touching a run dir.
+std::string DescribeTrainJob(const TrainOptions& options);
 
 // Evaluation and generation from a checkpoint (a checkpoint directory or a run directory).
 struct EvalOptions {

@@ -29,10 +29,101 @@ NodeStats& Graph::AddStats(const std::string& name, const std::string& kind, int
   return st;
 }
 
-std::string Graph::NameOf(const void* node) const {
+std::string Graph::NameOfNode(const void* node) const {
   for (const auto& [ptr, name] : names_)
     if (ptr == node) return name;
   return "?";
+}
+
+GraphDescription Graph::Describe() const {
+  GraphDescription d;
+  d.name = name_;
+  for (const NodeStats& st : stats_) d.nodes.push_back({st.name, st.kind, st.concurrency, st.queue_bound});
+  d.edges = edges_;
+  // A limiter's tokens bound every queue from it to the node that returns them: messages past
+  // the limiter and not yet released are at most `tokens`.
+  for (const NodeStats& lim : stats_) {
+    if (lim.kind != "limiter") continue;
+    std::string releaser;
+    for (const EdgeInfo& e : edges_)
+      if (e.kind == "token" && e.to == lim.name) releaser = e.from;
+    if (releaser.empty()) continue;
+    std::vector<std::string> todo{lim.name}, seen{lim.name};
+    while (!todo.empty()) {
+      const std::string at = todo.back();
+      todo.pop_back();
+      if (at == releaser) continue;
+      for (const EdgeInfo& e : edges_) {
+        if (e.kind != "data" || e.from != at || std::find(seen.begin(), seen.end(), e.to) != seen.end()) continue;
+        seen.push_back(e.to);
+        todo.push_back(e.to);
+      }
+    }
+    for (NodeInfo& n : d.nodes)
+      if (std::find(seen.begin(), seen.end(), n.name) != seen.end()) n.queue_bound = lim.concurrency;
+  }
+  return d;
+}
+
+GraphSample Graph::Sample() const {
+  GraphSample s;
+  s.at = std::chrono::steady_clock::now();
+  const size_t n = stats_.size();
+  s.nodes.resize(n);
+  std::vector<bool> known(n);
+  auto index = [&](const std::string& name) -> size_t {
+    for (size_t i = 0; i < n; ++i)
+      if (stats_[i].name == name) return i;
+    return n;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    const NodeStats& st = stats_[i];
+    NodeSample& x = s.nodes[i];
+    x.out = st.items.load(std::memory_order_relaxed);
+    x.started = st.started.load(std::memory_order_relaxed);
+    x.in = st.kind == "source" ? x.out : st.in.load(std::memory_order_relaxed);
+    x.bytes = st.bytes.load(std::memory_order_relaxed);
+    // Time of bodies still running counts too (read as a best effort: the monitor keeps its
+    // figures monotonic).
+    const int64_t now = SteadyNs(s.at);
+    const int64_t active = st.active.load(), start_sum = st.active_start_ns.load();
+    const int64_t running = active > 0 ? active * now - start_sum : 0;
+    x.busy_ns = st.busy_ns.load() + static_cast<uint64_t>(std::max<int64_t>(0, running));
+    const int64_t since = st.blocked_since_ns.load();
+    x.blocked_ns = st.blocked_ns.load() + static_cast<uint64_t>(since > 0 ? std::max<int64_t>(0, now - since) : 0);
+    x.returned = st.returned.load(std::memory_order_relaxed);
+    known[i] = st.kind == "source" || st.kind == "function";
+  }
+  // Nodes without a body (limiter, sequencer): in = what their predecessors emitted; out = what
+  // their successors accepted from them (a successor's arrivals less those from its other,
+  // counted, predecessors). Counters are read one after another, so clamp at zero.
+  for (size_t i = 0; i < n; ++i) {
+    if (known[i]) continue;
+    uint64_t in = 0, out = 0;
+    bool out_known = true;
+    for (const EdgeInfo& e : edges_) {
+      if (e.kind != "data") continue;
+      const size_t from = index(e.from), to = index(e.to);
+      if (from >= n || to >= n) continue;
+      if (to == i && known[from]) in += s.nodes[from].out;
+      if (from != i) continue;
+      if (!known[to]) {
+        out_known = false;
+        continue;
+      }
+      uint64_t others = 0;
+      for (const EdgeInfo& f : edges_) {
+        const size_t q = index(f.from);
+        if (f.kind != "data" || f.to != e.to || q == i || q >= n) continue;
+        if (!known[q]) out_known = false;
+        others += s.nodes[q].out;
+      }
+      out += s.nodes[to].in > others ? s.nodes[to].in - others : 0;
+    }
+    s.nodes[i].in = in;
+    s.nodes[i].out = out_known ? std::min(out, in) : in;
+  }
+  return s;
 }
 
 void Graph::Fail(const std::string& node, std::exception_ptr e) {
@@ -80,6 +171,7 @@ std::string Graph::StatsTable(double wall_seconds, int threads) const {
                 "bytes", "busy s", "busy %", "MB/s busy");
   out += line;
   for (const NodeStats& st : stats_) {
+    if (st.kind != "source" && st.kind != "function") continue;  // no body, no figures
     const double busy = static_cast<double>(st.busy_ns.load()) * 1e-9;
     const double mb = static_cast<double>(st.bytes.load()) / 1e6;
     const int conc = st.concurrency;

@@ -11,6 +11,8 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -32,18 +34,84 @@ class NodeError : public std::runtime_error {
   std::exception_ptr cause_;
 };
 
+// Counters of one node, updated lock-free while the graph runs and read by the Monitor.
+// A message is counted `in` when the node accepts it and `out` when the node's body has produced
+// its output; what is in between waits in the node's queue or is being worked on.
 struct NodeStats {
   std::string name;
-  std::string kind;         // "source", "function", "limiter", "sequencer", ...
-  int concurrency = 1;      // 0: unlimited
-  std::atomic<uint64_t> items{0};
+  std::string kind;         // "source", "function", "limiter", "sequencer"
+  int concurrency = 1;      // 0: unlimited (a limiter: its tokens)
+  int64_t queue_bound = -1; // most messages that can wait at this node; -1: no bound (see Graph::Describe)
+  std::atomic<uint64_t> in{0};        // function nodes: messages accepted
+  std::atomic<uint64_t> started{0};   // bodies started
+  std::atomic<uint64_t> items{0};     // bodies finished (= messages emitted)
   std::atomic<uint64_t> bytes{0};
   std::atomic<uint64_t> busy_ns{0};
+  std::atomic<uint64_t> blocked_ns{0};  // sources: an item made, waiting for a successor to take it
+  std::atomic<uint64_t> returned{0};    // limiters: tokens given back
+  // Bodies running now and the sum of their start times, so a sample counts the busy time of a
+  // body still running (an evaluation can run for a minute); and since when a source waits.
+  std::atomic<int64_t> active{0};
+  std::atomic<int64_t> active_start_ns{0};
+  std::atomic<int64_t> blocked_since_ns{0};  // 0: not waiting
 };
+
+inline int64_t SteadyNs(std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now()) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
 
 struct EdgeInfo {
   std::string from, to;
+  std::string label;          // what flows on the edge
+  std::string kind = "data";  // "data", or "token" (an item's token returned to a limiter)
 };
+
+// A graph's shape, without figures: what `bitbyte graph` prints.
+struct NodeInfo {
+  std::string name, kind;
+  int concurrency = 1;
+  int64_t queue_bound = -1;
+};
+struct GraphDescription {
+  std::string name;
+  std::vector<NodeInfo> nodes;
+  std::vector<EdgeInfo> edges;
+};
+
+// Counters of every node at one instant (Graph::Sample). Sources count in = out; limiters and
+// sequencers have no body, so their in/out are derived from their neighbours' counters.
+struct NodeSample {
+  uint64_t in = 0, out = 0, started = 0, bytes = 0, busy_ns = 0, blocked_ns = 0, returned = 0;
+};
+struct GraphSample {
+  std::chrono::steady_clock::time_point at;
+  std::vector<NodeSample> nodes;  // in the order of Graph::stats()
+};
+
+namespace detail {
+// A function_node that counts the messages it accepts. tbb::flow has no public hook for this;
+// receiver::try_put_task is the protected virtual every predecessor (and try_put) calls.
+template <typename In, typename Out>
+class CountedFunctionNode : public tbb::flow::function_node<In, Out> {
+  using Base = tbb::flow::function_node<In, Out>;
+
+ public:
+  template <typename... Args>
+  explicit CountedFunctionNode(std::atomic<uint64_t>& in, Args&&... args)
+      : Base(std::forward<Args>(args)...), in_(in) {}
+
+ protected:
+  tbb::detail::d1::graph_task* try_put_task(const In& message) override {
+    in_.fetch_add(1, std::memory_order_relaxed);  // before: the body may finish before we return
+    tbb::detail::d1::graph_task* task = Base::try_put_task(message);
+    if (task == nullptr) in_.fetch_sub(1, std::memory_order_relaxed);  // rejected
+    return task;
+  }
+
+ private:
+  std::atomic<uint64_t>& in_;
+};
+}  // namespace detail
 
 // Caps the threads TBB may use while alive (one --threads for the whole process).
 class ScopedParallelism {
@@ -59,6 +127,14 @@ int DefaultThreads();  // the cores this process may run on
 class Graph {
  public:
   explicit Graph(std::string name) : name_(std::move(name)) {}
+  // Edges made but never run (a graph only described) can leave forwarding tasks behind: they
+  // finish here, while the nodes they point to still exist.
+  ~Graph() {
+    try {
+      g_.wait_for_all();
+    } catch (...) {
+    }
+  }
   Graph(const Graph&) = delete;
   Graph& operator=(const Graph&) = delete;
 
@@ -72,7 +148,7 @@ class Graph {
                                               tbb::flow::node_priority_t priority = tbb::flow::no_priority) {
     NodeStats& st = AddStats(name, "function", concurrency);
     auto wrapped = [this, &st, body = std::move(body), bytes_of = std::move(bytes_of)](const In& in) -> Out {
-      const auto t0 = std::chrono::steady_clock::now();
+      const auto t0 = Begin(st);
       try {
         Out out = body(in);
         st.bytes += bytes_of(out);
@@ -84,8 +160,9 @@ class Graph {
         throw;
       }
     };
-    return Own(name, std::make_unique<tbb::flow::function_node<In, Out>>(
-                         g_, concurrency == 0 ? static_cast<size_t>(tbb::flow::unlimited) : static_cast<size_t>(concurrency),
+    return Own(name, std::make_unique<detail::CountedFunctionNode<In, Out>>(
+                         st.in, g_,
+                         concurrency == 0 ? static_cast<size_t>(tbb::flow::unlimited) : static_cast<size_t>(concurrency),
                          std::move(wrapped), tbb::flow::queueing(), priority));
   }
 
@@ -93,11 +170,17 @@ class Graph {
   template <typename Out, typename Body>
   tbb::flow::input_node<Out>& Source(const std::string& name, Body body) {
     NodeStats& st = AddStats(name, "source", 1);
+    // input_node asks for the next item only once its successors took the last one: the gap
+    // between two calls is time blocked by backpressure (plus a task switch).
     auto wrapped = [this, &st, body = std::move(body)](tbb::flow_control& fc) -> Out {
-      const auto t0 = std::chrono::steady_clock::now();
+      const int64_t since = st.blocked_since_ns.exchange(0);
+      const auto t0 = Begin(st);
+      if (since != 0) st.blocked_ns += static_cast<uint64_t>(std::max<int64_t>(0, SteadyNs(t0) - since));
       Out out{};
       try {
-        if (!body(out)) {
+        if (!body(out)) {  // the end: not an item
+          st.started.fetch_sub(1, std::memory_order_relaxed);
+          Done(st, t0, false);
           fc.stop();
           return out;
         }
@@ -108,6 +191,7 @@ class Graph {
         return out;
       }
       Done(st, t0);
+      st.blocked_since_ns = SteadyNs();
       return out;
     };
     auto& node = Own(name, std::make_unique<tbb::flow::input_node<Out>>(g_, std::move(wrapped)));
@@ -132,22 +216,22 @@ class Graph {
   template <typename From, typename T>
   void ReturnTokens(From& from, tbb::flow::limiter_node<T>& limiter) {
     using Out = typename From::output_type;
-    if constexpr (std::is_same_v<Out, tbb::flow::continue_msg>) {
-      tbb::flow::make_edge(from, limiter.decrementer());
-    } else {
-      auto& to_token = Own(NameOf(&limiter) + ".release",
-                           std::make_unique<tbb::flow::function_node<Out, tbb::flow::continue_msg>>(
-                               g_, tbb::flow::unlimited, [](const Out&) { return tbb::flow::continue_msg(); }));
-      tbb::flow::make_edge(from, to_token);
-      tbb::flow::make_edge(to_token, limiter.decrementer());
-    }
-    edges_.push_back({NameOf(&from), NameOf(&limiter) + " (token returned)"});
+    NodeStats& st = *StatsOf(&limiter);
+    auto& to_token = Own(st.name + ".release",
+                         std::make_unique<tbb::flow::function_node<Out, tbb::flow::continue_msg>>(
+                             g_, tbb::flow::unlimited, [&st](const Out&) {
+                               st.returned.fetch_add(1, std::memory_order_relaxed);
+                               return tbb::flow::continue_msg();
+                             }));
+    tbb::flow::make_edge(from, to_token);
+    tbb::flow::make_edge(to_token, limiter.decrementer());
+    edges_.push_back({NameOf(&from), st.name, "token returned", "token"});
   }
 
   template <typename From, typename To>
   void Connect(From& from, To& to, const std::string& label = "") {
     tbb::flow::make_edge(from, to);
-    edges_.push_back({NameOf(&from), NameOf(&to) + (label.empty() ? "" : " (" + label + ")")});
+    edges_.push_back({NameOf(&from), NameOf(&to), label, "data"});
   }
 
   // Activates the sources and waits. Throws pipeline::NodeError from the first failing node.
@@ -158,6 +242,10 @@ class Graph {
 
   const std::deque<NodeStats>& stats() const { return stats_; }
   const std::vector<EdgeInfo>& edges() const { return edges_; }
+  // The shape: nodes (with the queue bound each limiter's tokens impose) and edges.
+  GraphDescription Describe() const;
+  // Every node's counters now; safe while the graph runs.
+  GraphSample Sample() const;
   // busy % is busy time over wall time x the node's concurrency (x `threads` when unlimited).
   std::string StatsTable(double wall_seconds, int threads) const;
 
@@ -166,15 +254,35 @@ class Graph {
   template <typename Node>
   Node& Own(const std::string& name, std::unique_ptr<Node> node) {
     Node& ref = *node;
-    names_.push_back({static_cast<const void*>(&ref), name});
+    names_.push_back({static_cast<const void*>(static_cast<tbb::flow::graph_node*>(&ref)), name});
     nodes_.push_back(std::move(node));
     return ref;
   }
-  std::string NameOf(const void* node) const;
-  static void Done(NodeStats& st, std::chrono::steady_clock::time_point t0) {
-    st.busy_ns += static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
-    ++st.items;
+  template <typename Node>
+  std::string NameOf(Node* node) const {
+    return NameOfNode(static_cast<const tbb::flow::graph_node*>(node));
+  }
+  std::string NameOfNode(const void* node) const;
+  template <typename Node>
+  NodeStats* StatsOf(Node* node) {
+    const std::string name = NameOf(node);
+    for (NodeStats& st : stats_)
+      if (st.name == name) return &st;
+    throw std::logic_error("graph '" + name_ + "': no node " + name);
+  }
+  static std::chrono::steady_clock::time_point Begin(NodeStats& st) {
+    const auto t0 = std::chrono::steady_clock::now();
+    st.started.fetch_add(1, std::memory_order_relaxed);
+    st.active_start_ns.fetch_add(SteadyNs(t0));
+    st.active.fetch_add(1);
+    return t0;
+  }
+  static void Done(NodeStats& st, std::chrono::steady_clock::time_point t0, bool item = true) {
+    const auto t1 = std::chrono::steady_clock::now();
+    st.busy_ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
+    st.active.fetch_sub(1);
+    st.active_start_ns.fetch_sub(SteadyNs(t0));
+    if (item) ++st.items;
   }
   void Fail(const std::string& node, std::exception_ptr e);
 

@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <regex>
 
 #include "pipeline/graph.h"
+#include "pipeline/monitor.h"
 #include "sharding/error.h"
 #include "sharding/reader.h"
 #include "sharding/writer.h"
@@ -22,9 +24,11 @@ using shard::FrameWork;
 using WorkPtr = std::shared_ptr<FrameWork>;
 
 constexpr char kSpoolDir[] = ".bitbyte-tmp";
+constexpr char kFiguresName[] = "pipeline.json";
 
 bool IsOurs(const std::string& name) {
-  static const std::regex ours(R"((train|val)-\d{5,}-[0-9a-f]{16}\.bbs(\.tmp)?|manifest\.pb(\.tmp)?|\.bitbyte-tmp)");
+  static const std::regex ours(
+      R"((train|val)-\d{5,}-[0-9a-f]{16}\.bbs(\.tmp)?|manifest\.pb(\.tmp)?|\.bitbyte-tmp|pipeline\.json(\.tmp)?)");
   return std::regex_match(name, ours);
 }
 
@@ -100,43 +104,22 @@ struct ScanItem {
   std::shared_ptr<shard::ScannedSource> scanned;
 };
 
+// The work of each node, apart from the wiring (so `bitbyte graph shard` can build the graph
+// without work to do: empty bodies are never called).
+struct ScanBodies {
+  std::function<bool(ScanItem&)> enumerate;
+  std::function<ScanItem(const ScanItem&)> read, split;
+  std::function<void(const ScanItem&)> route;
+};
+
 // Phase 1: every input read, split into documents and routed, in input order.
-void Scan(Graph& g, const std::vector<input::InputFile>& inputs, const ShardJobOptions& o, io::FileSystem& fs,
-          const std::string& spool, shard::DatasetPlan& plan, Progress& progress) {
-  size_t next = 0;
-  auto& enumerate = g.Source<ScanItem>("enumerate", [&](ScanItem& item) {
-    if (next >= inputs.size()) return false;
-    item.seq = next++;
-    return true;
-  });
+void WireScan(Graph& g, const ShardJobOptions& o, const ScanBodies& b) {
+  auto& enumerate = g.Source<ScanItem>("enumerate", [&b](ScanItem& item) { return b.enumerate(item); });
   auto& read = g.Function<ScanItem, ScanItem>(
-      "read", o.max_open_inputs,
-      [&](const ScanItem& in) {
-        ScanItem out = in;
-        out.data = std::make_shared<input::SourceData>(
-            input::ReadSource(inputs[in.seq], static_cast<uint32_t>(in.seq), spool, fs));
-        progress.Add(out.data->size);
-        return out;
-      },
+      "read", o.max_open_inputs, [&b](const ScanItem& in) { return b.read(in); },
       [](const ScanItem& it) { return it.data->size; });
-  const input::SplitOptions split_opts{o.params.jsonl_field, o.params.skip_bad_records};
   auto& split = g.Function<ScanItem, ScanItem>(
-      "split", 0,
-      [&](const ScanItem& in) {
-        input::SplitResult r = input::SplitDocuments(*in.data, split_opts, spool, fs);
-        // JSONL texts now live in their own spool file: the decompressed source is not needed.
-        if (!split_opts.jsonl_field.empty() && in.data->data_file->spool) fs.Remove(in.data->data_file->path);
-        ScanItem out;
-        out.seq = in.seq;
-        out.scanned = std::make_shared<shard::ScannedSource>();
-        out.scanned->index = in.data->index;
-        out.scanned->path = in.data->path;
-        out.scanned->size = in.data->size;
-        out.scanned->xxh64 = in.data->xxh64;
-        out.scanned->bad_records = r.bad_records;
-        out.scanned->docs = std::move(r.docs);
-        return out;
-      },
+      "split", 0, [&b](const ScanItem& in) { return b.split(in); },
       [](const ScanItem& it) {
         uint64_t n = 0;
         for (const auto& d : it.scanned->docs) n += d.length;
@@ -146,59 +129,81 @@ void Scan(Graph& g, const std::vector<input::InputFile>& inputs, const ShardJobO
                                                            [](const ScanItem& it) { return it.seq; });
   auto& route = g.Function<ScanItem, tbb::flow::continue_msg>(
       "route", 1,
-      [&](const ScanItem& in) {
-        plan.AddSource(std::move(*in.scanned));
+      [&b](const ScanItem& in) {
+        b.route(in);
         return tbb::flow::continue_msg();
       },
       [](const tbb::flow::continue_msg&) { return uint64_t{0}; });
-  g.Connect(enumerate, read, "input");
+  g.Connect(enumerate, read, "input file");
   g.Connect(read, split, "source bytes");
   g.Connect(split, order, "documents");
   g.Connect(order, route, "documents in input order");
+}
+
+void Scan(Graph& g, Monitor& monitor, const std::vector<input::InputFile>& inputs, const ShardJobOptions& o,
+          io::FileSystem& fs, const std::string& spool, shard::DatasetPlan& plan, Progress& progress) {
+  size_t next = 0;
+  const input::SplitOptions split_opts{o.params.jsonl_field, o.params.skip_bad_records};
+  ScanBodies b;
+  b.enumerate = [&](ScanItem& item) {
+    if (next >= inputs.size()) return false;
+    item.seq = next++;
+    return true;
+  };
+  b.read = [&](const ScanItem& in) {
+    ScanItem out = in;
+    out.data = std::make_shared<input::SourceData>(
+        input::ReadSource(inputs[in.seq], static_cast<uint32_t>(in.seq), spool, fs));
+    progress.Add(out.data->size);
+    return out;
+  };
+  b.split = [&](const ScanItem& in) {
+    input::SplitResult r = input::SplitDocuments(*in.data, split_opts, spool, fs);
+    // JSONL texts now live in their own spool file: the decompressed source is not needed.
+    if (!split_opts.jsonl_field.empty() && in.data->data_file->spool) fs.Remove(in.data->data_file->path);
+    ScanItem out;
+    out.seq = in.seq;
+    out.scanned = std::make_shared<shard::ScannedSource>();
+    out.scanned->index = in.data->index;
+    out.scanned->path = in.data->path;
+    out.scanned->size = in.data->size;
+    out.scanned->xxh64 = in.data->xxh64;
+    out.scanned->bad_records = r.bad_records;
+    out.scanned->docs = std::move(r.docs);
+    return out;
+  };
+  b.route = [&](const ScanItem& in) { plan.AddSource(std::move(*in.scanned)); };
+  WireScan(g, o, b);
+  Monitor::Watch watch(monitor, g);
   g.Run();
 }
 
-// Phase 2: frames compressed in parallel, written in order, shards committed one by one.
-std::vector<shard::ShardResult> Write(Graph& g, const shard::DatasetPlan& plan, std::vector<bool> keep,
-                                      const ShardJobOptions& o, io::FileSystem& fs, int threads,
-                                      Progress& progress) {
-  shard::WorkProducer producer(plan, std::move(keep));
-  const int tokens = o.max_in_flight > 0 ? o.max_in_flight : 4 * threads;
-  std::vector<shard::ShardResult> results;
-  shard::ShardAssembler assembler(fs, o.out_dir);
+struct WriteBodies {
+  std::function<bool(WorkPtr&)> plan;
+  std::function<WorkPtr(const WorkPtr&)> compress;
+  std::function<std::optional<shard::ShardResult>(const WorkPtr&)> write;
+  std::function<void(const std::optional<shard::ShardResult>&)> manifest;
+};
 
-  auto& source = g.Source<WorkPtr>("plan", [&](WorkPtr& w) {
-    w = std::make_shared<FrameWork>();
-    return producer.Next(*w);
-  });
-  auto& limit = g.Limiter<WorkPtr>("tokens", static_cast<size_t>(tokens));
+int FrameTokens(const ShardJobOptions& o, int threads) { return o.max_in_flight > 0 ? o.max_in_flight : 4 * threads; }
+
+// Phase 2: frames compressed in parallel, written in order, shards committed one by one.
+void WireWrite(Graph& g, const ShardJobOptions& o, int threads, const WriteBodies& b) {
+  using Committed = std::optional<shard::ShardResult>;
+  auto& source = g.Source<WorkPtr>("plan", [&b](WorkPtr& w) { return b.plan(w); });
+  auto& limit = g.Limiter<WorkPtr>("tokens", static_cast<size_t>(FrameTokens(o, threads)));
   auto& compress = g.Function<WorkPtr, WorkPtr>(
-      "compress", 0,
-      [&](const WorkPtr& w) {
-        shard::ProcessWork(plan, fs, o.out_dir, *w);
-        return w;
-      },
+      "compress", 0, [&b](const WorkPtr& w) { return b.compress(w); },
       [](const WorkPtr& w) { return w->keep_existing ? w->kept.file_bytes : w->raw.size(); });
   auto& order = g.Add<tbb::flow::sequencer_node<WorkPtr>>("order_frames", "sequencer", 1,
                                                           [](const WorkPtr& w) { return w->seq; });
-  using Committed = std::optional<shard::ShardResult>;
   auto& write = g.Function<WorkPtr, Committed>(
-      "write", 1,
-      [&](const WorkPtr& w) {
-        Committed done = assembler.Consume(*w);
-        progress.Add(w->keep_existing ? w->shard->raw_bytes : w->raw.size());
-        return done;
-      },
+      "write", 1, [&b](const WorkPtr& w) { return b.write(w); },
       [](const Committed& c) { return c ? c->file_bytes : 0; });
-  // The manifest sink collects the committed shards; the manifest itself is written once the
-  // graph is done (it is the commit point). Each item returns its token here. Results are
-  // placed by the shard's position in the plan: arrival order across an edge out of a serial
-  // node is not guaranteed by tbb::flow.
-  results.resize(plan.shards().size());
   auto& manifest = g.Function<Committed, tbb::flow::continue_msg>(
       "manifest", 1,
-      [&](const Committed& c) {
-        if (c) results[static_cast<size_t>(c->plan - plan.shards().data())] = *c;
+      [&b](const Committed& c) {
+        b.manifest(c);
         return tbb::flow::continue_msg();
       },
       [](const tbb::flow::continue_msg&) { return uint64_t{0}; });
@@ -208,7 +213,41 @@ std::vector<shard::ShardResult> Write(Graph& g, const shard::DatasetPlan& plan, 
   g.Connect(order, write, "frames in order");
   g.Connect(write, manifest, "committed shards");
   g.ReturnTokens(manifest, limit);
-  g.Run();
+}
+
+std::vector<shard::ShardResult> Write(Graph& g, Monitor& monitor, const shard::DatasetPlan& plan,
+                                      std::vector<bool> keep, const ShardJobOptions& o, io::FileSystem& fs,
+                                      int threads, Progress& progress) {
+  shard::WorkProducer producer(plan, std::move(keep));
+  std::vector<shard::ShardResult> results;
+  shard::ShardAssembler assembler(fs, o.out_dir);
+  WriteBodies b;
+  b.plan = [&](WorkPtr& w) {
+    w = std::make_shared<FrameWork>();
+    return producer.Next(*w);
+  };
+  b.compress = [&](const WorkPtr& w) {
+    shard::ProcessWork(plan, fs, o.out_dir, *w);
+    return w;
+  };
+  b.write = [&](const WorkPtr& w) {
+    std::optional<shard::ShardResult> done = assembler.Consume(*w);
+    progress.Add(w->keep_existing ? w->shard->raw_bytes : w->raw.size());
+    return done;
+  };
+  // The manifest sink collects the committed shards; the manifest itself is written once the
+  // graph is done (it is the commit point). Each item returns its token here. Results are
+  // placed by the shard's position in the plan: arrival order across an edge out of a serial
+  // node is not guaranteed by tbb::flow.
+  results.resize(plan.shards().size());
+  b.manifest = [&](const std::optional<shard::ShardResult>& c) {
+    if (c) results[static_cast<size_t>(c->plan - plan.shards().data())] = *c;
+  };
+  WireWrite(g, o, threads, b);
+  {
+    Monitor::Watch watch(monitor, g);
+    g.Run();
+  }
   for (const auto& r : results)
     if (!r.plan) throw Error("internal: a planned shard was not committed");
   return results;
@@ -231,12 +270,13 @@ ShardJobResult RunShardJob(const ShardJobOptions& o, io::FileSystem& fs) {
     RefuseDifferent(o, *existing, "created with other parameters");
 
   SpoolDir spool(fs, io::JoinPath(o.out_dir, kSpoolDir));
+  Monitor monitor({o.figures_path, "shard", threads, o.figures_interval_s});
   shard::DatasetPlan plan(o.params);
   ShardJobResult res;
   {
     Progress progress("scan", InputBytes(inputs), o.progress);
     Graph scan("shard.scan");
-    Scan(scan, inputs, o, fs, spool.path(), plan, progress);
+    Scan(scan, monitor, inputs, o, fs, spool.path(), plan, progress);
     res.stats_table += "phase scan\n" + scan.StatsTable(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), threads);
   }
@@ -258,7 +298,7 @@ ShardJobResult RunShardJob(const ShardJobOptions& o, io::FileSystem& fs) {
   {
     Progress progress("shard", plan.total_bytes(), o.progress);
     Graph write("shard.write");
-    results = Write(write, plan, keep, o, fs, threads, progress);
+    results = Write(write, monitor, plan, keep, o, fs, threads, progress);
     res.stats_table += "phase write\n" + write.StatsTable(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count(), threads);
   }
@@ -272,7 +312,7 @@ ShardJobResult RunShardJob(const ShardJobOptions& o, io::FileSystem& fs) {
   std::vector<std::string> referenced;
   for (const auto& sh : m.shards()) referenced.push_back(sh.name());
   for (const std::string& name : fs.ListDir(o.out_dir)) {
-    if (name == shard::kManifestName || name == kSpoolDir || !IsOurs(name)) continue;
+    if (name == shard::kManifestName || name == kSpoolDir || name == kFiguresName || !IsOurs(name)) continue;
     if (std::find(referenced.begin(), referenced.end(), name) == referenced.end())
       fs.Remove(io::JoinPath(o.out_dir, name));
   }
@@ -287,7 +327,18 @@ ShardJobResult RunShardJob(const ShardJobOptions& o, io::FileSystem& fs) {
     (r.reused ? res.shards_reused : res.shards_written) += 1;
   }
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  monitor.Finish("finished");
   return res;
+}
+
+std::string DescribeShardJob(const ShardJobOptions& o) {
+  const int threads = o.threads > 0 ? o.threads : DefaultThreads();
+  Graph scan("shard.scan"), write("shard.write");
+  const ScanBodies no_scan;  // never called: the graphs do not run
+  const WriteBodies no_write;
+  WireScan(scan, o, no_scan);
+  WireWrite(write, o, threads, no_write);
+  return DescribeJson("shard", {scan.Describe(), write.Describe()});
 }
 
 }  // namespace bitbyte::pipeline

@@ -24,6 +24,8 @@ struct ShardJobOptions {
   int max_in_flight = 0;        // frame tokens; 0: 4 per thread
   bool overwrite = false;
   ProgressMode progress = ProgressMode::kAuto;
+  std::string figures_path;        // live per-node figures (pipeline.json); empty: none
+  double figures_interval_s = 2.0;
 };
 
 struct ShardJobResult {
@@ -35,5 +37,9 @@ struct ShardJobResult {
 };
 
 ShardJobResult RunShardJob(const ShardJobOptions& opts, io::FileSystem& fs = io::Posix());
+
+// The job's two graphs as `bitbyte graph shard` shows them (a pipeline document without
+// figures, docs/pipeline.md), built from the same wiring without running anything.
+std::string DescribeShardJob(const ShardJobOptions& opts);
 
 }  // namespace bitbyte::pipeline

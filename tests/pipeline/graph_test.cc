@@ -69,9 +69,13 @@ TEST(Graph, CountsItemsBytesAndRecordsEdges) {
   EXPECT_EQ(g.stats()[0].items.load(), 100u);
   EXPECT_EQ(g.stats()[1].items.load(), 100u);
   EXPECT_EQ(g.stats()[1].bytes.load(), 300u);
+  EXPECT_EQ(g.stats()[1].in.load(), 100u);       // accepted
+  EXPECT_EQ(g.stats()[1].started.load(), 100u);
   ASSERT_EQ(g.edges().size(), 1u);
   EXPECT_EQ(g.edges()[0].from, "numbers");
-  EXPECT_EQ(g.edges()[0].to, "add (ints)");
+  EXPECT_EQ(g.edges()[0].to, "add");
+  EXPECT_EQ(g.edges()[0].label, "ints");
+  EXPECT_EQ(g.edges()[0].kind, "data");
   EXPECT_NE(g.StatsTable(1.0, 2).find("add"), std::string::npos);
 }
 
@@ -113,7 +117,19 @@ TEST(Graph, LimiterBoundsItemsInFlight) {
   EXPECT_EQ(g.stats()[3].items.load(), 400u);
   EXPECT_LE(peak.load(), 3);
   EXPECT_EQ(g.edges().back().from, "done");
-  EXPECT_EQ(g.edges().back().to, "tokens (token returned)");
+  EXPECT_EQ(g.edges().back().to, "tokens");
+  EXPECT_EQ(g.edges().back().kind, "token");
+  // Counters: the limiter passed and got back every token; its region is bounded by them.
+  const GraphSample s = g.Sample();
+  EXPECT_EQ(s.nodes[1].in, 400u);
+  EXPECT_EQ(s.nodes[1].out, 400u);
+  EXPECT_EQ(s.nodes[1].returned, 400u);
+  const GraphDescription d = g.Describe();
+  ASSERT_EQ(d.nodes.size(), 4u);
+  EXPECT_EQ(d.nodes[0].queue_bound, -1);  // the source is outside the region
+  EXPECT_EQ(d.nodes[1].queue_bound, 3);
+  EXPECT_EQ(d.nodes[2].queue_bound, 3);
+  EXPECT_EQ(d.nodes[3].queue_bound, 3);
 }
 
 }  // namespace

@@ -1,0 +1,417 @@
+// bitbyte graph (shard|train) and bitbyte top: parsing and wiring only. The graphs come from
+// the jobs' own wiring (DescribeShardJob, DescribeTrainJob) or from a run's pipeline.json.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "apps/commands.h"
+#include "apps/job_options.h"
+#include "pipeline/export.h"
+#include "pipeline/progress.h"
+#include "sharding/error.h"
+#include "sharding/file_io.h"
+
+namespace bitbyte::cli {
+namespace {
+
+using json = nlohmann::json;
+constexpr char kFiguresFile[] = "pipeline.json";
+
+bool OnPath(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    const size_t end = std::min(dirs.find(':', start), dirs.size());
+    const std::string dir = dirs.substr(start, end - start);
+    if (!dir.empty() && ::access((dir + "/" + program).c_str(), X_OK) == 0) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+// Graphviz's dot, DOT in and `format` (svg, png) out.
+std::string RenderWithDot(const std::string& dot, const std::string& format) {
+  if (!OnPath("dot"))
+    throw std::runtime_error("--format " + format +
+                             " needs Graphviz's 'dot', which is not on PATH: install it (apt-get install graphviz), "
+                             "or use --format dot or json and render elsewhere");
+  char dir_template[] = "/tmp/bitbyte-graph.XXXXXX";
+  const char* dir = ::mkdtemp(dir_template);
+  if (!dir) throw Error(ErrnoMessage("create", "/tmp/bitbyte-graph.XXXXXX", errno));
+  const std::string in = std::string(dir) + "/graph.dot", out = std::string(dir) + "/graph." + format,
+                    err = std::string(dir) + "/dot.err";
+  struct Cleanup {
+    std::vector<std::string> files;
+    std::string dir;
+    ~Cleanup() {
+      for (const auto& f : files) ::unlink(f.c_str());
+      ::rmdir(dir.c_str());
+    }
+  } cleanup{{in, out, err}, dir};
+  io::WriteFileAtomic(io::Posix(), in, dot);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error(ErrnoMessage("fork for", "dot", errno));
+  if (pid == 0) {
+    const int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) ::dup2(fd, 2);
+    const std::string type = "-T" + format;
+    ::execlp("dot", "dot", type.c_str(), "-o", out.c_str(), in.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::string message = io::Posix().Exists(err) ? io::ReadFile(io::Posix(), err) : "";
+    while (!message.empty() && message.back() == '\n') message.pop_back();
+    throw std::runtime_error("graphviz 'dot -T" + format + "' failed" + (message.empty() ? "" : ": " + message));
+  }
+  return io::ReadFile(io::Posix(), out);
+}
+
+std::string FormatOf(const std::string& format, const std::string& out) {
+  if (!format.empty()) return format;
+  const auto ends = [&](const char* ext) {
+    const std::string e = ext;
+    return out.size() >= e.size() && out.compare(out.size() - e.size(), e.size(), e) == 0;
+  };
+  if (ends(".svg")) return "svg";
+  if (ends(".png")) return "png";
+  if (ends(".json")) return "json";
+  return "dot";
+}
+
+struct GraphArgs {
+  std::string format, out, figures;
+};
+
+void AddGraphOutputOptions(CLI::App* c, GraphArgs* g) {
+  c->add_option("--format", g->format,
+                "dot, svg, png (svg and png through Graphviz's dot) or json (default: from -o's extension, else dot)")
+      ->check(CLI::IsMember({"dot", "svg", "png", "json"}));
+  c->add_option("-o,--output", g->out, "Write here instead of stdout");
+  c->add_option("--figures", g->figures,
+                "Draw the graph as it ran in this run (or dataset) directory, with its per-node figures from "
+                "DIR/pipeline.json (busy % as colour, the bottleneck outlined), instead of building it from "
+                "the options");
+}
+
+// The document from --figures DIR, checked to be a `job` run.
+std::string FiguresDocument(const std::string& dir, const std::string& job) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw std::invalid_argument("--figures " + dir + ": no such directory");
+  const std::string path = io::JoinPath(dir, kFiguresFile);
+  if (!io::Posix().Exists(path))
+    throw std::invalid_argument("--figures " + dir + ": no " + kFiguresFile +
+                                " there (a run writes it while it runs; older runs have none)");
+  const std::string text = io::ReadFile(io::Posix(), path);
+  const json doc = json::parse(text, nullptr, false);
+  if (!doc.is_object()) throw DataError(path + ": not JSON (damaged?)");
+  if (doc.value("job", std::string()) != job)
+    throw std::invalid_argument("--figures " + dir + ": that is a '" + doc.value("job", std::string("?")) +
+                                "' job, not " + job);
+  return text;
+}
+
+void Emit(const std::string& document, const std::string& source, const GraphArgs& g) {
+  const std::string format = FormatOf(g.format, g.out);
+  std::string bytes;
+  if (format == "json") bytes = document;
+  else {
+    bytes = pipeline::PipelineDot(document, source);
+    if (format != "dot") bytes = RenderWithDot(bytes, format);
+  }
+  if (g.out.empty()) {
+    if (format == "png" && ::isatty(1)) throw std::invalid_argument("--format png writes binary: give -o FILE");
+    std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+    return;
+  }
+  io::WriteFileAtomic(io::Posix(), g.out, bytes);
+  std::fprintf(stderr, "graph: %s\n", g.out.c_str());
+}
+
+// ---- top ----
+
+struct Frame {
+  json pipeline;                 // null when absent
+  std::string pipeline_problem;  // why it could not be read
+  json last_step, last_eval;     // latest records of metrics.jsonl
+  int64_t total_steps = 0;
+  uint64_t skipped_lines = 0;
+  bool metrics_file = false;
+};
+
+// The last records of metrics.jsonl without reading the whole file: its last 256 KiB. A line
+// cut off by a kill, or damaged, is skipped and counted.
+void ReadMetricsTail(const std::string& path, Frame& f) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  f.metrics_file = true;
+  struct stat st;
+  std::string tail;
+  if (::fstat(fd, &st) == 0) {
+    const off_t want = std::min<off_t>(st.st_size, 256 << 10);
+    tail.resize(static_cast<size_t>(want));
+    const ssize_t got = ::pread(fd, tail.data(), tail.size(), st.st_size - want);
+    tail.resize(got > 0 ? static_cast<size_t>(got) : 0);
+    if (want < st.st_size) {  // the first line is probably partial
+      const size_t nl = tail.find('\n');
+      tail.erase(0, nl == std::string::npos ? tail.size() : nl + 1);
+    }
+  }
+  ::close(fd);
+  size_t start = 0;
+  while (start < tail.size()) {
+    size_t end = tail.find('\n', start);
+    const bool complete = end != std::string::npos;
+    if (!complete) end = tail.size();
+    const std::string text = tail.substr(start, end - start);
+    start = end + 1;
+    if (text.empty()) continue;
+    const json j = json::parse(text, nullptr, false);
+    if (!complete || !j.is_object() || !j.contains("step")) {
+      ++f.skipped_lines;
+      continue;
+    }
+    if (j.contains("val_bpb")) f.last_eval = j;
+    else if (j.contains("loss")) f.last_step = j;
+  }
+}
+
+int64_t ConfiguredSteps(const std::string& dir) {
+  const std::string path = io::JoinPath(dir, "config.txtpb");
+  if (!io::Posix().Exists(path)) return 0;
+  const std::string text = io::ReadFile(io::Posix(), path);
+  // A top-level "steps: N" line (ConfigToText writes every field, one per line).
+  size_t at = 0;
+  while ((at = text.find("steps:", at)) != std::string::npos) {
+    if (at == 0 || text[at - 1] == '\n') return std::atoll(text.c_str() + at + 6);
+    at += 6;
+  }
+  return 0;
+}
+
+Frame ReadFrame(const std::string& dir) {
+  Frame f;
+  const std::string path = io::JoinPath(dir, kFiguresFile);
+  if (io::Posix().Exists(path)) {
+    try {
+      f.pipeline = json::parse(io::ReadFile(io::Posix(), path), nullptr, false);
+      if (!f.pipeline.is_object() || !f.pipeline.contains("graphs")) {
+        f.pipeline_problem = path + " is damaged (not a pipeline document)";
+        f.pipeline = nullptr;
+      }
+    } catch (const std::exception& e) {  // replaced between exists and read: next frame
+      f.pipeline_problem = e.what();
+    }
+  }
+  ReadMetricsTail(io::JoinPath(dir, "metrics.jsonl"), f);
+  f.total_steps = ConfiguredSteps(dir);
+  return f;
+}
+
+std::string Pct(const json& v) {
+  if (!v.is_number()) return "    -";
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%5.1f", v.get<double>());
+  return buf;
+}
+
+std::string Bar(const json& busy) {
+  const int n = busy.is_number() ? static_cast<int>(std::lround(std::clamp(busy.get<double>(), 0.0, 100.0) / 10)) : 0;
+  return "[" + std::string(static_cast<size_t>(n), '#') + std::string(static_cast<size_t>(10 - n), ' ') + "]";
+}
+
+std::string Render(const std::string& dir, const Frame& f) {
+  std::string s;
+  char line[512];
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  s += "bitbyte top: " + dir + "\n";
+  if (f.pipeline.is_object()) {
+    const json& p = f.pipeline;
+    std::string state = p.value("state", std::string("?"));
+    const double age = now - p.value("updated_unix", now);
+    const int64_t pid = p.value("pid", static_cast<int64_t>(0));
+    char host[256] = "";
+    ::gethostname(host, sizeof host - 1);
+    if (state == "running" && pid > 0 && p.value("host", std::string()) == host && ::kill(static_cast<pid_t>(pid), 0) != 0 &&
+        errno == ESRCH)
+      state = "stopped without finishing (pid " + std::to_string(pid) + " is gone)";
+    std::snprintf(line, sizeof line, "job %s  state %s  pid %lld  threads %d  updated %.1f s ago\n",
+                  p.value("job", std::string("?")).c_str(), state.c_str(), static_cast<long long>(pid),
+                  p.value("threads", 0), age);
+    s += line;
+  } else {
+    s += "no live figures: " + (f.pipeline_problem.empty() ? dir + "/" + kFiguresFile + " is missing" : f.pipeline_problem) +
+         "\n";
+  }
+  if (!f.last_step.is_null()) {
+    const json& m = f.last_step;
+    std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  lr %.2e  %s/s  data wait %.2f%%  elapsed %s",
+                  static_cast<long long>(m.value("step", 0)), static_cast<long long>(f.total_steps),
+                  m.value("loss", 0.0), m.value("lr", 0.0),
+                  pipeline::Progress::FormatBytes(m.value("bytes_per_s", 0.0)).c_str(),
+                  100 * m.value("data_wait_frac", 0.0),
+                  pipeline::Progress::FormatDuration(m.value("elapsed_s", 0.0)).c_str());
+    s += line;
+    if (!f.last_eval.is_null())
+      s += "  val bpb " + std::to_string(f.last_eval.value("val_bpb", 0.0)).substr(0, 6) + " @ step " +
+           std::to_string(f.last_eval.value("step", 0));
+    s += "\n";
+  } else if (f.metrics_file) {
+    s += "no step recorded yet\n";
+  }
+  if (f.skipped_lines) s += "(" + std::to_string(f.skipped_lines) + " damaged or cut-off metrics lines skipped)\n";
+  if (!f.pipeline.is_object()) return s;
+  const bool running = f.pipeline.value("state", std::string()) == "running";
+  for (const json& g : f.pipeline["graphs"]) {
+    const std::string gstate = g.value("state", std::string("?"));
+    const char* span = gstate == "running" ? "window" : "total";
+    std::snprintf(line, sizeof line, "\ngraph %s (%s, %.1f s)  figures over %s  bottleneck: %s\n",
+                  g.value("name", std::string("?")).c_str(), gstate.c_str(), g.value("elapsed_s", 0.0),
+                  gstate == "running" ? ("the last " + std::to_string(f.pipeline.value("interval_s", 2.0)).substr(0, 4) + " s").c_str()
+                                      : "the whole run",
+                  g.contains("bottleneck") && g["bottleneck"].is_string() ? g["bottleneck"].get<std::string>().c_str() : "-");
+    s += line;
+    std::snprintf(line, sizeof line, "%-14s %-9s %4s %-12s %5s %5s %5s %9s %9s %5s %5s %10s %10s\n", "node", "kind",
+                  "conc", "busy", "busy%", "idle%", "blkd%", "in", "out", "queue", "fly", "items/s", "bytes/s");
+    s += line;
+    for (const json& n : g.value("nodes", json::array())) {
+      const json sp = n.contains(span) ? n[span] : json::object();
+      const int conc = n.value("concurrency", 1);
+      std::snprintf(line, sizeof line, "%-14s %-9s %4s %-12s %5s %5s %5s %9llu %9llu %5llu %5llu %10.1f %10s\n",
+                    n.value("name", std::string("?")).c_str(), n.value("kind", std::string("?")).c_str(),
+                    conc == 0 ? "inf" : std::to_string(conc).c_str(), Bar(sp.value("busy_pct", json())).c_str(),
+                    Pct(sp.value("busy_pct", json())).c_str(), Pct(sp.value("idle_pct", json())).c_str(),
+                    Pct(sp.value("blocked_pct", json())).c_str(), static_cast<unsigned long long>(n.value("in", 0ull)),
+                    static_cast<unsigned long long>(n.value("out", 0ull)),
+                    static_cast<unsigned long long>(n.value("queue", 0ull)),
+                    static_cast<unsigned long long>(n.value("in_flight", 0ull)), sp.value("items_per_s", 0.0),
+                    sp.value("bytes_per_s", json()).is_number()
+                        ? pipeline::Progress::FormatBytes(sp["bytes_per_s"].get<double>()).c_str()
+                        : "-");
+      s += line;
+    }
+  }
+  (void)running;
+  return s;
+}
+
+volatile sig_atomic_t g_top_stop = 0;
+extern "C" void OnTopSignal(int) { g_top_stop = 1; }
+
+}  // namespace
+
+void AddGraphCommand(CLI::App& app) {
+  CLI::App* graph = app.add_subcommand(
+      "graph",
+      "Print the flow graph a job would build, without running it: every node with its kind,\n"
+      "concurrency and queue bound, every edge with what flows on it. With --figures DIR, the\n"
+      "graph as it ran in DIR with its live per-node figures (busy %, idle %, blocked %, queue,\n"
+      "throughput), coloured by busy % with the bottleneck outlined. Formats: dot, json, and svg\n"
+      "or png through Graphviz. Format of the figures: docs/pipeline.md");
+  graph->require_subcommand(1);
+
+  struct ShardGraph {
+    ShardArgs job;
+    GraphArgs g;
+  };
+  auto sa = std::make_shared<ShardGraph>();
+  CLI::App* shard = graph->add_subcommand("shard", "The graphs of 'bitbyte shard' (scan, then write) for these options");
+  AddShardJobOptions(shard, &sa->job, /*for_job=*/false);
+  AddGraphOutputOptions(shard, &sa->g);
+  shard->callback([sa] {
+    if (!sa->g.figures.empty()) return Emit(FiguresDocument(sa->g.figures, "shard"), sa->g.figures, sa->g);
+    Emit(pipeline::DescribeShardJob(ShardJobOptionsOf(sa->job)), "shard graph", sa->g);
+  });
+
+  struct TrainGraph {
+    TrainArgs job;
+    GraphArgs g;
+  };
+  auto ta = std::make_shared<TrainGraph>();
+  CLI::App* train = graph->add_subcommand(
+      "train", "The graph of 'bitbyte train' for these options (config, --set, --resume RUN_DIR: its config)");
+  AddTrainJobOptions(train, &ta->job, /*for_job=*/false);
+  AddGraphOutputOptions(train, &ta->g);
+  train->callback([ta] {
+    if (!ta->g.figures.empty()) return Emit(FiguresDocument(ta->g.figures, "train"), ta->g.figures, ta->g);
+    Emit(train::DescribeTrainJob(TrainOptionsOf(ta->job)), "train graph", ta->g);
+  });
+}
+
+void AddTopCommand(CLI::App& app) {
+  struct Args {
+    std::string dir;
+    double interval = 1.0;
+    bool once = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* c = app.add_subcommand(
+      "top",
+      "A terminal view of a running (or finished) job: the latest training metrics and the live\n"
+      "per-node figures of its flow graph (busy/idle/blocked %, in/out, queue, throughput), read\n"
+      "from RUN_DIR/pipeline.json and metrics.jsonl and refreshed until the job ends or Ctrl-C.\n"
+      "Works on a dataset directory while 'bitbyte shard' writes it too.");
+  c->add_option("RUN_DIR", a->dir, "Run directory (or a dataset directory being sharded)")->required();
+  c->add_option("--interval", a->interval, "Seconds between refreshes")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_flag("--once", a->once, "Print one frame and exit");
+  c->callback([a] {
+    struct stat st;
+    if (::stat(a->dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      throw std::invalid_argument(a->dir + ": no such directory");
+    const bool tty = ::isatty(1);
+    struct sigaction sa = {}, old_int = {}, old_term = {};
+    sa.sa_handler = OnTopSignal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &old_int);
+    ::sigaction(SIGTERM, &sa, &old_term);
+    struct Restore {
+      struct sigaction *i, *t;
+      ~Restore() {
+        ::sigaction(SIGINT, i, nullptr);
+        ::sigaction(SIGTERM, t, nullptr);
+      }
+    } restore{&old_int, &old_term};
+    bool waited = false;
+    for (;;) {
+      const Frame f = ReadFrame(a->dir);
+      if (f.pipeline.is_null() && !f.metrics_file) {
+        if (a->once)
+          throw std::invalid_argument(a->dir + " has neither pipeline.json nor metrics.jsonl: not a run or dataset "
+                                      "directory, or its job has not started yet");
+        if (!waited) std::fprintf(stderr, "waiting for %s/%s ...\n", a->dir.c_str(), kFiguresFile);
+        waited = true;
+      } else {
+        const std::string frame = Render(a->dir, f);
+        if (tty && !a->once) std::fputs("\x1b[H\x1b[2J", stdout);
+        std::fputs(frame.c_str(), stdout);
+        std::fflush(stdout);
+        const bool live = f.pipeline.is_object() && f.pipeline.value("state", std::string()) == "running" &&
+                          frame.find("stopped without finishing") == std::string::npos;
+        if (a->once || !live) return;
+      }
+      for (double slept = 0; slept < a->interval && !g_top_stop; slept += 0.05)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (g_top_stop) return;
+    }
+  });
+}
+
+}  // namespace bitbyte::cli

@@ -1,0 +1,85 @@
+#include "apps/job_options.h"
+
+#include "apps/cli_util.h"
+
+namespace bitbyte::cli {
+
+void AddShardJobOptions(CLI::App* c, ShardArgs* a, bool for_job) {
+  auto* inputs = c->add_option("inputs", a->inputs,
+                               "Files, directories (recursive, sorted), glob patterns, or - for stdin; .zst/.gz/.xz "
+                               "are decompressed");
+  auto* out = c->add_option(for_job ? "-o,--out" : "--out", a->out, "Output dataset directory (created if missing)");
+  if (for_job) {
+    inputs->required();
+    out->required();
+  }
+  c->add_option("--threads", a->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--level", a->level, "zstd compression level, 1-22")->check(CLI::Range(1, 22))->capture_default_str();
+  c->add_option("--val-fraction", a->val_fraction, "Share of documents (by hash) for validation, in [0,1)")
+      ->capture_default_str();
+  c->add_option("--frame-size", a->frame_size, "Raw bytes per zstd frame (e.g. 256K, 1M)")->capture_default_str();
+  c->add_option("--shard-size", a->shard_size, "Raw bytes per shard, a multiple of the frame size")
+      ->capture_default_str();
+  c->add_option("--jsonl-field", a->jsonl_field, "Treat inputs as JSONL; each record's string field K is a document");
+  c->add_flag("--skip-bad-records", a->skip_bad, "JSONL: skip and count bad records instead of failing");
+  c->add_flag("--overwrite", a->overwrite, "Replace a different dataset already in the output directory");
+  c->add_option("--figures-every", a->figures_every,
+                "Seconds between writes of the live per-node figures (OUT/pipeline.json; see 'bitbyte top')")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
+pipeline::ShardJobOptions ShardJobOptionsOf(const ShardArgs& a) {
+  pipeline::ShardJobOptions o;
+  o.inputs = a.inputs;
+  o.out_dir = a.out;
+  o.threads = a.threads;
+  o.params.level = a.level;
+  o.params.val_fraction = a.val_fraction;
+  o.params.frame_bytes = ParseSize(a.frame_size, "--frame-size");
+  o.params.shard_bytes = ParseSize(a.shard_size, "--shard-size");
+  o.params.jsonl_field = a.jsonl_field;
+  o.params.skip_bad_records = a.skip_bad;
+  o.overwrite = a.overwrite;
+  o.figures_interval_s = a.figures_every;
+  return o;
+}
+
+void AddRuntimeOptions(CLI::App* c, int* threads, std::string* device) {
+  c->add_option("--threads", *threads,
+                "Threads for LibTorch (and, in train, TBB) (default: all cores). Results are bit-exact for "
+                "a given thread count")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--device", *device, "cpu, or cuda[:N] when LibTorch has CUDA")->capture_default_str();
+}
+
+void AddTrainJobOptions(CLI::App* c, TrainArgs* a, bool for_job) {
+  c->add_option("--data", a->o.data_dir, "Dataset directory from 'bitbyte shard' (on --resume: the run's own)");
+  c->add_option(for_job ? "-o,--out" : "--out", a->o.run_dir, "Run directory to create");
+  c->add_option("--resume", a->resume_dir, "Continue the run in this directory from its newest good checkpoint");
+  c->add_option("--config", a->o.config_path, "Config file, protobuf text format (default: all defaults)");
+  c->add_option("--set", a->o.overrides, "Override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
+      ->take_all()
+      ->allow_extra_args(false);
+  c->add_option("--model", a->o.model, "Model track (config model.name)");
+  c->add_option("--steps", a->steps, "Optimizer steps (config steps)")->check(CLI::PositiveNumber);
+  AddRuntimeOptions(c, &a->o.threads, &a->o.device);
+  c->add_option("--figures-every", a->o.figures_interval_s,
+                "Seconds between writes of the live per-node figures (RUN_DIR/pipeline.json; see 'bitbyte top')")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
+train::TrainOptions TrainOptionsOf(const TrainArgs& a) {
+  train::TrainOptions o = a.o;
+  if (a.steps > 0) o.steps = a.steps;
+  if (!a.resume_dir.empty()) {
+    if (!o.run_dir.empty() && o.run_dir != a.resume_dir)
+      throw std::invalid_argument("give either --out (a new run) or --resume (an existing run), not both");
+    o.run_dir = a.resume_dir;
+    o.resume = true;
+  }
+  return o;
+}
+
+}  // namespace bitbyte::cli

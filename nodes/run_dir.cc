@@ -1,0 +1,1 @@
+#include "nodes/run_dir.h"

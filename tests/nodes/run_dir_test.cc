@@ -1,0 +1,4 @@
+#include <gtest/gtest.h>
+
+#include "nodes/run_dir.h"
+#include "nodes/report.h"
