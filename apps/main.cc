@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
       "bitbyte: raw text in, byte-level models trained, bits-per-byte out.\n"
       "Run 'bitbyte SUBCOMMAND --help' for the options of each subcommand."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "bitbyte 0.1.0");
+  app.set_version_flag("--version", "bitbyte " BITBYTE_VERSION);
   bitbyte::cli::AddShardCommand(app);
   bitbyte::cli::AddInspectCommand(app);
   bitbyte::cli::AddVerifyCommand(app);

@@ -1,6 +1,7 @@
 #include "nodes/train_job.h"
 
 #include <dlfcn.h>
+#include <tbb/version.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -43,13 +45,24 @@ constexpr char kMetricsFile[] = "metrics.jsonl";
 constexpr char kFiguresFile[] = "pipeline.json";
 constexpr char kCheckpointDir[] = "checkpoints";
 
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");  // a /proc file has no size to read by
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
 // What the numbers depend on besides the config: recorded in run.json.
 json Environment(int threads, const torch::Device& device) {
   using CoreName = char* (*)();
   const auto core = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
   const char* env = std::getenv("OPENBLAS_CORETYPE");
+  char host[256] = "";
+  ::gethostname(host, sizeof host - 1);
   return {{"threads", threads}, {"device", device.str()}, {"libtorch", TORCH_VERSION},
-          {"blas_core", core ? core() : "unknown (not OpenBLAS)"}, {"openblas_coretype_env", env ? env : ""}};
+          {"blas_core", core ? core() : "unknown (not OpenBLAS)"}, {"openblas_coretype_env", env ? env : ""},
+          {"bitbyte", BITBYTE_VERSION}, {"tbb", TBB_VERSION_STRING}, {"cpu", CpuModel()}, {"host", host}};
 }
 
 double UnixNow() {

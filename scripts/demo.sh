@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the default corpus shipped with bitbyte (Moby-Dick, one document per chapter):
 # install dependencies, build, shard, train a small BitByteLM for a few minutes on the CPU,
-# evaluate its validation bpb and print a sample. Usage: scripts/demo.sh [OUT_DIR]
+# evaluate its validation bpb, print a sample, and write the run's HTML report and the drawing
+# of its training graph with per-node figures. Usage: scripts/demo.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out/demo}"
@@ -28,5 +29,11 @@ echo "== evaluate: bits per byte on the validation split =="
 echo "== generate =="
 "$bin" generate --checkpoint "$out/run" --prompt "Call me Ishmael. " -n 300 --temperature 0.8 --top-k 40 --seed 1
 echo
+
+echo "== report and graph =="
+"$bin" report "$out/run" -o "$out/report.html"
+"$bin" graph train --figures "$out/run" -o "$out/train-graph.svg"
 echo "dataset: $out/moby (format: docs/shard-format.md)"
-echo "run:     $out/run (metrics.jsonl, checkpoints/; layout: docs/training.md)"
+echo "run:     $out/run (metrics.jsonl, pipeline.json, checkpoints/, TensorBoard events; layout: docs/training.md)"
+echo "report:  $out/report.html (open it in a browser; no network needed)"
+echo "graph:   $out/train-graph.svg (the training graph as it ran, coloured by busy %; docs/pipeline.md)"
