@@ -21,6 +21,8 @@
 
 #include "apps/commands.h"
 #include "apps/job_options.h"
+#include "nodes/config.h"
+#include "nodes/run_dir.h"
 #include "pipeline/export.h"
 #include "pipeline/progress.h"
 #include "sharding/error.h"
@@ -151,9 +153,8 @@ void Emit(const std::string& document, const std::string& source, const GraphArg
 struct Frame {
   json pipeline;                 // null when absent
   std::string pipeline_problem;  // why it could not be read
-  json last_step, last_eval;     // latest records of metrics.jsonl
+  train::RunDirContents metrics;  // the records of metrics.jsonl's tail
   int64_t total_steps = 0;
-  uint64_t skipped_lines = 0;
   bool metrics_file = false;
 };
 
@@ -176,35 +177,19 @@ void ReadMetricsTail(const std::string& path, Frame& f) {
     }
   }
   ::close(fd);
-  size_t start = 0;
-  while (start < tail.size()) {
-    size_t end = tail.find('\n', start);
-    const bool complete = end != std::string::npos;
-    if (!complete) end = tail.size();
-    const std::string text = tail.substr(start, end - start);
-    start = end + 1;
-    if (text.empty()) continue;
-    const json j = json::parse(text, nullptr, false);
-    if (!complete || !j.is_object() || !j.contains("step")) {
-      ++f.skipped_lines;
-      continue;
-    }
-    if (j.contains("val_bpb")) f.last_eval = j;
-    else if (j.contains("loss")) f.last_step = j;
-  }
+  train::ParseMetrics(tail, f.metrics);
 }
 
 int64_t ConfiguredSteps(const std::string& dir) {
   const std::string path = io::JoinPath(dir, "config.txtpb");
   if (!io::Posix().Exists(path)) return 0;
-  const std::string text = io::ReadFile(io::Posix(), path);
-  // A top-level "steps: N" line (ConfigToText writes every field, one per line).
-  size_t at = 0;
-  while ((at = text.find("steps:", at)) != std::string::npos) {
-    if (at == 0 || text[at - 1] == '\n') return std::atoll(text.c_str() + at + 6);
-    at += 6;
+  try {
+    train::pb::TrainConfig config = train::ParseConfigText(io::ReadFile(io::Posix(), path), path);
+    train::FillDefaults(config);
+    return config.steps();
+  } catch (const std::exception&) {  // damaged, or replaced while read: no total shown
+    return 0;
   }
-  return 0;
 }
 
 Frame ReadFrame(const std::string& dir) {
@@ -261,23 +246,22 @@ std::string Render(const std::string& dir, const Frame& f) {
     s += "no live figures: " + (f.pipeline_problem.empty() ? dir + "/" + kFiguresFile + " is missing" : f.pipeline_problem) +
          "\n";
   }
-  if (!f.last_step.is_null()) {
-    const json& m = f.last_step;
+  if (const train::StepRecord* m = f.metrics.LatestStep()) {
     std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  lr %.2e  %s/s  data wait %.2f%%  elapsed %s",
-                  static_cast<long long>(m.value("step", 0)), static_cast<long long>(f.total_steps),
-                  m.value("loss", 0.0), m.value("lr", 0.0),
-                  pipeline::Progress::FormatBytes(m.value("bytes_per_s", 0.0)).c_str(),
-                  100 * m.value("data_wait_frac", 0.0),
-                  pipeline::Progress::FormatDuration(m.value("elapsed_s", 0.0)).c_str());
+                  static_cast<long long>(m->step), static_cast<long long>(f.total_steps), m->loss, m->lr,
+                  pipeline::Progress::FormatBytes(m->bytes_per_s).c_str(), 100 * m->data_wait_frac,
+                  pipeline::Progress::FormatDuration(m->elapsed_s).c_str());
     s += line;
-    if (!f.last_eval.is_null())
-      s += "  val bpb " + std::to_string(f.last_eval.value("val_bpb", 0.0)).substr(0, 6) + " @ step " +
-           std::to_string(f.last_eval.value("step", 0));
+    if (const train::EvalRecord* e = f.metrics.LatestEval()) {
+      std::snprintf(line, sizeof line, "  val bpb %.4f @ step %lld", e->val_bpb, static_cast<long long>(e->step));
+      s += line;
+    }
     s += "\n";
   } else if (f.metrics_file) {
     s += "no step recorded yet\n";
   }
-  if (f.skipped_lines) s += "(" + std::to_string(f.skipped_lines) + " damaged or cut-off metrics lines skipped)\n";
+  if (f.metrics.skipped_lines)
+    s += "(" + std::to_string(f.metrics.skipped_lines) + " damaged or cut-off metrics lines skipped)\n";
   if (!f.pipeline.is_object()) return s;
   const bool running = f.pipeline.value("state", std::string()) == "running";
   for (const json& g : f.pipeline["graphs"]) {
