@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -67,17 +68,18 @@ std::string RenderWithDot(const std::string& dot, const std::string& format) {
     }
   } cleanup{{in, out, err}, dir};
   io::WriteFileAtomic(io::Posix(), in, dot);
+  const std::string type = "-T" + format;  // built before fork: the child only calls async-signal-safe functions
   const pid_t pid = ::fork();
   if (pid < 0) throw Error(ErrnoMessage("fork for", "dot", errno));
   if (pid == 0) {
     const int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) ::dup2(fd, 2);
-    const std::string type = "-T" + format;
     ::execlp("dot", "dot", type.c_str(), "-o", out.c_str(), in.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
   int status = 0;
-  ::waitpid(pid, &status, 0);
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     std::string message = io::Posix().Exists(err) ? io::ReadFile(io::Posix(), err) : "";
     while (!message.empty() && message.back() == '\n') message.pop_back();
@@ -133,6 +135,7 @@ std::string FiguresDocument(const std::string& dir, const std::string& job) {
 
 void Emit(const std::string& document, const std::string& source, const GraphArgs& g) {
   const std::string format = FormatOf(g.format, g.out);
+  if (g.out.empty() && format == "png" && ::isatty(1)) throw std::invalid_argument("--format png writes binary: give -o FILE");
   std::string bytes;
   if (format == "json") bytes = document;
   else {
@@ -140,7 +143,6 @@ void Emit(const std::string& document, const std::string& source, const GraphArg
     if (format != "dot") bytes = RenderWithDot(bytes, format);
   }
   if (g.out.empty()) {
-    if (format == "png" && ::isatty(1)) throw std::invalid_argument("--format png writes binary: give -o FILE");
     std::fwrite(bytes.data(), 1, bytes.size(), stdout);
     return;
   }
@@ -211,6 +213,12 @@ Frame ReadFrame(const std::string& dir) {
   return f;
 }
 
+std::string Seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g s", s);
+  return buf;
+}
+
 std::string Pct(const json& v) {
   if (!v.is_number()) return "    -";
   char buf[16];
@@ -263,14 +271,12 @@ std::string Render(const std::string& dir, const Frame& f) {
   if (f.metrics.skipped_lines)
     s += "(" + std::to_string(f.metrics.skipped_lines) + " damaged or cut-off metrics lines skipped)\n";
   if (!f.pipeline.is_object()) return s;
-  const bool running = f.pipeline.value("state", std::string()) == "running";
   for (const json& g : f.pipeline["graphs"]) {
     const std::string gstate = g.value("state", std::string("?"));
     const char* span = gstate == "running" ? "window" : "total";
     std::snprintf(line, sizeof line, "\ngraph %s (%s, %.1f s)  figures over %s  bottleneck: %s\n",
                   g.value("name", std::string("?")).c_str(), gstate.c_str(), g.value("elapsed_s", 0.0),
-                  gstate == "running" ? ("the last " + std::to_string(f.pipeline.value("interval_s", 2.0)).substr(0, 4) + " s").c_str()
-                                      : "the whole run",
+                  gstate == "running" ? ("the last " + Seconds(f.pipeline.value("interval_s", 2.0))).c_str() : "the whole run",
                   g.contains("bottleneck") && g["bottleneck"].is_string() ? g["bottleneck"].get<std::string>().c_str() : "-");
     s += line;
     std::snprintf(line, sizeof line, "%-14s %-9s %4s %-12s %5s %5s %5s %9s %9s %5s %5s %10s %10s\n", "node", "kind",
@@ -293,7 +299,6 @@ std::string Render(const std::string& dir, const Frame& f) {
       s += line;
     }
   }
-  (void)running;
   return s;
 }
 
@@ -383,12 +388,17 @@ void AddTopCommand(CLI::App& app) {
         if (!waited) std::fprintf(stderr, "waiting for %s/%s ...\n", a->dir.c_str(), kFiguresFile);
         waited = true;
       } else {
-        const std::string frame = Render(a->dir, f);
+        std::string frame = Render(a->dir, f);
+        const bool says_running = f.pipeline.is_object() && f.pipeline.value("state", std::string()) == "running";
+        // A job holds the directory's lock from its start (before pipeline.json is written, or
+        // while a resume still shows the last run's figures) to its end; where locks cannot be
+        // inspected, pipeline.json's state and pid tell.
+        const std::optional<bool> held = train::DirLockHeld(a->dir);
+        const bool live = held ? *held : says_running && frame.find("stopped without finishing") == std::string::npos;
+        if (live && !says_running) frame += "\na job holds " + a->dir + ": it is starting (the figures above are older)\n";
         if (tty && !a->once) std::fputs("\x1b[H\x1b[2J", stdout);
         std::fputs(frame.c_str(), stdout);
         std::fflush(stdout);
-        const bool live = f.pipeline.is_object() && f.pipeline.value("state", std::string()) == "running" &&
-                          frame.find("stopped without finishing") == std::string::npos;
         if (a->once || !live) return;
       }
       for (double slept = 0; slept < a->interval && !g_top_stop; slept += 0.05)

@@ -558,13 +558,13 @@ TrainSummary RunTraining(const TrainOptions& o) {
   };
   Graph g("train");
   WireTrainGraph(g, config, start, bodies);
-  pipeline::Monitor::Watch watch(monitor, g);
 
   auto last_good = [&] {
     const auto good = ListCheckpoints(fs, ckpt_dir);
     return "; last good checkpoint: " + (good.empty() ? std::string("none") : io::JoinPath(ckpt_dir, good.back()));
   };
   try {
+    pipeline::Monitor::Watch watch(monitor, g);  // the graph's figures, while it runs
     g.Run();
   } catch (const pipeline::NodeError& e) {
     try {

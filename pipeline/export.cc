@@ -69,7 +69,7 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
   const json doc = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (!doc.is_object() || !doc.contains("graphs") || !doc["graphs"].is_array())
     throw DataError(source + ": not a pipeline document (a JSON object with \"graphs\" expected)");
-  const bool running = doc.value("state", "") == "running";
+  const bool job_running = doc.value("state", "") == "running";
   std::string dot = "digraph " + Quote(doc.value("job", std::string("job"))) + " {\n"
                     "  rankdir=TB; fontname=\"Helvetica\"; node [fontname=\"Helvetica\" fontsize=10 style=\"filled,rounded\" fillcolor=\"#ffffff\"];\n"
                     "  edge [fontname=\"Helvetica\" fontsize=9];\n";
@@ -79,6 +79,9 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
       throw DataError(source + ": graph " + std::to_string(gi) + " has no \"nodes\" array");
     const std::string gname = g.value("name", "graph " + std::to_string(gi));
     const std::string prefix = "g" + std::to_string(gi) + "_";
+    // A job's graphs run one after the other: each is drawn by its own state (the last window
+    // while it runs, the whole run once it stopped), as its bottleneck was chosen.
+    const bool running = g.value("state", std::string()) == "running";
     const std::string bottleneck = g.contains("bottleneck") && g["bottleneck"].is_string() ? g["bottleneck"].get<std::string>() : "";
     std::string caption = gname;
     if (g.contains("elapsed_s") && g["elapsed_s"].is_number()) caption += " (" + Fmt("%.1f", g["elapsed_s"].get<double>()) + " s)";
@@ -91,7 +94,7 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
       const int conc = static_cast<int>(Num(n, "concurrency", 1));
       std::string label = (name == bottleneck ? "BOTTLENECK\n" : "") + name + "\n" + kind;
       if (kind == "limiter") label += ", " + std::to_string(conc) + " tokens";
-      else if (kind == "sequencer") label += " (restores order)";
+      else if (kind == "sequencer") label += ", in order";
       else label += conc == 0 ? ", parallel" : conc == 1 ? ", serial" : ", " + std::to_string(conc) + " at once";
       if (n.contains("queue_bound") && n["queue_bound"].is_number() && kind != "limiter")
         label += "\nqueue <= " + std::to_string(n["queue_bound"].get<int64_t>());
@@ -139,7 +142,8 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
   }
   if (doc.contains("graphs") && !doc["graphs"].empty() && doc["graphs"][0].contains("bottleneck"))
     dot += "  legend [shape=plaintext label=\"fill: busy % (white 0%, red 100%)" +
-           std::string(running ? ", last " + Fmt("%.0f", Num(doc, "interval_s", 2)) + " s" : ", whole run") + "\"];\n";
+           std::string(job_running ? ", last " + Fmt("%.0f", Num(doc, "interval_s", 2)) + " s for a running graph" : ", whole run") +
+           "\"];\n";
   return dot + "}\n";
 }
 

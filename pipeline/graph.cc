@@ -79,18 +79,17 @@ GraphSample Graph::Sample() const {
   for (size_t i = 0; i < n; ++i) {
     const NodeStats& st = stats_[i];
     NodeSample& x = s.nodes[i];
-    x.out = st.items.load(std::memory_order_relaxed);
-    x.started = st.started.load(std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lock(st.mu);
+      const int64_t now = SteadyNs(s.at);
+      x.out = st.items;
+      x.started = st.started;
+      // Time of bodies still running counts too.
+      x.busy_ns = st.busy_ns + static_cast<uint64_t>(std::max<int64_t>(0, st.active * now - st.active_start_ns));
+      x.blocked_ns = st.blocked_ns + static_cast<uint64_t>(st.blocked_since_ns > 0 ? std::max<int64_t>(0, now - st.blocked_since_ns) : 0);
+    }
     x.in = st.kind == "source" ? x.out : st.in.load(std::memory_order_relaxed);
     x.bytes = st.bytes.load(std::memory_order_relaxed);
-    // Time of bodies still running counts too (read as a best effort: the monitor keeps its
-    // figures monotonic).
-    const int64_t now = SteadyNs(s.at);
-    const int64_t active = st.active.load(), start_sum = st.active_start_ns.load();
-    const int64_t running = active > 0 ? active * now - start_sum : 0;
-    x.busy_ns = st.busy_ns.load() + static_cast<uint64_t>(std::max<int64_t>(0, running));
-    const int64_t since = st.blocked_since_ns.load();
-    x.blocked_ns = st.blocked_ns.load() + static_cast<uint64_t>(since > 0 ? std::max<int64_t>(0, now - since) : 0);
     x.returned = st.returned.load(std::memory_order_relaxed);
     known[i] = st.kind == "source" || st.kind == "function";
   }
@@ -165,21 +164,29 @@ void Graph::Run() {
 }
 
 std::string Graph::StatsTable(double wall_seconds, int threads) const {
+  const GraphSample sample = Sample();
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof line, "%-14s %-10s %5s %10s %12s %9s %7s %10s\n", "node", "kind", "conc", "items",
+  std::snprintf(line, sizeof line, "%-14s %-10s %5s %10s %10s %12s %9s %7s %10s\n", "node", "kind", "conc", "in", "out",
                 "bytes", "busy s", "busy %", "MB/s busy");
   out += line;
-  for (const NodeStats& st : stats_) {
-    if (st.kind != "source" && st.kind != "function") continue;  // no body, no figures
-    const double busy = static_cast<double>(st.busy_ns.load()) * 1e-9;
-    const double mb = static_cast<double>(st.bytes.load()) / 1e6;
+  for (size_t i = 0; i < stats_.size(); ++i) {
+    const NodeStats& st = stats_[i];
+    const NodeSample& x = sample.nodes[i];
     const int conc = st.concurrency;
+    std::snprintf(line, sizeof line, "%-14s %-10s %5s %10llu %10llu", st.name.c_str(), st.kind.c_str(),
+                  conc == 0 ? "inf" : std::to_string(conc).c_str(), static_cast<unsigned long long>(x.in),
+                  static_cast<unsigned long long>(x.out));
+    out += line;
+    if (st.kind != "source" && st.kind != "function") {  // no body: no time of its own
+      out += "\n";
+      continue;
+    }
+    const double busy = static_cast<double>(x.busy_ns) * 1e-9;
+    const double mb = static_cast<double>(x.bytes) / 1e6;
     const double cap = wall_seconds * (conc > 0 ? conc : std::max(threads, 1));
-    std::snprintf(line, sizeof line, "%-14s %-10s %5s %10llu %12llu %9.3f %7.1f %10.1f\n", st.name.c_str(),
-                  st.kind.c_str(), conc == 0 ? "inf" : std::to_string(conc).c_str(),
-                  static_cast<unsigned long long>(st.items.load()), static_cast<unsigned long long>(st.bytes.load()),
-                  busy, cap > 0 ? 100.0 * busy / cap : 0.0, busy > 0 ? mb / busy : 0.0);
+    std::snprintf(line, sizeof line, " %12llu %9.3f %7.1f %10.1f\n", static_cast<unsigned long long>(x.bytes), busy,
+                  cap > 0 ? 100.0 * busy / cap : 0.0, busy > 0 ? mb / busy : 0.0);
     out += line;
   }
   return out;

@@ -43,17 +43,25 @@ struct NodeStats {
   int concurrency = 1;      // 0: unlimited (a limiter: its tokens)
   int64_t queue_bound = -1; // most messages that can wait at this node; -1: no bound (see Graph::Describe)
   std::atomic<uint64_t> in{0};        // function nodes: messages accepted
-  std::atomic<uint64_t> started{0};   // bodies started
-  std::atomic<uint64_t> items{0};     // bodies finished (= messages emitted)
+  std::atomic<uint64_t> returned{0};  // limiters: tokens given back
   std::atomic<uint64_t> bytes{0};
-  std::atomic<uint64_t> busy_ns{0};
-  std::atomic<uint64_t> blocked_ns{0};  // sources: an item made, waiting for a successor to take it
-  std::atomic<uint64_t> returned{0};    // limiters: tokens given back
+  // Body timing, updated together under `mu` so that a sample sees a consistent state: a body
+  // that ends between two separate reads would otherwise count as running since the clock's
+  // epoch. Uncontended: one node's bodies and the monitor's sample every few seconds.
+  mutable std::mutex mu;
+  uint64_t started = 0;     // bodies started
+  uint64_t items = 0;       // bodies finished (= messages emitted)
+  uint64_t busy_ns = 0;     // time in finished bodies
+  uint64_t blocked_ns = 0;  // sources: an item made, waiting for a successor to take it
   // Bodies running now and the sum of their start times, so a sample counts the busy time of a
   // body still running (an evaluation can run for a minute); and since when a source waits.
-  std::atomic<int64_t> active{0};
-  std::atomic<int64_t> active_start_ns{0};
-  std::atomic<int64_t> blocked_since_ns{0};  // 0: not waiting
+  int64_t active = 0, active_start_ns = 0;
+  int64_t blocked_since_ns = 0;  // 0: not waiting
+
+  uint64_t Items() const {
+    std::lock_guard<std::mutex> lock(mu);
+    return items;
+  }
 };
 
 inline int64_t SteadyNs(std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now()) {
@@ -173,13 +181,10 @@ class Graph {
     // input_node asks for the next item only once its successors took the last one: the gap
     // between two calls is time blocked by backpressure (plus a task switch).
     auto wrapped = [this, &st, body = std::move(body)](tbb::flow_control& fc) -> Out {
-      const int64_t since = st.blocked_since_ns.exchange(0);
-      const auto t0 = Begin(st);
-      if (since != 0) st.blocked_ns += static_cast<uint64_t>(std::max<int64_t>(0, SteadyNs(t0) - since));
+      const auto t0 = Begin(st, /*source=*/true);
       Out out{};
       try {
         if (!body(out)) {  // the end: not an item
-          st.started.fetch_sub(1, std::memory_order_relaxed);
           Done(st, t0, false);
           fc.stop();
           return out;
@@ -190,8 +195,7 @@ class Graph {
         fc.stop();
         return out;
       }
-      Done(st, t0);
-      st.blocked_since_ns = SteadyNs();
+      Done(st, t0, true, /*source=*/true);
       return out;
     };
     auto& node = Own(name, std::make_unique<tbb::flow::input_node<Out>>(g_, std::move(wrapped)));
@@ -270,19 +274,32 @@ class Graph {
       if (st.name == name) return &st;
     throw std::logic_error("graph '" + name_ + "': no node " + name);
   }
-  static std::chrono::steady_clock::time_point Begin(NodeStats& st) {
+  // A body starts; for a source, the wait since its last item ends (input_node asks for the
+  // next item only once its successors took the last one).
+  static std::chrono::steady_clock::time_point Begin(NodeStats& st, bool source = false) {
     const auto t0 = std::chrono::steady_clock::now();
-    st.started.fetch_add(1, std::memory_order_relaxed);
-    st.active_start_ns.fetch_add(SteadyNs(t0));
-    st.active.fetch_add(1);
+    const int64_t ns = SteadyNs(t0);
+    std::lock_guard<std::mutex> lock(st.mu);
+    if (source && st.blocked_since_ns != 0) {
+      st.blocked_ns += static_cast<uint64_t>(std::max<int64_t>(0, ns - st.blocked_since_ns));
+      st.blocked_since_ns = 0;
+    }
+    ++st.started;
+    ++st.active;
+    st.active_start_ns += ns;
     return t0;
   }
-  static void Done(NodeStats& st, std::chrono::steady_clock::time_point t0, bool item = true) {
-    const auto t1 = std::chrono::steady_clock::now();
-    st.busy_ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
-    st.active.fetch_sub(1);
-    st.active_start_ns.fetch_sub(SteadyNs(t0));
+  // A body ends; `item`: it emitted a message (a source's last call does not); a source that
+  // made an item now waits for a successor to take it.
+  static void Done(NodeStats& st, std::chrono::steady_clock::time_point t0, bool item = true, bool source = false) {
+    const int64_t t1 = SteadyNs(), ns0 = SteadyNs(t0);
+    std::lock_guard<std::mutex> lock(st.mu);
+    st.busy_ns += static_cast<uint64_t>(std::max<int64_t>(0, t1 - ns0));
+    --st.active;
+    st.active_start_ns -= ns0;
     if (item) ++st.items;
+    else --st.started;
+    if (source && item) st.blocked_since_ns = t1;
   }
   void Fail(const std::string& node, std::exception_ptr e);
 

@@ -312,7 +312,8 @@ ShardJobResult RunShardJob(const ShardJobOptions& o, io::FileSystem& fs) {
   std::vector<std::string> referenced;
   for (const auto& sh : m.shards()) referenced.push_back(sh.name());
   for (const std::string& name : fs.ListDir(o.out_dir)) {
-    if (name == shard::kManifestName || name == kSpoolDir || name == kFiguresName || !IsOurs(name)) continue;
+    if (name == shard::kManifestName || name == kSpoolDir || name.rfind(kFiguresName, 0) == 0 || !IsOurs(name))
+      continue;  // pipeline.json and its temp file are the monitor's, still live
     if (std::find(referenced.begin(), referenced.end(), name) == referenced.end())
       fs.Remove(io::JoinPath(o.out_dir, name));
   }
@@ -332,6 +333,7 @@ ShardJobResult RunShardJob(const ShardJobOptions& o, io::FileSystem& fs) {
 }
 
 std::string DescribeShardJob(const ShardJobOptions& o) {
+  shard::ValidateParams(o.params);  // draw only what the job would accept
   const int threads = o.threads > 0 ? o.threads : DefaultThreads();
   Graph scan("shard.scan"), write("shard.write");
   const ScanBodies no_scan;  // never called: the graphs do not run

@@ -66,11 +66,11 @@ TEST(Graph, CountsItemsBytesAndRecordsEdges) {
   g.Run();
   EXPECT_EQ(sum.load(), 4950);
   ASSERT_EQ(g.stats().size(), 2u);
-  EXPECT_EQ(g.stats()[0].items.load(), 100u);
-  EXPECT_EQ(g.stats()[1].items.load(), 100u);
+  EXPECT_EQ(g.stats()[0].Items(), 100u);
+  EXPECT_EQ(g.stats()[1].Items(), 100u);
   EXPECT_EQ(g.stats()[1].bytes.load(), 300u);
   EXPECT_EQ(g.stats()[1].in.load(), 100u);       // accepted
-  EXPECT_EQ(g.stats()[1].started.load(), 100u);
+  EXPECT_EQ(g.Sample().nodes[1].started, 100u);
   ASSERT_EQ(g.edges().size(), 1u);
   EXPECT_EQ(g.edges()[0].from, "numbers");
   EXPECT_EQ(g.edges()[0].to, "add");
@@ -114,7 +114,7 @@ TEST(Graph, LimiterBoundsItemsInFlight) {
   g.Connect(work, done);
   g.ReturnTokens(done, limit);
   g.Run();
-  EXPECT_EQ(g.stats()[3].items.load(), 400u);
+  EXPECT_EQ(g.stats()[3].Items(), 400u);
   EXPECT_LE(peak.load(), 3);
   EXPECT_EQ(g.edges().back().from, "done");
   EXPECT_EQ(g.edges().back().to, "tokens");
