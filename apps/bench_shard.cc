@@ -77,10 +77,9 @@ void RemoveTree(const std::string& dir) {
 
 }  // namespace
 
-void AddBenchCommand(CLI::App& app) {
+CLI::App* AddBenchCommand(CLI::App& app) {
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks (results go in docs/benchmarks.md)");
   bench->require_subcommand(1);
-  AddBenchTrainCommand(*bench);
   struct Args {
     std::string input, work = "/tmp/bitbyte-bench";
     uint64_t generate_mb = 100;
@@ -150,6 +149,7 @@ void AddBenchCommand(CLI::App& app) {
     io::Posix().Remove(zst);
     if (a->input.empty()) io::Posix().Remove(input);
   });
+  return bench;
 }
 
 }  // namespace bitbyte::cli

@@ -1,5 +1,11 @@
 #pragma once
+// The subcommands. The `bitbyte` binary has those that need no LibTorch and hands the others
+// to `bitbyte-ml` (apps/main.cc): LibTorch's start-up costs ~0.35 s, more than a whole shard
+// of a 100 MB corpus.
 #include <CLI/CLI.hpp>
+#include <string>
+
+#include "nodes/train_job.h"
 
 namespace bitbyte::cli {
 
@@ -8,12 +14,14 @@ void AddShardCommand(CLI::App& app);
 void AddInspectCommand(CLI::App& app);
 void AddVerifyCommand(CLI::App& app);
 void AddCatCommand(CLI::App& app);
-void AddBenchCommand(CLI::App& app);
+CLI::App* AddBenchCommand(CLI::App& app);  // bench, with bench shard
 void AddTrainCommand(CLI::App& app);
-void AddBenchTrainCommand(CLI::App& bench);  // bench train, under bench
+void AddBenchTrainCommand(CLI::App& bench);  // bench train, under bench (bitbyte-ml)
 void AddEvalCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
-void AddGraphCommand(CLI::App& app);   // graph shard|train
+// graph shard, and graph train when given how to describe the train graph (bitbyte-ml).
+using DescribeTrain = std::string (*)(const train::TrainOptions&);
+void AddGraphCommand(CLI::App& app, DescribeTrain describe_train);
 void AddTopCommand(CLI::App& app);
 void AddReportCommand(CLI::App& app);
 

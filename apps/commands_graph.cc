@@ -1,5 +1,5 @@
-// bitbyte graph (shard|train) and bitbyte top: parsing and wiring only. The graphs come from
-// the jobs' own wiring (DescribeShardJob, DescribeTrainJob) or from a run's pipeline.json.
+// bitbyte graph (shard|train): parsing and wiring only. The graphs come from the jobs' own
+// wiring (DescribeShardJob, DescribeTrainJob) or from a run's pipeline.json.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -22,8 +22,6 @@
 
 #include "apps/commands.h"
 #include "apps/job_options.h"
-#include "nodes/config.h"
-#include "nodes/run_dir.h"
 #include "pipeline/export.h"
 #include "pipeline/progress.h"
 #include "sharding/error.h"
@@ -150,164 +148,9 @@ void Emit(const std::string& document, const std::string& source, const GraphArg
   std::fprintf(stderr, "graph: %s\n", g.out.c_str());
 }
 
-// ---- top ----
-
-struct Frame {
-  json pipeline;                 // null when absent
-  std::string pipeline_problem;  // why it could not be read
-  train::RunDirContents metrics;  // the records of metrics.jsonl's tail
-  int64_t total_steps = 0;
-  bool metrics_file = false;
-};
-
-// The last records of metrics.jsonl without reading the whole file: its last 256 KiB. A line
-// cut off by a kill, or damaged, is skipped and counted.
-void ReadMetricsTail(const std::string& path, Frame& f) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  f.metrics_file = true;
-  struct stat st;
-  std::string tail;
-  if (::fstat(fd, &st) == 0) {
-    const off_t want = std::min<off_t>(st.st_size, 256 << 10);
-    tail.resize(static_cast<size_t>(want));
-    const ssize_t got = ::pread(fd, tail.data(), tail.size(), st.st_size - want);
-    tail.resize(got > 0 ? static_cast<size_t>(got) : 0);
-    if (want < st.st_size) {  // the first line is probably partial
-      const size_t nl = tail.find('\n');
-      tail.erase(0, nl == std::string::npos ? tail.size() : nl + 1);
-    }
-  }
-  ::close(fd);
-  train::ParseMetrics(tail, f.metrics);
-}
-
-int64_t ConfiguredSteps(const std::string& dir) {
-  const std::string path = io::JoinPath(dir, "config.txtpb");
-  if (!io::Posix().Exists(path)) return 0;
-  try {
-    train::pb::TrainConfig config = train::ParseConfigText(io::ReadFile(io::Posix(), path), path);
-    train::FillDefaults(config);
-    return config.steps();
-  } catch (const std::exception&) {  // damaged, or replaced while read: no total shown
-    return 0;
-  }
-}
-
-Frame ReadFrame(const std::string& dir) {
-  Frame f;
-  const std::string path = io::JoinPath(dir, kFiguresFile);
-  if (io::Posix().Exists(path)) {
-    try {
-      f.pipeline = json::parse(io::ReadFile(io::Posix(), path), nullptr, false);
-      if (!f.pipeline.is_object() || !f.pipeline.contains("graphs")) {
-        f.pipeline_problem = path + " is damaged (not a pipeline document)";
-        f.pipeline = nullptr;
-      }
-    } catch (const std::exception& e) {  // replaced between exists and read: next frame
-      f.pipeline_problem = e.what();
-    }
-  }
-  ReadMetricsTail(io::JoinPath(dir, "metrics.jsonl"), f);
-  f.total_steps = ConfiguredSteps(dir);
-  return f;
-}
-
-std::string Seconds(double s) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g s", s);
-  return buf;
-}
-
-std::string Pct(const json& v) {
-  if (!v.is_number()) return "    -";
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%5.1f", v.get<double>());
-  return buf;
-}
-
-std::string Bar(const json& busy) {
-  const int n = busy.is_number() ? static_cast<int>(std::lround(std::clamp(busy.get<double>(), 0.0, 100.0) / 10)) : 0;
-  return "[" + std::string(static_cast<size_t>(n), '#') + std::string(static_cast<size_t>(10 - n), ' ') + "]";
-}
-
-std::string Render(const std::string& dir, const Frame& f) {
-  std::string s;
-  char line[512];
-  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  s += "bitbyte top: " + dir + "\n";
-  if (f.pipeline.is_object()) {
-    const json& p = f.pipeline;
-    std::string state = p.value("state", std::string("?"));
-    const double age = now - p.value("updated_unix", now);
-    const int64_t pid = p.value("pid", static_cast<int64_t>(0));
-    char host[256] = "";
-    ::gethostname(host, sizeof host - 1);
-    if (state == "running" && pid > 0 && p.value("host", std::string()) == host && ::kill(static_cast<pid_t>(pid), 0) != 0 &&
-        errno == ESRCH)
-      state = "stopped without finishing (pid " + std::to_string(pid) + " is gone)";
-    std::snprintf(line, sizeof line, "job %s  state %s  pid %lld  threads %d  updated %.1f s ago\n",
-                  p.value("job", std::string("?")).c_str(), state.c_str(), static_cast<long long>(pid),
-                  p.value("threads", 0), age);
-    s += line;
-  } else {
-    s += "no live figures: " + (f.pipeline_problem.empty() ? dir + "/" + kFiguresFile + " is missing" : f.pipeline_problem) +
-         "\n";
-  }
-  if (const train::StepRecord* m = f.metrics.LatestStep()) {
-    std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  lr %.2e  %s/s  data wait %.2f%%  elapsed %s",
-                  static_cast<long long>(m->step), static_cast<long long>(f.total_steps), m->loss, m->lr,
-                  pipeline::Progress::FormatBytes(m->bytes_per_s).c_str(), 100 * m->data_wait_frac,
-                  pipeline::Progress::FormatDuration(m->elapsed_s).c_str());
-    s += line;
-    if (const train::EvalRecord* e = f.metrics.LatestEval()) {
-      std::snprintf(line, sizeof line, "  val bpb %.4f @ step %lld", e->val_bpb, static_cast<long long>(e->step));
-      s += line;
-    }
-    s += "\n";
-  } else if (f.metrics_file) {
-    s += "no step recorded yet\n";
-  }
-  if (f.metrics.skipped_lines)
-    s += "(" + std::to_string(f.metrics.skipped_lines) + " damaged or cut-off metrics lines skipped)\n";
-  if (!f.pipeline.is_object()) return s;
-  for (const json& g : f.pipeline["graphs"]) {
-    const std::string gstate = g.value("state", std::string("?"));
-    const char* span = gstate == "running" ? "window" : "total";
-    std::snprintf(line, sizeof line, "\ngraph %s (%s, %.1f s)  figures over %s  bottleneck: %s\n",
-                  g.value("name", std::string("?")).c_str(), gstate.c_str(), g.value("elapsed_s", 0.0),
-                  gstate == "running" ? ("the last " + Seconds(f.pipeline.value("interval_s", 2.0))).c_str() : "the whole run",
-                  g.contains("bottleneck") && g["bottleneck"].is_string() ? g["bottleneck"].get<std::string>().c_str() : "-");
-    s += line;
-    std::snprintf(line, sizeof line, "%-14s %-9s %4s %-12s %5s %5s %5s %9s %9s %5s %5s %10s %10s\n", "node", "kind",
-                  "conc", "busy", "busy%", "idle%", "blkd%", "in", "out", "queue", "fly", "items/s", "bytes/s");
-    s += line;
-    for (const json& n : g.value("nodes", json::array())) {
-      const json sp = n.contains(span) ? n[span] : json::object();
-      const int conc = n.value("concurrency", 1);
-      std::snprintf(line, sizeof line, "%-14s %-9s %4s %-12s %5s %5s %5s %9llu %9llu %5llu %5llu %10.1f %10s\n",
-                    n.value("name", std::string("?")).c_str(), n.value("kind", std::string("?")).c_str(),
-                    conc == 0 ? "inf" : std::to_string(conc).c_str(), Bar(sp.value("busy_pct", json())).c_str(),
-                    Pct(sp.value("busy_pct", json())).c_str(), Pct(sp.value("idle_pct", json())).c_str(),
-                    Pct(sp.value("blocked_pct", json())).c_str(), static_cast<unsigned long long>(n.value("in", 0ull)),
-                    static_cast<unsigned long long>(n.value("out", 0ull)),
-                    static_cast<unsigned long long>(n.value("queue", 0ull)),
-                    static_cast<unsigned long long>(n.value("in_flight", 0ull)), sp.value("items_per_s", 0.0),
-                    sp.value("bytes_per_s", json()).is_number()
-                        ? pipeline::Progress::FormatBytes(sp["bytes_per_s"].get<double>()).c_str()
-                        : "-");
-      s += line;
-    }
-  }
-  return s;
-}
-
-volatile sig_atomic_t g_top_stop = 0;
-extern "C" void OnTopSignal(int) { g_top_stop = 1; }
-
 }  // namespace
 
-void AddGraphCommand(CLI::App& app) {
+void AddGraphCommand(CLI::App& app, DescribeTrain describe_train) {
   CLI::App* graph = app.add_subcommand(
       "graph",
       "Print the flow graph a job would build, without running it: every node with its kind,\n"
@@ -330,6 +173,7 @@ void AddGraphCommand(CLI::App& app) {
     Emit(pipeline::DescribeShardJob(ShardJobOptionsOf(sa->job)), "shard graph", sa->g);
   });
 
+  if (!describe_train) return;  // the light binary: bitbyte-ml draws the train graph
   struct TrainGraph {
     TrainArgs job;
     GraphArgs g;
@@ -339,72 +183,9 @@ void AddGraphCommand(CLI::App& app) {
       "train", "The graph of 'bitbyte train' for these options (config, --set, --resume RUN_DIR: its config)");
   AddTrainJobOptions(train, &ta->job, /*for_job=*/false);
   AddGraphOutputOptions(train, &ta->g);
-  train->callback([ta] {
+  train->callback([ta, describe_train] {
     if (!ta->g.figures.empty()) return Emit(FiguresDocument(ta->g.figures, "train"), ta->g.figures, ta->g);
-    Emit(train::DescribeTrainJob(TrainOptionsOf(ta->job)), "train graph", ta->g);
-  });
-}
-
-void AddTopCommand(CLI::App& app) {
-  struct Args {
-    std::string dir;
-    double interval = 1.0;
-    bool once = false;
-  };
-  auto a = std::make_shared<Args>();
-  CLI::App* c = app.add_subcommand(
-      "top",
-      "A terminal view of a running (or finished) job: the latest training metrics and the live\n"
-      "per-node figures of its flow graph (busy/idle/blocked %, in/out, queue, throughput), read\n"
-      "from RUN_DIR/pipeline.json and metrics.jsonl and refreshed until the job ends or Ctrl-C.\n"
-      "Works on a dataset directory while 'bitbyte shard' writes it too.");
-  c->add_option("RUN_DIR", a->dir, "Run directory (or a dataset directory being sharded)")->required();
-  c->add_option("--interval", a->interval, "Seconds between refreshes")->check(CLI::PositiveNumber)->capture_default_str();
-  c->add_flag("--once", a->once, "Print one frame and exit");
-  c->callback([a] {
-    struct stat st;
-    if (::stat(a->dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-      throw std::invalid_argument(a->dir + ": no such directory");
-    const bool tty = ::isatty(1);
-    struct sigaction sa = {}, old_int = {}, old_term = {};
-    sa.sa_handler = OnTopSignal;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(SIGINT, &sa, &old_int);
-    ::sigaction(SIGTERM, &sa, &old_term);
-    struct Restore {
-      struct sigaction *i, *t;
-      ~Restore() {
-        ::sigaction(SIGINT, i, nullptr);
-        ::sigaction(SIGTERM, t, nullptr);
-      }
-    } restore{&old_int, &old_term};
-    bool waited = false;
-    for (;;) {
-      const Frame f = ReadFrame(a->dir);
-      if (f.pipeline.is_null() && !f.metrics_file) {
-        if (a->once)
-          throw std::invalid_argument(a->dir + " has neither pipeline.json nor metrics.jsonl: not a run or dataset "
-                                      "directory, or its job has not started yet");
-        if (!waited) std::fprintf(stderr, "waiting for %s/%s ...\n", a->dir.c_str(), kFiguresFile);
-        waited = true;
-      } else {
-        std::string frame = Render(a->dir, f);
-        const bool says_running = f.pipeline.is_object() && f.pipeline.value("state", std::string()) == "running";
-        // A job holds the directory's lock from its start (before pipeline.json is written, or
-        // while a resume still shows the last run's figures) to its end; where locks cannot be
-        // inspected, pipeline.json's state and pid tell.
-        const std::optional<bool> held = train::DirLockHeld(a->dir);
-        const bool live = held ? *held : says_running && frame.find("stopped without finishing") == std::string::npos;
-        if (live && !says_running) frame += "\na job holds " + a->dir + ": it is starting (the figures above are older)\n";
-        if (tty && !a->once) std::fputs("\x1b[H\x1b[2J", stdout);
-        std::fputs(frame.c_str(), stdout);
-        std::fflush(stdout);
-        if (a->once || !live) return;
-      }
-      for (double slept = 0; slept < a->interval && !g_top_stop; slept += 0.05)
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      if (g_top_stop) return;
-    }
+    Emit(describe_train(TrainOptionsOf(ta->job)), "train graph", ta->g);
   });
 }
 

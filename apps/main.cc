@@ -1,5 +1,11 @@
 // bitbyte: byte-level language modelling on tbb::flow graphs. This file only parses and
 // dispatches; each subcommand lives in its own file and calls the libraries.
+//
+// Built twice (apps/CMakeLists.txt). `bitbyte-ml` (BITBYTE_ML=1) has every subcommand and links
+// LibTorch. `bitbyte` (BITBYTE_ML=0) has those that need neither LibTorch nor nodes/ (shard,
+// inspect, verify, cat, bench shard, graph shard) and execs bitbyte-ml, from its own directory,
+// with the same arguments for anything else: LibTorch's static initialisation alone takes
+// ~0.35 s, which the data commands should not pay.
 #include <malloc.h>
 #include <sys/resource.h>
 
@@ -7,8 +13,15 @@
 #include <cstdlib>
 #include <string>
 #include <exception>
+#include <vector>
 #include <stdexcept>
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "pipeline/graph.h"
 #include "sharding/error.h"
@@ -24,6 +37,36 @@ void RaiseOpenFileLimit() {
   }
 }
 
+#if !BITBYTE_ML
+// Whether the command line names a subcommand of bitbyte-ml: anything but the light ones,
+// including help for the whole program or a group, which must list every subcommand.
+bool NeedsLibTorch(int argc, char** argv) {
+  std::vector<std::string> words;
+  bool version = false;
+  for (int i = 1; i < argc && words.size() < 2; ++i) {
+    const std::string a = argv[i];
+    if (a == "--version") version = true;
+    if (!a.empty() && a[0] != '-') words.push_back(a);
+  }
+  if (words.empty()) return !version;
+  static const char* const kLight[] = {"shard", "inspect", "verify", "cat"};
+  for (const char* w : kLight)
+    if (words[0] == w) return false;
+  if (words[0] == "graph" || words[0] == "bench") return words.size() < 2 || words[1] != "shard";
+  return true;
+}
+
+int ExecMl(char** argv) {
+  std::string self = bitbyte::cli::SelfExe();
+  const std::string ml = self.substr(0, self.rfind('/') + 1) + "bitbyte-ml";
+  ::execv(ml.c_str(), argv);  // returns only on failure
+  std::fprintf(stderr, "bitbyte: error: this subcommand needs LibTorch, in %s, which cannot be run: %s\n", ml.c_str(),
+               std::strerror(errno));
+  return 1;
+}
+#endif
+
+#if BITBYTE_ML
 // Model commands allocate and free tensors of up to tens of MB every step. glibc's defaults
 // serve those from fresh mmaps or trim them back to the OS, so every step page-faults its
 // activations again: softmax and GELU backward measured 1.5-3x slower than in a warm heap. Keep
@@ -41,11 +84,16 @@ void TuneMallocForModels(int argc, char** argv) {
   ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
   ::mallopt(M_ARENA_MAX, 1);
 }
+#endif
 
 }  // namespace
 
 int main(int argc, char** argv) {
+#if BITBYTE_ML
   TuneMallocForModels(argc, argv);
+#else
+  if (NeedsLibTorch(argc, argv)) return ExecMl(argv);
+#endif
   RaiseOpenFileLimit();
   CLI::App app{
       "bitbyte: raw text in, byte-level models trained, bits-per-byte out.\n"
@@ -56,13 +104,19 @@ int main(int argc, char** argv) {
   bitbyte::cli::AddInspectCommand(app);
   bitbyte::cli::AddVerifyCommand(app);
   bitbyte::cli::AddCatCommand(app);
+  CLI::App* bench = bitbyte::cli::AddBenchCommand(app);
+#if BITBYTE_ML
   bitbyte::cli::AddTrainCommand(app);
   bitbyte::cli::AddEvalCommand(app);
   bitbyte::cli::AddGenerateCommand(app);
-  bitbyte::cli::AddBenchCommand(app);
-  bitbyte::cli::AddGraphCommand(app);
+  bitbyte::cli::AddBenchTrainCommand(*bench);
+  bitbyte::cli::AddGraphCommand(app, bitbyte::train::DescribeTrainJob);
   bitbyte::cli::AddTopCommand(app);
   bitbyte::cli::AddReportCommand(app);
+#else
+  (void)bench;
+  bitbyte::cli::AddGraphCommand(app, nullptr);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

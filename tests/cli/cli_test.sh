@@ -16,7 +16,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 
 parse_args "$@"
-need_tools cmp diff find grep sed sort sha256sum truncate zstd gzip xz python3
+need_tools cmp diff find grep sed sort sha256sum truncate zstd gzip xz python3 ldd
 
 export LC_ALL=C
 unset BITBYTE_CRASH_AFTER_WRITES
@@ -924,6 +924,27 @@ t_help() {
   bb --version
   want_rc 0 "--version"
   want_out "bitbyte" "--version"
+  end
+
+  begin "bitbyte is two programs: the data commands do not load LibTorch, --help lists every subcommand"
+  # LibTorch's start-up alone (~0.35 s) is more than sharding 100 MB: bitbyte itself must not
+  # link it, and hands model commands to bitbyte-ml next to it (apps/main.cc).
+  if ldd "$BIN" | grep -qi 'libtorch\|libc10'; then
+    fail "$BIN links LibTorch: $(ldd "$BIN" | grep -i 'libtorch\|libc10' | head -2 | tr '\n' ' ')"
+  fi
+  [[ -x $(dirname "$BIN")/bitbyte-ml ]] || fail "no bitbyte-ml next to $BIN"
+  bb --help
+  for opt in train eval generate graph top report bench; do want_out "$opt" "--help (from bitbyte-ml)"; done
+  bb graph --help
+  want_out "train" "graph --help"
+  mkdir -p noml && cp "$BIN" noml/bitbyte
+  RC=0
+  { noml/bitbyte train --help >"$T/out" 2>"$T/err"; } 2>/dev/null || RC=$?
+  want_rc 1 "train without bitbyte-ml"
+  want_err "bitbyte-ml" "train without bitbyte-ml"
+  RC=0
+  { noml/bitbyte shard --help >"$T/out" 2>"$T/err"; } 2>/dev/null || RC=$?
+  want_rc 0 "shard --help without bitbyte-ml"
   end
 }
 
