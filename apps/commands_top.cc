@@ -236,6 +236,8 @@ void AddTopCommand(CLI::App& app) {
         const std::optional<bool> held = train::DirLockHeld(a->dir);
         const bool live = held ? *held : says_running && frame.find("stopped without finishing") == std::string::npos;
         if (live && !says_running) frame += "\na job holds " + a->dir + ": it is starting (the figures above are older)\n";
+        if (!live && says_running && frame.find("stopped without finishing") == std::string::npos)
+          frame += "\nthe job stopped without finishing: pipeline.json says running, but no process holds " + a->dir + "\n";
         if (tty && !a->once) std::fputs("\x1b[H\x1b[2J", stdout);
         std::fputs(frame.c_str(), stdout);
         std::fflush(stdout);
