@@ -330,7 +330,7 @@ t_live() {
   end
 
   begin "live: top started with the job follows it from its start to its end"
-  bg train --data ds -o S "${TINY[@]}" --set eval.every=0 --set checkpoint.every=0 --steps 150 --figures-every 0.2
+  bg train --data ds -o S "${TINY[@]}" --set eval.every=0 --set checkpoint.every=0 --steps 1500 --figures-every 0.2
   pid=$BG
   for ((i = 0; i < 500; i++)); do [[ -d S ]] && break; sleep 0.01; done
   RC=0
@@ -341,7 +341,7 @@ t_live() {
   grep -q "state running" "$T/top2.out" || fail "top never showed the job running ($(head -c 300 "$T/top2.out"))"
   [[ $(grep -c "^bitbyte top:" "$T/top2.out") -ge 3 ]] || fail "top drew fewer than 3 frames"
   tail -n 20 "$T/top2.out" | grep -q "state finished" || fail "top's last frame is not the finished job ($(tail -c 300 "$T/top2.out"))"
-  tail -n 20 "$T/top2.out" | grep -q "step 150/150" || fail "top's last frame lacks step 150/150"
+  tail -n 20 "$T/top2.out" | grep -q "step 1500/1500" || fail "top's last frame lacks step 1500/1500"
   end
 }
 
