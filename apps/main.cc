@@ -8,18 +8,16 @@
 // ~0.35 s, which the data commands should not pay.
 #include <malloc.h>
 #include <sys/resource.h>
-
-#include <cstdio>
-#include <cstdlib>
-#include <string>
-#include <exception>
-#include <vector>
-#include <stdexcept>
-
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "apps/cli_util.h"
 #include "apps/commands.h"
