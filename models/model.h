@@ -3,6 +3,7 @@
 // training stack, evaluation and generation use nothing else.
 #include <torch/torch.h>
 
+#include <memory>
 #include <string>
 
 namespace bitbyte::models {
@@ -20,6 +21,18 @@ class ByteModel : public torch::nn::Module {
 
   // One line: track, sizes and parameter count.
   virtual std::string Describe() const = 0;
+
+  // Recurrent generation: continues `batch` sequences one byte at a time with O(1) work and
+  // state per byte. Step(bytes [B] int64) returns the logits [B, 256] predicting the next byte
+  // after all bytes stepped so far; they equal forward()'s logits at that position.
+  class Stepper {
+   public:
+    virtual ~Stepper() = default;
+    virtual torch::Tensor Step(const torch::Tensor& bytes) = 0;
+  };
+  // nullptr (the default): the model has no recurrent form, and generation re-runs forward over
+  // a sliding window of context() bytes.
+  virtual std::unique_ptr<Stepper> MakeStepper(int64_t /*batch*/) { return nullptr; }
 
   int64_t ParameterCount() const;
 };

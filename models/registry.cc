@@ -2,6 +2,7 @@
 #include <stdexcept>
 
 #include "models/bitbyte_lm.h"
+#include "models/mamba_mlm.h"
 #include "models/model.h"
 #include "models/registry.h"
 
@@ -20,6 +21,7 @@ int64_t ByteModel::ParameterCount() const {
 std::shared_ptr<ByteModel> CreateModel(const pb::ModelConfig& config) {
   ValidateModelConfig(config);
   if (config.name() == "bitbyte_lm") return std::make_shared<BitByteLM>(config.bitbyte_lm());
+  if (config.name() == "mamba_mlm") return std::make_shared<MambaMLM>(config.mamba_mlm());
   throw std::logic_error("model '" + config.name() + "' is validated but has no constructor");
 }
 

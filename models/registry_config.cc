@@ -27,17 +27,32 @@ void ValidateBitByteLM(const pb::BitByteLMConfig& c) {
   if (!(c.init_std() > 0.0)) Bad("bitbyte_lm.init_std", "must be positive");
 }
 
+void ValidateMambaMLM(const pb::MambaMLMConfig& c) {
+  RequirePositive("mamba_mlm.d_model", c.d_model());
+  RequirePositive("mamba_mlm.n_layer", c.n_layer());
+  RequirePositive("mamba_mlm.d_state", c.d_state());
+  RequirePositive("mamba_mlm.d_conv", c.d_conv());
+  RequirePositive("mamba_mlm.context", c.context());
+  if (c.expand() < 1) Bad("mamba_mlm.expand", "must be at least 1, got " + std::to_string(c.expand()));
+  if (c.dt_rank() < 0) Bad("mamba_mlm.dt_rank", "must be 0 (ceil(d_model / 16)) or positive");
+  if (!(c.dt_min() > 0.0)) Bad("mamba_mlm.dt_min", "must be positive");
+  if (!(c.dt_max() >= c.dt_min())) Bad("mamba_mlm.dt_max", "must be at least dt_min");
+  if (!(c.init_std() > 0.0)) Bad("mamba_mlm.init_std", "must be positive");
+}
+
 }  // namespace
 
 const std::vector<TrackInfo>& Tracks() {
   static const std::vector<TrackInfo> tracks = {
       {"bitbyte_lm", "byte-level decoder-only transformer"},
+      {"mamba_mlm", "byte-level selective state-space model (Mamba)"},
   };
   return tracks;
 }
 
 void ValidateModelConfig(const pb::ModelConfig& config) {
   if (config.name() == "bitbyte_lm") return ValidateBitByteLM(config.bitbyte_lm());
+  if (config.name() == "mamba_mlm") return ValidateMambaMLM(config.mamba_mlm());
   std::string known;
   for (const TrackInfo& t : Tracks()) known += (known.empty() ? "" : ", ") + t.name;
   throw std::invalid_argument("config field model.name: unknown model '" + config.name() + "' (known: " + known + ")");
@@ -46,6 +61,7 @@ void ValidateModelConfig(const pb::ModelConfig& config) {
 int64_t ModelContext(const pb::ModelConfig& config) {
   ValidateModelConfig(config);
   if (config.name() == "bitbyte_lm") return config.bitbyte_lm().context();
+  if (config.name() == "mamba_mlm") return config.mamba_mlm().context();
   throw std::logic_error("model '" + config.name() + "' has no context rule");
 }
 

@@ -656,6 +656,30 @@ t_print_config() {
   end
 }
 
+# MambaMLM goes through the same training stack, untouched: its run killed and resumed equals its
+# uninterrupted run, and eval and generate take its checkpoints.
+t_mamba() {
+  begin "MambaMLM: kill -9 and resume give the uninterrupted run's losses and weights; eval, generate"
+  local M=(--model mamba_mlm --set model.mamba_mlm.d_model=32 --set model.mamba_mlm.n_layer=2
+    --set model.mamba_mlm.d_state=4)
+  rm -rf MA MK
+  bb train --data ds -o MA "${CFG[@]}" "${M[@]}"
+  want_rc 0 "mamba_mlm reference run"
+  bg train --data ds -o MK "${CFG[@]}" "${M[@]}"
+  if wait_step MK/metrics.jsonl 25 "$BG"; then kill -9 "$BG" 2>/dev/null || true; fi
+  reap "$BG"
+  [[ $RC == 137 ]] || fail "the mamba_mlm run was not killed (exit $RC, $(errmsg "$T/bg.err"))"
+  bb train --resume MK --threads 2
+  want_rc 0 "mamba_mlm resume"
+  same_run MA MK "mamba_mlm after kill -9"
+  bb eval --checkpoint MA --data ds --json --threads 2
+  want_rc 0 "eval of a mamba_mlm checkpoint"
+  want_out '"bpb"' "eval of a mamba_mlm checkpoint"
+  bb generate --checkpoint MA --prompt "Call me" -n 20 --seed 3 --threads 2
+  want_rc 0 "generate from a mamba_mlm checkpoint"
+  end
+}
+
 group t_reference
 group t_kill_resume
 group t_crash_writes
@@ -665,5 +689,6 @@ group t_damage
 group t_eval
 group t_generate
 group t_print_config
+group t_mamba
 
 finish
