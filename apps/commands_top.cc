@@ -220,6 +220,11 @@ void AddTopCommand(CLI::App& app) {
     } restore{&old_int, &old_term};
     bool waited = false;
     for (;;) {
+      // A job holds the directory's lock from its start (before pipeline.json is written, or
+      // while a resume still shows the last run's figures) to its end, and writes its last
+      // figures before it lets go: asked before reading, a lock no longer held means the frame
+      // read next is final. Where locks cannot be inspected, pipeline.json's state and pid tell.
+      const std::optional<bool> held = train::DirLockHeld(a->dir);
       const Frame f = ReadFrame(a->dir);
       if (f.pipeline.is_null() && !f.metrics_file) {
         if (a->once)
@@ -230,10 +235,6 @@ void AddTopCommand(CLI::App& app) {
       } else {
         std::string frame = Render(a->dir, f);
         const bool says_running = f.pipeline.is_object() && f.pipeline.value("state", std::string()) == "running";
-        // A job holds the directory's lock from its start (before pipeline.json is written, or
-        // while a resume still shows the last run's figures) to its end; where locks cannot be
-        // inspected, pipeline.json's state and pid tell.
-        const std::optional<bool> held = train::DirLockHeld(a->dir);
         const bool live = held ? *held : says_running && frame.find("stopped without finishing") == std::string::npos;
         if (live && !says_running) frame += "\na job holds " + a->dir + ": it is starting (the figures above are older)\n";
         if (!live && says_running && frame.find("stopped without finishing") == std::string::npos)

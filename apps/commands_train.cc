@@ -113,6 +113,9 @@ void AddGenerateCommand(CLI::App& app) {
   c->add_option("--temperature", o->temperature, "Softmax temperature; 0 is greedy")->capture_default_str();
   c->add_option("--top-k", o->top_k, "Sample among the k likeliest bytes (0: all)")->capture_default_str();
   c->add_option("--seed", o->seed, "Sampling seed (same seed, same text)")->capture_default_str();
+  c->add_flag("!--no-recurrent", o->recurrent,
+              "Re-run the model over sliding windows even when it has a recurrent form (MambaMLM steps one byte "
+              "at a time with O(1) state by default)");
   AddRuntimeOptions(c, &o->threads, &o->device);
   c->callback([o] {
     // The prompt goes out with the first sampled byte, so a bad checkpoint prints nothing.

@@ -10,11 +10,12 @@
 //   delta   = softplus(dt_proj(dt))               (R -> E, with bias)
 //   y       = SelectiveScan(u, delta, A = -exp(A_log), B, C, D)   (models/selective_scan.h)
 //   out     = out_proj(y * SiLU(z))               (E -> d)
-// Initialisation as the reference implementation: A_log[e, n] = log(n + 1) (S4D-real), D = 1,
-// dt_proj's bias the inverse softplus of step sizes log-uniform in [dt_min, dt_max], dt_proj's
-// weight uniform in +-R^-0.5; embedding, in_proj, x_proj and head ~ N(0, init_std); out_proj ~
-// N(0, init_std / sqrt(2 n_layer)) (it writes into the residual stream); the convolution keeps
-// LibTorch's default. A_log and D take no weight decay.
+// Initialisation: as the reference implementation for the SSM (A_log[e, n] = log(n + 1), S4D-real;
+// D = 1; dt_proj's bias the inverse softplus of step sizes log-uniform in [dt_min, dt_max], its
+// weight uniform in +-R^-0.5); GPT-2 style for the rest, as BitByteLM (embedding, in_proj, x_proj
+// and the untied head ~ N(0, init_std); out_proj, which writes into the residual stream, ~
+// N(0, init_std / sqrt(2 n_layer))); the convolution keeps LibTorch's default. A_log and D take
+// no weight decay.
 #include <torch/torch.h>
 
 #include "models/model.h"

@@ -23,6 +23,7 @@
 #include "nodes/checkpoint.h"
 #include "nodes/config.h"
 #include "nodes/evaluator.h"
+#include "nodes/generation.h"
 #include "nodes/tensorboard.h"
 #include "nodes/trainer.h"
 #include "pipeline/graph.h"
@@ -668,24 +669,10 @@ std::string Generate(const GenerateOptions& o, const std::function<void(char)>& 
   torch::NoGradGuard no_grad;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   std::string text = o.prompt, out;
-  const auto as_tensor = [&](const char* bytes, size_t n) {
-    torch::Tensor x = torch::empty({1, static_cast<int64_t>(n)}, torch::kUInt8);
-    std::memcpy(x.data_ptr(), bytes, n);
-    return x.to(m.device).to(torch::kLong);
-  };
-  // A model with a recurrent form (MambaMLM) steps one byte at a time with O(1) state, over the
-  // whole text; any other re-runs forward over a window no longer than the training windows
-  // (positions beyond them were never trained).
-  std::unique_ptr<models::ByteModel::Stepper> stepper = model.MakeStepper(1);
-  torch::Tensor logits;
-  if (stepper)
-    for (size_t i = 0; i < text.size(); ++i) logits = stepper->Step(as_tensor(text.data() + i, 1).squeeze(0));
+  // No window longer than the training windows: positions beyond them were never trained.
+  NextByte next_byte(model, std::min(model.context(), m.window), m.device, o.recurrent);
   for (int64_t i = 0; i < o.n; ++i) {
-    if (!stepper) {
-      const size_t ctx = std::min<size_t>(text.size(), static_cast<size_t>(std::min(model.context(), m.window)));
-      logits = model.forward(as_tensor(text.data() + text.size() - ctx, ctx)).select(1, -1);
-    }
-    logits = logits.squeeze(0).to(torch::kCPU, torch::kDouble);
+    torch::Tensor logits = next_byte.Logits(text);
     int64_t next;
     if (o.temperature == 0) {
       next = logits.argmax().item<int64_t>();
@@ -701,7 +688,6 @@ std::string Generate(const GenerateOptions& o, const std::function<void(char)>& 
     text.push_back(c);
     out.push_back(c);
     if (emit) emit(c);
-    if (stepper && i + 1 < o.n) logits = stepper->Step(as_tensor(&c, 1).squeeze(0));
   }
   return out;
 }
