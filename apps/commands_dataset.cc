@@ -10,6 +10,7 @@
 #include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "apps/job_options.h"
+#include "pipeline/monitor.h"
 #include "pipeline/progress.h"
 #include "pipeline/shard_job.h"
 #include "sharding/error.h"
@@ -47,7 +48,7 @@ void AddShardCommand(CLI::App& app) {
   c->add_flag("-q,--quiet", a->quiet, "No progress output");
   c->callback([a] {
     pipeline::ShardJobOptions o = ShardJobOptionsOf(a->job);
-    o.figures_path = io::JoinPath(a->job.out, "pipeline.json");
+    o.figures_path = io::JoinPath(a->job.out, pipeline::kFiguresFile);
     o.progress = ProgressModeOf(a->quiet);
     const pipeline::ShardJobResult r = pipeline::RunShardJob(o);
     if (a->stats) std::fprintf(stderr, "%s", r.stats_table.c_str());

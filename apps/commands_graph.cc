@@ -23,6 +23,7 @@
 #include "apps/commands.h"
 #include "apps/job_options.h"
 #include "pipeline/export.h"
+#include "pipeline/monitor.h"
 #include "pipeline/progress.h"
 #include "sharding/error.h"
 #include "sharding/file_io.h"
@@ -31,7 +32,7 @@ namespace bitbyte::cli {
 namespace {
 
 using json = nlohmann::json;
-constexpr char kFiguresFile[] = "pipeline.json";
+using pipeline::kFiguresFile;
 
 bool OnPath(const std::string& program) {
   const char* path = std::getenv("PATH");

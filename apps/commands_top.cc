@@ -20,6 +20,7 @@
 #include "apps/commands.h"
 #include "nodes/config.h"
 #include "nodes/run_dir.h"
+#include "pipeline/monitor.h"
 #include "pipeline/progress.h"
 #include "sharding/file_io.h"
 
@@ -27,7 +28,7 @@ namespace bitbyte::cli {
 namespace {
 
 using json = nlohmann::json;
-constexpr char kFiguresFile[] = "pipeline.json";
+using pipeline::kFiguresFile;
 
 struct Frame {
   json pipeline;                 // null when absent
@@ -111,7 +112,7 @@ std::string Bar(const json& busy) {
 std::string Render(const std::string& dir, const Frame& f) {
   std::string s;
   char line[512];
-  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double now = pipeline::UnixSeconds();
   s += "bitbyte top: " + dir + "\n";
   if (f.pipeline.is_object()) {
     const json& p = f.pipeline;

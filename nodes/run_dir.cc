@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -21,6 +20,7 @@
 #include <stdexcept>
 
 #include "nodes/config.h"
+#include "pipeline/monitor.h"
 #include "sharding/file_io.h"
 
 namespace bitbyte::train {
@@ -34,7 +34,7 @@ constexpr size_t kSkippedLinesKept = 10;
 constexpr char kRunFile[] = "run.json";
 constexpr char kConfigFile[] = "config.txtpb";
 constexpr char kMetricsFile[] = "metrics.jsonl";
-constexpr char kPipelineFile[] = "pipeline.json";
+using pipeline::kFiguresFile;
 constexpr char kCheckpointDir[] = "checkpoints";
 
 enum class Kind { kNone, kFile, kDir, kOther };
@@ -73,7 +73,6 @@ size_t NestingDepth(std::string_view text) {
   return deepest;
 }
 
-double NowUnix() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
 // A finite number, or NaN (absent, null, a string, ...).
 double Num(const json& j, const char* key) {
@@ -428,7 +427,7 @@ RunDirContents ReadRunDir(const std::string& dir) {
 
   RunDirContents c;
   c.dir = dir;
-  c.read_unix = NowUnix();
+  c.read_unix = pipeline::UnixSeconds();
   const auto path = [&](const char* name) { return io::JoinPath(dir, name); };
   double mtime = 0;
   std::vector<std::string> odd;
@@ -450,7 +449,7 @@ RunDirContents ReadRunDir(const std::string& dir) {
   c.has_run_json = present(kRunFile);
   c.has_config = present(kConfigFile);
   c.has_metrics = present(kMetricsFile);
-  c.has_pipeline = present(kPipelineFile);
+  c.has_pipeline = present(kFiguresFile);
   c.has_checkpoints = PathKind(path(kCheckpointDir)) == Kind::kDir;
   if (!c.has_run_json && !c.has_config && !c.has_metrics && !c.has_pipeline)
     throw std::invalid_argument("'" + dir + "' is not a run directory: it holds none of run.json, config.txtpb, " +
@@ -459,10 +458,10 @@ RunDirContents ReadRunDir(const std::string& dir) {
 
   // ---- pipeline.json first: it says which job wrote the directory ----
   if (c.has_pipeline) {
-    if (auto text = ReadOrNote(path(kPipelineFile), kPipelineFile, c)) {
+    if (auto text = ReadOrNote(path(kFiguresFile), kFiguresFile, c)) {
       std::string why;
       c.pipeline = ParsePipeline(*text, &why);
-      if (!c.pipeline) c.problems.push_back(std::string(kPipelineFile) + " is damaged: " + why + "; no graph is shown");
+      if (!c.pipeline) c.problems.push_back(std::string(kFiguresFile) + " is damaged: " + why + "; no graph is shown");
     }
   }
   const bool shard_job = c.pipeline && c.pipeline->job.rfind("shard", 0) == 0;
@@ -579,8 +578,8 @@ RunDirContents ReadRunDir(const std::string& dir) {
   } else if (!shard_job && !c.writing && !c.steps.empty()) {
     c.missing.push_back(std::string(kCheckpointDir) + "/ is missing: the run has no checkpoint to resume from");
   }
-  if (!c.has_pipeline && !shard_job && missing(kPipelineFile))
-    c.missing.push_back(std::string(kPipelineFile) +
+  if (!c.has_pipeline && !shard_job && missing(kFiguresFile))
+    c.missing.push_back(std::string(kFiguresFile) +
                         " is missing: no graph figures (runs before pipeline.json, or "
                         "killed before its first write)");
   return c;

@@ -5,13 +5,13 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 
 #include "nodes/tensorboard.pb.h"
+#include "pipeline/monitor.h"
 #include "sharding/error.h"
 #include "sharding/file_io.h"
 
@@ -51,10 +51,6 @@ std::string Hex32(uint32_t v) {
   char buf[11];
   std::snprintf(buf, sizeof buf, "0x%08" PRIx32, v);
   return buf;
-}
-
-double WallNow() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // The seconds field of an event file name ("events.out.tfevents.<digits>[.…]"), whoever wrote it.
@@ -170,7 +166,7 @@ std::string EventFileName(int64_t unix_seconds, const std::string& hostname, int
 }
 
 EventWriter::EventWriter(const std::string& dir, int64_t start_step) {
-  const double now = WallNow();
+  const double now = pipeline::UnixSeconds();
   // TensorBoard reads a run's event files in name order and purges a restart's orphaned steps
   // only when the restart's file comes after the interrupted run's (see tensorboard.h). A
   // resume within the same second as the killed run's start would otherwise be ordered by

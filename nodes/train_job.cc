@@ -43,7 +43,6 @@ using pipeline::Graph;
 constexpr char kConfigFile[] = "config.txtpb";
 constexpr char kRunFile[] = "run.json";
 constexpr char kMetricsFile[] = "metrics.jsonl";
-constexpr char kFiguresFile[] = "pipeline.json";
 constexpr char kCheckpointDir[] = "checkpoints";
 
 std::string CpuModel() {
@@ -64,10 +63,6 @@ json Environment(int threads, const torch::Device& device) {
   return {{"threads", threads}, {"device", device.str()}, {"libtorch", TORCH_VERSION},
           {"blas_core", core ? core() : "unknown (not OpenBLAS)"}, {"openblas_coretype_env", env ? env : ""},
           {"bitbyte", BITBYTE_VERSION}, {"tbb", TBB_VERSION_STRING}, {"cpu", CpuModel()}, {"host", host}};
-}
-
-double UnixNow() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -426,7 +421,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
 
   auto record_eval = [&](int64_t step, const EvalResult& r) {
     last_bpb = r.bpb;
-    events.AddScalars(step, UnixNow(), {{"val/bpb", r.bpb}});
+    events.AddScalars(step, pipeline::UnixSeconds(), {{"val/bpb", r.bpb}});
     events.Flush();
     metrics.Write({{"step", step}, {"val_bpb", r.bpb}, {"val_bytes", r.bytes}, {"eval_s", r.seconds},
                    {"elapsed_s", Since(t_start)}});
@@ -450,7 +445,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
   }
 
   PinnedThread train_thread, eval_thread;
-  pipeline::Monitor monitor({io::JoinPath(o.run_dir, kFiguresFile), "train", threads, o.figures_interval_s});
+  pipeline::Monitor monitor({io::JoinPath(o.run_dir, pipeline::kFiguresFile), "train", threads, o.figures_interval_s});
   TrainBodies bodies;
   bodies.next_step = [&](int64_t& step) {
     if (next_step >= total || g_stop.load() || failed.load()) return false;
@@ -538,7 +533,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
         {"train/loss", e->stats.loss}, {"train/lr", e->stats.lr}, {"train/grad_norm", e->stats.grad_norm},
         {"train/bytes_per_s", rec["bytes_per_s"].get<double>()}, {"train/data_wait_frac", rec["data_wait_frac"].get<double>()}};
     if (e->want_checkpoint) scalars.emplace_back("train/ckpt_stall_s", e->stall_s);
-    events.AddScalars(e->step, UnixNow(), scalars);
+    events.AddScalars(e->step, pipeline::UnixSeconds(), scalars);
     events.Flush();
     if (config.log_every() > 0 && (e->step % config.log_every() == 0 || e->step == total || e->want_checkpoint)) {
       const double done = static_cast<double>(e->step - start);

@@ -38,7 +38,7 @@ std::string Graph::NameOfNode(const void* node) const {
 GraphDescription Graph::Describe() const {
   GraphDescription d;
   d.name = name_;
-  for (const NodeStats& st : stats_) d.nodes.push_back({st.name, st.kind, st.concurrency, st.queue_bound});
+  for (const NodeStats& st : stats_) d.nodes.push_back({st.name, st.kind, st.concurrency});
   d.edges = edges_;
   // A limiter's tokens bound every queue from it to the node that returns them: messages past
   // the limiter and not yet released are at most `tokens`.
@@ -91,7 +91,7 @@ GraphSample Graph::Sample() const {
     x.in = st.kind == "source" ? x.out : st.in.load(std::memory_order_relaxed);
     x.bytes = st.bytes.load(std::memory_order_relaxed);
     x.returned = st.returned.load(std::memory_order_relaxed);
-    known[i] = st.kind == "source" || st.kind == "function";
+    known[i] = HasBody(st.kind);
   }
   // Nodes without a body (limiter, sequencer): in = what their predecessors emitted; out = what
   // their successors accepted from them (a successor's arrivals less those from its other,
@@ -178,7 +178,7 @@ std::string Graph::StatsTable(double wall_seconds, int threads) const {
                   conc == 0 ? "inf" : std::to_string(conc).c_str(), static_cast<unsigned long long>(x.in),
                   static_cast<unsigned long long>(x.out));
     out += line;
-    if (st.kind != "source" && st.kind != "function") {  // no body: no time of its own
+    if (!HasBody(st.kind)) {  // no time of its own
       out += "\n";
       continue;
     }

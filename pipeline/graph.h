@@ -11,7 +11,6 @@
 #include <exception>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -41,7 +40,6 @@ struct NodeStats {
   std::string name;
   std::string kind;         // "source", "function", "limiter", "sequencer"
   int concurrency = 1;      // 0: unlimited (a limiter: its tokens)
-  int64_t queue_bound = -1; // most messages that can wait at this node; -1: no bound (see Graph::Describe)
   std::atomic<uint64_t> in{0};        // function nodes: messages accepted
   std::atomic<uint64_t> returned{0};  // limiters: tokens given back
   std::atomic<uint64_t> bytes{0};
@@ -78,8 +76,12 @@ struct EdgeInfo {
 struct NodeInfo {
   std::string name, kind;
   int concurrency = 1;
-  int64_t queue_bound = -1;
+  int64_t queue_bound = -1;  // most messages that can wait at this node; -1: no bound (see Graph::Describe)
 };
+
+// Sources and function nodes run a body of their own (busy and blocked time); limiters and
+// sequencers only pass messages on.
+inline bool HasBody(const std::string& kind) { return kind == "source" || kind == "function"; }
 struct GraphDescription {
   std::string name;
   std::vector<NodeInfo> nodes;

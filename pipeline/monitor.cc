@@ -18,10 +18,6 @@ using json = nlohmann::json;
 
 constexpr char kFormat[] = "bitbyte.pipeline/1";
 
-double UnixNow() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 json NodeShape(const NodeInfo& n) {
   return {{"name", n.name},
           {"kind", n.kind},
@@ -30,8 +26,6 @@ json NodeShape(const NodeInfo& n) {
 }
 
 json EdgeJson(const EdgeInfo& e) { return {{"from", e.from}, {"to", e.to}, {"label", e.label}, {"kind", e.kind}}; }
-
-bool HasBody(const std::string& kind) { return kind == "source" || kind == "function"; }
 
 // Figures of one node between two samples.
 json Span(const NodeInfo& n, const NodeSample& a, const NodeSample& b, double seconds, int threads) {
@@ -85,6 +79,10 @@ json NodeFigures(const NodeInfo& n, const NodeSample& first, const NodeSample& p
 
 }  // namespace
 
+double UnixSeconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 struct Monitor::Watched {
   const Graph* g = nullptr;  // null once stopped
   GraphDescription desc;
@@ -134,7 +132,7 @@ struct Monitor::Watched {
   }
 };
 
-Monitor::Monitor(MonitorOptions options) : o_(std::move(options)), started_unix_(UnixNow()) {
+Monitor::Monitor(MonitorOptions options) : o_(std::move(options)), started_unix_(UnixSeconds()) {
   if (o_.path.empty()) return;
   if (!(o_.interval_s > 0)) o_.interval_s = 2.0;
   thread_ = std::thread([this] { Loop(); });
@@ -200,7 +198,7 @@ void Monitor::WriteLocked() {
   json doc = {{"format", kFormat},         {"job", o_.job},
               {"state", state_},           {"pid", static_cast<int64_t>(::getpid())},
               {"host", host},              {"started_unix", started_unix_},
-              {"updated_unix", UnixNow()}, {"interval_s", o_.interval_s},
+              {"updated_unix", UnixSeconds()}, {"interval_s", o_.interval_s},
               {"threads", o_.threads}};
   json graphs = json::array();
   for (const Watched* w : graphs_) graphs.push_back(w->ToJson(o_.threads));

@@ -13,6 +13,12 @@
 
 namespace bitbyte::pipeline {
 
+// The live figures' file name, in a run directory or a dataset directory.
+inline constexpr char kFiguresFile[] = "pipeline.json";
+
+// Wall-clock seconds since the Unix epoch (the figures' and the event files' timestamps).
+double UnixSeconds();
+
 struct MonitorOptions {
   std::string path;         // the JSON file; empty: the monitor does nothing
   std::string job;          // "train", "shard"

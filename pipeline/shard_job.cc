@@ -24,7 +24,6 @@ using shard::FrameWork;
 using WorkPtr = std::shared_ptr<FrameWork>;
 
 constexpr char kSpoolDir[] = ".bitbyte-tmp";
-constexpr char kFiguresName[] = "pipeline.json";
 
 bool IsOurs(const std::string& name) {
   static const std::regex ours(
@@ -312,7 +311,7 @@ ShardJobResult RunShardJob(const ShardJobOptions& o, io::FileSystem& fs) {
   std::vector<std::string> referenced;
   for (const auto& sh : m.shards()) referenced.push_back(sh.name());
   for (const std::string& name : fs.ListDir(o.out_dir)) {
-    if (name == shard::kManifestName || name == kSpoolDir || name.rfind(kFiguresName, 0) == 0 || !IsOurs(name))
+    if (name == shard::kManifestName || name == kSpoolDir || name.rfind(kFiguresFile, 0) == 0 || !IsOurs(name))
       continue;  // pipeline.json and its temp file are the monitor's, still live
     if (std::find(referenced.begin(), referenced.end(), name) == referenced.end())
       fs.Remove(io::JoinPath(o.out_dir, name));
