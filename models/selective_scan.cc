@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <exception>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -402,16 +401,12 @@ Operands<T> MakeOperands(const torch::Tensor& u, const torch::Tensor& delta, con
           dskip.data_ptr<T>(), u.size(0),           u.size(1),       u.size(2),        a.size(1)};
 }
 
-// at::parallel_for. Debian's LibTorch uses the OpenMP backend, whose parallel_for is a header
-// template around `#pragma omp parallel`: this file is compiled with -fopenmp
-// (models/CMakeLists.txt), or it would run on the calling thread alone.
+// Debian's LibTorch uses the OpenMP backend, whose at::parallel_for is a header template around
+// `#pragma omp parallel`: this file is compiled with -fopenmp (models/CMakeLists.txt), or the
+// kernel would run on the calling thread alone.
 #if AT_PARALLEL_OPENMP && !defined(_OPENMP)
 #error "selective_scan.cc needs -fopenmp: at::parallel_for would run on one thread"
 #endif
-template <typename F>
-void ParallelFor(int64_t begin, int64_t end, int64_t grain, const F& f) {
-  at::parallel_for(begin, end, grain, f);
-}
 
 // Rows (or tasks) per parallel chunk: about 16K state updates at least.
 int64_t Grain(int64_t steps, int64_t states) {
@@ -432,7 +427,7 @@ class FusedScan : public torch::autograd::Function<FusedScan> {
     AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "SelectiveScan(kFused)", [&] {
       const Operands<scalar_t> o = MakeOperands<scalar_t>(u, delta, a, bt, ct, dskip);
       scalar_t* yp = y.data_ptr<scalar_t>();
-      ParallelFor(0, rows, Grain(o.steps, o.states),
+      at::parallel_for(0, rows, Grain(o.steps, o.states),
                   [&](int64_t begin, int64_t end) { ForwardKernel<scalar_t>(o, yp, begin, end); });
     });
     return y;
@@ -458,7 +453,7 @@ class FusedScan : public torch::autograd::Function<FusedScan> {
     AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "SelectiveScan(kFused) backward", [&] {
       const Operands<scalar_t> o = MakeOperands<scalar_t>(u, delta, a, bt, ct, dskip);
       const scalar_t* gyp = gy.data_ptr<scalar_t>();
-      ParallelFor(0, batch * slices, 1,
+      at::parallel_for(0, batch * slices, 1,
                   [&](int64_t begin, int64_t end) { BackwardKernel<scalar_t>(o, gyp, out, begin, end); });
     });
     return {gu,       gdelta, ga.sum(0), gb.sum(1).transpose(1, 2).contiguous(), gc.sum(1).transpose(1, 2).contiguous(),

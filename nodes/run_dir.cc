@@ -1,6 +1,5 @@
 #include "nodes/run_dir.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -171,17 +170,14 @@ std::string Ago(double seconds) {
 }
 
 void ReadCheckpoints(const std::string& dir, RunDirContents& c) {
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) {
-    c.problems.push_back(std::string(kCheckpointDir) + "/ cannot be listed: " + std::strerror(errno));
+  std::vector<std::string> names;  // sorted, without . and ..
+  try {
+    names = io::Posix().ListDir(dir);
+  } catch (const std::exception& e) {
+    c.problems.push_back(std::string(kCheckpointDir) + "/ cannot be listed: " + e.what());
     return;
   }
-  std::vector<std::string> names;
-  while (const dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
   for (const std::string& name : names) {
-    if (name == "." || name == "..") continue;
     const std::string path = io::JoinPath(dir, name);
     const Kind kind = PathKind(path);
     if (name.rfind("step-", 0) == 0 || name.rfind("damaged-step-", 0) == 0) {
