@@ -16,6 +16,7 @@
 #include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "nodes/config.h"
+#include "nodes/track_bench.h"
 #include "nodes/train_job.h"
 #include "pipeline/graph.h"
 #include "sharding/error.h"
@@ -26,12 +27,7 @@ namespace {
 
 using json = nlohmann::json;
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+using train::Median;
 
 struct Side {
   double bytes_per_s = 0;  // from the median timed step

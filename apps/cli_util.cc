@@ -6,10 +6,13 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <csignal>
+#include <cstring>
 #include <chrono>
 #include <cstdlib>
 #include <cstdint>
 #include <cstdio>
+#include <string>
 #include <stdexcept>
 
 #include "sharding/error.h"
@@ -79,10 +82,15 @@ RunResult Spawn(const std::vector<std::string>& argv, const SpawnOptions& option
   r.max_rss_kb = ru.ru_maxrss;
   r.cpu_seconds = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                   1e-6 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  if (WIFSIGNALED(status))
+    r.failure = "killed by signal " + std::to_string(WTERMSIG(status)) +
+                (WTERMSIG(status) == SIGKILL ? " (out of memory?)" : " (" + std::string(strsignal(WTERMSIG(status))) + ")");
+  else if (WEXITSTATUS(status) != 0)
+    r.failure = "exit status " + std::to_string(WEXITSTATUS(status));
+  if (!r.failure.empty() && options.throw_on_failure) {
     std::string cmd;
     for (const auto& s : argv) cmd += s + " ";
-    throw Error("benchmark command failed: " + cmd);
+    throw Error("benchmark command failed (" + r.failure + "): " + cmd);
   }
   return r;
 }

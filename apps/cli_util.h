@@ -17,6 +17,7 @@ struct RunResult {
   double seconds = 0;      // wall
   double cpu_seconds = 0;  // user + system
   long max_rss_kb = 0;
+  std::string failure;  // empty when it exited 0; else "exit status N" or "killed by signal N (...)"
 };
 
 std::string SelfExe();  // this bitbyte binary
@@ -25,9 +26,11 @@ struct SpawnOptions {
   std::string stdout_path = "/dev/null";
   std::vector<std::pair<std::string, std::string>> set_env;  // set in the child
   std::vector<std::string> unset_env;                        // removed in the child
+  bool throw_on_failure = true;  // false: a failed command is reported in RunResult::failure
 };
 
-// Runs argv, timed with wait4 (wall, CPU, peak RSS); throws if it cannot start or fails.
+// Runs argv, timed with wait4 (wall, CPU, peak RSS); throws if it cannot start or (unless told
+// otherwise) fails.
 RunResult Spawn(const std::vector<std::string>& argv, const SpawnOptions& options = {});
 
 }  // namespace bitbyte::cli

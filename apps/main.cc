@@ -108,6 +108,7 @@ int main(int argc, char** argv) {
   bitbyte::cli::AddEvalCommand(app);
   bitbyte::cli::AddGenerateCommand(app);
   bitbyte::cli::AddBenchTrainCommand(*bench);
+  bitbyte::cli::AddBenchTracksCommand(*bench);
   bitbyte::cli::AddGraphCommand(app, bitbyte::train::DescribeTrainJob);
   bitbyte::cli::AddTopCommand(app);
   bitbyte::cli::AddReportCommand(app);

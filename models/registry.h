@@ -28,6 +28,15 @@ void ValidateModelConfig(const pb::ModelConfig& config);
 // The context (longest window) of the configured model, for checks outside models/.
 int64_t ModelContext(const pb::ModelConfig& config);
 
+// Parameters of the configured model (validated first), counted from the config without
+// building it; equals CreateModel(config)->ParameterCount().
+int64_t ParameterCount(const pb::ModelConfig& config);
+
+// The config with the track's depth (n_layer) set so that ParameterCount() is as close to
+// `target` as depth allows (the shallower on a tie, at least one layer); widths unchanged.
+// For comparing tracks at matched size (`bitbyte bench tracks`).
+pb::ModelConfig MatchParameterCount(pb::ModelConfig config, int64_t target);
+
 // Builds the configured model (validated first), initialised from Torch's default CPU generator:
 // seed it before calling for a reproducible initialisation. Parameters are float32 on the CPU.
 std::shared_ptr<ByteModel> CreateModel(const pb::ModelConfig& config);

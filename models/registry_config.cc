@@ -1,4 +1,8 @@
-// The Torch-free half of the registry: track names and config checks.
+// The Torch-free half of the registry: track names, config checks and parameter counts.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -40,6 +44,20 @@ void ValidateMambaMLM(const pb::MambaMLMConfig& c) {
   if (!(c.init_std() > 0.0)) Bad("mamba_mlm.init_std", "must be positive");
 }
 
+int64_t BitByteLMParameters(const pb::BitByteLMConfig& c) {
+  const int64_t d = c.d_model(), f = c.d_ff() > 0 ? c.d_ff() : 4 * d;
+  const int64_t block = 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * f + f) + (f * d + d);
+  return 256 * d + int64_t{c.context()} * d + c.n_layer() * block + 2 * d + 256 * d;
+}
+
+int64_t MambaMLMParameters(const pb::MambaMLMConfig& c) {
+  const int64_t d = c.d_model(), e = int64_t{c.expand()} * d, n = c.d_state(), k = c.d_conv();
+  const int64_t r = c.dt_rank() > 0 ? c.dt_rank() : (d + 15) / 16;
+  // norm, in_proj, depthwise conv (+bias), x_proj, dt_proj (+bias), A_log, D, out_proj
+  const int64_t block = d + d * 2 * e + (e * k + e) + e * (r + 2 * n) + (r * e + e) + e * n + e + e * d;
+  return 256 * d + c.n_layer() * block + d + 256 * d;
+}
+
 }  // namespace
 
 const std::vector<TrackInfo>& Tracks() {
@@ -56,6 +74,33 @@ void ValidateModelConfig(const pb::ModelConfig& config) {
   std::string known;
   for (const TrackInfo& t : Tracks()) known += (known.empty() ? "" : ", ") + t.name;
   throw std::invalid_argument("config field model.name: unknown model '" + config.name() + "' (known: " + known + ")");
+}
+
+int64_t ParameterCount(const pb::ModelConfig& config) {
+  ValidateModelConfig(config);
+  if (config.name() == "bitbyte_lm") return BitByteLMParameters(config.bitbyte_lm());
+  if (config.name() == "mamba_mlm") return MambaMLMParameters(config.mamba_mlm());
+  throw std::logic_error("model '" + config.name() + "' has no parameter count");
+}
+
+pb::ModelConfig MatchParameterCount(pb::ModelConfig config, int64_t target) {
+  ValidateModelConfig(config);
+  auto set_depth = [&](int32_t n) {
+    if (config.name() == "bitbyte_lm") config.mutable_bitbyte_lm()->set_n_layer(n);
+    else if (config.name() == "mamba_mlm") config.mutable_mamba_mlm()->set_n_layer(n);
+    else throw std::logic_error("model '" + config.name() + "' has no depth rule");
+  };
+  // The count is affine in depth: fixed + n * per_layer.
+  set_depth(1);
+  const int64_t one = ParameterCount(config);
+  set_depth(2);
+  const int64_t per_layer = ParameterCount(config) - one, fixed = one - per_layer;
+  const double ideal = static_cast<double>(target - fixed) / static_cast<double>(per_layer);
+  int64_t n = std::max<int64_t>(1, static_cast<int64_t>(std::floor(ideal)));
+  if (std::llabs(fixed + (n + 1) * per_layer - target) < std::llabs(fixed + n * per_layer - target)) ++n;
+  if (n > INT32_MAX) throw std::invalid_argument("parameter target " + std::to_string(target) + " is out of reach");
+  set_depth(static_cast<int32_t>(n));
+  return config;
 }
 
 int64_t ModelContext(const pb::ModelConfig& config) {

@@ -688,6 +688,59 @@ t_mamba() {
   end
 }
 
+# bench tracks: every track at matched size on the same budget and seeds, the document with every
+# run, curve and scaling point, and its option errors found before any training.
+t_bench_tracks() {
+  begin "bench tracks: matched sizes, every run and scaling point in the document; bad options fail early"
+  local B=(bench tracks --data ds --threads 2 --seeds 2 --budget-bytes 4K --set data.seq_len=32
+    --set data.batch_size=4 --set optim.warmup_steps=3 --set model.bitbyte_lm.d_model=32
+    --set model.bitbyte_lm.context=32 --set model.mamba_mlm.d_model=32 --set model.mamba_mlm.d_state=4
+    --seq-lens 32,64 --scaling-bytes 256 --scaling-steps 1 --work-dir "$T/bw")
+  rm -rf "$T/bw"
+  bb "${B[@]}" -o tracks.md
+  want_rc 0 "bench tracks"
+  # Both tracks within 10% of the target size (the first track's own).
+  local pct
+  for t in bitbyte_lm mamba_mlm; do
+    pct=$(sed -n "s/^$t *[0-9]* parameters (target [0-9]*, \([-+][0-9.]*\)%).*/\1/p" "$T/out")
+    [[ -n $pct ]] || fail "no size line for $t (stdout: $(outmsg))"
+    [[ -n $pct ]] && awk -v p="$pct" 'BEGIN { exit !(p <= 10 && p >= -10) }' || fail "$t is $pct% off the target size"
+  done
+  [[ -s tracks.md ]] || fail "no document written"
+  [[ $(grep -cE '^\| `(bitbyte_lm|mamba_mlm)` \| [12] \| [0-9]+\.[0-9]{4} \|' tracks.md) == 4 ]] ||
+    fail "want 4 per-seed rows (2 tracks x 2 seeds): $(grep -c '^| `' tracks.md) table rows"
+  [[ $(grep -cE '^\| `(bitbyte_lm|mamba_mlm)` \| 32 \| 4,096 \|' tracks.md) == 2 ]] ||
+    fail "want each track's last curve point at step 32 (4,096 bytes)"
+  grep -qE '^\| 32 \| 8 \| [0-9.]+ \|' tracks.md || fail "no scaling row for sequence 32 (batch 8)"
+  grep -qE '^\| 64 \| 4 \| [0-9.]+ \|' tracks.md || fail "no scaling row for sequence 64 (batch 4)"
+  grep -qE 'Recommendation: `(bitbyte_lm|mamba_mlm)`' tracks.md || fail "no recommendation"
+  grep -qF -- '--budget-bytes 4K' tracks.md || fail "the document does not say how it was made"
+  [[ -z $(ls -A "$T/bw" 2>/dev/null) ]] || fail "scratch left behind: $(ls "$T/bw" | head -3)"
+  # Minutes instead of bytes: steps fitted from a probe run; one track alone is not compared.
+  bb bench tracks --data ds --threads 2 --seeds 1 --budget-minutes 0.03 --tracks bitbyte_lm \
+    --set data.seq_len=32 --set data.batch_size=4 --set model.bitbyte_lm.d_model=32 \
+    --set model.bitbyte_lm.context=32 --seq-lens '' --work-dir "$T/bw" -o tracks1.md
+  want_rc 0 "bench tracks --budget-minutes"
+  want_out "steps in 0.03 minutes" "bench tracks --budget-minutes"
+  grep -qF 'Only `bitbyte_lm` was trained' tracks1.md || fail "one track: the document should say there is nothing to compare"
+  grep -qF '## Memory and throughput' tracks1.md && fail "--seq-lens '' still measured the scaling table"
+  # Bad options: found before any training, named, exit 2.
+  bb "${B[@]}" --budget-minutes 1 -o x.md
+  want_rc 2 "both budgets"
+  want_err "excludes" "both budgets"
+  bb "${B[@]}" --tracks bitbyte_lm,nope -o x.md
+  want_rc 2 "an unknown track"
+  want_err "known: bitbyte_lm, mamba_mlm" "an unknown track"
+  bb "${B[@]}" -o "$T/no/such/dir/x.md"
+  want_rc 2 "a document in a missing directory"
+  want_err "does not exist" "a document in a missing directory"
+  bb bench tracks --data "$T/nothing" -o x.md
+  want_rc 2 "not a dataset"
+  want_err "not a dataset directory" "not a dataset"
+  [[ ! -e x.md ]] || fail "a failed bench wrote a document"
+  end
+}
+
 group t_reference
 group t_kill_resume
 group t_crash_writes
@@ -698,5 +751,6 @@ group t_eval
 group t_generate
 group t_print_config
 group t_mamba
+group t_bench_tracks
 
 finish

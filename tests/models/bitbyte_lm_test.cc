@@ -38,6 +38,7 @@ TEST(BitByteLM, ShapesAndParameterCount) {
     torch::manual_seed(i);
     auto model = CreateModel(c);
     EXPECT_EQ(model->ParameterCount(), ExpectedParameters(c.bitbyte_lm()));
+    EXPECT_EQ(model->ParameterCount(), ParameterCount(c));  // the registry's count
     const int64_t b = 1 + rng() % 3, t = 1 + rng() % c.bitbyte_lm().context();
     const torch::Tensor logits = model->forward(torch::randint(256, {b, t}, torch::kLong));
     EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{b, t, 256}));

@@ -41,6 +41,7 @@ TEST(MambaMLM, ShapesAndParameterCount) {
     torch::manual_seed(i);
     auto model = CreateModel(c);
     EXPECT_EQ(model->ParameterCount(), ExpectedParameters(c.mamba_mlm())) << model->Describe();
+    EXPECT_EQ(model->ParameterCount(), ParameterCount(c)) << model->Describe();  // the registry's count
     const int64_t b = 1 + rng() % 3, t = 1 + rng() % 40;
     const torch::Tensor logits = model->forward(torch::randint(256, {b, t}, torch::kLong));
     EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{b, t, 256}));

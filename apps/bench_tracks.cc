@@ -1,0 +1,383 @@
+// bitbyte bench tracks: every registered track trained at a matched parameter count on the same
+// data, seeds and budget, each run a `bitbyte train` child (peak RSS from wait4); then step time
+// and memory against the sequence length. Writes docs/tracks.md (nodes/track_bench.h).
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <google/protobuf/descriptor.h>
+
+#include "apps/cli_util.h"
+#include "apps/commands.h"
+#include "models/registry.h"
+#include "nodes/config.h"
+#include "nodes/run_dir.h"
+#include "nodes/track_bench.h"
+#include "nodes/train_job.h"
+#include "pipeline/graph.h"
+#include "sharding/error.h"
+#include "sharding/file_io.h"
+
+namespace bitbyte::cli {
+namespace {
+
+struct Args {
+  std::string data, out = "docs/tracks.md", work = "/tmp", tracks, seq_lens = "256,512,1024,2048,4096,8192";
+  std::string budget_bytes, scaling_bytes = "8K";
+  double budget_minutes = 0;
+  int64_t params = 0, scaling_steps = 5;
+  int seeds = 3, threads = 0;
+  std::vector<std::string> overrides;
+  std::vector<std::string> argv;  // as given, for the document
+};
+
+std::vector<std::string> Split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::string Quote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=,:+") ==
+                        std::string::npos)
+    return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string CpuName() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
+uint64_t BytesPerStep(const train::pb::TrainConfig& c) {
+  return static_cast<uint64_t>(c.data().batch_size()) * c.data().grad_accum() * c.data().seq_len();
+}
+
+// The track's own config message (the one named by model.name), one line, for the table.
+std::string ModelLine(const models::pb::ModelConfig& m) {
+  const google::protobuf::FieldDescriptor* f = m.GetDescriptor()->FindFieldByName(m.name());
+  if (f == nullptr || f->type() != google::protobuf::FieldDescriptor::TYPE_MESSAGE) return m.name();
+  return m.GetReflection()->GetMessage(m, f).ShortDebugString();
+}
+
+class Bench {
+ public:
+  explicit Bench(Args a) : a_(std::move(a)) {}
+
+  void Run() {
+    threads_ = a_.threads > 0 ? a_.threads : pipeline::DefaultThreads();
+    Prepare();
+    train::TracksReport report;
+    report.command = Command();
+    try {
+      report.tracks = Train();
+      report.setup = Setup(report.tracks);
+      if (!lens_.empty()) {
+        report.scaling_bytes_per_step = scaling_bytes_;
+        report.scaling = Scaling();
+      }
+    } catch (const std::exception& e) {
+      throw Error(std::string(e.what()) + "\n(the runs so far are kept in " + work_ + ")");
+    }
+    io::WriteFileAtomic(io::Posix(), a_.out, train::TracksMarkdown(report));
+    std::printf("\n%s\nwrote %s\n", train::Recommend(report.tracks).c_str(), a_.out.c_str());
+    Spawn({"rm", "-rf", work_});
+  }
+
+ private:
+  // Everything that can be wrong with the options, found before any training.
+  void Prepare() {
+    if (!a_.budget_bytes.empty() && a_.budget_minutes > 0)
+      throw std::invalid_argument("give --budget-bytes or --budget-minutes, not both");
+    if (a_.budget_bytes.empty() && a_.budget_minutes <= 0) a_.budget_bytes = "1M";
+    for (const std::string& name : Split(a_.tracks)) {
+      bool known = false;
+      for (const models::TrackInfo& t : models::Tracks()) known = known || t.name == name;
+      if (!known) {
+        std::string list;
+        for (const models::TrackInfo& t : models::Tracks()) list += (list.empty() ? "" : ", ") + t.name;
+        throw std::invalid_argument("--tracks: unknown track '" + name + "' (known: " + list + ")");
+      }
+      names_.push_back(name);
+    }
+    if (names_.empty())
+      for (const models::TrackInfo& t : models::Tracks()) names_.push_back(t.name);
+    for (const std::string& t : Split(a_.seq_lens)) {
+      char* end = nullptr;
+      const long long v = std::strtoll(t.c_str(), &end, 10);
+      if (*end != '\0' || v < 2) throw std::invalid_argument("--seq-lens: '" + t + "' is not a length of 2 or more");
+      lens_.push_back(v);
+    }
+    scaling_bytes_ = ParseSize(a_.scaling_bytes, "--scaling-bytes");
+    // The configs: each track's, with the shared --set overrides, at the depth that matches the
+    // target size (by default the first track's own size).
+    for (const std::string& name : names_) {
+      train::TrainOptions o;
+      o.model = name;
+      o.overrides = a_.overrides;
+      configs_.push_back(train::ResolveConfig(o));
+    }
+    target_ = a_.params > 0 ? a_.params : models::ParameterCount(configs_.front().model());
+    for (auto& c : configs_) {
+      *c.mutable_model() = models::MatchParameterCount(c.model(), target_);
+      if (BytesPerStep(c) != BytesPerStep(configs_.front()))
+        throw std::invalid_argument("--set: the tracks must share data.batch_size, grad_accum and seq_len");
+    }
+    if (!a_.budget_bytes.empty()) {
+      const uint64_t budget = ParseSize(a_.budget_bytes, "--budget-bytes");
+      const uint64_t per = BytesPerStep(configs_.front());
+      for (auto& c : configs_) c.set_steps(static_cast<int64_t>(std::max<uint64_t>(1, (budget + per - 1) / per)));
+    }
+    if (!io::Posix().Exists(io::JoinPath(a_.data, "manifest.pb")))
+      throw std::invalid_argument("--data " + a_.data + ": not a dataset directory (no manifest.pb; make one with 'bitbyte shard')");
+    // The document's directory must exist now, not after an hour of training.
+    const std::string dir = io::DirName(a_.out);
+    if (!dir.empty() && dir != "." && !io::Posix().Exists(dir))
+      throw std::invalid_argument("-o " + a_.out + ": directory " + dir + " does not exist");
+    io::Posix().CreateDirs(a_.work);
+    std::string tmpl = io::JoinPath(a_.work, "bench-tracks-XXXXXX");
+    if (::mkdtemp(tmpl.data()) == nullptr) throw Error(ErrnoMessage("create a directory in", a_.work, errno));
+    work_ = tmpl;
+  }
+
+  std::string Command() const {
+    std::string s = "bitbyte bench tracks";
+    for (const std::string& w : a_.argv) s += " " + Quote(w);
+    return s;
+  }
+
+  // One `bitbyte train` child on `config`; its run directory is `run`.
+  RunResult TrainChild(const train::pb::TrainConfig& config, const std::string& run, bool must_succeed) {
+    Spawn({"rm", "-rf", run});
+    const std::string path = run + ".txtpb";
+    io::WriteFileAtomic(io::Posix(), path, train::ConfigToText(config));
+    SpawnOptions so;
+    so.throw_on_failure = must_succeed;
+    return Spawn({SelfExe(), "train", "--data", a_.data, "--out", run, "--config", path, "-q", "--threads",
+                  std::to_string(threads_)},
+                 so);
+  }
+
+  // A short run of each track: its median step time decides how many steps fit in the minutes.
+  void FitStepsToMinutes() {
+    for (auto& c : configs_) {
+      train::pb::TrainConfig probe = c;
+      probe.set_steps(8);
+      probe.mutable_eval()->set_every(0);
+      probe.mutable_eval()->set_max_bytes(probe.data().seq_len() + 1);
+      probe.mutable_checkpoint()->set_every(8);
+      const std::string run = io::JoinPath(work_, "probe");
+      TrainChild(probe, run, true);
+      std::vector<double> walls;
+      for (const train::StepRecord& s : train::ReadRunDir(run).steps)
+        if (s.step > 2) walls.push_back(s.step_wall_s);
+      const double step_s = train::Median(walls);
+      c.set_steps(std::max<int64_t>(1, static_cast<int64_t>(a_.budget_minutes * 60 / step_s)));
+      std::printf("%s: %.2f s a step, %lld steps in %g minutes\n", c.model().name().c_str(), step_s,
+                  (long long)c.steps(), a_.budget_minutes);
+    }
+  }
+
+  std::vector<train::TrackResult> Train() {
+    if (a_.budget_minutes > 0) FitStepsToMinutes();
+    std::vector<train::TrackResult> results(configs_.size());
+    for (size_t i = 0; i < configs_.size(); ++i) {
+      const auto& c = configs_[i];
+      train::TrackResult& r = results[i];
+      r.name = c.model().name();
+      r.model = ModelLine(c.model());
+      r.params = models::ParameterCount(c.model());
+      r.steps = c.steps();
+      r.bytes_per_step = BytesPerStep(c);
+      std::printf("%-10s %s parameters (target %s, %+.1f%%), %lld steps of %llu bytes\n", r.name.c_str(),
+                  std::to_string(r.params).c_str(), std::to_string(target_).c_str(),
+                  100.0 * static_cast<double>(r.params - target_) / static_cast<double>(target_), (long long)r.steps,
+                  (unsigned long long)r.bytes_per_step);
+    }
+    // Seeds outermost, so slow drift of a shared machine falls on every track alike.
+    const int total = a_.seeds * static_cast<int>(configs_.size());
+    int done = 0;
+    for (int s = 1; s <= a_.seeds; ++s) {
+      for (size_t i = 0; i < configs_.size(); ++i) {
+        train::pb::TrainConfig c = configs_[i];
+        c.set_seed(static_cast<uint64_t>(s));
+        c.mutable_eval()->set_every(std::max<int64_t>(1, c.steps() / 4));
+        c.mutable_eval()->set_max_bytes(0);  // the whole validation split, every time
+        c.mutable_checkpoint()->set_every(c.steps());
+        const std::string run = io::JoinPath(work_, results[i].name + "-seed" + std::to_string(s));
+        std::printf("[%d/%d] %s seed %d: training %lld steps ...", ++done, total, results[i].name.c_str(), s,
+                    (long long)c.steps());
+        std::fflush(stdout);
+        const RunResult rr = TrainChild(c, run, true);
+        train::TrackRun tr = train::SummariseRun(train::ReadRunDir(run), c.steps(), results[i].bytes_per_step);
+        tr.seed = static_cast<uint64_t>(s);
+        tr.peak_rss_mib = static_cast<double>(rr.max_rss_kb) / 1024.0;
+        tr.wall_s = rr.seconds;
+        std::printf(" val bpb %.4f, %.0f bytes/s, %.0f MiB, %.0f s\n", tr.val_bpb, tr.bytes_per_s, tr.peak_rss_mib,
+                    tr.wall_s);
+        results[i].runs.push_back(std::move(tr));
+      }
+    }
+    return results;
+  }
+
+  std::vector<train::ScalingPoint> Scaling() {
+    std::vector<train::ScalingPoint> points;
+    const int64_t warm = 2;
+    for (int64_t len : lens_) {
+      for (const auto& base : configs_) {
+        train::ScalingPoint p;
+        p.track = base.model().name();
+        p.seq_len = len;
+        p.batch = std::max<int64_t>(1, static_cast<int64_t>(scaling_bytes_) / len);
+        // Through the override path, so any track with a `context` field takes the longer window.
+        train::TrainOptions o;
+        o.overrides = {"data.seq_len=" + std::to_string(len), "data.batch_size=" + std::to_string(p.batch),
+                       "data.grad_accum=1"};
+        if (models::ModelContext(base.model()) < len)
+          o.overrides.push_back("model." + p.track + ".context=" + std::to_string(len));
+        const std::string path = io::JoinPath(work_, "scaling-base.txtpb");
+        io::WriteFileAtomic(io::Posix(), path, train::ConfigToText(base));
+        o.config_path = path;
+        train::pb::TrainConfig c = train::ResolveConfig(o);
+        c.set_steps(warm + a_.scaling_steps);
+        c.mutable_optim()->set_warmup_steps(1);
+        c.mutable_eval()->set_every(0);
+        c.mutable_eval()->set_max_bytes(len + 1);
+        c.mutable_checkpoint()->set_every(c.steps());
+        p.params = models::ParameterCount(c.model());
+        std::printf("sequence %lld, batch %lld: %s ...", (long long)len, (long long)p.batch, p.track.c_str());
+        std::fflush(stdout);
+        const std::string run = io::JoinPath(work_, "scaling");
+        const RunResult rr = TrainChild(c, run, false);
+        if (!rr.failure.empty()) {
+          p.failure = "failed: " + rr.failure;
+        } else {
+          std::vector<double> walls;
+          for (const train::StepRecord& s : train::ReadRunDir(run).steps)
+            if (s.step > warm) walls.push_back(s.step_wall_s);
+          p.step_s = train::Median(walls);
+          p.bytes_per_s = static_cast<double>(BytesPerStep(c)) / p.step_s;
+          p.peak_rss_mib = static_cast<double>(rr.max_rss_kb) / 1024.0;
+        }
+        if (p.failure.empty()) std::printf(" %.3f s a step, %.0f MiB\n", p.step_s, p.peak_rss_mib);
+        else std::printf(" %s\n", p.failure.c_str());
+        points.push_back(p);
+      }
+    }
+    return points;
+  }
+
+  std::vector<std::string> Setup(const std::vector<train::TrackResult>& results) const {
+    std::vector<std::string> s;
+    char date[32];
+    const std::time_t now = std::time(nullptr);
+    std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
+    struct utsname u {};
+    ::uname(&u);
+    s.push_back(std::string("Date ") + date + "; machine: " + CpuName() + ", " + std::to_string(threads_) +
+                " threads (" + std::to_string(pipeline::DefaultThreads()) + " cores available); host " + u.nodename +
+                "; bitbyte " + BITBYTE_VERSION + ".");
+    s.push_back("Data: `" + a_.data + "`; the same batches for every track (a batch is a function of seed and step).");
+    const auto& c = configs_.front();
+    s.push_back("Matched size: target " + std::to_string(target_) +
+                " parameters; each track's depth (n_layer) is the one closest to it, widths as configured.");
+    char minutes[32];
+    std::snprintf(minutes, sizeof minutes, "%g", a_.budget_minutes);
+    const std::string budget =
+        a_.budget_minutes > 0
+            ? std::string("about ") + minutes + " minutes of training per run (steps fitted per track from a short probe run)"
+            : a_.budget_bytes + " bytes per run";
+    s.push_back("Budget: " + budget + "; " + std::to_string(a_.seeds) + " seeds (1.." + std::to_string(a_.seeds) +
+                ") per track; steps per track: " + [&] {
+                  std::string t;
+                  for (const auto& r : results) t += (t.empty() ? "" : ", ") + r.name + " " + std::to_string(r.steps);
+                  return t;
+                }() + ".");
+    char line[300];
+    std::snprintf(line, sizeof line,
+                  "Training: sequence %d, batch %d x %d accumulation (%llu bytes a step); AdamW lr %g to %g (cosine), "
+                  "warmup %lld steps, weight decay %g, clip %g.",
+                  c.data().seq_len(), c.data().batch_size(), c.data().grad_accum(),
+                  (unsigned long long)BytesPerStep(c), c.optim().lr(), c.optim().min_lr(),
+                  (long long)c.optim().warmup_steps(), c.optim().weight_decay(), c.optim().grad_clip());
+    s.push_back(line);
+    s.push_back("Evaluation: the whole validation split, in windows of the training sequence length, at every "
+                "quarter of the steps and after the last.");
+    std::string sets;
+    for (const auto& o : a_.overrides) sets += (sets.empty() ? "" : ", ") + std::string("`") + o + "`";
+    if (!sets.empty()) s.push_back("Overrides for every track: " + sets + ".");
+    return s;
+  }
+
+  Args a_;
+  int threads_ = 1;
+  std::vector<std::string> names_;
+  std::vector<int64_t> lens_;
+  uint64_t scaling_bytes_ = 0;
+  std::vector<train::pb::TrainConfig> configs_;
+  int64_t target_ = 0;
+  std::string work_;
+};
+
+}  // namespace
+
+void AddBenchTracksCommand(CLI::App& bench) {
+  auto a = std::make_shared<Args>();
+  CLI::App* c = bench.add_subcommand(
+      "tracks",
+      "Train every registered track at a matched parameter count on the same data, seeds and budget;\n"
+      "report val bpb (mean ± std over seeds), bytes/s and peak memory, say which backbone to use\n"
+      "(or that the difference is within noise), then measure step time and memory against the\n"
+      "sequence length. Writes a markdown document (-o, default docs/tracks.md). Each run is a\n"
+      "'bitbyte train' child; the model's depth is chosen to match the target size and everything\n"
+      "else comes from the default config and --set.");
+  c->add_option("--data", a->data, "Dataset directory from 'bitbyte shard'")->required();
+  c->add_option("-o,--out", a->out, "The document to write (atomically, at the end)")->capture_default_str();
+  c->add_option("--tracks", a->tracks, "Comma-separated tracks (default: all registered)");
+  auto* bytes = c->add_option("--budget-bytes", a->budget_bytes,
+                              "Training bytes per run, the same for every track (e.g. 4M; default 1M)");
+  c->add_option("--budget-minutes", a->budget_minutes,
+                "Or: minutes of training per run, steps fitted to each track's speed")
+      ->check(CLI::PositiveNumber)
+      ->excludes(bytes);
+  c->add_option("--seeds", a->seeds, "Seeds per track (1..N)")->check(CLI::Range(1, 100))->capture_default_str();
+  c->add_option("--params", a->params, "Target parameter count (default: the first track's configured size)")
+      ->check(CLI::PositiveNumber);
+  c->add_option("--set", a->overrides, "Config override for every track, e.g. data.seq_len=512 (repeatable)");
+  c->add_option("--seq-lens", a->seq_lens, "Sequence lengths for the scaling table; empty: skip it")->capture_default_str();
+  c->add_option("--scaling-bytes", a->scaling_bytes, "Bytes per step in the scaling table (batch = bytes / length)")
+      ->capture_default_str();
+  c->add_option("--scaling-steps", a->scaling_steps, "Timed steps per scaling point (after 2 untimed)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_option("--threads", a->threads, "Threads for every run (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--work-dir", a->work, "Where to make a scratch directory (removed afterwards)")->capture_default_str();
+  c->callback([a, c] {
+    Args args = *a;
+    // The command line as parsed, for the document.
+    for (const CLI::Option* opt : c->get_options()) {
+      if (opt->count() == 0 || opt->get_lnames().empty() || opt->get_lnames()[0] == "help") continue;
+      for (const std::string& v : opt->results()) args.argv.insert(args.argv.end(), {"--" + opt->get_lnames()[0], v});
+    }
+    Bench(std::move(args)).Run();
+  });
+}
+
+}  // namespace bitbyte::cli

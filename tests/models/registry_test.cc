@@ -1,0 +1,69 @@
+// The registry's matching of tracks by parameter count (bench tracks): the chosen depth is the
+// closest reachable, only the depth changes, and ParameterCount agrees with the built models.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <random>
+
+#include "models/model.h"
+#include "models/registry.h"
+
+namespace bitbyte::models {
+namespace {
+
+int32_t Depth(const pb::ModelConfig& c) {
+  return c.name() == "bitbyte_lm" ? c.bitbyte_lm().n_layer() : c.mamba_mlm().n_layer();
+}
+
+pb::ModelConfig WithDepth(pb::ModelConfig c, int32_t n) {
+  if (c.name() == "bitbyte_lm") c.mutable_bitbyte_lm()->set_n_layer(n);
+  else c.mutable_mamba_mlm()->set_n_layer(n);
+  return c;
+}
+
+TEST(Registry, EveryTrackHasParameterCountAndDepthRule) {
+  for (const TrackInfo& t : Tracks()) {
+    pb::ModelConfig c;
+    c.set_name(t.name);
+    c.mutable_bitbyte_lm()->set_d_model(32);
+    c.mutable_mamba_mlm()->set_d_model(32);
+    torch::manual_seed(0);
+    EXPECT_EQ(ParameterCount(c), CreateModel(c)->ParameterCount()) << t.name;
+    EXPECT_NO_THROW(MatchParameterCount(c, 100000)) << t.name;
+  }
+}
+
+TEST(Registry, MatchParameterCountPicksTheClosestDepth) {
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 200; ++i) {
+    pb::ModelConfig c;
+    c.set_name(Tracks()[rng() % Tracks().size()].name);
+    c.mutable_bitbyte_lm()->set_d_model(16 * (1 + static_cast<int>(rng() % 8)));
+    c.mutable_bitbyte_lm()->set_n_head(1 << (rng() % 3));
+    c.mutable_mamba_mlm()->set_d_model(8 * (1 + static_cast<int>(rng() % 16)));
+    c.mutable_mamba_mlm()->set_d_state(1 + static_cast<int>(rng() % 32));
+    c = WithDepth(c, 1 + static_cast<int32_t>(rng() % 6));
+    const int64_t target = 1000 + static_cast<int64_t>(rng() % 20000000);
+    const pb::ModelConfig m = MatchParameterCount(c, target);
+    const int32_t n = Depth(m);
+    ASSERT_GE(n, 1);
+    // Nothing but the depth changed.
+    EXPECT_EQ(WithDepth(m, Depth(c)).SerializeAsString(), c.SerializeAsString());
+    const int64_t err = std::llabs(ParameterCount(m) - target);
+    EXPECT_LE(err, std::llabs(ParameterCount(WithDepth(c, n + 1)) - target)) << c.ShortDebugString() << " " << target;
+    if (n > 1) EXPECT_LT(err, std::llabs(ParameterCount(WithDepth(c, n - 1)) - target)) << c.ShortDebugString();
+  }
+}
+
+TEST(Registry, DefaultTracksMatchAtSevenMambaLayers) {
+  pb::ModelConfig transformer;  // bitbyte_lm defaults: 3,356,160 parameters
+  pb::ModelConfig mamba;
+  mamba.set_name("mamba_mlm");
+  const pb::ModelConfig m = MatchParameterCount(mamba, ParameterCount(transformer));
+  EXPECT_EQ(m.mamba_mlm().n_layer(), 7);
+  EXPECT_EQ(ParameterCount(m), 3197440);
+}
+
+}  // namespace
+}  // namespace bitbyte::models
