@@ -225,7 +225,11 @@ class Bench {
                     (long long)c.steps());
         std::fflush(stdout);
         const RunResult rr = TrainChild(c, run, true);
-        train::TrackRun tr = train::SummariseRun(train::ReadRunDir(run), c.steps(), results[i].bytes_per_step);
+        const train::RunDirContents contents = train::ReadRunDir(run);
+        for (const auto& [key, value] : contents.run_info)
+          if (key == "dataset_id") dataset_id_ = value;
+        train::TrackRun tr = train::SummariseRun(contents, c.steps(), results[i].bytes_per_step);
+        val_bytes_ = static_cast<uint64_t>(tr.curve.back().val_bytes);
         tr.seed = static_cast<uint64_t>(s);
         tr.peak_rss_mib = static_cast<double>(rr.max_rss_kb) / 1024.0;
         tr.wall_s = rr.seconds;
@@ -294,7 +298,8 @@ class Bench {
     s.push_back(std::string("Date ") + date + "; machine: " + CpuName() + ", " + std::to_string(threads_) +
                 " threads (" + std::to_string(pipeline::DefaultThreads()) + " cores available); host " + u.nodename +
                 "; bitbyte " + BITBYTE_VERSION + ".");
-    s.push_back("Data: `" + a_.data + "`; the same batches for every track (a batch is a function of seed and step).");
+    s.push_back("Data: `" + a_.data + "` (dataset id " + dataset_id_ + "; " + std::to_string(val_bytes_) +
+                " validation bytes predicted); the same batches for every track (a batch is a function of seed and step).");
     const auto& c = configs_.front();
     s.push_back("Matched size: target " + std::to_string(target_) +
                 " parameters; each track's depth (n_layer) is the one closest to it, widths as configured.");
@@ -334,6 +339,8 @@ class Bench {
   std::vector<train::pb::TrainConfig> configs_;
   int64_t target_ = 0;
   std::string work_;
+  std::string dataset_id_ = "unknown";
+  uint64_t val_bytes_ = 0;
 };
 
 }  // namespace
