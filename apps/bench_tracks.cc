@@ -76,6 +76,16 @@ std::string ModelLine(const models::pb::ModelConfig& m) {
   return m.GetReflection()->GetMessage(m, f).ShortDebugString();
 }
 
+// This process's resident set (VmRSS), MiB; 0 when /proc cannot tell.
+double SelfRssMib() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) / 1024.0;
+  return 0;
+}
+
+constexpr int64_t kScalingWarmup = 2;  // untimed steps of each scaling run
+
 class Bench {
  public:
   explicit Bench(Args a) : a_(std::move(a)) {}
@@ -95,7 +105,15 @@ class Bench {
     } catch (const std::exception& e) {
       throw Error(std::string(e.what()) + "\n(the runs so far are kept in " + work_ + ")");
     }
-    io::WriteFileAtomic(io::Posix(), a_.out, train::TracksMarkdown(report));
+    report.target_params = target_;
+    // A copy in the scratch directory first: a failing -o then loses nothing.
+    const std::string doc = train::TracksMarkdown(report), copy = io::JoinPath(work_, "tracks.md");
+    io::WriteFileAtomic(io::Posix(), copy, doc);
+    try {
+      io::WriteFileAtomic(io::Posix(), a_.out, doc);
+    } catch (const std::exception& e) {
+      throw Error(std::string(e.what()) + "\n(the document and the runs are kept in " + work_ + ")");
+    }
     std::printf("\n%s\nwrote %s\n", train::Recommend(report.tracks).c_str(), a_.out.c_str());
     Spawn({"rm", "-rf", work_});
   }
@@ -107,6 +125,8 @@ class Bench {
       throw std::invalid_argument("give --budget-bytes or --budget-minutes, not both");
     if (a_.budget_bytes.empty() && a_.budget_minutes <= 0) a_.budget_bytes = "1M";
     for (const std::string& name : Split(a_.tracks)) {
+      if (std::find(names_.begin(), names_.end(), name) != names_.end())
+        throw std::invalid_argument("--tracks: '" + name + "' is listed twice");
       bool known = false;
       for (const models::TrackInfo& t : models::Tracks()) known = known || t.name == name;
       if (!known) {
@@ -118,13 +138,22 @@ class Bench {
     }
     if (names_.empty())
       for (const models::TrackInfo& t : models::Tracks()) names_.push_back(t.name);
+    scaling_bytes_ = ParseSize(a_.scaling_bytes, "--scaling-bytes");
+    if (scaling_bytes_ == 0) throw std::invalid_argument("--scaling-bytes: must be positive");
     for (const std::string& t : Split(a_.seq_lens)) {
       char* end = nullptr;
+      errno = 0;
       const long long v = std::strtoll(t.c_str(), &end, 10);
-      if (*end != '\0' || v < 2) throw std::invalid_argument("--seq-lens: '" + t + "' is not a length of 2 or more");
+      if (*end != '\0' || errno == ERANGE || v < 2 || v > (1 << 24))
+        throw std::invalid_argument("--seq-lens: '" + t + "' is not a length from 2 to 16777216");
+      if (std::find(lens_.begin(), lens_.end(), v) != lens_.end())
+        throw std::invalid_argument("--seq-lens: " + t + " is listed twice");
+      // The same bytes in every step, so that per-step figures compare across lengths.
+      if (scaling_bytes_ % static_cast<uint64_t>(v) != 0)
+        throw std::invalid_argument("--scaling-bytes " + a_.scaling_bytes + " is not a multiple of the length " + t +
+                                    " (every step of the scaling table trains on the same bytes)");
       lens_.push_back(v);
     }
-    scaling_bytes_ = ParseSize(a_.scaling_bytes, "--scaling-bytes");
     // The configs: each track's, with the shared --set overrides, at the depth that matches the
     // target size (by default the first track's own size).
     for (const std::string& name : names_) {
@@ -139,8 +168,18 @@ class Bench {
       if (BytesPerStep(c) != BytesPerStep(configs_.front()))
         throw std::invalid_argument("--set: the tracks must share data.batch_size, grad_accum and seq_len");
     }
+    for (const auto& c : configs_) {
+      const double off = static_cast<double>(models::ParameterCount(c.model()) - target_) / static_cast<double>(target_);
+      if (std::fabs(off) > 0.1)
+        std::fprintf(stderr, "warning: %s is %+.0f%% off the target size at its closest depth; set its widths with --set\n",
+                     c.model().name().c_str(), 100 * off);
+    }
+    // Every scaling run's config, resolved now: a bad one fails here, not after the training.
+    for (int64_t len : lens_)
+      for (const auto& base : configs_) scaling_.push_back(ScalingConfig(base, len));
     if (!a_.budget_bytes.empty()) {
       const uint64_t budget = ParseSize(a_.budget_bytes, "--budget-bytes");
+      if (budget == 0) throw std::invalid_argument("--budget-bytes: must be positive");
       const uint64_t per = BytesPerStep(configs_.front());
       for (auto& c : configs_) c.set_steps(static_cast<int64_t>(std::max<uint64_t>(1, (budget + per - 1) / per)));
     }
@@ -156,6 +195,23 @@ class Bench {
     work_ = tmpl;
   }
 
+  // A matched config at sequence length `len` for the scaling table, through the override path so
+  // any track with a `context` field takes the longer window.
+  train::pb::TrainConfig ScalingConfig(const train::pb::TrainConfig& base, int64_t len) const {
+    train::pb::TrainConfig c = base;
+    std::vector<std::string> sets = {"data.seq_len=" + std::to_string(len),
+                                     "data.batch_size=" + std::to_string(static_cast<int64_t>(scaling_bytes_) / len),
+                                     "data.grad_accum=1", "optim.warmup_steps=1", "eval.every=0",
+                                     "eval.max_bytes=" + std::to_string(len + 1),
+                                     "steps=" + std::to_string(kScalingWarmup + a_.scaling_steps),
+                                     "checkpoint.every=" + std::to_string(kScalingWarmup + a_.scaling_steps)};
+    if (models::ModelContext(base.model()) < len)
+      sets.push_back("model." + base.model().name() + ".context=" + std::to_string(len));
+    for (const std::string& set : sets) train::ApplyOverride(c, set);
+    train::ValidateConfig(c);
+    return c;
+  }
+
   std::string Command() const {
     std::string s = "bitbyte bench tracks";
     for (const std::string& w : a_.argv) s += " " + Quote(w);
@@ -163,12 +219,15 @@ class Bench {
   }
 
   // One `bitbyte train` child on `config`; its run directory is `run`.
-  RunResult TrainChild(const train::pb::TrainConfig& config, const std::string& run, bool must_succeed) {
+  RunResult TrainChild(const train::pb::TrainConfig& config, const std::string& run, bool must_succeed,
+                       const std::string& stderr_path = "") {
     Spawn({"rm", "-rf", run});
     const std::string path = run + ".txtpb";
     io::WriteFileAtomic(io::Posix(), path, train::ConfigToText(config));
+    parent_rss_mib_ = std::max(parent_rss_mib_, SelfRssMib());
     SpawnOptions so;
     so.throw_on_failure = must_succeed;
+    so.stderr_path = stderr_path;
     return Spawn({SelfExe(), "train", "--data", a_.data, "--out", run, "--config", path, "-q", "--threads",
                   std::to_string(threads_)},
                  so);
@@ -186,7 +245,8 @@ class Bench {
       TrainChild(probe, run, true);
       std::vector<double> walls;
       for (const train::StepRecord& s : train::ReadRunDir(run).steps)
-        if (s.step > 2) walls.push_back(s.step_wall_s);
+        if (s.step > 2 && std::isfinite(s.step_wall_s) && s.step_wall_s > 0) walls.push_back(s.step_wall_s);
+      if (walls.empty()) throw Error(run + "/metrics.jsonl: the probe run has no timed steps");
       const double step_s = train::Median(walls);
       c.set_steps(std::max<int64_t>(1, static_cast<int64_t>(a_.budget_minutes * 60 / step_s)));
       std::printf("%s: %.2f s a step, %lld steps in %g minutes\n", c.model().name().c_str(), step_s,
@@ -217,7 +277,7 @@ class Bench {
       for (size_t i = 0; i < configs_.size(); ++i) {
         train::pb::TrainConfig c = configs_[i];
         c.set_seed(static_cast<uint64_t>(s));
-        c.mutable_eval()->set_every(std::max<int64_t>(1, c.steps() / 4));
+        c.mutable_eval()->set_every((c.steps() + 3) / 4);  // at each quarter (and after the last step)
         c.mutable_eval()->set_max_bytes(0);  // the whole validation split, every time
         c.mutable_checkpoint()->set_every(c.steps());
         const std::string run = io::JoinPath(work_, results[i].name + "-seed" + std::to_string(s));
@@ -243,47 +303,44 @@ class Bench {
 
   std::vector<train::ScalingPoint> Scaling() {
     std::vector<train::ScalingPoint> points;
-    const int64_t warm = 2;
-    for (int64_t len : lens_) {
-      for (const auto& base : configs_) {
-        train::ScalingPoint p;
-        p.track = base.model().name();
-        p.seq_len = len;
-        p.batch = std::max<int64_t>(1, static_cast<int64_t>(scaling_bytes_) / len);
-        // Through the override path, so any track with a `context` field takes the longer window.
-        train::TrainOptions o;
-        o.overrides = {"data.seq_len=" + std::to_string(len), "data.batch_size=" + std::to_string(p.batch),
-                       "data.grad_accum=1"};
-        if (models::ModelContext(base.model()) < len)
-          o.overrides.push_back("model." + p.track + ".context=" + std::to_string(len));
-        const std::string path = io::JoinPath(work_, "scaling-base.txtpb");
-        io::WriteFileAtomic(io::Posix(), path, train::ConfigToText(base));
-        o.config_path = path;
-        train::pb::TrainConfig c = train::ResolveConfig(o);
-        c.set_steps(warm + a_.scaling_steps);
-        c.mutable_optim()->set_warmup_steps(1);
-        c.mutable_eval()->set_every(0);
-        c.mutable_eval()->set_max_bytes(len + 1);
-        c.mutable_checkpoint()->set_every(c.steps());
-        p.params = models::ParameterCount(c.model());
-        std::printf("sequence %lld, batch %lld: %s ...", (long long)len, (long long)p.batch, p.track.c_str());
-        std::fflush(stdout);
-        const std::string run = io::JoinPath(work_, "scaling");
-        const RunResult rr = TrainChild(c, run, false);
-        if (!rr.failure.empty()) {
-          p.failure = "failed: " + rr.failure;
-        } else {
-          std::vector<double> walls;
-          for (const train::StepRecord& s : train::ReadRunDir(run).steps)
-            if (s.step > warm) walls.push_back(s.step_wall_s);
-          p.step_s = train::Median(walls);
-          p.bytes_per_s = static_cast<double>(BytesPerStep(c)) / p.step_s;
-          p.peak_rss_mib = static_cast<double>(rr.max_rss_kb) / 1024.0;
-        }
-        if (p.failure.empty()) std::printf(" %.3f s a step, %.0f MiB\n", p.step_s, p.peak_rss_mib);
-        else std::printf(" %s\n", p.failure.c_str());
+    std::vector<std::string> failed;  // tracks that failed at a shorter length
+    for (const train::pb::TrainConfig& c : scaling_) {
+      train::ScalingPoint p;
+      p.track = c.model().name();
+      p.seq_len = c.data().seq_len();
+      p.batch = c.data().batch_size();
+      p.params = models::ParameterCount(c.model());
+      if (std::find(failed.begin(), failed.end(), p.track) != failed.end()) {
+        p.failure = "not run (failed at a shorter length)";
         points.push_back(p);
+        continue;
       }
+      std::printf("sequence %lld, batch %lld: %s ...", (long long)p.seq_len, (long long)p.batch, p.track.c_str());
+      std::fflush(stdout);
+      const std::string run = io::JoinPath(work_, "scaling");
+      const RunResult rr = TrainChild(c, run, false, io::JoinPath(work_, "scaling.err"));
+      std::vector<double> walls;
+      if (rr.failure.empty()) {
+        for (const train::StepRecord& s : train::ReadRunDir(run).steps)
+          if (s.step > kScalingWarmup && std::isfinite(s.step_wall_s) && s.step_wall_s > 0) walls.push_back(s.step_wall_s);
+      }
+      if (!rr.failure.empty() || walls.empty()) {
+        // Its own words (the last line it wrote), so a bug does not pass for running out of memory.
+        std::string last;
+        std::istringstream err(io::ReadFile(io::Posix(), io::JoinPath(work_, "scaling.err")));
+        for (std::string line; std::getline(err, line);)
+          if (!line.empty()) last = line;
+        p.failure = "failed: " + (rr.failure.empty() ? std::string("no timed steps") : rr.failure) +
+                    (last.empty() ? "" : " — " + last.substr(0, 160));
+        failed.push_back(p.track);
+        std::printf(" %s\n", p.failure.c_str());
+      } else {
+        p.step_s = train::Median(walls);
+        p.bytes_per_s = static_cast<double>(BytesPerStep(c)) / p.step_s;
+        p.peak_rss_mib = static_cast<double>(rr.max_rss_kb) / 1024.0;
+        std::printf(" %.3f s a step, %.0f MiB\n", p.step_s, p.peak_rss_mib);
+      }
+      points.push_back(p);
     }
     return points;
   }
@@ -323,8 +380,14 @@ class Bench {
                   (unsigned long long)BytesPerStep(c), c.optim().lr(), c.optim().min_lr(),
                   (long long)c.optim().warmup_steps(), c.optim().weight_decay(), c.optim().grad_clip());
     s.push_back(line);
-    s.push_back("Evaluation: the whole validation split, in windows of the training sequence length, at every "
-                "quarter of the steps and after the last.");
+    s.push_back("Evaluation: the whole validation split, in windows of the training sequence length, every "
+                "ceil(steps / 4) steps and after the last.");
+    char rss[160];
+    std::snprintf(rss, sizeof rss,
+                  "Peak RSS counts the whole training process; it cannot be below the %.0f MiB this bench process "
+                  "held when it started each run (a forked child starts as its copy).",
+                  parent_rss_mib_);
+    s.push_back(rss);
     std::string sets;
     for (const auto& o : a_.overrides) sets += (sets.empty() ? "" : ", ") + std::string("`") + o + "`";
     if (!sets.empty()) s.push_back("Overrides for every track: " + sets + ".");
@@ -340,6 +403,8 @@ class Bench {
   int64_t target_ = 0;
   std::string work_;
   std::string dataset_id_ = "unknown";
+  std::vector<train::pb::TrainConfig> scaling_;  // lengths outer, tracks inner
+  double parent_rss_mib_ = 0;
   uint64_t val_bytes_ = 0;
 };
 
@@ -364,18 +429,24 @@ void AddBenchTracksCommand(CLI::App& bench) {
                 "Or: minutes of training per run, steps fitted to each track's speed")
       ->check(CLI::PositiveNumber)
       ->excludes(bytes);
-  c->add_option("--seeds", a->seeds, "Seeds per track (1..N)")->check(CLI::Range(1, 100))->capture_default_str();
+  c->add_option("--seeds", a->seeds, "Runs per track, with seeds 1..N (at most 100)")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
   c->add_option("--params", a->params, "Target parameter count (default: the first track's configured size)")
       ->check(CLI::PositiveNumber);
-  c->add_option("--set", a->overrides, "Config override for every track, e.g. data.seq_len=512 (repeatable)");
+  c->add_option("--set", a->overrides,
+                "Config override for every track, e.g. optim.lr=3e-4 or model.mamba_mlm.d_state=32 (repeatable)");
   c->add_option("--seq-lens", a->seq_lens, "Sequence lengths for the scaling table; empty: skip it")->capture_default_str();
-  c->add_option("--scaling-bytes", a->scaling_bytes, "Bytes per step in the scaling table (batch = bytes / length)")
+  c->add_option("--scaling-bytes", a->scaling_bytes,
+                "Bytes per step in the scaling table, a multiple of every length (batch = bytes / length)")
       ->capture_default_str();
   c->add_option("--scaling-steps", a->scaling_steps, "Timed steps per scaling point (after 2 untimed)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   c->add_option("--threads", a->threads, "Threads for every run (default: all cores)")->check(CLI::NonNegativeNumber);
-  c->add_option("--work-dir", a->work, "Where to make a scratch directory (removed afterwards)")->capture_default_str();
+  c->add_option("--work-dir", a->work,
+                "Where to make a scratch directory: removed at the end, kept (and named) when the bench fails")
+      ->capture_default_str();
   c->callback([a, c] {
     Args args = *a;
     // The command line as parsed, for the document.

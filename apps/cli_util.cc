@@ -65,6 +65,14 @@ RunResult Spawn(const std::vector<std::string>& argv, const SpawnOptions& option
       ::_exit(127);
     }
     ::dup2(out, 1);
+    if (!options.stderr_path.empty()) {
+      const int err = ::open(options.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (err < 0) {
+        std::perror(options.stderr_path.c_str());
+        ::_exit(127);
+      }
+      ::dup2(err, 2);
+    }
     for (const auto& name : options.unset_env) ::unsetenv(name.c_str());
     for (const auto& [name, value] : options.set_env) ::setenv(name.c_str(), value.c_str(), 1);
     std::vector<char*> args;

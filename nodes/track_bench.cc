@@ -101,8 +101,14 @@ TrackRun SummariseRun(const RunDirContents& run, int64_t steps, uint64_t bytes_p
   TrackRun r;
   std::vector<double> walls;
   const int64_t skip = steps / 10;
+  auto during_eval = [&](const StepRecord& s) {
+    for (const EvalRecord& e : run.evals)
+      if (s.elapsed_s > e.elapsed_s - e.eval_s && s.elapsed_s - s.step_wall_s < e.elapsed_s) return true;
+    return false;
+  };
   for (const StepRecord& s : run.steps)
-    if (s.step > skip && std::isfinite(s.step_wall_s) && s.step_wall_s > 0) walls.push_back(s.step_wall_s);
+    if (s.step > skip && std::isfinite(s.step_wall_s) && s.step_wall_s > 0 && !during_eval(s))
+      walls.push_back(s.step_wall_s);
   if (walls.empty()) throw Error(run.dir + "/metrics.jsonl: no timed step records");
   r.bytes_per_s = static_cast<double>(bytes_per_step) / Median(walls);
   r.curve = run.evals;
@@ -114,13 +120,27 @@ TrackRun SummariseRun(const RunDirContents& run, int64_t steps, uint64_t bytes_p
   return r;
 }
 
+double TwoSided95(size_t df) {
+  static const double table[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+                                 2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+                                 2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
+  if (df == 0) return std::nan("");
+  if (df <= 30) return table[df - 1];
+  return 1.96 + 2.5 / static_cast<double>(df);  // within 0.002 of the exact value beyond 30
+}
+
 Gap CompareBpb(const TrackResult& a, const TrackResult& b) {
-  const MeanStd ma = BpbOf(a), mb = BpbOf(b);
+  std::vector<double> d;
+  for (const TrackRun& rb : b.runs)
+    for (const TrackRun& ra : a.runs)
+      if (ra.seed == rb.seed) d.push_back(rb.val_bpb - ra.val_bpb);
+  const MeanStd m = Summarise(d);
   Gap g;
-  g.delta = mb.mean - ma.mean;
-  g.known = ma.n >= 2 && mb.n >= 2;
+  g.delta = m.mean;
+  g.seeds = m.n;
+  g.known = m.n >= 2;
   if (g.known) {
-    g.noise = 2.0 * std::sqrt(ma.std * ma.std / static_cast<double>(ma.n) + mb.std * mb.std / static_cast<double>(mb.n));
+    g.noise = TwoSided95(m.n - 1) * m.std / std::sqrt(static_cast<double>(m.n));
     g.clear = std::fabs(g.delta) > g.noise;
   }
   return g;
@@ -134,57 +154,59 @@ std::string Recommend(const std::vector<TrackResult>& tracks) {
                    [](const TrackResult* a, const TrackResult* b) { return BpbOf(*a).mean < BpbOf(*b).mean; });
   const TrackResult& best = *order.front();
   if (order.size() == 1) return "Only `" + best.name + "` was trained: there is nothing to compare.\n";
-  std::ostringstream o;
-  std::vector<const TrackResult*> tied;  // within noise of the best (or noise unknown)
-  for (size_t i = 1; i < order.size(); ++i) {
-    const Gap g = CompareBpb(best, *order[i]);
-    if (!g.clear) tied.push_back(order[i]);
-  }
+  std::vector<const TrackResult*> level = {&best}, behind;  // level: not clearly worse than the best
+  for (size_t i = 1; i < order.size(); ++i) (CompareBpb(best, *order[i]).clear ? behind : level).push_back(order[i]);
   auto speed = [](const TrackResult& a, const TrackResult& b) {
-    return Fmt("%.2f×", MeanOf(a, &TrackRun::bytes_per_s) / MeanOf(b, &TrackRun::bytes_per_s));
+    return MeanOf(a, &TrackRun::bytes_per_s) / MeanOf(b, &TrackRun::bytes_per_s);
   };
   auto memory = [](const TrackResult& a, const TrackResult& b) {
     return Fmt("%.2f×", MeanOf(a, &TrackRun::peak_rss_mib) / MeanOf(b, &TrackRun::peak_rss_mib));
   };
-  if (tied.empty()) {
+  auto gap_text = [&](const TrackResult& t) {
+    const Gap g = CompareBpb(best, t);
+    std::string text = "`" + t.name + "` " + Fmt("%+.4f", g.delta) + " bpb";
+    if (g.known) text += " (95% interval ±" + Fmt("%.4f", g.noise) + " over " + std::to_string(g.seeds) + " seeds)";
+    else text += " (one seed: the noise cannot be told)";
+    return text;
+  };
+  std::ostringstream o;
+  if (level.size() == 1) {
     o << "**Recommendation: `" << best.name << "`.** At matched size and budget it reaches the lowest val bpb, "
-      << Bpb(BpbOf(best)) << ", and the gap to every other track is beyond noise (more than twice its standard "
-      << "error over seeds):\n\n";
-    for (size_t i = 1; i < order.size(); ++i) {
-      const Gap g = CompareBpb(best, *order[i]);
-      o << "- `" << order[i]->name << "`: " << Fmt("%+.4f", g.delta) << " bpb (noise ±" << Fmt("%.4f", g.noise)
-        << "); `" << best.name << "` trains at " << speed(best, *order[i]) << " its bytes/s with "
-        << memory(best, *order[i]) << " its peak memory.\n";
-    }
+      << Bpb(BpbOf(best)) << ", and its lead over every other track is beyond noise: the 95% confidence "
+      << "interval of the per-seed difference excludes zero.\n\n";
+    for (const TrackResult* t : behind)
+      o << "- " << gap_text(*t) << "; `" << best.name << "` trains at " << Fmt("%.2f×", speed(best, *t))
+        << " its bytes/s with " << memory(best, *t) << " its peak memory.\n";
     return o.str();
   }
-  // Within noise of the best: quality does not decide, so say so and let throughput decide.
-  std::vector<const TrackResult*> group = {&best};
-  group.insert(group.end(), tied.begin(), tied.end());
-  const TrackResult* fastest = *std::max_element(group.begin(), group.end(), [](const TrackResult* a, const TrackResult* b) {
-    return MeanOf(*a, &TrackRun::bytes_per_s) < MeanOf(*b, &TrackRun::bytes_per_s);
+  // Quality does not separate the level tracks: say so, and let throughput decide.
+  bool one_seed = false;
+  std::string names;
+  for (size_t i = 0; i < level.size(); ++i) {
+    names += (i == 0 ? "" : i + 1 == level.size() ? " and " : ", ") + ("`" + level[i]->name + "`");
+    if (i > 0) one_seed = one_seed || !CompareBpb(best, *level[i]).known;
+  }
+  o << (one_seed ? "**With one seed the noise cannot be told, so no track can be called better on val bpb.** "
+                 : "**" + names + " are level on val bpb: the differences are within noise.** ");
+  for (size_t i = 1; i < level.size(); ++i) o << (i > 1 ? "; " : "Against `" + best.name + "`: ") << gap_text(*level[i]);
+  o << ".\n\n";
+  std::vector<const TrackResult*> by_speed = level;
+  std::stable_sort(by_speed.begin(), by_speed.end(), [](const TrackResult* a, const TrackResult* b) {
+    return MeanOf(*a, &TrackRun::bytes_per_s) > MeanOf(*b, &TrackRun::bytes_per_s);
   });
-  o << "**No track is better on val bpb at this budget.** ";
-  for (const TrackResult* t : tied) {
-    const Gap g = CompareBpb(best, *t);
-    o << "`" << best.name << "` and `" << t->name << "` differ by " << Fmt("%.4f", g.delta) << " bpb, ";
-    if (g.known) o << "within noise (twice the standard error over seeds is " << Fmt("%.4f", g.noise) << "). ";
-    else o << "and with a single seed the noise cannot be told. ";
+  const TrackResult& fastest = *by_speed[0];
+  if (speed(fastest, *by_speed[1]) < 1.05) {
+    o << "Their speeds are within 5% too (" << names << "), so neither quality nor throughput decides at this "
+      << "budget. **Recommendation: `" << best.name << "`** by a hair (the lowest mean); more seeds or a larger "
+      << "budget could separate them.\n";
+  } else {
+    o << "**Recommendation: `" << fastest.name << "`**, on throughput at equal quality: ";
+    for (size_t i = 1; i < by_speed.size(); ++i)
+      o << (i > 1 ? "; " : "") << "it trains at " << Fmt("%.2f×", speed(fastest, *by_speed[i])) << " the bytes/s of `"
+        << by_speed[i]->name << "` with " << memory(fastest, *by_speed[i]) << " its peak memory";
+    o << ". More seeds or a larger budget could still separate them on quality.\n";
   }
-  o << "\n\n**Recommendation: `" << fastest->name << "`**, on throughput at equal quality: ";
-  bool first = true;
-  for (const TrackResult* t : group) {
-    if (t == fastest) continue;
-    o << (first ? "" : "; ") << "it trains at " << speed(*fastest, *t) << " the bytes/s of `" << t->name << "` with "
-      << memory(*fastest, *t) << " its peak memory";
-    first = false;
-  }
-  o << ". More seeds or a larger budget could still separate them.\n";
-  for (size_t i = 1 + tied.size(); i < order.size(); ++i) {
-    const Gap g = CompareBpb(best, *order[i]);
-    o << "\n`" << order[i]->name << "` is behind beyond noise: " << Fmt("%+.4f", g.delta) << " bpb (noise ±"
-      << Fmt("%.4f", g.noise) << ").\n";
-  }
+  for (const TrackResult* t : behind) o << "\n" << gap_text(*t) << ": behind, beyond noise.\n";
   return o.str();
 }
 
@@ -197,12 +219,17 @@ std::string TracksMarkdown(const TracksReport& r) {
 
   o << "\n## Results\n\n"
     << "Val bpb: after the last step, on the whole validation split. Bytes/s: bytes per step over the median "
-       "wall time of a step (the first tenth of the steps left out). Peak memory: the training process's RSS "
-       "high-water mark. Mean ± sample standard deviation over seeds.\n\n"
+       "wall time of a step, leaving out the first tenth of the steps and those that overlapped an evaluation "
+       "(it runs beside training, on its own threads). Peak memory: the training process's RSS high-water "
+       "mark. Mean ± sample standard deviation over seeds; parameters with their offset from the target.\n\n"
     << "| track | parameters | model | val bpb | bytes/s | peak RSS (MiB) | wall per run (s) |\n"
     << "|---|---:|---|---:|---:|---:|---:|\n";
   for (const TrackResult& t : r.tracks) {
-    o << "| `" << t.name << "` | " << Thousands(t.params) << " | " << t.model << " | " << Bpb(BpbOf(t)) << " | "
+    const std::string off = r.target_params > 0
+                                ? Fmt(" (%+.1f%%)", 100.0 * static_cast<double>(t.params - r.target_params) /
+                                                        static_cast<double>(r.target_params))
+                                : std::string();
+    o << "| `" << t.name << "` | " << Thousands(t.params) << off << " | " << t.model << " | " << Bpb(BpbOf(t)) << " | "
       << Fmt("%.0f", MeanOf(t, &TrackRun::bytes_per_s)) << " | " << Fmt("%.0f", MeanOf(t, &TrackRun::peak_rss_mib))
       << " | " << Fmt("%.0f", MeanOf(t, &TrackRun::wall_s)) << " |\n";
   }
@@ -294,9 +321,10 @@ std::string TracksMarkdown(const TracksReport& r) {
         continue;
       }
       const double growth = static_cast<double>(hi->seq_len) / static_cast<double>(lo->seq_len);
-      const double k = std::log(hi->step_s / lo->step_s) / std::log(growth);
+      const double per_byte = lo->bytes_per_s / hi->bytes_per_s;  // time per byte, longest over shortest
+      const double k = std::log(per_byte) / std::log(growth);
       o << "- `" << n << "`: sequence ×" << Fmt("%.0f", growth) << " (" << lo->seq_len << " → " << hi->seq_len
-        << "): time per byte ×" << Fmt("%.2f", hi->step_s / lo->step_s) << " (∝ T^" << Fmt("%.2f", k)
+        << "): time per byte ×" << Fmt("%.2f", per_byte) << " (∝ T^" << Fmt("%.2f", k)
         << "), peak RSS " << Fmt("%.0f", lo->peak_rss_mib) << " → " << Fmt("%.0f", hi->peak_rss_mib) << " MiB.\n";
     }
   }

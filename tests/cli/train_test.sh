@@ -714,6 +714,7 @@ t_bench_tracks() {
   grep -qE '^\| 32 \| 8 \| [0-9.]+ \|' tracks.md || fail "no scaling row for sequence 32 (batch 8)"
   grep -qE '^\| 64 \| 4 \| [0-9.]+ \|' tracks.md || fail "no scaling row for sequence 64 (batch 4)"
   grep -qE 'Recommendation: `(bitbyte_lm|mamba_mlm)`' tracks.md || fail "no recommendation"
+  grep -qF 'failed:' tracks.md && fail "a scaling run failed: $(grep -F 'failed:' tracks.md | head -1)"
   grep -qF -- '--budget-bytes 4K' tracks.md || fail "the document does not say how it was made"
   [[ -z $(ls -A "$T/bw" 2>/dev/null) ]] || fail "scratch left behind: $(ls "$T/bw" | head -3)"
   # Minutes instead of bytes: steps fitted from a probe run; one track alone is not compared.
@@ -737,6 +738,19 @@ t_bench_tracks() {
   bb bench tracks --data "$T/nothing" -o x.md
   want_rc 2 "not a dataset"
   want_err "not a dataset directory" "not a dataset"
+  bb "${B[@]}" --tracks mamba_mlm,mamba_mlm -o x.md
+  want_rc 2 "a track listed twice"
+  want_err "listed twice" "a track listed twice"
+  bb bench tracks --data ds --seq-lens 32,48 --scaling-bytes 256 --work-dir "$T/bw" -o x.md
+  want_rc 2 "a length that does not divide --scaling-bytes"
+  want_err "not a multiple of the length 48" "a length that does not divide --scaling-bytes"
+  [[ ! -e x.md ]] || fail "a failed bench wrote a document"
+  # A training that fails mid-bench: exit 1, the error names the kept scratch directory, no document.
+  rm -rf "$T/bw"
+  bb_env BITBYTE_TEST_NAN_AT_STEP=2 "${B[@]}" -o x.md
+  want_rc 1 "a training that fails"
+  want_err "the runs so far are kept in $T/bw/bench-tracks-" "a training that fails"
+  [[ -n $(ls -A "$T/bw" 2>/dev/null) ]] || fail "a failed bench removed its runs"
   [[ ! -e x.md ]] || fail "a failed bench wrote a document"
   end
 }
