@@ -372,7 +372,7 @@ class Bench {
                   for (const auto& r : results) t += (t.empty() ? "" : ", ") + r.name + " " + std::to_string(r.steps);
                   return t;
                 }() + ".");
-    char line[300];
+    char line[400];
     std::snprintf(line, sizeof line,
                   "Training: sequence %d, batch %d x %d accumulation (%llu bytes a step); AdamW lr %g to %g (cosine), "
                   "warmup %lld steps, weight decay %g, clip %g.",
@@ -382,12 +382,9 @@ class Bench {
     s.push_back(line);
     s.push_back("Evaluation: the whole validation split, in windows of the training sequence length, every "
                 "ceil(steps / 4) steps and after the last.");
-    char rss[160];
-    std::snprintf(rss, sizeof rss,
-                  "Peak RSS counts the whole training process; it cannot be below the %.0f MiB this bench process "
-                  "held when it started each run (a forked child starts as its copy).",
-                  parent_rss_mib_);
-    s.push_back(rss);
+    s.push_back("Peak RSS counts the whole training process; it cannot be below the " +
+                std::to_string(static_cast<int64_t>(std::lround(parent_rss_mib_))) +
+                " MiB this bench process held when it started each run (a forked child starts as its copy).");
     std::string sets;
     for (const auto& o : a_.overrides) sets += (sets.empty() ? "" : ", ") + std::string("`") + o + "`";
     if (!sets.empty()) s.push_back("Overrides for every track: " + sets + ".");
