@@ -110,7 +110,7 @@ CLI::App* AddBenchCommand(CLI::App& app) {
     struct stat st;
     if (::stat(input.c_str(), &st) != 0) throw Error(ErrnoMessage("read benchmark input", input, errno));
     const double mb = static_cast<double>(st.st_size) / 1e6;
-    const std::string self = SelfExe(), ds = io::JoinPath(a->work, "ds"), zst = io::JoinPath(a->work, "input.zst");
+    const std::string self = kSelfExe, ds = io::JoinPath(a->work, "ds"), zst = io::JoinPath(a->work, "input.zst");
     const std::string t = std::to_string(threads), lvl = std::to_string(a->level);
     Spawn({"cat", input});  // warm the page cache for both sides
     std::fprintf(stderr, "bitbyte shard ...\n");

@@ -228,7 +228,7 @@ class Bench {
     SpawnOptions so;
     so.throw_on_failure = must_succeed;
     so.stderr_path = stderr_path;
-    return Spawn({SelfExe(), "train", "--data", a_.data, "--out", run, "--config", path, "-q", "--threads",
+    return Spawn({kSelfExe, "train", "--data", a_.data, "--out", run, "--config", path, "-q", "--threads",
                   std::to_string(threads_)},
                  so);
   }

@@ -108,7 +108,7 @@ void AddBenchTrainCommand(CLI::App& bench) {
     const std::string train_bin = io::JoinPath(a->work, "train.bin");
     SpawnOptions to_file;
     to_file.stdout_path = train_bin;
-    Spawn({SelfExe(), "cat", a->data, "--split", "train"}, to_file);
+    Spawn({kSelfExe, "cat", a->data, "--split", "train"}, to_file);
     const char* core = std::getenv("OPENBLAS_CORETYPE");
     const uint64_t bytes_per_step = static_cast<uint64_t>(cfg.data().batch_size()) * cfg.data().grad_accum() * cfg.data().seq_len();
 
@@ -140,7 +140,7 @@ void AddBenchTrainCommand(CLI::App& bench) {
     for (int round = 0; round < a->rounds; ++round) {
       const std::string run = io::JoinPath(a->work, "run");
       Spawn({"rm", "-rf", run});
-      std::vector<std::string> argv = {SelfExe(), "train", "--data", a->data, "--out", run, "-q",
+      std::vector<std::string> argv = {kSelfExe, "train", "--data", a->data, "--out", run, "-q",
                                        "--threads", std::to_string(threads),
                                        "--steps", std::to_string(a->warmup + a->steps),
                                        "--set", "optim.warmup_steps=" + std::to_string(a->warmup),

@@ -20,7 +20,11 @@ struct RunResult {
   std::string failure;  // empty when it exited 0; else "exit status N" or "killed by signal N (...)"
 };
 
-std::string SelfExe();  // this bitbyte binary
+std::string SelfExe();  // this bitbyte binary's path
+
+// This program, for running itself as a child: the very binary that is running, even when a
+// rebuild has replaced the file since it started (a benchmark of an hour outlives many builds).
+inline constexpr const char* kSelfExe = "/proc/self/exe";
 
 struct SpawnOptions {
   std::string stdout_path = "/dev/null";
