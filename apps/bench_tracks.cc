@@ -1,7 +1,6 @@
 // bitbyte bench tracks: every registered track trained at a matched parameter count on the same
 // data, seeds and budget, each run a `bitbyte train` child (peak RSS from wait4); then step time
 // and memory against the sequence length. Writes docs/tracks.md (nodes/track_bench.h).
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <google/protobuf/descriptor.h>
@@ -58,13 +58,6 @@ std::string Quote(const std::string& s) {
   return q + "'";
 }
 
-std::string CpuName() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
-}
-
 uint64_t BytesPerStep(const train::pb::TrainConfig& c) {
   return static_cast<uint64_t>(c.data().batch_size()) * c.data().grad_accum() * c.data().seq_len();
 }
@@ -85,6 +78,14 @@ double SelfRssMib() {
 }
 
 constexpr int64_t kScalingWarmup = 2;  // untimed steps of each scaling run
+
+// The median wall time of a finished run's steps after `after_step`; 0 when it has none.
+double MedianStepWall(const std::string& run, int64_t after_step) {
+  std::vector<double> walls;
+  for (const train::StepRecord& s : train::ReadRunDir(run).steps)
+    if (s.step > after_step && std::isfinite(s.step_wall_s) && s.step_wall_s > 0) walls.push_back(s.step_wall_s);
+  return train::Median(walls);
+}
 
 class Bench {
  public:
@@ -243,11 +244,8 @@ class Bench {
       probe.mutable_checkpoint()->set_every(8);
       const std::string run = io::JoinPath(work_, "probe");
       TrainChild(probe, run, true);
-      std::vector<double> walls;
-      for (const train::StepRecord& s : train::ReadRunDir(run).steps)
-        if (s.step > 2 && std::isfinite(s.step_wall_s) && s.step_wall_s > 0) walls.push_back(s.step_wall_s);
-      if (walls.empty()) throw Error(run + "/metrics.jsonl: the probe run has no timed steps");
-      const double step_s = train::Median(walls);
+      const double step_s = MedianStepWall(run, 2);
+      if (step_s <= 0) throw Error(run + "/metrics.jsonl: the probe run has no timed steps");
       c.set_steps(std::max<int64_t>(1, static_cast<int64_t>(a_.budget_minutes * 60 / step_s)));
       std::printf("%s: %.2f s a step, %lld steps in %g minutes\n", c.model().name().c_str(), step_s,
                   (long long)c.steps(), a_.budget_minutes);
@@ -286,8 +284,7 @@ class Bench {
         std::fflush(stdout);
         const RunResult rr = TrainChild(c, run, true);
         const train::RunDirContents contents = train::ReadRunDir(run);
-        for (const auto& [key, value] : contents.run_info)
-          if (key == "dataset_id") dataset_id_ = value;
+        run_info_ = contents.run_info;  // the environment the runs record (the same for all)
         train::TrackRun tr = train::SummariseRun(contents, c.steps(), results[i].bytes_per_step);
         val_bytes_ = static_cast<uint64_t>(tr.curve.back().val_bytes);
         tr.seed = static_cast<uint64_t>(s);
@@ -319,12 +316,8 @@ class Bench {
       std::fflush(stdout);
       const std::string run = io::JoinPath(work_, "scaling");
       const RunResult rr = TrainChild(c, run, false, io::JoinPath(work_, "scaling.err"));
-      std::vector<double> walls;
-      if (rr.failure.empty()) {
-        for (const train::StepRecord& s : train::ReadRunDir(run).steps)
-          if (s.step > kScalingWarmup && std::isfinite(s.step_wall_s) && s.step_wall_s > 0) walls.push_back(s.step_wall_s);
-      }
-      if (!rr.failure.empty() || walls.empty()) {
+      const double step_s = rr.failure.empty() ? MedianStepWall(run, kScalingWarmup) : 0;
+      if (step_s <= 0) {
         // Its own words (the last line it wrote), so a bug does not pass for running out of memory.
         std::string last;
         std::istringstream err(io::ReadFile(io::Posix(), io::JoinPath(work_, "scaling.err")));
@@ -335,7 +328,7 @@ class Bench {
         failed.push_back(p.track);
         std::printf(" %s\n", p.failure.c_str());
       } else {
-        p.step_s = train::Median(walls);
+        p.step_s = step_s;
         p.bytes_per_s = static_cast<double>(BytesPerStep(c)) / p.step_s;
         p.peak_rss_mib = static_cast<double>(rr.max_rss_kb) / 1024.0;
         std::printf(" %.3f s a step, %.0f MiB\n", p.step_s, p.peak_rss_mib);
@@ -345,17 +338,22 @@ class Bench {
     return points;
   }
 
+  // A field of the runs' run.json ("cpu", "host", "dataset_id", ...).
+  std::string RunInfo(const std::string& key) const {
+    for (const auto& [k, v] : run_info_)
+      if (k == key) return v;
+    return "unknown";
+  }
+
   std::vector<std::string> Setup(const std::vector<train::TrackResult>& results) const {
     std::vector<std::string> s;
     char date[32];
     const std::time_t now = std::time(nullptr);
     std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
-    struct utsname u {};
-    ::uname(&u);
-    s.push_back(std::string("Date ") + date + "; machine: " + CpuName() + ", " + std::to_string(threads_) +
-                " threads (" + std::to_string(pipeline::DefaultThreads()) + " cores available); host " + u.nodename +
-                "; bitbyte " + BITBYTE_VERSION + ".");
-    s.push_back("Data: `" + a_.data + "` (dataset id " + dataset_id_ + "; " + std::to_string(val_bytes_) +
+    s.push_back(std::string("Date ") + date + "; machine: " + RunInfo("cpu") + ", " + std::to_string(threads_) +
+                " threads (" + std::to_string(pipeline::DefaultThreads()) + " cores available); host " +
+                RunInfo("host") + "; bitbyte " + RunInfo("bitbyte") + ".");
+    s.push_back("Data: `" + a_.data + "` (dataset id " + RunInfo("dataset_id") + "; " + std::to_string(val_bytes_) +
                 " validation bytes predicted); the same batches for every track (a batch is a function of seed and step).");
     const auto& c = configs_.front();
     s.push_back("Matched size: target " + std::to_string(target_) +
@@ -399,7 +397,7 @@ class Bench {
   std::vector<train::pb::TrainConfig> configs_;
   int64_t target_ = 0;
   std::string work_;
-  std::string dataset_id_ = "unknown";
+  std::vector<std::pair<std::string, std::string>> run_info_;  // run.json of the latest run
   std::vector<train::pb::TrainConfig> scaling_;  // lengths outer, tracks inner
   double parent_rss_mib_ = 0;
   uint64_t val_bytes_ = 0;

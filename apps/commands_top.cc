@@ -119,10 +119,8 @@ std::string Render(const std::string& dir, const Frame& f) {
     std::string state = p.value("state", std::string("?"));
     const double age = now - p.value("updated_unix", now);
     const int64_t pid = p.value("pid", static_cast<int64_t>(0));
-    char host[256] = "";
-    ::gethostname(host, sizeof host - 1);
-    if (state == "running" && pid > 0 && p.value("host", std::string()) == host && ::kill(static_cast<pid_t>(pid), 0) != 0 &&
-        errno == ESRCH)
+    if (state == "running" && pid > 0 && p.value("host", std::string()) == pipeline::HostName() &&
+        ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
       state = "stopped without finishing (pid " + std::to_string(pid) + " is gone)";
     std::snprintf(line, sizeof line, "job %s  state %s  pid %lld  threads %d  updated %.1f s ago\n",
                   p.value("job", std::string("?")).c_str(), state.c_str(), static_cast<long long>(pid),

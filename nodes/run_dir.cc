@@ -151,12 +151,6 @@ bool PidAlive(int64_t pid) {
   return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
 }
 
-std::string HostName() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "";
-  return buf;
-}
-
 std::string Ago(double seconds) {
   char buf[64];
   if (seconds < 0) seconds = 0;
@@ -518,7 +512,7 @@ RunDirContents ReadRunDir(const std::string& dir) {
   // ---- is a job still writing it? ----
   int64_t holder = 0;
   const std::optional<bool> locked = DirLockHeld(dir, &holder);
-  const std::string this_host = HostName();
+  const std::string this_host = pipeline::HostName();
   const PipelineInfo* p = c.pipeline ? &*c.pipeline : nullptr;
   const bool says_running = p && p->state == "running";
   if (locked.value_or(false)) {

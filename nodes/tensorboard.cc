@@ -70,9 +70,8 @@ bool ParseFileSeconds(const char* name, int64_t* seconds) {
 }
 
 std::string Hostname() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
-  std::string host = buf;
+  std::string host = pipeline::HostName();
+  if (host.empty()) return "localhost";
   for (char& c : host)
     if (c == '/') c = '_';  // never a path separator in a file name
   return host;

@@ -58,11 +58,9 @@ json Environment(int threads, const torch::Device& device) {
   using CoreName = char* (*)();
   const auto core = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
   const char* env = std::getenv("OPENBLAS_CORETYPE");
-  char host[256] = "";
-  ::gethostname(host, sizeof host - 1);
   return {{"threads", threads}, {"device", device.str()}, {"libtorch", TORCH_VERSION},
           {"blas_core", core ? core() : "unknown (not OpenBLAS)"}, {"openblas_coretype_env", env ? env : ""},
-          {"bitbyte", BITBYTE_VERSION}, {"tbb", TBB_VERSION_STRING}, {"cpu", CpuModel()}, {"host", host}};
+          {"bitbyte", BITBYTE_VERSION}, {"tbb", TBB_VERSION_STRING}, {"cpu", CpuModel()}, {"host", pipeline::HostName()}};
 }
 
 double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }

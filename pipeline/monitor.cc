@@ -83,6 +83,12 @@ double UnixSeconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+std::string HostName() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "";
+  return buf;
+}
+
 struct Monitor::Watched {
   const Graph* g = nullptr;  // null once stopped
   GraphDescription desc;
@@ -193,11 +199,9 @@ void Monitor::Loop() {
 }
 
 void Monitor::WriteLocked() {
-  char host[256] = "";
-  ::gethostname(host, sizeof host - 1);
   json doc = {{"format", kFormat},         {"job", o_.job},
               {"state", state_},           {"pid", static_cast<int64_t>(::getpid())},
-              {"host", host},              {"started_unix", started_unix_},
+              {"host", HostName()},              {"started_unix", started_unix_},
               {"updated_unix", UnixSeconds()}, {"interval_s", o_.interval_s},
               {"threads", o_.threads}};
   json graphs = json::array();

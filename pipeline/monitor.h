@@ -19,6 +19,9 @@ inline constexpr char kFiguresFile[] = "pipeline.json";
 // Wall-clock seconds since the Unix epoch (the figures' and the event files' timestamps).
 double UnixSeconds();
 
+// This machine's host name, as pipeline.json and run.json record it; empty when unknown.
+std::string HostName();
+
 struct MonitorOptions {
   std::string path;         // the JSON file; empty: the monitor does nothing
   std::string job;          // "train", "shard"
