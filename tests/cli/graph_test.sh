@@ -140,8 +140,8 @@ tb_summary() { python3 "$T/tb.py" "$1" 2>&1 || true; }
 bb shard "$CORPUS" --jsonl-field text -o ds -q --threads 2 --figures-every 0.2
 SHARD_RC=$RC SHARD_ERR=$(errmsg)
 # Evaluation is kept small (2 x 512 bytes, forward only, against 20 x 128 bytes forward and
-# backward) so that train_step is the bottleneck by a wide margin on any machine: with 2 x 4096
-# bytes the two were close and CI's machine named eval.
+# backward) so that train_step is the bottleneck by a wide margin (88% vs 25% busy here with the
+# cores loaded): with 2 x 4096 bytes the two came within 10% and CI's machine named eval.
 bb train --data ds -o A "${TINY[@]}" --set eval.every=10 --set eval.max_bytes=512 --set checkpoint.every=10 --steps 20 --figures-every 0.2
 A_RC=$RC A_ERR=$(errmsg)
 
