@@ -227,19 +227,49 @@ std::string DirName(const std::string& path) {
 std::string ReadFile(FileSystem& fs, const std::string& path) {
   auto f = fs.OpenReadable(path);
   std::string out(f->Size(), '\0');
-  if (!out.empty()) f->ReadAt(0, out.size(), out.data());
+  if (!out.empty()) {
+    f->ReadAt(0, out.size(), out.data());
+    return out;
+  }
+  // A size of 0 is not always an empty file: procfs and sysfs report 0 for files with content.
+  // Read those to their end.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(ErrnoMessage("open", path, errno));
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      throw Error(ErrnoMessage("read", path, err));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
   return out;
 }
 
 void WriteFileAtomic(FileSystem& fs, const std::string& path, std::string_view data) {
   const std::string tmp = path + ".tmp";
-  {
-    auto f = fs.NewWritableFile(tmp);
-    f->Append(data);
-    f->Sync();
-    f->Close();
+  try {
+    {
+      auto f = fs.NewWritableFile(tmp);
+      f->Append(data);
+      f->Sync();
+      f->Close();
+    }
+    fs.Rename(tmp, path);
+  } catch (...) {
+    // Leave nothing behind: a failed write or rename (disk full, `path` a directory) keeps the
+    // old file, if any, and removes the temp file.
+    try {
+      fs.Remove(tmp);
+    } catch (...) {
+    }
+    throw;
   }
-  fs.Rename(tmp, path);
   fs.SyncDir(DirName(path));
 }
 

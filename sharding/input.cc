@@ -9,9 +9,11 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "sharding/error.h"
 #include "sharding/file_io.h"
@@ -29,15 +31,39 @@ bool EndsWith(const std::string& s, const char* suffix) {
 
 bool HasGlobChars(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
 
-bool SameFile(const std::string& a, const std::string& b) {
-  struct stat sa, sb;
-  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
-         sa.st_ino == sb.st_ino;
+// The absolute path with symlinks resolved, also for a path that does not exist yet (the
+// output directory of a first run): its longest existing prefix resolved, the rest appended.
+std::string Canonical(const std::string& path) {
+  if (char* r = ::realpath(path.c_str(), nullptr)) {
+    std::string out = r;
+    std::free(r);
+    return out;
+  }
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const size_t slash = p.rfind('/');
+  if (slash == std::string::npos) return Canonical(".") + "/" + p;
+  const std::string parent = slash == 0 ? "/" : p.substr(0, slash), name = p.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") return p;  // cannot resolve; compare as given
+  const std::string base = Canonical(parent);
+  return base == "/" ? "/" + name : base + "/" + name;
 }
 
+// What is left out of the inputs: the output directory and everything below it, whether it
+// exists yet or not (it is created after enumeration, and re-running the same command sees it).
+struct Exclusion {
+  std::string dir;  // canonical; empty: nothing excluded
+  bool Covers(const std::string& path) const {
+    if (dir.empty()) return false;
+    const std::string c = Canonical(path);
+    return c == dir || (c.size() > dir.size() && c.compare(0, dir.size(), dir) == 0 &&
+                        (dir == "/" || c[dir.size()] == '/'));
+  }
+};
+
 // Collects the regular files below `dir` (symlinks to files followed, symlinked directories
-// not, so a link loop cannot recurse), skipping dot-entries and the directory `exclude`.
-void Walk(const std::string& dir, const std::string& exclude, std::vector<std::string>& out) {
+// not, so a link loop cannot recurse), skipping dot-entries and the excluded directory.
+void Walk(const std::string& dir, const Exclusion& exclude, std::vector<std::string>& out) {
   for (const std::string& name : io::Posix().ListDir(dir)) {
     if (name[0] == '.') continue;
     std::string p = io::JoinPath(dir, name);
@@ -45,7 +71,7 @@ void Walk(const std::string& dir, const std::string& exclude, std::vector<std::s
     if (::lstat(p.c_str(), &st) != 0) throw Error(ErrnoMessage("stat", p, errno));
     if (S_ISLNK(st.st_mode) && (::stat(p.c_str(), &st) != 0 || S_ISDIR(st.st_mode))) continue;
     if (S_ISDIR(st.st_mode)) {
-      if (!exclude.empty() && SameFile(p, exclude)) continue;
+      if (exclude.Covers(p)) continue;
       Walk(p, exclude, out);
     } else if (S_ISREG(st.st_mode)) {
       out.push_back(std::move(p));
@@ -53,9 +79,16 @@ void Walk(const std::string& dir, const std::string& exclude, std::vector<std::s
   }
 }
 
-void AddPath(const std::string& p, const std::string& exclude, std::vector<InputFile>& out) {
+// `named`: the path was given as it is (not found by a pattern): naming something inside the
+// output directory is then an error rather than something to leave out quietly.
+void AddPath(const std::string& p, const Exclusion& exclude, bool named, std::vector<InputFile>& out) {
   struct stat st;
   if (::stat(p.c_str(), &st) != 0) throw Error(ErrnoMessage("read input", p, errno));
+  if (exclude.Covers(p)) {
+    if (named && !S_ISDIR(st.st_mode))
+      throw std::invalid_argument("input '" + p + "' is inside the output directory '" + exclude.dir + "'");
+    return;  // a directory that is (or is inside) the output, or a pattern's match in it
+  }
   if (S_ISDIR(st.st_mode)) {
     std::vector<std::string> files;
     Walk(p, exclude, files);
@@ -234,7 +267,8 @@ Compression CompressionOf(const std::string& path) {
   return Compression::kNone;
 }
 
-std::vector<InputFile> Enumerate(const std::vector<std::string>& args, const std::string& exclude) {
+std::vector<InputFile> Enumerate(const std::vector<std::string>& args, const std::string& exclude_dir) {
+  const Exclusion exclude{exclude_dir.empty() ? "" : Canonical(exclude_dir)};
   std::vector<InputFile> out;
   bool stdin_seen = false;
   for (const std::string& a : args) {
@@ -259,10 +293,10 @@ std::vector<InputFile> Enumerate(const std::vector<std::string>& args, const std
       std::vector<std::string> matches(g.gl_pathv, g.gl_pathv + g.gl_pathc);
       globfree(&g);
       std::sort(matches.begin(), matches.end());
-      for (const auto& m : matches) AddPath(m, exclude, out);
+      for (const auto& m : matches) AddPath(m, exclude, /*named=*/false, out);
       continue;
     }
-    AddPath(a, exclude, out);
+    AddPath(a, exclude, /*named=*/true, out);
   }
   return out;
 }
@@ -273,7 +307,9 @@ SourceData ReadSource(const InputFile& in, uint32_t index, const std::string& sp
   s.path = in.path;
   Xxh64Stream stored;
   struct stat st;
-  const bool stream = in.path == "-" || (::stat(in.path.c_str(), &st) == 0 && !S_ISREG(st.st_mode));
+  // Read to the end rather than by size: stdin, pipes, devices, and regular files whose size
+  // says 0 (procfs and sysfs files have content all the same).
+  const bool stream = in.path == "-" || (::stat(in.path.c_str(), &st) == 0 && (!S_ISREG(st.st_mode) || st.st_size == 0));
   if (!stream && in.compression == Compression::kNone) {
     const io::FileStamp stamp = StreamFile(in.path, stored, s.size, [](const char*, size_t) {});
     s.xxh64 = stored.Digest();

@@ -151,21 +151,28 @@ void DatasetPlan::Finish() {
   finished_ = true;
 }
 
-uint64_t DatasetPlan::dataset_id() const {
+uint64_t DatasetId(const Params& params, const std::vector<SourceStamp>& sources) {
   Xxh64Stream h;
   h.UpdatePod(kFormatVersion);
-  h.UpdatePod(params_.frame_bytes);
-  h.UpdatePod(params_.shard_bytes);
-  h.UpdatePod(params_.level);
-  h.UpdatePod(params_.val_fraction);
-  h.UpdatePod(static_cast<uint64_t>(params_.jsonl_field.size()));
-  h.Update(params_.jsonl_field);
-  h.UpdatePod(static_cast<uint8_t>(params_.skip_bad_records));
-  for (const auto& s : sources_) {
+  h.UpdatePod(params.frame_bytes);
+  h.UpdatePod(params.shard_bytes);
+  h.UpdatePod(params.level);
+  h.UpdatePod(params.val_fraction);
+  h.UpdatePod(static_cast<uint64_t>(params.jsonl_field.size()));
+  h.Update(params.jsonl_field);
+  h.UpdatePod(static_cast<uint8_t>(params.skip_bad_records));
+  for (const SourceStamp& s : sources) {
     h.UpdatePod(s.size);
     h.UpdatePod(s.xxh64);
   }
   return h.Digest();
+}
+
+uint64_t DatasetPlan::dataset_id() const {
+  std::vector<SourceStamp> stamps;
+  stamps.reserve(sources_.size());
+  for (const auto& s : sources_) stamps.push_back({s.size, s.xxh64});
+  return DatasetId(params_, stamps);
 }
 
 void DatasetPlan::ReadRange(Split s, uint64_t offset, size_t n, char* out) const {

@@ -61,6 +61,13 @@ struct ShardPlan {
   std::string name;          // e.g. "train-00003-1f2e3d4c5b6a7988.bbs"
 };
 
+// What identifies a dataset: XXH64 over the format, the parameters and each source's stored
+// size and hash, in input order. Writers record it; readers recompute it from the manifest.
+struct SourceStamp {
+  uint64_t size = 0, xxh64 = 0;
+};
+uint64_t DatasetId(const Params& params, const std::vector<SourceStamp>& sources);
+
 class DatasetPlan {
  public:
   explicit DatasetPlan(Params params);

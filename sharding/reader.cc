@@ -31,22 +31,48 @@ std::string ReadManifestBytes(io::FileSystem& fs, const std::string& path) {
 }
 
 pb::Manifest ParseManifest(const std::string& bytes, const std::string& path) {
+  // The checksum first: nothing of a file that fails it is trusted, so no single changed,
+  // added or removed byte can turn into other bytes or other parameters downstream.
+  const size_t n = bytes.size();
+  if (n < kManifestTrailerBytes || static_cast<unsigned char>(bytes[n - kManifestTrailerBytes]) != kManifestTrailerTag) {
+    pb::Manifest old;
+    if (old.ParseFromString(bytes) && old.format_version() == 1 && old.has_params())
+      Bad(path, "is format 1, written by an older bitbyte without a manifest checksum; run the same "
+                "`bitbyte shard` command with --overwrite to rebuild the dataset");
+    Bad(path, "has no checksum at its end (truncated, or not a bitbyte manifest)");
+  }
+  uint64_t stored = 0;
+  for (int i = 7; i >= 0; --i) stored = (stored << 8) | static_cast<unsigned char>(bytes[n - 8 + static_cast<size_t>(i)]);
+  const uint64_t actual = Xxh64(std::string_view(bytes.data(), n - kManifestTrailerBytes));
+  if (stored != actual)
+    Bad(path, "checksum mismatch (XXH64 of its first " + std::to_string(n - kManifestTrailerBytes) +
+                  " bytes does not match the one stored at offset " + std::to_string(n - 8) +
+                  "): altered or damaged after it was written");
   pb::Manifest m;
   if (!m.ParseFromString(bytes)) Bad(path, "cannot be parsed (truncated or garbled protobuf)");
-  if (m.format_version() != kFormatVersion)
+  if (m.format_version() != kManifestFormatVersion)
     Bad(path, "field format_version is " + std::to_string(m.format_version()) + ", this bitbyte reads " +
-                  std::to_string(kFormatVersion));
+                  std::to_string(kManifestFormatVersion));
   if (!m.has_params()) Bad(path, "field params is missing");
   Params p;
   p.frame_bytes = m.params().frame_bytes();
   p.shard_bytes = m.params().shard_bytes();
   p.level = m.params().level();
   p.val_fraction = m.params().val_fraction();
+  p.jsonl_field = m.params().jsonl_field();
+  p.skip_bad_records = m.params().skip_bad_records();
   try {
     ValidateParams(p);
   } catch (const Error& e) {
     Bad(path, std::string("field params: ") + e.what());
   }
+  // The id is a function of the parameters and the sources: recomputed, it catches any of them
+  // changed by a writer that also rewrote the checksum.
+  std::vector<SourceStamp> stamps;
+  stamps.reserve(static_cast<size_t>(m.sources_size()));
+  for (const pb::Source& s : m.sources()) stamps.push_back({s.size(), s.xxh64()});
+  if (DatasetId(p, stamps) != m.dataset_id())
+    Bad(path, "field dataset_id does not match its params and sources (it is computed from them)");
   if (m.splits_size() != kNumSplits) Bad(path, "field splits must list train and val");
   uint64_t split_bytes[kNumSplits];
   for (int s = 0; s < kNumSplits; ++s) {
@@ -75,22 +101,43 @@ pb::Manifest ParseManifest(const std::string& bytes, const std::string& path) {
     next_offset[s] += sh.raw_bytes();
   }
   for (int s = 0; s < kNumSplits; ++s)
+    if (m.splits(s).shards() != next_index[s])
+      Bad(path, Field("splits", s, "shards") + " does not match the shard list");
+  for (int s = 0; s < kNumSplits; ++s)
     if (next_offset[s] != split_bytes[s])
       Bad(path, Field("splits", s, "bytes") + " (" + std::to_string(split_bytes[s]) +
                     ") does not equal the sum of its shards' raw_bytes (" + std::to_string(next_offset[s]) + ")");
-  uint64_t docs[kNumSplits] = {0, 0};
+  // Documents: in input order, so each split's documents tile its byte stream in order.
+  uint64_t docs[kNumSplits] = {0, 0}, doc_end[kNumSplits] = {0, 0}, empty = 0;
+  std::vector<uint64_t> per_source(static_cast<size_t>(m.sources_size()), 0);
+  uint32_t last_source = 0;
   for (int i = 0; i < m.documents_size(); ++i) {
     const pb::Document& d = m.documents(i);
     const int s = d.split();
     if (s < 0 || s >= kNumSplits) Bad(path, Field("documents", i, "split") + " is invalid");
     if (d.source() >= static_cast<uint32_t>(m.sources_size())) Bad(path, Field("documents", i, "source") + " is out of range");
-    if (d.offset() > split_bytes[s] || d.length() > split_bytes[s] - d.offset())
-      Bad(path, Field("documents", i, "offset") + " + length is past the end of its split");
+    if (d.source() < last_source) Bad(path, Field("documents", i, "source") + " is out of input order");
+    last_source = d.source();
+    if (d.offset() != doc_end[s])
+      Bad(path, Field("documents", i, "offset") + " (" + std::to_string(d.offset()) +
+                    ") does not follow the previous document of its split (expected " + std::to_string(doc_end[s]) + ")");
+    if (d.length() > split_bytes[s] - d.offset())
+      Bad(path, Field("documents", i, "length") + " runs past the end of its split");
+    doc_end[s] += d.length();
     ++docs[s];
+    ++per_source[d.source()];
+    if (d.length() == 0) ++empty;
   }
-  for (int s = 0; s < kNumSplits; ++s)
+  for (int s = 0; s < kNumSplits; ++s) {
     if (docs[s] != m.splits(s).documents())
       Bad(path, Field("splits", s, "documents") + " does not match the document list");
+    if (doc_end[s] != split_bytes[s])
+      Bad(path, Field("splits", s, "bytes") + " is not covered by its documents' lengths");
+  }
+  for (int i = 0; i < m.sources_size(); ++i)
+    if (m.sources(i).documents() != per_source[static_cast<size_t>(i)])
+      Bad(path, Field("sources", i, "documents") + " does not match the document list");
+  if (m.empty_documents() != empty) Bad(path, "field empty_documents does not match the document list");
   return m;
 }
 
@@ -119,6 +166,11 @@ std::unique_ptr<Dataset> Dataset::Open(const std::string& dir, io::FileSystem& f
     if (os.index.footer.raw_bytes != sh.raw_bytes() || os.index.footer.raw_xxh64 != sh.raw_xxh64() ||
         os.index.footer.split != static_cast<uint32_t>(sh.split()) || os.index.footer.shard_index != sh.index())
       throw DataError("shard '" + spath + "': footer does not match the manifest's entry");
+    const std::string expect_name =
+        ShardFileName(static_cast<Split>(sh.split()), sh.index(), os.index.footer.fingerprint);
+    if (sh.name() != expect_name)
+      throw DataError("shard '" + spath + "': name does not match its split, index and footer fingerprint (expected " +
+                      expect_name + ")");
     ds->shards_[sh.split()].push_back(std::move(os));
   }
   return ds;
@@ -172,6 +224,22 @@ std::string Dataset::Read(Split s, uint64_t offset, size_t n) const {
   return out;
 }
 
+void Dataset::ReadDocument(int i, const std::function<void(std::string_view)>& fn) const {
+  const pb::Document& d = manifest_.documents(i);
+  Xxh64Stream h;
+  std::string buf(static_cast<size_t>(std::min<uint64_t>(d.length(), 1 << 20)), '\0');
+  for (uint64_t done = 0; done < d.length();) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), d.length() - done));
+    Read(static_cast<Split>(d.split()), d.offset() + done, n, buf.data());
+    h.Update(std::string_view(buf.data(), n));
+    fn(std::string_view(buf.data(), n));
+    done += n;
+  }
+  if (h.Digest() != d.xxh64())
+    throw DataError("document " + std::to_string(i) + " (split " + SplitName(static_cast<Split>(d.split())) +
+                    ", offset " + std::to_string(d.offset()) + "): XXH64 does not match the manifest");
+}
+
 void Dataset::ForEachFrame(Split s, const std::function<void(std::string_view)>& fn) const {
   std::string frame;
   for (const OpenShard& sh : shards_[static_cast<int>(s)]) {
@@ -193,11 +261,6 @@ VerifyReport Verify(const std::string& dir, const std::function<void(uint64_t, u
     for (const Dataset::OpenShard& sh : split_shards) {
       const pb::Shard& meta = *sh.meta;
       const std::string& spath = sh.file->Path();
-      const std::string expect_name =
-          ShardFileName(static_cast<Split>(meta.split()), meta.index(), sh.index.footer.fingerprint);
-      if (meta.name() != expect_name)
-        throw DataError("shard '" + spath + "': name does not match its split, index and footer fingerprint (expected " +
-                        expect_name + ")");
       Xxh64Stream raw_hash;
       std::string frame;
       for (size_t i = 0; i < sh.index.frames.size(); ++i) {
@@ -217,20 +280,7 @@ VerifyReport Verify(const std::string& dir, const std::function<void(uint64_t, u
     }
   }
   // Documents: each one's bytes hash to what the manifest recorded.
-  std::string buf(1 << 20, '\0');
-  for (int i = 0; i < m.documents_size(); ++i) {
-    const pb::Document& d = m.documents(i);
-    Xxh64Stream h;
-    for (uint64_t done = 0; done < d.length();) {
-      size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), d.length() - done));
-      ds->Read(static_cast<Split>(d.split()), d.offset() + done, n, buf.data());
-      h.Update(std::string_view(buf.data(), n));
-      done += n;
-    }
-    if (h.Digest() != d.xxh64())
-      throw DataError("document " + std::to_string(i) + " (split " + SplitName(static_cast<Split>(d.split())) +
-                      ", offset " + std::to_string(d.offset()) + "): XXH64 does not match the manifest");
-  }
+  for (int i = 0; i < m.documents_size(); ++i) ds->ReadDocument(i, [](std::string_view) {});
   return rep;
 }
 

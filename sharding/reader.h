@@ -40,6 +40,10 @@ class Dataset {
   void Read(Split s, uint64_t offset, size_t n, char* out) const;
   std::string Read(Split s, uint64_t offset, size_t n) const;
 
+  // Streams document `i` (manifest order) to `fn` in chunks of up to 1 MiB, then checks its
+  // XXH64 against the manifest: DataError when it differs (after the chunks were passed on).
+  void ReadDocument(int i, const std::function<void(std::string_view)>& fn) const;
+
   // Streams the whole split, frame by frame, in order.
   void ForEachFrame(Split s, const std::function<void(std::string_view)>& fn) const;
 

@@ -183,7 +183,7 @@ std::optional<ShardResult> ShardAssembler::Consume(FrameWork& w) {
 pb::Manifest BuildManifest(const DatasetPlan& plan, const std::vector<ShardResult>& shards,
                            const std::vector<std::string>& source_paths) {
   pb::Manifest m;
-  m.set_format_version(kFormatVersion);
+  m.set_format_version(kManifestFormatVersion);
   m.set_generator("bitbyte 0.1.0");
   const Params& p = plan.params();
   auto* cp = m.mutable_params();
@@ -243,9 +243,19 @@ pb::Manifest BuildManifest(const DatasetPlan& plan, const std::vector<ShardResul
   return m;
 }
 
-void WriteManifest(io::FileSystem& fs, const std::string& dir, const pb::Manifest& m) {
+std::string SerializeManifest(const pb::Manifest& manifest) {
+  pb::Manifest m = manifest;
+  m.clear_manifest_xxh64();  // proto3: a zero fixed64 is not written, so the trailer is the only copy
   std::string bytes;
   if (!m.SerializeToString(&bytes)) throw Error("cannot serialise the manifest");
+  const uint64_t h = Xxh64(bytes);
+  bytes.push_back(static_cast<char>(kManifestTrailerTag));
+  for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>((h >> (8 * i)) & 0xff));
+  return bytes;
+}
+
+void WriteManifest(io::FileSystem& fs, const std::string& dir, const pb::Manifest& m) {
+  const std::string bytes = SerializeManifest(m);
   for (const auto& sh : m.shards()) fs.SyncFile(io::JoinPath(dir, sh.name()));
   fs.SyncDir(dir);  // the shards and their renames are durable before the manifest names them
   io::WriteFileAtomic(fs, io::JoinPath(dir, kManifestName), bytes);

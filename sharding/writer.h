@@ -16,6 +16,10 @@
 namespace bitbyte::shard {
 
 inline constexpr char kManifestName[] = "manifest.pb";
+// Manifest format: 2 adds the whole-file checksum (Manifest.manifest_xxh64, the last 9 bytes).
+inline constexpr uint32_t kManifestFormatVersion = 2;
+inline constexpr size_t kManifestTrailerBytes = 9;
+inline constexpr unsigned char kManifestTrailerTag = (11 << 3) | 1;  // field 11, wire type fixed64
 // Protobuf messages are limited to 2 GiB; keep a margin.
 inline constexpr uint64_t kMaxManifestBytes = uint64_t{2000} << 20;
 // Upper bound of the serialised bytes one document adds to the manifest (a Document message:
@@ -97,6 +101,9 @@ class ShardAssembler {
 
 pb::Manifest BuildManifest(const DatasetPlan& plan, const std::vector<ShardResult>& shards,
                            const std::vector<std::string>& source_paths);
+
+// The manifest's file bytes: the message, then its checksum as the last field (format 2).
+std::string SerializeManifest(const pb::Manifest& m);
 
 // Serialises and writes the manifest atomically (the dataset's commit point).
 void WriteManifest(io::FileSystem& fs, const std::string& dir, const pb::Manifest& m);

@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <zstd.h>
 
+#include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include "sharding/error.h"
 #include "sharding/file_io.h"
@@ -157,6 +159,64 @@ TEST(ReadSource, PipeIsReadToItsEnd) {
   writer.join();
   EXPECT_EQ(s.data_bytes, payload.size());
   EXPECT_EQ(ReadFile(s.data_file->path), payload);
+}
+
+// A file whose size says 0 but that has content (procfs, sysfs) is read to its end.
+TEST(ReadSource, ZeroSizedProcFileIsReadToItsEnd) {
+  TempDir t;
+  const std::string proc = "/proc/self/status";
+  struct stat st;
+  ASSERT_EQ(::stat(proc.c_str(), &st), 0);
+  ASSERT_EQ(st.st_size, 0);  // the premise: procfs reports no size
+  SourceData s = ReadSource({proc, Compression::kNone}, 0, t.path());
+  EXPECT_GT(s.data_bytes, 100u);
+  EXPECT_NE(ReadFile(s.data_file->path).find("Name:"), std::string::npos);
+  EXPECT_NE(io::ReadFile(io::Posix(), proc).find("Name:"), std::string::npos);
+  // A file that is really empty stays an empty document.
+  WriteFile(t / "empty", "");
+  EXPECT_EQ(ReadSource({t / "empty", Compression::kNone}, 1, t.path()).data_bytes, 0u);
+}
+
+// A failed atomic write leaves neither a temp file nor a changed target behind.
+TEST(FileIo, FailedAtomicWriteLeavesNoTempFile) {
+  TempDir t;
+  io::Posix().CreateDirs(t / "target-is-a-dir");
+  EXPECT_THROW(io::WriteFileAtomic(io::Posix(), t / "target-is-a-dir", "x"), Error);
+  EXPECT_NE(::access((t / "target-is-a-dir.tmp").c_str(), F_OK), 0) << "temp file left behind";
+  WriteFile(t / "f", "old");
+  io::WriteFileAtomic(io::Posix(), t / "f", "new");
+  EXPECT_EQ(ReadFile(t / "f"), "new");
+  EXPECT_NE(::access((t / "f.tmp").c_str(), F_OK), 0);
+  EXPECT_THROW(io::ReadFile(io::Posix(), t.path()), Error);  // a directory is not a file to read
+}
+
+// The output directory is never an input: not when it is an input itself, inside an input
+// directory, matched by a pattern, or does not exist yet.
+TEST(Enumerate, OutputDirectoryIsLeftOut) {
+  TempDir t;
+  io::Posix().CreateDirs(t / "s/out/sub");
+  WriteFile(t / "s/a.txt", "a");
+  WriteFile(t / "s/b.txt", "b");
+  WriteFile(t / "s/out/manifest.pb", "m");
+  WriteFile(t / "s/out/sub/x", "x");
+  const std::vector<std::string> expect = {t / "s/a.txt", t / "s/b.txt"};
+  auto paths = [](const std::vector<InputFile>& in) {
+    std::vector<std::string> p;
+    for (const auto& f : in) p.push_back(f.path);
+    return p;
+  };
+  EXPECT_EQ(paths(Enumerate({t / "s/*"}, t / "s/out")), expect);
+  EXPECT_EQ(paths(Enumerate({t / "s"}, t / "s/out")), expect);
+  EXPECT_EQ(paths(Enumerate({t / "s", t / "s/out"}, t / "s/out")), expect);
+  EXPECT_EQ(paths(Enumerate({t / "s"}, t / "s/../s/out/")), expect);  // spelled differently
+  EXPECT_EQ(paths(Enumerate({t / "s/out/sub"}, t / "s/out")), std::vector<std::string>{});
+  // Named explicitly, a file inside the output directory is an error, not silently dropped.
+  EXPECT_THROW(Enumerate({t / "s/out/manifest.pb"}, t / "s/out"), std::invalid_argument);
+  // An output that does not exist yet: nothing to leave out, and no error.
+  EXPECT_EQ(paths(Enumerate({t / "s/*.txt"}, t / "s/new/deeper")), expect);
+  // Through a symlinked parent.
+  ASSERT_EQ(::symlink((t / "s").c_str(), (t / "link").c_str()), 0);
+  EXPECT_EQ(paths(Enumerate({t / "s"}, t / "link/out")), expect);
 }
 
 TEST(SplitDocuments, PlainFileIsOneDocument) {

@@ -134,26 +134,133 @@ TEST(Verify, DetectsTruncatedShardFlippedByteAndBadManifest) {
   ASSERT_NO_THROW(Verify(t / "ds"));
   WriteFile(manifest_path, good_manifest.substr(0, good_manifest.size() / 2));
   expect_bad("manifest");
-  // Property: a flipped manifest byte is caught, or (in a field no check covers, such as a source
-  // path) every document still reads back exactly as before.
-  const auto all_docs = [&] { return testing::ReadAllDocuments(t / "ds"); };
-  WriteFile(manifest_path, good_manifest);
-  const std::string reference = all_docs();
-  int caught = 0;
-  for (size_t pos = 0; pos < good_manifest.size(); ++pos) {
-    std::string bad = good_manifest;
-    bad[pos] ^= static_cast<char>(1 + rng() % 255);
-    WriteFile(manifest_path, bad);
-    try {
-      Verify(t / "ds");
-      EXPECT_EQ(all_docs(), reference) << "flip at " << pos << " passed verify but reads differently";
-    } catch (const DataError&) {
-      ++caught;
-    }
-  }
-  EXPECT_GT(caught, static_cast<int>(good_manifest.size() / 2));
   WriteFile(manifest_path, "garbage that is not a protobuf at all \xff\xff\xff");
   expect_bad("manifest");
+  // Bytes appended to a valid manifest (another params.level, say) fail its checksum.
+  WriteFile(manifest_path, good_manifest + std::string("\x1a\x02\x18\x05", 4));
+  expect_bad("checksum");
+}
+
+// Everything a reader can be handed by a hostile or broken disk, for every read path: opening
+// and reading the split streams (the training reader), reading documents with their hashes
+// checked (cat), and verify. Each gives a DataError or exactly the original bytes, never other
+// bytes. And every change to the manifest, which has a checksum over all of it, is an error.
+TEST(Dataset, EveryByteFlipAndTruncationIsAnErrorOrTheOriginalBytes) {
+  std::mt19937_64 rng(31);
+  TempDir t;
+  testing::MakeCorpus(rng, t / "in", 3, 900);  // small: every variant runs every reader
+  Params p;
+  p.frame_bytes = 1024;
+  p.shard_bytes = 1024;
+  p.val_fraction = 0.3;
+  const pb::Manifest m = testing::WriteDatasetSerial({t / "in"}, t / "ds", p);
+
+  struct Contents {
+    std::string splits[kNumSplits], documents;
+  };
+  auto read_all = [&] {  // each path opens the dataset anew, as each command does
+    Contents c;
+    {
+      auto ds = Dataset::Open(t / "ds");
+      for (int s = 0; s < kNumSplits; ++s)
+        c.splits[s] = ds->Read(static_cast<Split>(s), 0, ds->SplitBytes(static_cast<Split>(s)));
+    }
+    auto ds = Dataset::Open(t / "ds");
+    for (int i = 0; i < ds->manifest().documents_size(); ++i)
+      ds->ReadDocument(i, [&](std::string_view chunk) { c.documents.append(chunk); });
+    return c;
+  };
+  const Contents good = read_all();
+  ASSERT_FALSE(good.splits[0].empty());
+  ASSERT_FALSE(good.splits[1].empty());
+
+  struct Outcome {
+    int errors = 0, same = 0;
+  };
+  // Writes `bad` over `path`, runs every read path, and restores the file.
+  auto attempt = [&](const std::string& path, const std::string& original, const std::string& bad, Outcome& o,
+                     const std::string& what) {
+    WriteFile(path, bad);
+    bool verified = false;
+    try {
+      Verify(t / "ds");
+      verified = true;
+    } catch (const DataError&) {
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << what << ": verify threw a non-data error: " << e.what();
+    }
+    try {
+      const Contents c = read_all();
+      EXPECT_EQ(c.documents, good.documents) << what << ": documents read back differently with no error";
+      EXPECT_EQ(c.splits[0], good.splits[0]) << what << ": train split read back differently with no error";
+      EXPECT_EQ(c.splits[1], good.splits[1]) << what << ": val split read back differently with no error";
+      ++o.same;
+    } catch (const DataError&) {
+      ++o.errors;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << what << ": a reader threw a non-data error: " << e.what();
+    }
+    (void)verified;
+    WriteFile(path, original);
+    return verified;
+  };
+
+  std::vector<std::string> files = {"manifest.pb"};
+  for (const auto& sh : m.shards()) files.push_back(sh.name());
+  ASSERT_GE(files.size(), 3u);
+  for (const std::string& name : files) {
+    const std::string path = t / ("ds/" + name);
+    const std::string original = testing::ReadFile(path);
+    const bool is_manifest = name == "manifest.pb";
+    Outcome o;
+    for (size_t pos = 0; pos < original.size(); ++pos) {
+      std::string bad = original;
+      bad[pos] = static_cast<char>(bad[pos] ^ static_cast<char>(1 + rng() % 255));
+      const bool verified = attempt(path, original, bad, o, name + " flip at " + std::to_string(pos));
+      EXPECT_FALSE(verified) << name << ": verify passed with byte " << pos << " changed";
+    }
+    for (size_t len = 0; len < original.size(); ++len) {
+      const bool verified = attempt(path, original, original.substr(0, len), o, name + " cut to " + std::to_string(len));
+      EXPECT_FALSE(verified) << name << ": verify passed cut to " << len << " bytes";
+    }
+    if (is_manifest) {
+      EXPECT_EQ(o.same, 0) << "a changed manifest was read without an error";
+    }
+    EXPECT_GT(o.errors, 0);
+  }
+}
+
+// A manifest rewritten with a valid checksum but other parameters than its dataset id was made
+// from is refused: the id is recomputed from the parameters and sources.
+TEST(Dataset, ParametersMustAgreeWithTheDatasetId) {
+  std::mt19937_64 rng(32);
+  TempDir t;
+  testing::MakeCorpus(rng, t / "in", 3, 3000);
+  const pb::Manifest m = testing::WriteDatasetSerial({t / "in"}, t / "ds", Params());
+  auto refused = [&](const pb::Manifest& changed) {
+    try {
+      ParseManifest(SerializeManifest(changed), "m");
+      return std::string();
+    } catch (const DataError& e) {
+      return std::string(e.what());
+    }
+  };
+  EXPECT_EQ(refused(m), "");
+  pb::Manifest c = m;
+  c.mutable_params()->set_level(5);
+  EXPECT_NE(refused(c).find("dataset_id"), std::string::npos);
+  c = m;
+  c.mutable_params()->set_val_fraction(0.5);
+  EXPECT_NE(refused(c).find("dataset_id"), std::string::npos);
+  c = m;
+  c.mutable_sources(0)->set_size(m.sources(0).size() + 1);
+  EXPECT_NE(refused(c).find("dataset_id"), std::string::npos);
+  c = m;
+  c.mutable_documents(0)->set_length(m.documents(0).length() + 1);
+  EXPECT_NE(refused(c), "");
+  c = m;
+  c.set_format_version(1);
+  EXPECT_NE(refused(c).find("format_version"), std::string::npos);
 }
 
 }  // namespace
