@@ -92,10 +92,14 @@ CLI::App* AddBenchCommand(CLI::App& app) {
       "same run: `bitbyte shard` vs `zstd -T<threads> -<level>`, `bitbyte cat` vs `zstd -d`.\n"
       "Each side runs as a child process; best of --repeat runs; peak RSS from wait4.");
   c->add_option("--input", a->input, "Corpus file (default: a generated pseudo-text corpus)");
-  c->add_option("--generate-mb", a->generate_mb, "Size of the generated corpus in MB")->capture_default_str();
-  c->add_option("--threads", a->threads, "Threads for both sides (default: all cores)");
-  c->add_option("--level", a->level, "zstd level for both sides")->capture_default_str();
-  c->add_option("--repeat", a->repeat, "Runs per measurement (best is kept)")->capture_default_str();
+  c->add_option("--generate-mb", a->generate_mb, "Size of the generated corpus in MB")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
+      ->capture_default_str();
+  c->add_option("--threads", a->threads, "Threads for both sides (default: all cores)")
+      ->check(CLI::Range(0, pipeline::kMaxThreads));
+  c->add_option("--level", a->level, "zstd level for both sides")->check(CLI::Range(1, 22))->capture_default_str();
+  c->add_option("--repeat", a->repeat, "Runs per measurement (best is kept)")->check(CLI::Range(1, 100))
+      ->capture_default_str();
   c->add_option("--work-dir", a->work, "Scratch directory (removed afterwards)")->capture_default_str();
   c->callback([a] {
     const int threads = a->threads > 0 ? a->threads : pipeline::DefaultThreads();

@@ -19,6 +19,7 @@
 
 #include "apps/cli_util.h"
 #include "apps/commands.h"
+#include "apps/job_options.h"
 #include "models/registry.h"
 #include "nodes/config.h"
 #include "nodes/run_dir.h"
@@ -182,7 +183,11 @@ class Bench {
       const uint64_t budget = ParseSize(a_.budget_bytes, "--budget-bytes");
       if (budget == 0) throw std::invalid_argument("--budget-bytes: must be positive");
       const uint64_t per = BytesPerStep(configs_.front());
-      for (auto& c : configs_) c.set_steps(static_cast<int64_t>(std::max<uint64_t>(1, (budget + per - 1) / per)));
+      const uint64_t steps = std::max<uint64_t>(1, budget / per + (budget % per != 0));
+      if (steps > static_cast<uint64_t>(train::limits::kMaxSteps))
+        throw std::invalid_argument("--budget-bytes " + a_.budget_bytes + ": " + std::to_string(steps) +
+                                    " steps; at most " + std::to_string(train::limits::kMaxSteps));
+      for (auto& c : configs_) c.set_steps(static_cast<int64_t>(steps));
     }
     if (!io::Posix().Exists(io::JoinPath(a_.data, "manifest.pb")))
       throw std::invalid_argument("--data " + a_.data + ": not a dataset directory (no manifest.pb; make one with 'bitbyte shard')");
@@ -246,7 +251,7 @@ class Bench {
       TrainChild(probe, run, true);
       const double step_s = MedianStepWall(run, 2);
       if (step_s <= 0) throw Error(run + "/metrics.jsonl: the probe run has no timed steps");
-      c.set_steps(std::max<int64_t>(1, static_cast<int64_t>(a_.budget_minutes * 60 / step_s)));
+      c.set_steps(static_cast<int64_t>(std::clamp(a_.budget_minutes * 60 / step_s, 1.0, double(train::limits::kMaxSteps))));
       std::printf("%s: %.2f s a step, %lld steps in %g minutes\n", c.model().name().c_str(), step_s,
                   (long long)c.steps(), a_.budget_minutes);
     }
@@ -422,13 +427,13 @@ void AddBenchTracksCommand(CLI::App& bench) {
                               "Training bytes per run, the same for every track (e.g. 4M; default 1M)");
   c->add_option("--budget-minutes", a->budget_minutes,
                 "Or: minutes of training per run, steps fitted to each track's speed")
-      ->check(CLI::PositiveNumber)
+      ->check(FiniteRange(0.001, 525600))  // up to a year
       ->excludes(bytes);
   c->add_option("--seeds", a->seeds, "Runs per track, with seeds 1..N (at most 100)")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
   c->add_option("--params", a->params, "Target parameter count (default: the first track's configured size)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   c->add_option("--set", a->overrides,
                 "Config override for every track, e.g. optim.lr=3e-4 or model.mamba_mlm.d_state=32 (repeatable)");
   c->add_option("--seq-lens", a->seq_lens, "Sequence lengths for the scaling table; empty: skip it")->capture_default_str();
@@ -436,9 +441,10 @@ void AddBenchTracksCommand(CLI::App& bench) {
                 "Bytes per step in the scaling table, a multiple of every length (batch = bytes / length)")
       ->capture_default_str();
   c->add_option("--scaling-steps", a->scaling_steps, "Timed steps per scaling point (after 2 untimed)")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}))
       ->capture_default_str();
-  c->add_option("--threads", a->threads, "Threads for every run (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--threads", a->threads, "Threads for every run (default: all cores)")
+      ->check(CLI::Range(0, train::limits::kMaxThreads));
   c->add_option("--work-dir", a->work,
                 "Where to make a scratch directory: removed at the end, kept (and named) when the bench fails")
       ->capture_default_str();

@@ -43,11 +43,15 @@ Side ReadBitbyteRun(const std::string& run_dir, int64_t warmup, uint64_t bytes_p
   double wait = 0, wall = 0;
   while (std::getline(in, line)) {
     const json j = json::parse(line, nullptr, false);
-    if (!j.is_object() || !j.contains("step_wall_s") || j["step"].get<int64_t>() <= warmup) continue;
+    // Records of another shape (an eval, a damaged line) are skipped, never a json exception.
+    if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer() || !j.contains("step_wall_s") ||
+        !j["step_wall_s"].is_number() || !j.contains("data_wait_frac") || !j["data_wait_frac"].is_number() ||
+        j["step"].get<int64_t>() <= warmup)
+      continue;
     walls.push_back(j["step_wall_s"].get<double>());
     wait += j["data_wait_frac"].get<double>() * j["step_wall_s"].get<double>();
     wall += j["step_wall_s"].get<double>();
-    if (j.contains("ckpt_stall_s")) stalls.push_back(j["ckpt_stall_s"].get<double>());
+    if (j.contains("ckpt_stall_s") && j["ckpt_stall_s"].is_number()) stalls.push_back(j["ckpt_stall_s"].get<double>());
   }
   if (walls.empty()) throw Error("bench: no timed steps in " + run_dir);
   Side s;
@@ -77,12 +81,18 @@ void AddBenchTrainCommand(CLI::App& bench) {
       "4 heads, sequence 256, batch 16).");
   c->add_option("--data", a->data, "Dataset directory (its train split feeds both sides)")->required();
   c->add_option("--set", a->overrides, "Config override for the model and data (repeatable)");
-  c->add_option("--steps", a->steps, "Timed steps per side")->check(CLI::PositiveNumber)->capture_default_str();
-  c->add_option("--warmup", a->warmup, "Untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
-  c->add_option("--rounds", a->rounds, "Alternating rounds")->check(CLI::PositiveNumber)->capture_default_str();
-  c->add_option("--checkpoint-every", a->checkpoint_every, "bitbyte checkpoints every N steps during the run")
+  c->add_option("--steps", a->steps, "Timed steps per side")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}))
       ->capture_default_str();
-  c->add_option("--threads", a->threads, "Threads for both sides (default: all cores)");
+  c->add_option("--warmup", a->warmup, "Untimed steps first")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000}))
+      ->capture_default_str();
+  c->add_option("--rounds", a->rounds, "Alternating rounds")->check(CLI::Range(1, 1000))->capture_default_str();
+  c->add_option("--checkpoint-every", a->checkpoint_every, "bitbyte checkpoints every N steps during the run (0: at the end)")
+      ->check(CLI::Range(int64_t{0}, train::limits::kMaxSteps))
+      ->capture_default_str();
+  c->add_option("--threads", a->threads, "Threads for both sides (default: all cores)")
+      ->check(CLI::Range(0, train::limits::kMaxThreads));
   c->add_option("--python", a->python, "Python with torch")->capture_default_str();
   c->add_option("--script", a->script, "The Python peer (default: scripts/bench_train.py next to the build)");
   c->add_option("--work-dir", a->work, "Where to make a scratch directory (removed afterwards)")->capture_default_str();
@@ -124,7 +134,10 @@ void AddBenchTrainCommand(CLI::App& bench) {
       SpawnOptions so;
       so.stdout_path = io::JoinPath(a->work, "python.json");
       const RunResult r = Spawn(py, so);
-      const json j = json::parse(io::ReadFile(io::Posix(), so.stdout_path));
+      const json j = json::parse(io::ReadFile(io::Posix(), so.stdout_path), nullptr, /*allow_exceptions=*/false);
+      if (!j.is_object() || !j.contains("median_step_s") || !j["median_step_s"].is_number() ||
+          !(j["median_step_s"].get<double>() > 0))
+        throw Error(so.stdout_path + ": the Python peer's output has no positive \"median_step_s\"");
       side.bytes_per_s = static_cast<double>(bytes_per_step) / j["median_step_s"].get<double>();
       side.rss_mib = static_cast<double>(r.max_rss_kb) / 1024.0;
     };

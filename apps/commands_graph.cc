@@ -126,9 +126,10 @@ std::string FiguresDocument(const std::string& dir, const std::string& job) {
   const std::string text = io::ReadFile(io::Posix(), path);
   const json doc = json::parse(text, nullptr, false);
   if (!doc.is_object()) throw DataError(path + ": not JSON (damaged?)");
-  if (doc.value("job", std::string()) != job)
-    throw std::invalid_argument("--figures " + dir + ": that is a '" + doc.value("job", std::string("?")) +
-                                "' job, not " + job);
+  if (!doc.contains("job") || !doc["job"].is_string())
+    throw DataError(path + ": field \"job\" is missing or not a string (damaged?)");
+  if (doc["job"].get<std::string>() != job)
+    throw std::invalid_argument("--figures " + dir + ": that is a '" + doc["job"].get<std::string>() + "' job, not " + job);
   return text;
 }
 

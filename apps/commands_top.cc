@@ -10,14 +10,15 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 
 #include "apps/commands.h"
+#include "apps/job_options.h"
 #include "nodes/config.h"
 #include "nodes/run_dir.h"
 #include "pipeline/monitor.h"
@@ -27,11 +28,10 @@
 namespace bitbyte::cli {
 namespace {
 
-using json = nlohmann::json;
 using pipeline::kFiguresFile;
 
 struct Frame {
-  json pipeline;                 // null when absent
+  std::optional<train::PipelineInfo> pipeline;  // absent when missing or damaged
   std::string pipeline_problem;  // why it could not be read
   train::RunDirContents metrics;  // the records of metrics.jsonl's tail
   int64_t total_steps = 0;
@@ -77,11 +77,10 @@ Frame ReadFrame(const std::string& dir) {
   const std::string path = io::JoinPath(dir, kFiguresFile);
   if (io::Posix().Exists(path)) {
     try {
-      f.pipeline = json::parse(io::ReadFile(io::Posix(), path), nullptr, false);
-      if (!f.pipeline.is_object() || !f.pipeline.contains("graphs")) {
-        f.pipeline_problem = path + " is damaged (not a pipeline document)";
-        f.pipeline = nullptr;
-      }
+      // The one reader of pipeline.json (nodes/run_dir.h): wrong types are taken as absent.
+      std::string why;
+      f.pipeline = train::ParsePipeline(io::ReadFile(io::Posix(), path), &why);
+      if (!f.pipeline) f.pipeline_problem = path + " is damaged (" + why + ")";
     } catch (const std::exception& e) {  // replaced between exists and read: next frame
       f.pipeline_problem = e.what();
     }
@@ -97,15 +96,16 @@ std::string Seconds(double s) {
   return buf;
 }
 
-std::string Pct(const json& v) {
-  if (!v.is_number()) return "    -";
+// A figure that does not apply, or is absent, is NaN.
+std::string Pct(double v) {
+  if (!std::isfinite(v)) return "    -";
   char buf[16];
-  std::snprintf(buf, sizeof buf, "%5.1f", v.get<double>());
+  std::snprintf(buf, sizeof buf, "%5.1f", v);
   return buf;
 }
 
-std::string Bar(const json& busy) {
-  const int n = busy.is_number() ? static_cast<int>(std::lround(std::clamp(busy.get<double>(), 0.0, 100.0) / 10)) : 0;
+std::string Bar(double busy) {
+  const int n = std::isfinite(busy) ? static_cast<int>(std::lround(std::clamp(busy, 0.0, 100.0) / 10)) : 0;
   return "[" + std::string(static_cast<size_t>(n), '#') + std::string(static_cast<size_t>(10 - n), ' ') + "]";
 }
 
@@ -114,17 +114,18 @@ std::string Render(const std::string& dir, const Frame& f) {
   char line[512];
   const double now = pipeline::UnixSeconds();
   s += "bitbyte top: " + dir + "\n";
-  if (f.pipeline.is_object()) {
-    const json& p = f.pipeline;
-    std::string state = p.value("state", std::string("?"));
-    const double age = now - p.value("updated_unix", now);
-    const int64_t pid = p.value("pid", static_cast<int64_t>(0));
-    if (state == "running" && pid > 0 && p.value("host", std::string()) == pipeline::HostName() &&
+  auto or_unknown = [](const std::string& v) { return v.empty() ? std::string("?") : v; };
+  if (f.pipeline) {
+    const train::PipelineInfo& p = *f.pipeline;
+    std::string state = or_unknown(p.state);
+    const double age = now - p.updated_unix.value_or(now);
+    const int64_t pid = p.pid.value_or(0);
+    if (state == "running" && pid > 0 && pid <= INT32_MAX && p.host == pipeline::HostName() &&
         ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
       state = "stopped without finishing (pid " + std::to_string(pid) + " is gone)";
-    std::snprintf(line, sizeof line, "job %s  state %s  pid %lld  threads %d  updated %.1f s ago\n",
-                  p.value("job", std::string("?")).c_str(), state.c_str(), static_cast<long long>(pid),
-                  p.value("threads", 0), age);
+    std::snprintf(line, sizeof line, "job %s  state %s  pid %lld  threads %lld  updated %.1f s ago\n",
+                  or_unknown(p.job).c_str(), state.c_str(), static_cast<long long>(pid),
+                  static_cast<long long>(p.threads.value_or(0)), age);
     s += line;
   } else {
     s += "no live figures: " + (f.pipeline_problem.empty() ? dir + "/" + kFiguresFile + " is missing" : f.pipeline_problem) +
@@ -146,32 +147,29 @@ std::string Render(const std::string& dir, const Frame& f) {
   }
   if (f.metrics.skipped_lines)
     s += "(" + std::to_string(f.metrics.skipped_lines) + " damaged or cut-off metrics lines skipped)\n";
-  if (!f.pipeline.is_object()) return s;
-  for (const json& g : f.pipeline["graphs"]) {
-    const std::string gstate = g.value("state", std::string("?"));
-    const char* span = gstate == "running" ? "window" : "total";
+  if (!f.pipeline) return s;
+  for (const train::PipelineGraph& g : f.pipeline->graphs) {
+    const std::string gstate = or_unknown(g.state);
+    const bool running = gstate == "running";
     std::snprintf(line, sizeof line, "\ngraph %s (%s, %.1f s)  figures over %s  bottleneck: %s\n",
-                  g.value("name", std::string("?")).c_str(), gstate.c_str(), g.value("elapsed_s", 0.0),
-                  gstate == "running" ? ("the last " + Seconds(f.pipeline.value("interval_s", 2.0))).c_str() : "the whole run",
-                  g.contains("bottleneck") && g["bottleneck"].is_string() ? g["bottleneck"].get<std::string>().c_str() : "-");
+                  or_unknown(g.name).c_str(), gstate.c_str(), std::isfinite(g.elapsed_s) ? g.elapsed_s : 0.0,
+                  running ? ("the last " + Seconds(f.pipeline->interval_s.value_or(2.0))).c_str() : "the whole run",
+                  g.bottleneck ? g.bottleneck->c_str() : "-");
     s += line;
     std::snprintf(line, sizeof line, "%-14s %-9s %4s %-12s %5s %5s %5s %9s %9s %5s %5s %10s %10s\n", "node", "kind",
                   "conc", "busy", "busy%", "idle%", "blkd%", "in", "out", "queue", "fly", "items/s", "bytes/s");
     s += line;
-    for (const json& n : g.value("nodes", json::array())) {
-      const json sp = n.contains(span) ? n[span] : json::object();
-      const int conc = n.value("concurrency", 1);
-      std::snprintf(line, sizeof line, "%-14s %-9s %4s %-12s %5s %5s %5s %9llu %9llu %5llu %5llu %10.1f %10s\n",
-                    n.value("name", std::string("?")).c_str(), n.value("kind", std::string("?")).c_str(),
-                    conc == 0 ? "inf" : std::to_string(conc).c_str(), Bar(sp.value("busy_pct", json())).c_str(),
-                    Pct(sp.value("busy_pct", json())).c_str(), Pct(sp.value("idle_pct", json())).c_str(),
-                    Pct(sp.value("blocked_pct", json())).c_str(), static_cast<unsigned long long>(n.value("in", 0ull)),
-                    static_cast<unsigned long long>(n.value("out", 0ull)),
-                    static_cast<unsigned long long>(n.value("queue", 0ull)),
-                    static_cast<unsigned long long>(n.value("in_flight", 0ull)), sp.value("items_per_s", 0.0),
-                    sp.value("bytes_per_s", json()).is_number()
-                        ? pipeline::Progress::FormatBytes(sp["bytes_per_s"].get<double>()).c_str()
-                        : "-");
+    for (const train::PipelineNode& n : g.nodes) {
+      constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+      const train::NodeFigures sp =
+          (running ? n.window : n.total).value_or(train::NodeFigures{kNaN, kNaN, kNaN, kNaN, kNaN, kNaN});
+      std::snprintf(line, sizeof line, "%-14s %-9s %4s %-12s %5s %5s %5s %9lld %9lld %5lld %5lld %10.1f %10s\n",
+                    n.name.c_str(), or_unknown(n.kind).c_str(),
+                    n.concurrency == 0 ? "inf" : std::to_string(n.concurrency).c_str(), Bar(sp.busy_pct).c_str(),
+                    Pct(sp.busy_pct).c_str(), Pct(sp.idle_pct).c_str(), Pct(sp.blocked_pct).c_str(),
+                    static_cast<long long>(n.in), static_cast<long long>(n.out), static_cast<long long>(n.queue),
+                    static_cast<long long>(n.in_flight), std::isfinite(sp.items_per_s) ? sp.items_per_s : 0.0,
+                    std::isfinite(sp.bytes_per_s) ? pipeline::Progress::FormatBytes(sp.bytes_per_s).c_str() : "-");
       s += line;
     }
   }
@@ -198,7 +196,9 @@ void AddTopCommand(CLI::App& app) {
       "from RUN_DIR/pipeline.json and metrics.jsonl and refreshed until the job ends or Ctrl-C.\n"
       "Works on a dataset directory while 'bitbyte shard' writes it too.");
   c->add_option("RUN_DIR", a->dir, "Run directory (or a dataset directory being sharded)")->required();
-  c->add_option("--interval", a->interval, "Seconds between refreshes")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("--interval", a->interval, "Seconds between refreshes")
+      ->check(FiniteRange(pipeline::kMinFiguresInterval, pipeline::kMaxFiguresInterval))
+      ->capture_default_str();
   c->add_flag("--once", a->once, "Print one frame and exit");
   c->callback([a] {
     struct stat st;
@@ -225,7 +225,7 @@ void AddTopCommand(CLI::App& app) {
       // read next is final. Where locks cannot be inspected, pipeline.json's state and pid tell.
       const std::optional<bool> held = train::DirLockHeld(a->dir);
       const Frame f = ReadFrame(a->dir);
-      if (f.pipeline.is_null() && !f.metrics_file) {
+      if (!f.pipeline && f.pipeline_problem.empty() && !f.metrics_file) {
         if (a->once)
           throw std::invalid_argument(a->dir + " has neither pipeline.json nor metrics.jsonl: not a run or dataset "
                                       "directory, or its job has not started yet");
@@ -233,7 +233,7 @@ void AddTopCommand(CLI::App& app) {
         waited = true;
       } else {
         std::string frame = Render(a->dir, f);
-        const bool says_running = f.pipeline.is_object() && f.pipeline.value("state", std::string()) == "running";
+        const bool says_running = f.pipeline && f.pipeline->state == "running";
         const bool live = held ? *held : says_running && frame.find("stopped without finishing") == std::string::npos;
         if (live && !says_running) frame += "\na job holds " + a->dir + ": it is starting (the figures above are older)\n";
         if (!live && says_running && frame.find("stopped without finishing") == std::string::npos)

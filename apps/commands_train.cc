@@ -85,13 +85,16 @@ void AddEvalCommand(CLI::App& app) {
   c->add_option("--data", a->o.data_dir, "Dataset directory: evaluate on its validation split");
   c->add_option("files", a->o.files, "Files to evaluate on, each a separate stream");
   c->add_option("--max-bytes", a->o.max_bytes, "Only the first N bytes of each stream (0: all)")
-      ->check(CLI::NonNegativeNumber);
-  c->add_option("--batch-size", a->o.batch_size, "Windows per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::Range(int64_t{0}, train::limits::kMaxEvalBytes));
+  c->add_option("--batch-size", a->o.batch_size, "Windows per forward pass")
+      ->check(CLI::Range(1, train::limits::kMaxBatch))
+      ->capture_default_str();
   AddRuntimeOptions(c, &a->o.threads, &a->o.device);
   c->add_flag("--json", a->json, "Print {\"bpb\": ..., \"bytes\": ...}");
   c->callback([a] {
     if (a->o.data_dir.empty() == a->o.files.empty())
       throw std::invalid_argument("give exactly one of --data DIR or FILE...");
+    train::ValidateEvalOptions(a->o);
     const train::EvalSummary s = train::RunEval(a->o);
     if (a->json) {
       std::printf("%s\n", nlohmann::json({{"bpb", s.bpb}, {"bytes", s.bytes}}).dump().c_str());
@@ -109,9 +112,15 @@ void AddGenerateCommand(CLI::App& app) {
   c->add_option("--checkpoint", o->checkpoint, "Checkpoint directory, or a run directory (its newest good one)")
       ->required();
   c->add_option("--prompt", o->prompt, "Text to continue (at least one byte)")->required();
-  c->add_option("-n", o->n, "Bytes to generate")->check(CLI::NonNegativeNumber)->capture_default_str();
-  c->add_option("--temperature", o->temperature, "Softmax temperature; 0 is greedy")->capture_default_str();
-  c->add_option("--top-k", o->top_k, "Sample among the k likeliest bytes (0: all)")->capture_default_str();
+  c->add_option("-n", o->n, "Bytes to generate")
+      ->check(CLI::Range(int64_t{0}, train::limits::kMaxGenerateBytes))
+      ->capture_default_str();
+  c->add_option("--temperature", o->temperature, "Softmax temperature; 0 is greedy")
+      ->check(FiniteRange(train::limits::kMinTemperature, train::limits::kMaxTemperature, /*zero_too=*/true))
+      ->capture_default_str();
+  c->add_option("--top-k", o->top_k, "Sample among the k likeliest bytes (0: all)")
+      ->check(CLI::Range(0, train::limits::kMaxTopK))
+      ->capture_default_str();
   c->add_option("--seed", o->seed, "Sampling seed (same seed, same text)")->capture_default_str();
   c->add_flag("!--no-recurrent", o->recurrent,
               "Re-run the model over sliding windows even when it has a recurrent form (MambaMLM steps one byte "
@@ -124,6 +133,7 @@ void AddGenerateCommand(CLI::App& app) {
       if (!started) std::fwrite(o->prompt.data(), 1, o->prompt.size(), stdout);
       started = true;
     };
+    train::ValidateGenerateOptions(*o);  // before the checkpoint is read
     train::Generate(*o, [&](char ch) {
       start();
       std::fputc(ch, stdout);

@@ -1,6 +1,15 @@
 #include "apps/job_options.h"
 
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
 #include "apps/cli_util.h"
+#include "nodes/config.h"
+#include "pipeline/graph.h"
+#include "pipeline/monitor.h"
+#include "sharding/error.h"
+#include "sharding/plan.h"
 
 namespace bitbyte::cli {
 
@@ -13,19 +22,22 @@ void AddShardJobOptions(CLI::App* c, ShardArgs* a, bool for_job) {
     inputs->required();
     out->required();
   }
-  c->add_option("--threads", a->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--threads", a->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, pipeline::kMaxThreads));
   c->add_option("--level", a->level, "zstd compression level, 1-22")->check(CLI::Range(1, 22))->capture_default_str();
   c->add_option("--val-fraction", a->val_fraction, "Share of documents (by hash) for validation, in [0,1)")
       ->capture_default_str();
   c->add_option("--frame-size", a->frame_size, "Raw bytes per zstd frame (e.g. 256K, 1M)")->capture_default_str();
   c->add_option("--shard-size", a->shard_size, "Raw bytes per shard, a multiple of the frame size")
       ->capture_default_str();
-  c->add_option("--jsonl-field", a->jsonl_field, "Treat inputs as JSONL; each record's string field K is a document");
+  c->add_option("--jsonl-field", a->jsonl_field, "Treat inputs as JSONL; each record's string field K is a document")
+      ->check([](const std::string& k) {
+        return k.empty() ? std::string("the field name is empty (leave --jsonl-field out to read plain files)") : "";
+      });
   c->add_flag("--skip-bad-records", a->skip_bad, "JSONL: skip and count bad records instead of failing");
   c->add_flag("--overwrite", a->overwrite, "Replace a different dataset already in the output directory");
   c->add_option("--figures-every", a->figures_every,
                 "Seconds between writes of the live per-node figures (OUT/pipeline.json; see 'bitbyte top')")
-      ->check(CLI::PositiveNumber)
+      ->check(FiniteRange(pipeline::kMinFiguresInterval, pipeline::kMaxFiguresInterval))
       ->capture_default_str();
 }
 
@@ -40,6 +52,11 @@ pipeline::ShardJobOptions ShardJobOptionsOf(const ShardArgs& a) {
   o.params.shard_bytes = ParseSize(a.shard_size, "--shard-size");
   o.params.jsonl_field = a.jsonl_field;
   o.params.skip_bad_records = a.skip_bad;
+  try {  // bad option values are usage errors (exit 2), found before any work
+    shard::ValidateParams(o.params);
+  } catch (const Error& e) {
+    throw std::invalid_argument(std::string(e.what()) + " (options --frame-size, --shard-size, --level, --val-fraction)");
+  }
   o.overwrite = a.overwrite;
   o.figures_interval_s = a.figures_every;
   return o;
@@ -49,8 +66,23 @@ void AddRuntimeOptions(CLI::App* c, int* threads, std::string* device) {
   c->add_option("--threads", *threads,
                 "Threads for LibTorch (and, in train, TBB) (default: all cores). Results are bit-exact for "
                 "a given thread count")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, train::limits::kMaxThreads));
   c->add_option("--device", *device, "cpu, or cuda[:N] when LibTorch has CUDA")->capture_default_str();
+}
+
+CLI::Validator FiniteRange(double lo, double hi, bool zero_too) {
+  char desc[96];
+  std::snprintf(desc, sizeof desc, "%s[%g, %g]", zero_too ? "0 or " : "", lo, hi);
+  return CLI::Validator(
+      [lo, hi, zero_too, d = std::string(desc)](std::string& in) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(in.c_str(), &end);
+        if (in.empty() || end != in.c_str() + in.size() || !std::isfinite(v))
+          return "'" + in + "' is not a finite number";
+        if ((zero_too && v == 0) || (v >= lo && v <= hi)) return "";
+        return "Value " + in + " not in range " + d;
+      },
+      desc);
 }
 
 void AddTrainJobOptions(CLI::App* c, TrainArgs* a, bool for_job) {
@@ -62,11 +94,16 @@ void AddTrainJobOptions(CLI::App* c, TrainArgs* a, bool for_job) {
       ->take_all()
       ->allow_extra_args(false);
   c->add_option("--model", a->o.model, "Model track (config model.name)");
-  c->add_option("--steps", a->steps, "Optimizer steps (config steps)")->check(CLI::PositiveNumber);
+  c->add_option("--steps", a->steps, "Optimizer steps (config steps)")
+      ->check(CLI::Range(int64_t{1}, train::limits::kMaxSteps));
+  if (for_job)
+    c->add_flag("--allow-other-data", a->allow_other_data,
+                "With --resume: go on training on --data even when it is not the dataset the run was trained on "
+                "(fine-tuning; without it that is refused)");
   AddRuntimeOptions(c, &a->o.threads, &a->o.device);
   c->add_option("--figures-every", a->o.figures_interval_s,
                 "Seconds between writes of the live per-node figures (RUN_DIR/pipeline.json; see 'bitbyte top')")
-      ->check(CLI::PositiveNumber)
+      ->check(FiniteRange(pipeline::kMinFiguresInterval, pipeline::kMaxFiguresInterval))
       ->capture_default_str();
 }
 
@@ -79,6 +116,9 @@ train::TrainOptions TrainOptionsOf(const TrainArgs& a) {
     o.run_dir = a.resume_dir;
     o.resume = true;
   }
+  if (a.allow_other_data && !o.resume)
+    throw std::invalid_argument("--allow-other-data goes with --resume (a new run trains on the --data it is given)");
+  o.allow_other_data = a.allow_other_data;
   return o;
 }
 

@@ -25,13 +25,18 @@ struct ShardArgs {
 void AddShardJobOptions(CLI::App* c, ShardArgs* a, bool for_job);
 pipeline::ShardJobOptions ShardJobOptionsOf(const ShardArgs& a);  // throws std::invalid_argument
 
-// --threads and --device (train, eval, generate).
+// --threads (in [0, limits::kMaxThreads]) and --device (train, eval, generate).
 void AddRuntimeOptions(CLI::App* c, int* threads, std::string* device);
+
+// A check for a number option: finite (never nan or inf) and in [lo, hi] (CLI::Range lets nan
+// through). `zero_too`: 0 is accepted as well (e.g. --temperature: 0 or [0.001, 1000]).
+CLI::Validator FiniteRange(double lo, double hi, bool zero_too = false);
 
 struct TrainArgs {
   train::TrainOptions o;
   std::string resume_dir;
   int64_t steps = 0;
+  bool allow_other_data = false;
 };
 // `for_job`: -o is --out; else (`bitbyte graph train`) -o is the drawing and the run is --out.
 void AddTrainJobOptions(CLI::App* c, TrainArgs* a, bool for_job);

@@ -15,9 +15,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#if BITBYTE_ML
+#include <c10/util/Exception.h>
+#endif
 
 #include "apps/cli_util.h"
 #include "apps/commands.h"
@@ -84,6 +89,46 @@ void TuneMallocForModels(int argc, char** argv) {
 }
 #endif
 
+// One line for the user and the exit code (README: 2 usage, 3 bad data, 1 anything else).
+struct Failure {
+  std::string message;
+  int exit_code = 1;
+};
+
+#if BITBYTE_ML
+// The first line only (LibTorch appends C++ frames to some messages).
+std::string FirstLine(const std::string& s) {
+  const size_t nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+#endif
+
+Failure Classify(const std::exception_ptr& ep) {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const std::invalid_argument& e) {  // a bad option or config value
+    return {e.what(), 2};
+  } catch (const bitbyte::DataError& e) {
+    return {e.what(), 3};
+  } catch (const bitbyte::pipeline::NodeError& e) {
+    // Inside a graph the node's own error decides the code (bad data stays 3) and the message.
+    if (!e.cause()) return {e.what(), 1};
+    Failure inner = Classify(e.cause());
+    inner.message = "node '" + e.node() + "': " + inner.message;
+    return inner;
+#if BITBYTE_ML
+  } catch (const c10::Error& e) {  // LibTorch: its message without the C++ frames it appends
+    return {"LibTorch: " + FirstLine(e.what_without_backtrace()), 1};
+#endif
+  } catch (const std::bad_alloc&) {
+    return {"out of memory", 1};
+  } catch (const std::exception& e) {
+    return {e.what(), 1};
+  } catch (...) {
+    return {"unknown error", 1};
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -121,24 +166,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
-  } catch (const std::invalid_argument& e) {  // a bad option value found after parsing
-    std::fprintf(stderr, "bitbyte: error: %s\n", e.what());
-    return 2;
-  } catch (const bitbyte::DataError& e) {
-    std::fprintf(stderr, "bitbyte: error: %s\n", e.what());
-    return 3;
-  } catch (const bitbyte::pipeline::NodeError& e) {
-    std::fprintf(stderr, "bitbyte: error: %s\n", e.what());
-    try {  // bad data found inside a graph keeps its exit code
-      if (e.cause()) std::rethrow_exception(e.cause());
-    } catch (const bitbyte::DataError&) {
-      return 3;
-    } catch (...) {
-    }
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bitbyte: error: %s\n", e.what());
-    return 1;
+  } catch (...) {
+    const Failure f = Classify(std::current_exception());
+    std::fprintf(stderr, "bitbyte: error: %s\n", f.message.c_str());
+    return f.exit_code;
   }
   return 0;
 }

@@ -4,6 +4,7 @@
 // made here, so a new track adds a config message, a module, and its name in Tracks(),
 // ValidateModelConfig(), ModelContext() and CreateModel().
 // This header is Torch-free: config checking and the CLI use it without Torch headers.
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,8 +22,22 @@ struct TrackInfo {
 
 const std::vector<TrackInfo>& Tracks();
 
-// Checks model.name and the chosen track's fields. Throws std::invalid_argument naming the field
-// ("model.bitbyte_lm.n_head: 3 does not divide d_model 256").
+// The bounds of the model fields (docs/training.md, "Limits"): every size field is checked
+// against them, so parameter counts and tensor sizes never overflow; whether the model fits in
+// memory is checked with the optimizer state (nodes/config.h ValidateConfig).
+inline constexpr int32_t kMaxWidth = 1 << 16;     // d_model, dt_rank
+inline constexpr int32_t kMaxFfWidth = 1 << 18;   // bitbyte_lm.d_ff
+inline constexpr int32_t kMaxLayers = 1024;       // n_layer
+inline constexpr int32_t kMaxContext = 1 << 20;   // context, in [2, kMaxContext]
+inline constexpr int32_t kMaxDState = 1024;       // mamba_mlm.d_state
+inline constexpr int32_t kMaxDConv = 256;         // mamba_mlm.d_conv
+inline constexpr int32_t kMaxExpand = 64;         // mamba_mlm.expand
+inline constexpr double kMaxInitStd = 1.0;        // init_std, in (0, 1]
+inline constexpr double kMaxDt = 10.0;            // mamba_mlm.dt_min, dt_max, in (0, 10]
+
+// Checks model.name and the chosen track's fields: every number within its bounds (doubles
+// finite). Throws std::invalid_argument naming the field
+// ("config field model.bitbyte_lm.n_head: 3 does not divide d_model 256").
 void ValidateModelConfig(const pb::ModelConfig& config);
 
 // The context (longest window) of the configured model, for checks outside models/.
@@ -33,7 +48,7 @@ int64_t ModelContext(const pb::ModelConfig& config);
 int64_t ParameterCount(const pb::ModelConfig& config);
 
 // The config with the track's depth (n_layer) set so that ParameterCount() is as close to
-// `target` as depth allows (the shallower on a tie, at least one layer); widths unchanged.
+// `target` as depth allows (the shallower on a tie, 1 to kMaxLayers layers); widths unchanged.
 // For comparing tracks at matched size (`bitbyte bench tracks`).
 pb::ModelConfig MatchParameterCount(pb::ModelConfig config, int64_t target);
 

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -15,33 +16,52 @@ namespace {
   throw std::invalid_argument("config field model." + field + ": " + what);
 }
 
-void RequirePositive(const std::string& field, int64_t v) {
-  if (v <= 0) Bad(field, "must be positive, got " + std::to_string(v));
+std::string Num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+void RequireRange(const std::string& field, int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo || v > hi)
+    Bad(field, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(v));
+}
+
+// A finite double in (lo, hi] (lo_open) or [lo, hi) (hi_open) or [lo, hi].
+void RequireReal(const std::string& field, double v, double lo, double hi, bool lo_open, bool hi_open) {
+  const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+  if (!ok)
+    Bad(field, std::string("must be a finite number in ") + (lo_open ? "(" : "[") + Num(lo) + ", " + Num(hi) +
+                   (hi_open ? ")" : "]") + ", got " + Num(v));
 }
 
 void ValidateBitByteLM(const pb::BitByteLMConfig& c) {
-  RequirePositive("bitbyte_lm.d_model", c.d_model());
-  RequirePositive("bitbyte_lm.n_layer", c.n_layer());
-  RequirePositive("bitbyte_lm.n_head", c.n_head());
-  RequirePositive("bitbyte_lm.context", c.context());
-  if (c.d_ff() < 0) Bad("bitbyte_lm.d_ff", "must be 0 (4 x d_model) or positive");
+  RequireRange("bitbyte_lm.d_model", c.d_model(), 1, kMaxWidth);
+  RequireRange("bitbyte_lm.n_layer", c.n_layer(), 1, kMaxLayers);
+  RequireRange("bitbyte_lm.n_head", c.n_head(), 1, c.d_model());
+  RequireRange("bitbyte_lm.context", c.context(), 2, kMaxContext);  // at least data.seq_len >= 2
+  if (c.d_ff() < 0 || c.d_ff() > kMaxFfWidth)
+    Bad("bitbyte_lm.d_ff", "must be 0 (4 x d_model) or in [1, " + std::to_string(kMaxFfWidth) + "], got " +
+                               std::to_string(c.d_ff()));
   if (c.d_model() % c.n_head() != 0)
     Bad("bitbyte_lm.n_head", std::to_string(c.n_head()) + " does not divide d_model " + std::to_string(c.d_model()));
-  if (!(c.dropout() >= 0.0 && c.dropout() < 1.0)) Bad("bitbyte_lm.dropout", "must be in [0, 1)");
-  if (!(c.init_std() > 0.0)) Bad("bitbyte_lm.init_std", "must be positive");
+  RequireReal("bitbyte_lm.dropout", c.dropout(), 0.0, 1.0, false, true);
+  RequireReal("bitbyte_lm.init_std", c.init_std(), 0.0, kMaxInitStd, true, false);
 }
 
 void ValidateMambaMLM(const pb::MambaMLMConfig& c) {
-  RequirePositive("mamba_mlm.d_model", c.d_model());
-  RequirePositive("mamba_mlm.n_layer", c.n_layer());
-  RequirePositive("mamba_mlm.d_state", c.d_state());
-  RequirePositive("mamba_mlm.d_conv", c.d_conv());
-  RequirePositive("mamba_mlm.context", c.context());
-  if (c.expand() < 1) Bad("mamba_mlm.expand", "must be at least 1, got " + std::to_string(c.expand()));
-  if (c.dt_rank() < 0) Bad("mamba_mlm.dt_rank", "must be 0 (ceil(d_model / 16)) or positive");
-  if (!(c.dt_min() > 0.0)) Bad("mamba_mlm.dt_min", "must be positive");
-  if (!(c.dt_max() >= c.dt_min())) Bad("mamba_mlm.dt_max", "must be at least dt_min");
-  if (!(c.init_std() > 0.0)) Bad("mamba_mlm.init_std", "must be positive");
+  RequireRange("mamba_mlm.d_model", c.d_model(), 1, kMaxWidth);
+  RequireRange("mamba_mlm.n_layer", c.n_layer(), 1, kMaxLayers);
+  RequireRange("mamba_mlm.d_state", c.d_state(), 1, kMaxDState);
+  RequireRange("mamba_mlm.d_conv", c.d_conv(), 1, kMaxDConv);
+  RequireRange("mamba_mlm.context", c.context(), 2, kMaxContext);  // at least data.seq_len >= 2
+  RequireRange("mamba_mlm.expand", c.expand(), 1, kMaxExpand);
+  if (c.dt_rank() < 0 || c.dt_rank() > kMaxWidth)
+    Bad("mamba_mlm.dt_rank", "must be 0 (ceil(d_model / 16)) or in [1, " + std::to_string(kMaxWidth) + "], got " +
+                                 std::to_string(c.dt_rank()));
+  RequireReal("mamba_mlm.dt_min", c.dt_min(), 0.0, kMaxDt, true, false);
+  RequireReal("mamba_mlm.dt_max", c.dt_max(), c.dt_min(), kMaxDt, false, false);
+  RequireReal("mamba_mlm.init_std", c.init_std(), 0.0, kMaxInitStd, true, false);
 }
 
 int64_t BitByteLMParameters(const pb::BitByteLMConfig& c) {
@@ -96,9 +116,9 @@ pb::ModelConfig MatchParameterCount(pb::ModelConfig config, int64_t target) {
   set_depth(2);
   const int64_t per_layer = ParameterCount(config) - one, fixed = one - per_layer;
   const double ideal = static_cast<double>(target - fixed) / static_cast<double>(per_layer);
-  int64_t n = std::max<int64_t>(1, static_cast<int64_t>(std::floor(ideal)));
-  if (std::llabs(fixed + (n + 1) * per_layer - target) < std::llabs(fixed + n * per_layer - target)) ++n;
-  if (n > INT32_MAX) throw std::invalid_argument("parameter target " + std::to_string(target) + " is out of reach");
+  // Within the depth bound [1, kMaxLayers] (a target beyond it gets the deepest model).
+  int64_t n = static_cast<int64_t>(std::clamp(std::floor(ideal), 1.0, static_cast<double>(kMaxLayers)));
+  if (n < kMaxLayers && std::llabs(fixed + (n + 1) * per_layer - target) < std::llabs(fixed + n * per_layer - target)) ++n;
   set_depth(static_cast<int32_t>(n));
   return config;
 }

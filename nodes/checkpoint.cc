@@ -83,6 +83,7 @@ std::string WriteCheckpoint(io::FileSystem& fs, const std::string& ckpt_dir, con
   meta.set_format_version(1);
   meta.set_step(snap.step);
   meta.set_config_text(snap.config_text);
+  meta.set_dataset_id(snap.dataset_id);
   meta.set_created_by("bitbyte 0.1.0");
   meta.set_unix_time(static_cast<double>(std::time(nullptr)));
   {
@@ -163,6 +164,7 @@ Snapshot ReadCheckpoint(io::FileSystem& fs, const std::string& dir) {
   Snapshot snap;
   snap.step = meta.step();
   snap.config_text = meta.config_text();
+  snap.dataset_id = meta.dataset_id();
   for (const pb::TensorEntry& e : meta.tensors()) {
     if (e.offset() > data.size() || e.size() > data.size() - e.offset())
       throw DataError(data_path + ": tensor '" + e.name() + "' lies outside the file");

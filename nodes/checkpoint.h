@@ -32,6 +32,7 @@ struct TensorBlob {
 struct Snapshot {
   int64_t step = 0;  // optimizer steps completed
   std::string config_text;
+  uint64_t dataset_id = 0;  // the data it was trained on (0: not recorded)
   std::vector<TensorBlob> tensors;
   std::vector<std::pair<std::string, std::string>> blobs;
   const TensorBlob* Find(const std::string& name) const;

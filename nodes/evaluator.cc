@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <stdexcept>
 
 namespace bitbyte::train {
 namespace {
@@ -59,7 +60,10 @@ EvalResult EvaluateBpb(models::ByteModel& model, const std::vector<std::string_v
   }
   run_full();
   if (was_training) model.train();
-  r.bpb = r.bytes ? r.nats / std::log(2.0) / static_cast<double>(r.bytes) : 0.0;
+  // Nothing predicted has no bpb (never 0.0, which would pass for a perfect model and win `best`).
+  if (r.bytes == 0)
+    throw std::invalid_argument("nothing to evaluate: no byte to predict (each stream needs at least 2 bytes)");
+  r.bpb = r.nats / std::log(2.0) / static_cast<double>(r.bytes);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }

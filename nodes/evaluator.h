@@ -23,6 +23,7 @@ struct EvalResult {
   double seconds = 0;
 };
 
+// Throws std::invalid_argument when the streams have no byte to predict.
 EvalResult EvaluateBpb(models::ByteModel& model, const std::vector<std::string_view>& streams, int64_t context,
                        int batch_size, torch::Device device);
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -19,6 +20,7 @@
 #include <thread>
 
 #include "models/registry.h"
+#include "nodes/append_log.h"
 #include "nodes/batches.h"
 #include "nodes/checkpoint.h"
 #include "nodes/config.h"
@@ -63,6 +65,29 @@ json Environment(int threads, const torch::Device& device) {
           {"bitbyte", BITBYTE_VERSION}, {"tbb", TBB_VERSION_STRING}, {"cpu", CpuModel()}, {"host", pipeline::HostName()}};
 }
 
+// `cause` with another message and the same kind (what decides the exit code: bad value, bad
+// data, anything else), so whoever reports the cause rather than the NodeError says it all.
+std::exception_ptr WithMessage(const std::exception_ptr& cause, const std::string& message) {
+  if (!cause) return cause;
+  try {
+    std::rethrow_exception(cause);
+  } catch (const std::invalid_argument&) {
+    return std::make_exception_ptr(std::invalid_argument(message));
+  } catch (const DataError&) {
+    return std::make_exception_ptr(DataError(message));
+  } catch (const std::exception&) {
+    return std::make_exception_ptr(std::runtime_error(message));
+  } catch (...) {
+    return cause;
+  }
+}
+
+std::string HexId(uint64_t id) {  // as `bitbyte inspect` prints a dataset id
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
+
 double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // ---- signals: SIGINT/SIGTERM ask the job to stop after the current step ----
@@ -93,40 +118,90 @@ class StopSignals {
 class MetricsLog {
  public:
   // Keeps the records of steps <= keep_through (a resumed run rewrites what follows).
-  MetricsLog(const std::string& path, int64_t keep_through) : path_(path) {
-    if (keep_through >= 0 && io::Posix().Exists(path)) {
-      std::istringstream in(io::ReadFile(io::Posix(), path));
-      std::string line, kept;
-      while (std::getline(in, line)) {
-        const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
-        if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= keep_through) {
-          kept += line + "\n";
-          if (j.contains("val_bpb") && j["val_bpb"].is_number())
-            evals_.emplace_back(j["step"].get<int64_t>(), j["val_bpb"].get<double>());
-        }
-      }
-      io::WriteFileAtomic(io::Posix(), path, kept);
-    }
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw Error(ErrnoMessage("open", path, errno));
-  }
-  ~MetricsLog() { ::close(fd_); }
+  MetricsLog(const std::string& path, int64_t keep_through) : log_(Prepare(path, keep_through, evals_)) {}
   // Evaluations among the kept records, (step, bpb).
   const std::vector<std::pair<int64_t, double>>& evals() const { return evals_; }
   bool HasEval(int64_t step) const {
     return std::any_of(evals_.begin(), evals_.end(), [&](const auto& e) { return e.first == step; });
   }
-  void Write(const json& record) {
-    const std::string line = record.dump() + "\n";
-    if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
-      throw Error(ErrnoMessage("write", path_, errno));
-  }
+  void Write(const json& record) { log_.Append(record.dump() + "\n"); }
 
  private:
-  std::string path_;
-  int fd_ = -1;
-  std::vector<std::pair<int64_t, double>> evals_;
+  static std::string Prepare(const std::string& path, int64_t keep_through, std::vector<std::pair<int64_t, double>>& evals) {
+    if (keep_through >= 0 && io::Posix().Exists(path)) {
+      std::istringstream in(io::ReadFile(io::Posix(), path));
+      std::string line, kept;
+      while (std::getline(in, line)) {
+        const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() >= 0 &&
+            j["step"].get<int64_t>() <= keep_through) {
+          kept += line + "\n";
+          if (j.contains("val_bpb") && j["val_bpb"].is_number())
+            evals.emplace_back(j["step"].get<int64_t>(), j["val_bpb"].get<double>());
+        }
+      }
+      io::WriteFileAtomic(io::Posix(), path, kept);
+    }
+    return path;
+  }
+  std::vector<std::pair<int64_t, double>> evals_;  // before log_: Prepare fills it
+  AppendLog log_;
 };
+
+// What a run's run.json says, read so that garbage or wrong types only cost a warning naming
+// the file (it is a record for people and tools, rewritten at every start).
+struct RunRecord {
+  bool found = false;       // the file exists and holds a JSON object
+  std::string data;         // "data": the dataset directory ("" when absent or unusable)
+  std::optional<uint64_t> dataset_id;  // "dataset_id" (a decimal string)
+  std::optional<int64_t> threads;      // "threads"
+  std::string problem;      // why `data` is empty, for an error message
+};
+
+RunRecord ReadRunRecord(io::FileSystem& fs, const std::string& path, const std::function<void(const std::string&)>& warn) {
+  RunRecord r;
+  if (!fs.Exists(path)) {
+    r.problem = "there is no " + path;
+    return r;
+  }
+  json j;
+  try {
+    j = json::parse(io::ReadFile(fs, path), nullptr, /*allow_exceptions=*/false);
+  } catch (const std::exception& e) {
+    warn(std::string(e.what()) + "; ignoring " + path);
+    r.problem = "cannot read " + path;
+    return r;
+  }
+  if (!j.is_object()) {
+    warn(path + " is not a JSON object (damaged?); ignoring it");
+    r.problem = path + " is damaged";
+    return r;
+  }
+  r.found = true;
+  if (j.contains("data")) {
+    if (j["data"].is_string() && !j["data"].get<std::string>().empty()) {
+      r.data = j["data"].get<std::string>();
+    } else {
+      warn(path + ": \"data\" is not a directory name; ignoring it");
+      r.problem = path + " has no usable \"data\"";
+    }
+  } else {
+    r.problem = path + " does not name the dataset";
+  }
+  if (j.contains("dataset_id")) {
+    const json& v = j["dataset_id"];
+    uint64_t id = 0;
+    const std::string text = v.is_string() ? v.get<std::string>() : "";
+    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), id, 10);
+    if (!text.empty() && ec == std::errc() && ptr == text.data() + text.size()) r.dataset_id = id;
+    else warn(path + ": \"dataset_id\" is not a decimal dataset id in a string; ignoring it");
+  }
+  if (j.contains("threads")) {
+    if (j["threads"].is_number_integer()) r.threads = j["threads"].get<int64_t>();
+    else warn(path + ": \"threads\" is not an integer; ignoring it");
+  }
+  return r;
+}
 
 // Runs work on one long-lived thread and waits for it. The train step and the eval node use one
 // each, so their LibTorch work always starts from the same thread whichever TBB worker runs the
@@ -296,6 +371,9 @@ pb::TrainConfig ResolveConfig(const TrainOptions& o) {
 TrainSummary RunTraining(const TrainOptions& o) {
   const pb::TrainConfig config = ResolveConfig(o);
   io::FileSystem& fs = io::Posix();
+  if (o.threads < 0 || o.threads > limits::kMaxThreads)
+    throw std::invalid_argument("--threads must be in [0, " + std::to_string(limits::kMaxThreads) + "] (0: all cores), got " +
+                                std::to_string(o.threads));
   const int threads = o.threads > 0 ? o.threads : pipeline::DefaultThreads();
   const torch::Device device = ParseDevice(o.device);
   auto log = [&](const std::string& line) {
@@ -304,19 +382,25 @@ TrainSummary RunTraining(const TrainOptions& o) {
   auto warn = [](const std::string& line) { std::fprintf(stderr, "warning: %s\n", line.c_str()); };  // even with -q
 
   // ---- run directory ----
+  if (o.allow_other_data && !o.resume)
+    throw std::invalid_argument("--allow-other-data goes with --resume (a new run trains on the --data it is given)");
   fs.CreateDirs(o.run_dir);
   io::DirLock lock(o.run_dir);
   const std::string ckpt_dir = io::JoinPath(o.run_dir, kCheckpointDir);
   const std::string run_file = io::JoinPath(o.run_dir, kRunFile);
   std::string data_dir = o.data_dir;
-  json saved_run;  // the run's run.json, on resume
+  RunRecord saved_run;  // the run's run.json, on resume
+  std::optional<LoadedCheckpoint> loaded;  // the checkpoint to resume from
   if (o.resume) {
-    if (fs.Exists(run_file)) saved_run = json::parse(io::ReadFile(fs, run_file), nullptr, false);
-    if (!saved_run.is_object()) saved_run = json::object();
-    if (data_dir.empty() && saved_run.contains("data")) data_dir = saved_run["data"].get<std::string>();
-    if (saved_run.contains("threads") && saved_run["threads"] != threads)
-      warn("the run was trained with --threads " + saved_run["threads"].dump() + ", this resume uses " +
+    saved_run = ReadRunRecord(fs, run_file, warn);
+    if (data_dir.empty()) data_dir = saved_run.data;
+    if (data_dir.empty())
+      throw std::invalid_argument("--resume " + o.run_dir + ": " + saved_run.problem +
+                                  ", so the run's dataset is unknown; give it with --data DIR");
+    if (saved_run.threads && *saved_run.threads != threads)
+      warn("the run was trained with --threads " + std::to_string(*saved_run.threads) + ", this resume uses " +
            std::to_string(threads) + "; results are bit-exact only at the same thread count");
+    loaded = LoadNewestGood(fs, ckpt_dir, warn);
   } else if (fs.Exists(io::JoinPath(o.run_dir, kConfigFile)) || fs.Exists(ckpt_dir)) {
     throw Error(o.run_dir + " already holds a training run; continue it with --resume " + o.run_dir +
                 " or choose another --out");
@@ -325,12 +409,33 @@ TrainSummary RunTraining(const TrainOptions& o) {
 
   const auto data = shard::Dataset::Open(data_dir);
   CheckDataset(*data);
-  const int rows = config.data().batch_size() * config.data().grad_accum();
+  const uint64_t dataset_id = data->manifest().dataset_id();
+  const int rows = config.data().batch_size() * config.data().grad_accum();  // bounded by ValidateConfig
   const BatchSampler sampler(*data, config.seed(), rows, config.data().seq_len());  // checks the train split
-  if (saved_run.contains("dataset_id") &&
-      saved_run["dataset_id"].get<std::string>() != std::to_string(data->manifest().dataset_id())) {
-    throw std::invalid_argument("--resume " + o.run_dir + ": dataset " + data_dir +
-                                  " is not the one this run was trained on (dataset_id differs)");
+  if (o.resume) {
+    // The data the run was trained on: the checkpoint's record (what the weights saw), else
+    // run.json's (a run without a usable checkpoint, or one from before checkpoints recorded it).
+    uint64_t trained_on = 0;
+    std::string where;
+    if (loaded && loaded->snapshot.dataset_id != 0) {
+      trained_on = loaded->snapshot.dataset_id;
+      where = "checkpoint " + loaded->dir;
+    } else if (saved_run.dataset_id) {
+      trained_on = *saved_run.dataset_id;
+      where = run_file;
+    }
+    if (trained_on == 0) {
+      warn("cannot check that " + data_dir + " (dataset id " + HexId(dataset_id) + ") is the data of run " + o.run_dir +
+           ": neither its checkpoint nor run.json records a dataset id");
+    } else if (trained_on != dataset_id) {
+      if (!o.allow_other_data)
+        throw std::invalid_argument("--resume " + o.run_dir + ": dataset " + data_dir + " (dataset id " + HexId(dataset_id) +
+                                    ") is not the one this run was trained on (dataset id " + HexId(trained_on) +
+                                    ", recorded in " + where + "); give the run's dataset with --data, or add "
+                                    "--allow-other-data to go on training on this one (fine-tuning)");
+      warn("--allow-other-data: run " + o.run_dir + " was trained on dataset id " + HexId(trained_on) +
+           "; it continues on " + data_dir + " (dataset id " + HexId(dataset_id) + "), and run.json now names that dataset");
+    }
   }
   {
     // run.json first: config.txtpb is what marks a directory as a run, and a run must always
@@ -340,7 +445,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
                                 ? data_dir : io::JoinPath(cwd, data_dir);
     json run = Environment(threads, device);
     run["data"] = abs;
-    run["dataset_id"] = std::to_string(data->manifest().dataset_id());
+    run["dataset_id"] = std::to_string(dataset_id);
     io::WriteFileAtomic(fs, run_file, run.dump(2) + "\n");
   }
   io::WriteFileAtomic(fs, io::JoinPath(o.run_dir, kConfigFile), ConfigToText(config));
@@ -354,21 +459,37 @@ TrainSummary RunTraining(const TrainOptions& o) {
   UseTorchThreads(threads);
 
   // ---- state ----
-  Trainer trainer(config, device);
-  // Built before Restore: its initialisation draws from the generator Restore then resets, so a
-  // resumed run's random stream (dropout) continues exactly where the checkpoint left it.
-  std::shared_ptr<models::ByteModel> eval_model = models::CreateModel(config.model());
-  eval_model->to(device);
+  std::optional<Trainer> trainer_holder;
+  std::shared_ptr<models::ByteModel> eval_model;
+  WithoutTorchFrames("building the model", [&] {
+    trainer_holder.emplace(config, device);
+    // Built before Restore: its initialisation draws from the generator Restore then resets, so a
+    // resumed run's random stream (dropout) continues exactly where the checkpoint left it.
+    eval_model = models::CreateModel(config.model());
+    eval_model->to(device);
+    return 0;
+  });
+  Trainer& trainer = *trainer_holder;
+  trainer.set_dataset_id(dataset_id);
   int64_t start = 0;
   if (o.resume) {
-    if (auto loaded = LoadNewestGood(fs, ckpt_dir, warn)) {
-      const pb::TrainConfig saved = ParseConfigText(loaded->snapshot.config_text, loaded->dir + "/meta.pb");
+    if (loaded) {
+      pb::TrainConfig saved;
+      try {
+        saved = ParseConfigText(loaded->snapshot.config_text, loaded->dir + "/meta.pb");
+      } catch (const std::invalid_argument& e) {
+        throw DataError(std::string(e.what()) + " (the checkpoint's config)");
+      }
       const std::string diff = IncompatibleField(saved, config);
       if (!diff.empty())
         throw std::invalid_argument("checkpoint " + loaded->dir + " was trained with another config: " + diff);
-      trainer.Restore(loaded->snapshot);
+      WithoutTorchFrames("restoring " + loaded->dir, [&] {
+        trainer.Restore(loaded->snapshot);
+        return 0;
+      });
       start = trainer.steps_done();
       log("resuming " + o.run_dir + " from " + loaded->dir + " (step " + std::to_string(start) + ")");
+      loaded.reset();  // its tensors are in the trainer now
     } else {
       warn("no usable checkpoint in " + ckpt_dir + "; starting from step 0");
     }
@@ -430,9 +551,11 @@ TrainSummary RunTraining(const TrainOptions& o) {
   };
   auto evaluate = [&](const Snapshot& weights) {
     UseTorchThreads(threads);
-    LoadModule(*eval_model, "model/", weights);
-    return EvaluateBpb(*eval_model, {std::string_view(val_bytes)}, config.data().seq_len(), config.eval().batch_size(),
-                       device);
+    return WithoutTorchFrames("evaluation", [&] {
+      LoadModule(*eval_model, "model/", weights);
+      return EvaluateBpb(*eval_model, {std::string_view(val_bytes)}, config.data().seq_len(),
+                         config.eval().batch_size(), device);
+    });
   };
   for (const auto& [step, bpb] : metrics.evals()) sink.RecordEval(step, bpb);  // `best` sees them all
   // A kill between a checkpoint and its step's evaluation loses that evaluation: redo it.
@@ -471,7 +594,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
     try {
       ev->stats = train_thread.Run([&] {
         UseTorchThreads(threads);
-        return trainer.Step(*batch);
+        return WithoutTorchFrames("train step " + std::to_string(batch->step + 1), [&] { return trainer.Step(*batch); });
       });
     } catch (const NonFiniteLoss&) {
       step_error = std::current_exception();
@@ -488,7 +611,8 @@ TrainSummary RunTraining(const TrainOptions& o) {
     if (ev->want_eval) latest_eval = ev->step;
     if (ev->want_checkpoint || ev->want_eval) {
       const auto t0 = Clock::now();
-      ev->snapshot = train_thread.Run([&] { return trainer.TakeSnapshot(ev->want_checkpoint); });
+      ev->snapshot = train_thread.Run(
+          [&] { return WithoutTorchFrames("snapshot", [&] { return trainer.TakeSnapshot(ev->want_checkpoint); }); });
       if (ev->want_checkpoint) last_ckpt_step = ev->step;
       ev->stall_s = Since(t0);
       if (ev->want_checkpoint) {
@@ -566,20 +690,22 @@ TrainSummary RunTraining(const TrainOptions& o) {
     } catch (...) {
     }
     const std::string what = e.what();
-    throw pipeline::NodeError(e.node(), what.substr(what.find(": ") + 2) + last_good(), e.cause());
+    const std::string message = what.substr(what.find(": ") + 2) + last_good();
+    throw pipeline::NodeError(e.node(), message, WithMessage(e.cause(), message));
   }
   if (step_error) {
     sink.Flush();
     try {
       std::rethrow_exception(step_error);
     } catch (const std::exception& e) {
-      throw pipeline::NodeError("train_step", e.what() + last_good(), step_error);
+      const std::string message = e.what() + last_good();
+      throw pipeline::NodeError("train_step", message, WithMessage(step_error, message));
     }
   }
   // Whatever the graph did not checkpoint (a stop seen only by the source) is saved now.
   if (trainer.steps_done() > start && last_ckpt_step.load() != trainer.steps_done()) {
     const auto t0 = Clock::now();
-    sink.Submit(trainer.TakeSnapshot(true));
+    sink.Submit(WithoutTorchFrames("snapshot", [&] { return trainer.TakeSnapshot(true); }));
     stall_total += Since(t0);
     ++stall_count;
   }
@@ -619,26 +745,79 @@ struct InferenceModel {
   std::string dir;
   torch::Device device;
   std::shared_ptr<models::ByteModel> model;
-  int64_t window;  // data.seq_len it was trained with: evaluation windows, as during training
+  int64_t window;        // data.seq_len it was trained with: evaluation windows, as during training
+  uint64_t dataset_id;   // the data it was trained on (0: not recorded)
 };
 
 InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, const std::string& device_name) {
   UseTorchThreads(threads > 0 ? threads : pipeline::DefaultThreads());
   const torch::Device device = ParseDevice(device_name);
   LoadedCheckpoint ckpt = LoadForInference(checkpoint, [](const std::string& m) { std::fprintf(stderr, "warning: %s\n", m.c_str()); });
-  pb::TrainConfig config = ParseConfigText(ckpt.snapshot.config_text, ckpt.dir + "/meta.pb");
-  FillDefaults(config);
-  return {ckpt.dir, device, ModelFromSnapshot(ckpt.snapshot, config.model(), device), config.data().seq_len()};
+  pb::TrainConfig config;
+  try {  // a checkpoint whose config does not parse or is out of bounds is damaged data
+    config = ParseConfigText(ckpt.snapshot.config_text, ckpt.dir + "/meta.pb");
+    FillDefaults(config);
+    models::ValidateModelConfig(config.model());
+    if (config.data().seq_len() < 2 || config.data().seq_len() > limits::kMaxSeqLen)
+      throw std::invalid_argument("config field data.seq_len: " + std::to_string(config.data().seq_len()) + " is out of bounds");
+  } catch (const std::invalid_argument& e) {
+    throw DataError(ckpt.dir + "/meta.pb: the checkpoint's config is not usable: " + e.what());
+  }
+  auto model = WithoutTorchFrames("loading " + ckpt.dir, [&] { return ModelFromSnapshot(ckpt.snapshot, config.model(), device); });
+  return {ckpt.dir, device, model, config.data().seq_len(), ckpt.snapshot.dataset_id};
+}
+
+void CheckThreads(int threads) {
+  if (threads < 0 || threads > limits::kMaxThreads)
+    throw std::invalid_argument("--threads must be in [0, " + std::to_string(limits::kMaxThreads) + "] (0: all cores), got " +
+                                std::to_string(threads));
 }
 
 }  // namespace
 
+void ValidateEvalOptions(const EvalOptions& o) {
+  CheckThreads(o.threads);
+  if (o.max_bytes < 0 || o.max_bytes > limits::kMaxEvalBytes)
+    throw std::invalid_argument("--max-bytes must be in [0, " + std::to_string(limits::kMaxEvalBytes) + "] (0: all), got " +
+                                std::to_string(o.max_bytes));
+  if (o.batch_size < 1 || o.batch_size > limits::kMaxBatch)
+    throw std::invalid_argument("--batch-size must be in [1, " + std::to_string(limits::kMaxBatch) + "], got " +
+                                std::to_string(o.batch_size));
+}
+
+void ValidateGenerateOptions(const GenerateOptions& o) {
+  CheckThreads(o.threads);
+  if (!(o.temperature == 0 || (o.temperature >= limits::kMinTemperature && o.temperature <= limits::kMaxTemperature))) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "--temperature must be 0 (greedy) or in [%g, %g], got %g", limits::kMinTemperature,
+                  limits::kMaxTemperature, o.temperature);
+    throw std::invalid_argument(buf);
+  }
+  if (o.top_k < 0 || o.top_k > limits::kMaxTopK)
+    throw std::invalid_argument("--top-k must be in [0, " + std::to_string(limits::kMaxTopK) + "] (0: all), got " +
+                                std::to_string(o.top_k));
+  if (o.n < 0 || o.n > limits::kMaxGenerateBytes)
+    throw std::invalid_argument("-n must be in [0, " + std::to_string(limits::kMaxGenerateBytes) + "], got " + std::to_string(o.n));
+  if (o.prompt.empty()) throw std::invalid_argument("--prompt must not be empty: the model needs at least one byte of context");
+}
+
 EvalSummary RunEval(const EvalOptions& o) {
+  ValidateEvalOptions(o);
   const InferenceModel m = LoadInferenceModel(o.checkpoint, o.threads, o.device);
+  if (int64_t{o.batch_size} * m.window > limits::kMaxEvalMicroBatchBytes)
+    throw std::invalid_argument("--batch-size " + std::to_string(o.batch_size) + " x the checkpoint's window " +
+                                std::to_string(m.window) + " = " + std::to_string(int64_t{o.batch_size} * m.window) +
+                                " bytes a forward pass; at most " + std::to_string(limits::kMaxEvalMicroBatchBytes));
   std::vector<std::string> owned;
   if (!o.data_dir.empty()) {
     const auto data = shard::Dataset::Open(o.data_dir);
     CheckDataset(*data);
+    const uint64_t id = data->manifest().dataset_id();
+    // Evaluating a model on other data is legitimate (how well does it transfer?): a warning,
+    // so the figure is not taken for the run's own val bpb.
+    if (m.dataset_id != 0 && m.dataset_id != id)
+      std::fprintf(stderr, "warning: %s (dataset id %s) is not the dataset %s was trained on (dataset id %s)\n",
+                   o.data_dir.c_str(), HexId(id).c_str(), m.dir.c_str(), HexId(m.dataset_id).c_str());
     const uint64_t n = data->SplitBytes(shard::Split::kVal);
     owned.push_back(data->Read(shard::Split::kVal, 0, o.max_bytes > 0 ? std::min<uint64_t>(n, o.max_bytes) : n));
   }
@@ -649,40 +828,45 @@ EvalSummary RunEval(const EvalOptions& o) {
   if (owned.empty()) throw std::invalid_argument("nothing to evaluate: give --data DIR or files");
   std::vector<std::string_view> streams(owned.begin(), owned.end());
   if (PredictedBytes(streams) == 0) throw std::invalid_argument("the inputs have no byte to predict (each needs at least 2 bytes)");
-  const EvalResult r = EvaluateBpb(*m.model, streams, m.window, o.batch_size, m.device);
+  const EvalResult r =
+      WithoutTorchFrames("evaluation", [&] { return EvaluateBpb(*m.model, streams, m.window, o.batch_size, m.device); });
   return {r.bpb, r.bytes, r.seconds, m.dir};
 }
 
 std::string Generate(const GenerateOptions& o, const std::function<void(char)>& emit) {
-  if (o.temperature < 0) throw std::invalid_argument("--temperature must not be negative");
-  if (o.top_k < 0 || o.top_k > 256) throw std::invalid_argument("--top-k must be in [0, 256]");
-  if (o.prompt.empty()) throw std::invalid_argument("--prompt must not be empty: the model needs at least one byte of context");
+  ValidateGenerateOptions(o);
   const InferenceModel m = LoadInferenceModel(o.checkpoint, o.threads, o.device);
-  models::ByteModel& model = *m.model;
-  torch::NoGradGuard no_grad;
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
-  std::string text = o.prompt, out;
-  // No window longer than the training windows: positions beyond them were never trained.
-  NextByte next_byte(model, std::min(model.context(), m.window), m.device, o.recurrent);
-  for (int64_t i = 0; i < o.n; ++i) {
-    torch::Tensor logits = next_byte.Logits(text);
-    int64_t next;
-    if (o.temperature == 0) {
-      next = logits.argmax().item<int64_t>();
-    } else {
-      logits = logits / o.temperature;
-      if (o.top_k > 0 && o.top_k < 256) {
-        const torch::Tensor kth = std::get<0>(logits.topk(o.top_k)).min();
-        logits = logits.masked_fill(logits < kth, -INFINITY);
+  return WithoutTorchFrames("generate", [&] {
+    models::ByteModel& model = *m.model;
+    torch::NoGradGuard no_grad;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+    std::string text = o.prompt, out;
+    // No window longer than the training windows: positions beyond them were never trained.
+    NextByte next_byte(model, std::min(model.context(), m.window), m.device, o.recurrent);
+    for (int64_t i = 0; i < o.n; ++i) {
+      torch::Tensor logits = next_byte.Logits(text);
+      int64_t next;
+      if (o.temperature == 0) {
+        next = logits.argmax().item<int64_t>();
+      } else {
+        logits = logits / o.temperature;
+        if (o.top_k > 0 && o.top_k < 256) {
+          const torch::Tensor kth = std::get<0>(logits.topk(o.top_k)).min();
+          logits = logits.masked_fill(logits < kth, -INFINITY);
+        }
+        const torch::Tensor p = torch::softmax(logits, -1);
+        if (!torch::isfinite(p).all().item<bool>())
+          throw std::runtime_error("the model's next-byte probabilities are not finite after " + std::to_string(i) +
+                                   " bytes (a damaged checkpoint?)");
+        next = torch::multinomial(p, 1, false, gen).item<int64_t>();
       }
-      next = torch::multinomial(torch::softmax(logits, -1), 1, false, gen).item<int64_t>();
+      const char c = static_cast<char>(static_cast<uint8_t>(next));
+      text.push_back(c);
+      out.push_back(c);
+      if (emit) emit(c);
     }
-    const char c = static_cast<char>(static_cast<uint8_t>(next));
-    text.push_back(c);
-    out.push_back(c);
-    if (emit) emit(c);
-  }
-  return out;
+    return out;
+  });
 }
 
 }  // namespace bitbyte::train

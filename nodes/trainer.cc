@@ -167,6 +167,7 @@ std::shared_ptr<Snapshot> Trainer::TakeSnapshot(bool with_optimizer) const {
   auto snap = std::make_shared<Snapshot>();
   snap->step = steps_done_;
   snap->config_text = ConfigToText(config_);
+  snap->dataset_id = dataset_id_;
   SaveModule(*model_, kModelPrefix, *snap);
   if (with_optimizer) {
     for (const Param& q : params_) {

@@ -44,6 +44,8 @@ class Trainer {
   double LearningRate(int64_t step) const;
   models::ByteModel& model() { return *model_; }
   const pb::TrainConfig& config() const { return config_; }
+  // The dataset being trained on (sharding dataset_id), recorded in every snapshot.
+  void set_dataset_id(uint64_t id) { dataset_id_ = id; }
 
   // A CPU copy of the weights (and with_optimizer: optimizer state and RNG state), taken
   // synchronously: the caller may go on training as soon as this returns.
@@ -65,6 +67,7 @@ class Trainer {
   std::shared_ptr<models::ByteModel> model_;
   std::vector<Param> params_;
   int64_t steps_done_ = 0;
+  uint64_t dataset_id_ = 0;
 };
 
 // Appends a module's parameters and buffers to `snap` as "<prefix><name>" tensors (CPU copies).
@@ -79,6 +82,20 @@ std::shared_ptr<models::ByteModel> ModelFromSnapshot(const Snapshot& snap, const
 
 // Parses a --device value ("cpu", "cuda", "cuda:1"); an error when CUDA is asked for but absent.
 torch::Device ParseDevice(const std::string& name);
+
+// Runs fn; a LibTorch error (c10::Error, whose what() carries C++ stack frames) comes out as a
+// std::runtime_error with its one-line message, prefixed by `what` ("generate: ...").
+template <typename Fn>
+auto WithoutTorchFrames(const std::string& what, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    for (size_t nl; (nl = msg.find('\n')) != std::string::npos;) msg.replace(nl, 1, "; ");
+    throw std::runtime_error(what + ": " + msg);
+  }
+}
 
 // Sets LibTorch's intra-op threads for the calling thread (OpenMP keeps the count per thread,
 // and flow-graph nodes run on TBB worker threads).

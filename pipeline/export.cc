@@ -59,8 +59,20 @@ std::string Shape(const std::string& kind) {
   return "box";
 }
 
+// Fields read by type: a field of another type counts as absent (pipeline.json may be damaged
+// or hostile; nlohmann's value() would throw a type_error instead).
 double Num(const json& j, const char* key, double fallback = 0) {
   return j.contains(key) && j[key].is_number() ? j[key].get<double>() : fallback;
+}
+
+// A count or size: clamped to [0, 2^53] (a huge or negative number must not overflow a cast).
+uint64_t Count(const json& j, const char* key, double fallback = 0) {
+  const double v = Num(j, key, fallback);
+  return v > 0 ? static_cast<uint64_t>(std::min(v, 9007199254740992.0)) : 0;
+}
+
+std::string Str(const json& j, const char* key, const std::string& fallback = "") {
+  return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : fallback;
 }
 
 }  // namespace
@@ -69,19 +81,19 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
   const json doc = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (!doc.is_object() || !doc.contains("graphs") || !doc["graphs"].is_array())
     throw DataError(source + ": not a pipeline document (a JSON object with \"graphs\" expected)");
-  const bool job_running = doc.value("state", "") == "running";
-  std::string dot = "digraph " + Quote(doc.value("job", std::string("job"))) + " {\n"
+  const bool job_running = Str(doc, "state") == "running";
+  std::string dot = "digraph " + Quote(Str(doc, "job", "job")) + " {\n"
                     "  rankdir=TB; fontname=\"Helvetica\"; node [fontname=\"Helvetica\" fontsize=10 style=\"filled,rounded\" fillcolor=\"#ffffff\"];\n"
                     "  edge [fontname=\"Helvetica\" fontsize=9];\n";
   int gi = 0;
   for (const json& g : doc["graphs"]) {
     if (!g.is_object() || !g.contains("nodes") || !g["nodes"].is_array())
       throw DataError(source + ": graph " + std::to_string(gi) + " has no \"nodes\" array");
-    const std::string gname = g.value("name", "graph " + std::to_string(gi));
+    const std::string gname = Str(g, "name", "graph " + std::to_string(gi));
     const std::string prefix = "g" + std::to_string(gi) + "_";
     // A job's graphs run one after the other: each is drawn by its own state (the last window
     // while it runs, the whole run once it stopped), as its bottleneck was chosen.
-    const bool running = g.value("state", std::string()) == "running";
+    const bool running = Str(g, "state") == "running";
     const std::string bottleneck = g.contains("bottleneck") && g["bottleneck"].is_string() ? g["bottleneck"].get<std::string>() : "";
     std::string caption = gname;
     if (g.contains("elapsed_s") && g["elapsed_s"].is_number()) caption += " (" + Fmt("%.1f", g["elapsed_s"].get<double>()) + " s)";
@@ -90,14 +102,14 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
       if (!n.is_object() || !n.contains("name") || !n["name"].is_string())
         throw DataError(source + ": a node of graph '" + gname + "' has no name");
       const std::string name = n["name"].get<std::string>();
-      const std::string kind = n.value("kind", std::string("?"));
-      const int conc = static_cast<int>(Num(n, "concurrency", 1));
+      const std::string kind = Str(n, "kind", "?");
+      const uint64_t conc = Count(n, "concurrency", 1);
       std::string label = (name == bottleneck ? "BOTTLENECK\n" : "") + name + "\n" + kind;
       if (kind == "limiter") label += ", " + std::to_string(conc) + " tokens";
       else if (kind == "sequencer") label += ", in order";
       else label += conc == 0 ? ", parallel" : conc == 1 ? ", serial" : ", " + std::to_string(conc) + " at once";
       if (n.contains("queue_bound") && n["queue_bound"].is_number() && kind != "limiter")
-        label += "\nqueue <= " + std::to_string(n["queue_bound"].get<int64_t>());
+        label += "\nqueue <= " + std::to_string(Count(n, "queue_bound"));
       std::string attrs = "shape=" + Shape(kind);
       const json& span = n.contains(running ? "window" : "total") ? n[running ? "window" : "total"] : json();
       if (span.is_object()) {  // figures
@@ -107,10 +119,10 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
           if (Num(span, "blocked_pct") >= 0.5) label += "  blocked " + Fmt("%.0f", Num(span, "blocked_pct")) + "%";
           attrs += " fillcolor=" + Quote(Fill(busy));
         }
-        label += "\nin " + std::to_string(static_cast<uint64_t>(Num(n, "in"))) + "  out " +
-                 std::to_string(static_cast<uint64_t>(Num(n, "out")));
-        if (Num(n, "queue") > 0) label += "  queue " + std::to_string(static_cast<uint64_t>(Num(n, "queue")));
-        if (kind == "limiter") label += "  tokens used " + std::to_string(static_cast<uint64_t>(Num(n, "in_flight")));
+        label += "\nin " + std::to_string(Count(n, "in")) + "  out " +
+                 std::to_string(Count(n, "out"));
+        if (Num(n, "queue") > 0) label += "  queue " + std::to_string(Count(n, "queue"));
+        if (kind == "limiter") label += "  tokens used " + std::to_string(Count(n, "in_flight"));
         label += "\n" + Rate(Num(span, "items_per_s"), "items");
         if (Num(span, "bytes_per_s") > 0) label += "  " + Rate(Num(span, "bytes_per_s"), "B");
       }
@@ -122,9 +134,9 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
       for (const json& e : g["edges"]) {
         if (!e.is_object() || !e.contains("from") || !e.contains("to") || !e["from"].is_string() || !e["to"].is_string())
           throw DataError(source + ": an edge of graph '" + gname + "' lacks from/to");
-        const bool token = e.value("kind", std::string("data")) == "token";
+        const bool token = Str(e, "kind", "data") == "token";
         dot += "  " + Quote(prefix + e["from"].get<std::string>()) + " -> " + Quote(prefix + e["to"].get<std::string>()) +
-               " [label=" + Quote(e.value("label", std::string())) +
+               " [label=" + Quote(Str(e, "label")) +
                (token ? " style=dashed color=\"#777777\" fontcolor=\"#777777\" constraint=false" : "") + "];\n";
       }
     }
@@ -135,8 +147,8 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
       const json& a = doc["graphs"][i - 1]["nodes"];
       const json& b = doc["graphs"][i]["nodes"];
       if (!a.empty() && !b.empty())
-        dot += "  " + Quote("g" + std::to_string(i - 1) + "_" + a.back().value("name", std::string())) + " -> " +
-               Quote("g" + std::to_string(i) + "_" + b.front().value("name", std::string())) +
+        dot += "  " + Quote("g" + std::to_string(i - 1) + "_" + Str(a.back(), "name")) + " -> " +
+               Quote("g" + std::to_string(i) + "_" + Str(b.front(), "name")) +
                " [style=invis];\n";
     }
   }

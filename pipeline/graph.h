@@ -133,6 +133,8 @@ class ScopedParallelism {
 };
 
 int DefaultThreads();  // the cores this process may run on
+// The most threads any job accepts (--threads; 0 means DefaultThreads()).
+inline constexpr int kMaxThreads = 1024;
 
 class Graph {
  public:

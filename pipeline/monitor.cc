@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
 #include <nlohmann/json.hpp>
 
 #include "sharding/error.h"
@@ -140,7 +141,9 @@ struct Monitor::Watched {
 
 Monitor::Monitor(MonitorOptions options) : o_(std::move(options)), started_unix_(UnixSeconds()) {
   if (o_.path.empty()) return;
-  if (!(o_.interval_s > 0)) o_.interval_s = 2.0;
+  if (!(o_.interval_s >= kMinFiguresInterval && o_.interval_s <= kMaxFiguresInterval))
+    throw std::invalid_argument("figures interval " + std::to_string(o_.interval_s) + " s is out of range [" +
+                                std::to_string(kMinFiguresInterval) + ", " + std::to_string(kMaxFiguresInterval) + "]");
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -190,7 +193,8 @@ void Monitor::Stop(const Graph& g) {
 void Monitor::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
-    cv_.wait_for(lock, std::chrono::duration<double>(o_.interval_s), [&] { return stop_; });
+    const auto wait = std::chrono::milliseconds(static_cast<int64_t>(o_.interval_s * 1000));
+    cv_.wait_for(lock, wait, [&] { return stop_; });
     if (stop_) break;
     for (Watched* w : graphs_)
       if (w->g) w->Take();

@@ -29,6 +29,10 @@ struct MonitorOptions {
   double interval_s = 2.0;  // between writes; also the window of the "window" figures
 };
 
+// The range of MonitorOptions::interval_s (and of --figures-every): a clock wait beyond an
+// hour would overflow std::chrono's nanoseconds once added to now (a busy loop, not a wait).
+inline constexpr double kMinFiguresInterval = 0.01, kMaxFiguresInterval = 3600;
+
 class Monitor {
  public:
   explicit Monitor(MonitorOptions options);

@@ -586,9 +586,24 @@ t_bad_input() {
   want_fail "--frame-size 12Q"
   want_err "--frame-size" "--frame-size 12Q"
   bb shard c1 -o obadsize --val-fraction 1 "${SMALL[@]}"
-  want_fail "--val-fraction 1"
+  want_rc 2 "--val-fraction 1"
+  want_err "validation fraction" "--val-fraction 1"
   bb shard c1 -o obadsize --level 23 "${SMALL[@]}"
-  want_fail "--level 23"
+  want_rc 2 "--level 23"
+  bb shard c1 -o obadsize --shard-size 1500 --frame-size 1K -q
+  want_rc 2 "--shard-size 1500 --frame-size 1K"
+  bb shard c1 -o obadsize --frame-size 100 -q
+  want_rc 2 "--frame-size 100"
+  local every
+  for every in 1e10 0 -1 nan inf 3601; do
+    RC=0
+    { timeout 20 "$BIN" shard c1 -o obadsize --figures-every "$every" -q >"$T/out" 2>"$T/err"; } 2>/dev/null || RC=$?
+    want_rc 2 "--figures-every $every (124: it hung)"
+    want_err "--figures-every" "--figures-every $every"
+  done
+  bb shard c1 -o obadsize --jsonl-field '' -q
+  want_rc 2 "--jsonl-field ''"
+  want_err "--jsonl-field" "--jsonl-field ''"
   [[ ! -e obadsize/manifest.pb ]] || fail "a manifest was written"
   echo 'a file' >notadir
   bb shard c1 -o notadir "${SMALL[@]}"
@@ -672,6 +687,35 @@ t_damage() {
     bb inspect dmg5
     want_fail "inspect, $how manifest"
   done
+  end
+
+  begin "damage: every single-byte change and every truncation of a manifest: cat, inspect and verify exit 3"
+  # The defect this guards: a document length changed in the manifest made cat print other
+  # bytes with exit 0. Now the manifest has a checksum over all of it.
+  printf 'first document\n' >flipin.a
+  printf 'second, a little longer document\n' >flipin.b
+  bb shard flipin.a flipin.b -o oflip "${SMALL[@]}"
+  want_rc 0 "shard"
+  local size pos bad=0 cmd
+  size=$(wc -c <oflip/manifest.pb)
+  cp oflip/manifest.pb flip.good
+  for ((pos = 0; pos < size; pos++)); do
+    cp flip.good oflip/manifest.pb
+    flip_byte oflip/manifest.pb "$pos"
+    for cmd in cat verify inspect; do
+      bb "$cmd" oflip
+      if [[ $RC != 3 ]]; then bad=$((bad + 1)); fail "$cmd with byte $pos changed: exit $RC"; fi
+    done
+    ((bad < 5)) || break
+  done
+  for ((pos = 0; pos < size && bad < 5; pos += 7)); do
+    head -c "$pos" flip.good >oflip/manifest.pb
+    bb cat oflip
+    [[ $RC == 3 ]] || { bad=$((bad + 1)); fail "cat with the manifest cut to $pos bytes: exit $RC"; }
+  done
+  cp flip.good oflip/manifest.pb
+  bb verify oflip
+  want_rc 0 "verify after restoring"
   end
 
   begin "damage: a missing shard makes verify exit 3 naming it"
@@ -1004,6 +1048,37 @@ t_enumeration() {
   bb shard nest -o nest/./out/ "${SMALL[@]}"
   want_rc 0 "third run, -o spelt nest/./out/"
   [[ $(written) == 0 ]] || fail "third run wrote $(written) shards, want 0 ($(outmsg))"
+  end
+
+  begin "an output directory matched by an input pattern is left out, run after run"
+  mkdir -p pat
+  cp c1/numbers.txt c1/random.bin pat/
+  cat pat/numbers.txt pat/random.bin >pat.expect
+  bb shard 'pat/*' -o pat/out "${SMALL[@]}"
+  want_rc 0 "first run"
+  bb shard 'pat/*' -o pat/out "${SMALL[@]}"
+  want_rc 0 "second run (same command)"
+  want_out "sharded 2 sources" "second run's sources"
+  bb shard 'pat/*' -o pat/out --overwrite "${SMALL[@]}"
+  want_rc 0 "third run, --overwrite"
+  bb_to pat.out cat pat/out
+  same_file pat.out pat.expect "cat vs the two inputs"
+  bb shard pat/numbers.txt pat/out/manifest.pb -o pat/out "${SMALL[@]}"
+  want_rc 2 "a file inside the output named as an input"
+  want_err "inside the output directory" "a file inside the output named as an input"
+  end
+
+  begin "a file whose size says 0 but has content (/proc) is read to its end"
+  if [[ -r /proc/self/mountinfo ]]; then
+    bb shard /proc/self/mountinfo -o oproc "${SMALL[@]}"
+    want_rc 0 "shard /proc/self/mountinfo"
+    bb inspect oproc
+    grep -q "empty documents" "$T/out" && fail "it became an empty document ($(outmsg))"
+    bb_to proc.out cat oproc
+    [[ $(wc -c <proc.out) -gt 0 ]] || fail "cat printed nothing"
+  else
+    fail "/proc/self/mountinfo is not readable here"
+  fi
   end
 }
 

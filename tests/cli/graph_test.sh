@@ -226,6 +226,24 @@ t_bad_graph_input() {
   mkdir -p torn && printf '{"format": "bitbyte.pipeline/1", "job": "train", "gra' >torn/pipeline.json
   bb graph train --figures torn
   want_rc 3 "--figures with a cut-off pipeline.json"
+  # Wrong types where strings, numbers and arrays belong: exit 3 naming the file, or a drawing;
+  # never a raw json type_error.
+  local doc
+  mkdir -p typed
+  for doc in '{"graphs":5,"state":7}' '{"job":5,"graphs":[]}' \
+    '{"format":"bitbyte.pipeline/1","job":"train","state":7,"pid":"x","graphs":[{"name":5,"state":[],"nodes":[{"name":"a","kind":1,"concurrency":"y","in":"z","window":{"busy_pct":"b"}}]}]}'; do
+    printf '%s' "$doc" >typed/pipeline.json
+    bb graph train --figures typed
+    [[ $RC == 0 || $RC == 3 ]] || fail "graph --figures with $doc: exit $RC, want 0 or 3"
+    grep -q "type_error" "$T/err" && fail "graph --figures with $doc: a raw json error ($(errmsg))"
+    [[ $RC == 0 ]] || want_err "typed/pipeline.json" "graph --figures with $doc"
+    bb top typed --once
+    [[ $RC == 0 ]] || fail "top --once with $doc: exit $RC ($(errmsg))"
+    grep -q "type_error" "$T/err" "$T/out" && fail "top --once with $doc: a raw json error"
+  done
+  printf '%s' '{"graphs":5,"state":7}' >typed/pipeline.json
+  bb top typed --once
+  want_out "pipeline.json is damaged" "top --once names the damaged file"
   bb graph
   want_rc 2 "graph without a job"
   end

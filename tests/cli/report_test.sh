@@ -381,6 +381,11 @@ t_bad_input() {
   bb report R -o no/such/dir/r.html
   want_rc 1 "report -o no/such/dir/r.html"
   want_err "no/such/dir" "report -o no/such/dir/r.html"
+  mkdir -p outdir
+  bb report R -o outdir
+  want_rc 1 "report -o DIRECTORY"
+  want_err "outdir" "report -o DIRECTORY"
+  [[ ! -e outdir.tmp ]] || fail "report -o DIRECTORY left outdir.tmp behind"
   end
 
   begin "a directory with only config.txtpb: written, exit 0, the missing files named"

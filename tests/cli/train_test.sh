@@ -417,6 +417,40 @@ t_bad_input() {
   cmp -s R.before R.after || fail "the run directory changed: $(diff R.before R.after | head -2 | tr '\n' ' ')"
   end
 
+  begin "config values out of bounds: exit 2 naming the field, before any work (issue 14 D7, D8, D10, --set)"
+  local sets
+  # D7: batch x accumulation overflowed int32 ("loss is nan at step 1"); a huge d_model ended in
+  # a c10 allocation error with stack frames; D8: eval.max_bytes=1 logged val_bpb 0.0; a value
+  # with more text format set a second field.
+  for sets in "data.batch_size=65536 data.grad_accum=65536:data.grad_accum" \
+    "model.bitbyte_lm.d_model=65536 model.bitbyte_lm.n_head=1:model.bitbyte_lm" \
+    "eval.max_bytes=1:eval.max_bytes" "optim.lr=nan:optim.lr" "optim.grad_clip=inf:optim.grad_clip" \
+    "optim.lr=0.001 } data { batch_size: 2:optim.lr" "data.seq_len=2147483648:data.seq_len"; do
+    local field=${sets##*:} list=${sets%:*} a=()
+    if [[ $list == *"}"* ]]; then a=(--set "$list"); else for s in $list; do a+=(--set "$s"); done; fi
+    rm -rf bad7
+    bb train --data ds -o bad7 "${TINY[@]}" "${a[@]}" --steps 5
+    want_rc 2 "train ${a[*]}"
+    want_err "config field $field" "train ${a[*]}"
+    grep -qE 'frame #|c10::|Exception raised from' "$T/err" && fail "train ${a[*]}: C++ frames: $(errmsg)"
+    [[ ! -e bad7 ]] || fail "train ${a[*]}: a run directory was created"
+  done
+  bb train --data ds -o bad7 "${TINY[@]}" --set model.bitbyte_lm.d_model=65536 --set model.bitbyte_lm.n_head=1
+  want_err "GiB" "a model larger than memory: the error says how much it needs"
+  for sets in "--steps 1000000000" "--steps 0" "--threads 1025" "--threads -1"; do
+    # shellcheck disable=SC2086
+    bb train --data ds -o bad7 "${TINY[@]}" $sets
+    want_rc 2 "train $sets"
+    want_err "${sets%% *}" "train $sets"
+  done
+  # D10: a directory given as --config was read as an empty config.
+  bb train --data ds -o bad7 --config "$T" --threads 2
+  want_rc 2 "train --config DIRECTORY"
+  want_err "$T" "train --config DIRECTORY"
+  want_err "directory" "train --config DIRECTORY"
+  [[ ! -e bad7 ]] || fail "a run directory was created"
+  end
+
   begin "a dataset whose validation split has under 2 bytes: train and eval fail naming the validation split"
   # --val-fraction 0 cannot give that (shard then cuts a tail of the last document into val);
   # a 1-byte document routed to val (by its hash) next to a big one routed to train can.
@@ -622,6 +656,26 @@ t_generate() {
   bb generate --checkpoint A --prompt x -n 4 --temperature -1 --threads 2
   want_rc 2 "generate --temperature -1"
   end
+
+  begin "generate and eval options out of bounds (nan, inf, beyond a limit): exit 2 naming the option, no C++ frames"
+  local args
+  # issue 14 D11: --temperature nan reached LibTorch and exited 1 with its stack frames.
+  for args in "--temperature nan" "--temperature inf" "--temperature 1e-9" "--temperature 1001" "--top-k 257" \
+    "--top-k -1" "-n -1" "-n 1073741825" "--threads 1025" "--threads -1"; do
+    # shellcheck disable=SC2086  # $args is two words on purpose
+    bb generate --checkpoint A --prompt x -n 4 $args
+    want_rc 2 "generate $args"
+    want_err "${args%% *}" "generate $args"
+    grep -qE 'frame #|c10::|Exception raised from' "$T/err" && fail "generate $args: C++ frames: $(errmsg)"
+    [[ -s $T/out ]] && fail "generate $args wrote to stdout: $(outmsg)"
+  done
+  for args in "--batch-size 0" "--batch-size 65537" "--max-bytes -1" "--max-bytes 1099511627777" "--threads 1025"; do
+    # shellcheck disable=SC2086
+    bb eval --checkpoint A --data ds $args
+    want_rc 2 "eval $args"
+    want_err "${args%% *}" "eval $args"
+  done
+  end
 }
 
 # 8. --print-config.
@@ -653,6 +707,88 @@ t_print_config() {
   want_out "steps: 150" "--resume A --print-config --steps 150"
   tree_sums A >A.after
   cmp -s A.before A.after || fail "run A changed: $(diff A.before A.after | head -2 | tr '\n' ' ')"
+  end
+}
+
+# Runs know their data (issue 14, D6 and deliverable 3): checkpoints record the dataset id; a
+# resume on another dataset is refused naming both ids unless --allow-other-data; a missing,
+# garbage or wrong-typed run.json costs a warning naming it, never a raw JSON error.
+t_data_identity() {
+  local id_ds id_o
+  bb_to ds.json inspect ds --json
+  id_ds=$(json_get ds.json 'j["dataset_id"]')
+  rm -rf other ds2
+  mkdir -p other
+  bb_to other/part.txt cat ds --split train
+  truncate -s 60000 other/part.txt
+  bb shard other -o ds2 -q --threads 2 --val-fraction 0.2
+  bb_to ds2.json inspect ds2 --json
+  id_o=$(json_get ds2.json 'j["dataset_id"]')
+
+  begin "--resume with run.json missing, on another dataset: refused naming both ids; --allow-other-data trains on it"
+  [[ $id_ds =~ ^[0-9a-f]{16}$ && $id_o =~ ^[0-9a-f]{16}$ && $id_ds != "$id_o" ]] || fail "dataset ids '$id_ds' and '$id_o'"
+  rm -rf O O2
+  cp -a A O
+  rm O/run.json
+  tree_sums O >O.before
+  bb train --resume O --data ds2 --threads 2 --steps $((STEPS + 2))
+  want_rc 2 "--resume O --data ds2 (run.json removed)"
+  want_err "$id_ds" "--resume O --data ds2: the run's dataset id"
+  want_err "$id_o" "--resume O --data ds2: the given dataset's id"
+  want_err "--allow-other-data" "--resume O --data ds2"
+  tree_sums O >O.after
+  cmp -s O.before O.after || fail "the refused resume changed the run: $(diff O.before O.after | head -2 | tr '\n' ' ')"
+  bb train --resume O --data ds2 --threads 2 --steps $((STEPS + 2)) --allow-other-data
+  want_rc 0 "--resume O --data ds2 --allow-other-data"
+  want_err_re "warning: .*$id_ds.*$id_o" "--allow-other-data warns naming both ids"
+  [[ $(json_get O/run.json 'j["data"]') == */ds2 ]] || fail "run.json names $(json_get O/run.json 'j["data"]'), want .../ds2"
+  # Its new checkpoint records ds2: a plain resume (run.json names ds2) goes on; ds is now the other one.
+  bb train --resume O --threads 2 --steps $((STEPS + 3))
+  want_rc 0 "--resume O after --allow-other-data"
+  bb train --resume O --data ds --threads 2 --steps $((STEPS + 4))
+  want_rc 2 "--resume O --data ds after training on ds2"
+  want_err "$id_o" "--resume O --data ds after training on ds2"
+  bb train --data ds -o O2 "${TINY[@]}" --allow-other-data
+  want_rc 2 "--allow-other-data without --resume"
+  [[ ! -e O2 ]] || fail "--allow-other-data without --resume created a run directory"
+  end
+
+  begin "a garbage or wrong-typed run.json: warnings naming it, --data asked for when needed, no raw JSON error"
+  rm -rf G
+  cp -a A G
+  printf 'garbage{' >G/run.json
+  bb train --resume G --threads 2
+  want_rc 2 "--resume G (garbage run.json, no --data)"
+  want_err "G/run.json" "--resume G (garbage run.json)"
+  want_err "--data" "--resume G (garbage run.json)"
+  bb train --resume G --data ds --threads 2
+  want_rc 0 "--resume G --data ds (garbage run.json)"
+  want_err "G/run.json" "--resume G --data ds (garbage run.json): a warning"
+  printf '{"data": 5, "threads": "x", "dataset_id": 7}' >G/run.json
+  bb train --resume G --threads 2
+  want_rc 2 "--resume G (wrong-typed run.json, no --data)"
+  want_err "G/run.json" "--resume G (wrong-typed run.json)"
+  grep -q 'json.exception' "$T/err" && fail "a raw JSON error: $(errmsg)"
+  printf '{"data": 5, "threads": "x", "dataset_id": 7}' >G/run.json
+  bb train --resume G --data ds --threads 2
+  want_rc 0 "--resume G --data ds (wrong-typed run.json)"
+  want_err "G/run.json" "--resume G --data ds (wrong-typed run.json): a warning"
+  grep -q 'json.exception' "$T/err" && fail "a raw JSON error: $(errmsg)"
+  # A run.json with garbage but a checkpoint that records ds: ds2 is still refused.
+  printf '[1,2' >G/run.json
+  bb train --resume G --data ds2 --threads 2
+  want_rc 2 "--resume G --data ds2 (garbage run.json)"
+  want_err "$id_o" "--resume G --data ds2 (garbage run.json)"
+  end
+
+  begin "eval on another dataset: a warning naming both ids, and the figure"
+  bb eval --checkpoint A --data ds2 --threads 2 --max-bytes 4096 --json
+  want_rc 0 "eval --data ds2"
+  want_err_re "warning: .*$id_o.*$id_ds" "eval --data ds2"
+  want_out '"bpb"' "eval --data ds2"
+  bb eval --checkpoint A --data ds --threads 2 --max-bytes 4096 --json
+  want_rc 0 "eval --data ds"
+  grep -q warning "$T/err" && fail "eval on the run's own dataset warned: $(errmsg)"
   end
 }
 
@@ -764,6 +900,7 @@ group t_damage
 group t_eval
 group t_generate
 group t_print_config
+group t_data_identity
 group t_mamba
 group t_bench_tracks
 

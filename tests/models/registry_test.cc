@@ -51,8 +51,24 @@ TEST(Registry, MatchParameterCountPicksTheClosestDepth) {
     // Nothing but the depth changed.
     EXPECT_EQ(WithDepth(m, Depth(c)).SerializeAsString(), c.SerializeAsString());
     const int64_t err = std::llabs(ParameterCount(m) - target);
-    EXPECT_LE(err, std::llabs(ParameterCount(WithDepth(c, n + 1)) - target)) << c.ShortDebugString() << " " << target;
-    if (n > 1) EXPECT_LT(err, std::llabs(ParameterCount(WithDepth(c, n - 1)) - target)) << c.ShortDebugString();
+    ASSERT_LE(n, kMaxLayers);
+    if (n < kMaxLayers) {
+      EXPECT_LE(err, std::llabs(ParameterCount(WithDepth(c, n + 1)) - target)) << c.ShortDebugString() << " " << target;
+    }
+    if (n > 1) {
+      EXPECT_LT(err, std::llabs(ParameterCount(WithDepth(c, n - 1)) - target)) << c.ShortDebugString();
+    }
+  }
+}
+
+// A target beyond the deepest allowed model gets that model, never an n_layer out of bounds.
+TEST(Registry, MatchParameterCountStaysWithinTheDepthBound) {
+  for (const TrackInfo& t : Tracks()) {
+    pb::ModelConfig c;
+    c.set_name(t.name);
+    const pb::ModelConfig m = MatchParameterCount(c, int64_t{1} << 50);
+    EXPECT_EQ(Depth(m), kMaxLayers) << t.name;
+    EXPECT_NO_THROW(ValidateModelConfig(m)) << t.name;
   }
 }
 

@@ -19,6 +19,7 @@ Snapshot RandomSnapshot(std::mt19937_64& rng, int64_t step) {
   Snapshot s;
   s.step = step;
   s.config_text = "steps: " + std::to_string(rng() % 1000) + "\n";
+  s.dataset_id = rng() % 4 ? rng() : 0;  // 0: not recorded (older checkpoints)
   const int n = 1 + static_cast<int>(rng() % 6);
   for (int i = 0; i < n; ++i) {
     TensorBlob t;
@@ -35,6 +36,7 @@ Snapshot RandomSnapshot(std::mt19937_64& rng, int64_t step) {
 void ExpectSame(const Snapshot& a, const Snapshot& b) {
   EXPECT_EQ(a.step, b.step);
   EXPECT_EQ(a.config_text, b.config_text);
+  EXPECT_EQ(a.dataset_id, b.dataset_id);  // runs know their data (issue 14)
   ASSERT_EQ(a.tensors.size(), b.tensors.size());
   for (size_t i = 0; i < a.tensors.size(); ++i) {
     EXPECT_EQ(a.tensors[i].name, b.tensors[i].name);

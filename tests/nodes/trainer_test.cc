@@ -183,13 +183,32 @@ TEST(Evaluator, UniformModelScoresEightBitsAndCountsEveryByteOnce) {
     const int n = 1 + static_cast<int>(rng() % 4);
     for (int k = 0; k < n; ++k) owned.push_back(testing::RandomBytes(rng, rng() % 80));
     std::vector<std::string_view> streams(owned.begin(), owned.end());
-    const EvalResult r = EvaluateBpb(m, streams, 16, 1 + static_cast<int>(rng() % 5), torch::kCPU);
     uint64_t expect = 0;
     for (const auto& s : owned) expect += s.size() > 1 ? s.size() - 1 : 0;
+    if (expect == 0) {  // no bpb over zero bytes (it used to be 0.0, which won `best`)
+      EXPECT_THROW(EvaluateBpb(m, streams, 16, 1, torch::kCPU), std::invalid_argument);
+      continue;
+    }
+    const EvalResult r = EvaluateBpb(m, streams, 16, 1 + static_cast<int>(rng() % 5), torch::kCPU);
     EXPECT_EQ(r.bytes, expect);
     EXPECT_EQ(PredictedBytes(streams), expect);
     if (expect > 0) {
       EXPECT_NEAR(r.bpb, 8.0, 1e-12);
+    }
+  }
+}
+
+// D8: an evaluation that predicts nothing is an error, never a bpb of 0.0.
+TEST(Evaluator, NothingToPredictIsAnErrorNotZeroBpb) {
+  UniformModel m;
+  const std::string one = "x", empty;
+  for (const std::vector<std::string_view>& streams :
+       {std::vector<std::string_view>{one}, std::vector<std::string_view>{empty, one}, std::vector<std::string_view>{}}) {
+    try {
+      const EvalResult r = EvaluateBpb(m, streams, 16, 4, torch::kCPU);
+      ADD_FAILURE() << "no error; bpb " << r.bpb << " over " << r.bytes << " bytes";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("no byte to predict"), std::string::npos) << e.what();
     }
   }
 }

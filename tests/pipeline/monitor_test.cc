@@ -5,6 +5,7 @@
 #include "pipeline/monitor.h"
 #include "sharding/error.h"
 #include "sharding/file_io.h"
+#include "tests/test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -13,6 +14,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <limits>
+#include <stdexcept>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -238,6 +241,22 @@ TEST(Monitor, AnUnwritablePathWarnsAndTheGraphGoesOn) {
   EXPECT_EQ(sum, 4950);
 }
 
+// An interval beyond what a clock wait can add to now is refused (it once overflowed into a
+// busy loop that never slept); the largest allowed one still waits and stops promptly.
+TEST(Monitor, IntervalsOutOfRangeAreRefusedAndTheLargestStillStops) {
+  testing::TempDir t;
+  for (double bad : {0.0, -1.0, 1e10, kMaxFiguresInterval * 2, std::numeric_limits<double>::infinity(),
+                     std::numeric_limits<double>::quiet_NaN()})
+    EXPECT_THROW(Monitor({t / "p.json", "test", 1, bad}), std::invalid_argument) << bad;
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    Monitor monitor({t / "p.json", "test", 1, kMaxFiguresInterval});
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s);  // a hang, not a timing: it stops at once
+  EXPECT_TRUE(std::filesystem::exists(t / "p.json"));
+}
+
 std::string TwoGraphDocument() {
   Graph a("first"), b("second");
   int n = 0;
@@ -296,6 +315,13 @@ TEST(Export, BadDocumentsAreDataErrorsNamingTheSource) {
     } catch (const DataError& e) {
       EXPECT_NE(std::string(e.what()).find("run/pipeline.json"), std::string::npos) << e.what();
     }
+  }
+  // Wrong types where strings or numbers belong: taken as absent, not a json type_error.
+  for (const char* text : {"{\"graphs\":[],\"state\":7,\"job\":[1]}",
+                           "{\"graphs\":[{\"name\":5,\"state\":{},\"nodes\":[{\"name\":\"a\",\"kind\":3,"
+                           "\"concurrency\":1e300,\"queue_bound\":-1e300,\"in\":\"x\",\"total\":{\"busy_pct\":\"y\"}}],"
+                           "\"edges\":[{\"from\":\"a\",\"to\":\"a\",\"kind\":1,\"label\":[]}]}]}"}) {
+    EXPECT_NO_THROW(PipelineDot(text, "x")) << text;
   }
   // Random mutations of a good document: an error or a drawing, never a crash.
   const std::string good = TwoGraphDocument();
