@@ -13,6 +13,8 @@ packages=(
   libopenblas0-openmp   # Debian's libtorch is ~11x slower on the netlib BLAS it would otherwise use
   graphviz              # bitbyte graph --format svg|png (the demo draws the training graph)
   chromium              # the report test renders bitbyte report's HTML in headless Chromium
+  clang libclang-rt-14-dev  # scripts/fuzz.sh (libFuzzer, ASan, UBSan) and scripts/tsan.sh (ThreadSanitizer)
+  dpkg-dev              # apt-get source: scripts/tsan.sh builds oneTBB's source under TSan
 )
 
 missing=()

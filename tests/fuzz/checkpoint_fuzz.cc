@@ -1,8 +1,10 @@
 // libFuzzer target: arbitrary bytes as a checkpoint directory. The input is cut into COMMIT,
-// meta.pb and tensors.bin (two length bytes say where); ReadCheckpoint must return a snapshot
-// whose tensors lie inside tensors.bin, or throw bitbyte::DataError, never anything else.
+// meta.pb and tensors.bin: two 16-bit little-endian sizes (of COMMIT, of meta.pb) and then the
+// three files' bytes (fuzz_seeds writes real checkpoints this way). ReadCheckpoint must return a
+// snapshot whose tensors lie inside tensors.bin, or throw bitbyte::DataError, never anything else.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -12,12 +14,22 @@
 
 namespace {
 
-const std::string& Dir() {
-  static const std::string dir = [] {
+struct TempDir {
+  std::string path;
+  TempDir() {
     char tmpl[] = "/tmp/bitbyte-ckpt-fuzz-XXXXXX";
-    return std::string(::mkdtemp(tmpl));
-  }();
-  return dir;
+    if (!::mkdtemp(tmpl)) std::abort();
+    path = tmpl;
+  }
+  ~TempDir() {  // at exit
+    for (const char* f : {"COMMIT", "meta.pb", "tensors.bin"}) ::unlink((path + "/" + f).c_str());
+    ::rmdir(path.c_str());
+  }
+};
+
+const std::string& Dir() {
+  static const TempDir dir;
+  return dir.path;
 }
 
 void Put(const std::string& name, std::string_view bytes) {
@@ -29,9 +41,10 @@ void Put(const std::string& name, std::string_view bytes) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 2) return 0;
-  const std::string_view in(reinterpret_cast<const char*>(data) + 2, size - 2);
-  const size_t a = std::min<size_t>(in.size(), data[0] * 4u), b = std::min<size_t>(in.size() - a, data[1] * 16u);
+  if (size < 4) return 0;
+  const std::string_view in(reinterpret_cast<const char*>(data) + 4, size - 4);
+  const size_t a = std::min<size_t>(in.size(), data[0] | data[1] << 8);
+  const size_t b = std::min<size_t>(in.size() - a, data[2] | data[3] << 8);
   Put("COMMIT", in.substr(0, a));
   Put("meta.pb", in.substr(a, b));
   Put("tensors.bin", in.substr(a + b));
