@@ -11,32 +11,18 @@
 #include "nodes/checkpoint.h"
 #include "sharding/error.h"
 #include "sharding/file_io.h"
+#include "tests/fuzz/fuzz_dir.h"
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/bitbyte-ckpt-fuzz-XXXXXX";
-    if (!::mkdtemp(tmpl)) std::abort();
-    path = tmpl;
-  }
-  ~TempDir() {  // at exit
-    for (const char* f : {"COMMIT", "meta.pb", "tensors.bin"}) ::unlink((path + "/" + f).c_str());
-    ::rmdir(path.c_str());
-  }
-};
-
-const std::string& Dir() {
-  static const TempDir dir;
-  return dir.path;
+const bitbyte::fuzz::FuzzDir& Scratch() {
+  static const bitbyte::fuzz::FuzzDir dir("bitbyte-ckpt-fuzz", {"COMMIT", "meta.pb", "tensors.bin"});
+  return dir;
 }
 
-void Put(const std::string& name, std::string_view bytes) {
-  auto f = bitbyte::io::Posix().NewWritableFile(Dir() + "/" + name);
-  f->Append(bytes);
-  f->Close();
-}
+const std::string& Dir() { return Scratch().path(); }
+
+void Put(const std::string& name, std::string_view bytes) { Scratch().Put(name, bytes); }
 
 }  // namespace
 

@@ -25,34 +25,20 @@
 #include "pipeline/export.h"
 #include "sharding/error.h"
 #include "sharding/file_io.h"
+#include "tests/fuzz/fuzz_dir.h"
 
 namespace {
 
 const char* const kFiles[] = {"run.json", "metrics.jsonl", "pipeline.json", "config.txtpb"};
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/bitbyte-run-fuzz-XXXXXX";
-    if (!::mkdtemp(tmpl)) std::abort();
-    path = tmpl;
-  }
-  ~TempDir() {
-    for (const char* f : kFiles) ::unlink((path + "/" + f).c_str());
-    ::rmdir(path.c_str());
-  }
-};
-
-const std::string& Dir() {
-  static const TempDir dir;
-  return dir.path;
+const bitbyte::fuzz::FuzzDir& Scratch() {
+  static const bitbyte::fuzz::FuzzDir dir("bitbyte-run-fuzz", {"run.json", "metrics.jsonl", "pipeline.json", "config.txtpb"});
+  return dir;
 }
 
-void Put(const std::string& name, std::string_view bytes) {
-  auto f = bitbyte::io::Posix().NewWritableFile(Dir() + "/" + name);
-  f->Append(bytes);
-  f->Close();
-}
+const std::string& Dir() { return Scratch().path(); }
+
+void Put(const std::string& name, std::string_view bytes) { Scratch().Put(name, bytes); }
 
 }  // namespace
 
