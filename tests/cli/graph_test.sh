@@ -332,7 +332,13 @@ t_live() {
   # top refreshes until the job ends: here it ends by kill -9, seen through the pid.
   "$BIN" top L --interval 0.2 >"$T/top.out" 2>&1 &
   local top=$!
-  sleep 1
+  # Kill only once top has drawn a frame of the running job: on a loaded machine top's own start
+  # (loading its libraries) can take longer than any fixed sleep.
+  for ((i = 0; i < 600; i++)); do
+    grep -q "state running" "$T/top.out" 2>/dev/null && break
+    kill -0 "$top" 2>/dev/null || break
+    sleep 0.05
+  done
   kill -9 "$pid" 2>/dev/null || true
   reap "$pid"
   for ((i = 0; i < 100; i++)); do
