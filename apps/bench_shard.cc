@@ -18,8 +18,8 @@
 #include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "pipeline/graph.h"
-#include "sharding/error.h"
-#include "sharding/file_io.h"
+#include "base/error.h"
+#include "base/file_io.h"
 
 namespace bitbyte::cli {
 namespace {

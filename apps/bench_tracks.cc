@@ -1,6 +1,6 @@
 // bitbyte bench tracks: every registered track trained at a matched parameter count on the same
 // data, seeds and budget, each run a `bitbyte train` child (peak RSS from wait4); then step time
-// and memory against the sequence length. Writes docs/tracks.md (nodes/track_bench.h).
+// and memory against the sequence length. Writes docs/tracks.md (runs/track_bench.h).
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,13 +21,14 @@
 #include "apps/commands.h"
 #include "apps/job_options.h"
 #include "models/registry.h"
-#include "nodes/config.h"
-#include "nodes/run_dir.h"
-#include "nodes/track_bench.h"
-#include "nodes/train_job.h"
+#include "train/config.h"
+#include "runs/run_dir.h"
+#include "runs/track_bench.h"
+#include "train/train_job.h"
 #include "pipeline/graph.h"
-#include "sharding/error.h"
-#include "sharding/file_io.h"
+#include "base/error.h"
+#include "base/numbers.h"
+#include "base/file_io.h"
 
 namespace bitbyte::cli {
 namespace {
@@ -50,7 +51,7 @@ std::vector<std::string> Split(const std::string& s) {
   return out;
 }
 
-std::string Quote(const std::string& s) {
+std::string ShellQuote(const std::string& s) {
   if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=,:+") ==
                         std::string::npos)
     return s;
@@ -83,9 +84,9 @@ constexpr int64_t kScalingWarmup = 2;  // untimed steps of each scaling run
 // The median wall time of a finished run's steps after `after_step`; 0 when it has none.
 double MedianStepWall(const std::string& run, int64_t after_step) {
   std::vector<double> walls;
-  for (const train::StepRecord& s : train::ReadRunDir(run).steps)
+  for (const runs::StepRecord& s : runs::ReadRunDir(run).steps)
     if (s.step > after_step && std::isfinite(s.step_wall_s) && s.step_wall_s > 0) walls.push_back(s.step_wall_s);
-  return train::Median(walls);
+  return Median(walls);
 }
 
 class Bench {
@@ -95,7 +96,7 @@ class Bench {
   void Run() {
     threads_ = a_.threads > 0 ? a_.threads : pipeline::DefaultThreads();
     Prepare();
-    train::TracksReport report;
+    runs::TracksReport report;
     report.command = Command();
     try {
       report.tracks = Train();
@@ -109,14 +110,14 @@ class Bench {
     }
     report.target_params = target_;
     // A copy in the scratch directory first: a failing -o then loses nothing.
-    const std::string doc = train::TracksMarkdown(report), copy = io::JoinPath(work_, "tracks.md");
+    const std::string doc = runs::TracksMarkdown(report), copy = io::JoinPath(work_, "tracks.md");
     io::WriteFileAtomic(io::Posix(), copy, doc);
     try {
       io::WriteFileAtomic(io::Posix(), a_.out, doc);
     } catch (const std::exception& e) {
       throw Error(std::string(e.what()) + "\n(the document and the runs are kept in " + work_ + ")");
     }
-    std::printf("\n%s\nwrote %s\n", train::Recommend(report.tracks).c_str(), a_.out.c_str());
+    std::printf("\n%s\nwrote %s\n", runs::Recommend(report.tracks).c_str(), a_.out.c_str());
     Spawn({"rm", "-rf", work_});
   }
 
@@ -220,7 +221,7 @@ class Bench {
 
   std::string Command() const {
     std::string s = "bitbyte bench tracks";
-    for (const std::string& w : a_.argv) s += " " + Quote(w);
+    for (const std::string& w : a_.argv) s += " " + ShellQuote(w);
     return s;
   }
 
@@ -257,12 +258,12 @@ class Bench {
     }
   }
 
-  std::vector<train::TrackResult> Train() {
+  std::vector<runs::TrackResult> Train() {
     if (a_.budget_minutes > 0) FitStepsToMinutes();
-    std::vector<train::TrackResult> results(configs_.size());
+    std::vector<runs::TrackResult> results(configs_.size());
     for (size_t i = 0; i < configs_.size(); ++i) {
       const auto& c = configs_[i];
-      train::TrackResult& r = results[i];
+      runs::TrackResult& r = results[i];
       r.name = c.model().name();
       r.model = ModelLine(c.model());
       r.params = models::ParameterCount(c.model());
@@ -288,9 +289,9 @@ class Bench {
                     (long long)c.steps());
         std::fflush(stdout);
         const RunResult rr = TrainChild(c, run, true);
-        const train::RunDirContents contents = train::ReadRunDir(run);
+        const runs::RunDirContents contents = runs::ReadRunDir(run);
         run_info_ = contents.run_info;  // the environment the runs record (the same for all)
-        train::TrackRun tr = train::SummariseRun(contents, c.steps(), results[i].bytes_per_step);
+        runs::TrackRun tr = runs::SummariseRun(contents, c.steps(), results[i].bytes_per_step);
         val_bytes_ = static_cast<uint64_t>(tr.curve.back().val_bytes);
         tr.seed = static_cast<uint64_t>(s);
         tr.peak_rss_mib = static_cast<double>(rr.max_rss_kb) / 1024.0;
@@ -303,11 +304,11 @@ class Bench {
     return results;
   }
 
-  std::vector<train::ScalingPoint> Scaling() {
-    std::vector<train::ScalingPoint> points;
+  std::vector<runs::ScalingPoint> Scaling() {
+    std::vector<runs::ScalingPoint> points;
     std::vector<std::string> failed;  // tracks that failed at a shorter length
     for (const train::pb::TrainConfig& c : scaling_) {
-      train::ScalingPoint p;
+      runs::ScalingPoint p;
       p.track = c.model().name();
       p.seq_len = c.data().seq_len();
       p.batch = c.data().batch_size();
@@ -350,7 +351,7 @@ class Bench {
     return "unknown";
   }
 
-  std::vector<std::string> Setup(const std::vector<train::TrackResult>& results) const {
+  std::vector<std::string> Setup(const std::vector<runs::TrackResult>& results) const {
     std::vector<std::string> s;
     char date[32];
     const std::time_t now = std::time(nullptr);

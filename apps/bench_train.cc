@@ -15,19 +15,21 @@
 
 #include "apps/cli_util.h"
 #include "apps/commands.h"
-#include "nodes/config.h"
-#include "nodes/track_bench.h"
-#include "nodes/train_job.h"
+#include "train/config.h"
+#include "runs/track_bench.h"
+#include "train/train_job.h"
 #include "pipeline/graph.h"
-#include "sharding/error.h"
-#include "sharding/file_io.h"
+#include "base/error.h"
+#include "base/numbers.h"
+#include "runs/layout.h"
+#include "base/file_io.h"
 
 namespace bitbyte::cli {
 namespace {
 
 using json = nlohmann::json;
 
-using train::Median;
+using bitbyte::Median;
 
 struct Side {
   double bytes_per_s = 0;  // from the median timed step
@@ -37,7 +39,7 @@ struct Side {
 
 // Figures of the timed steps (after `warmup`) of a bitbyte run, from its metrics.jsonl.
 Side ReadBitbyteRun(const std::string& run_dir, int64_t warmup, uint64_t bytes_per_step) {
-  std::istringstream in(io::ReadFile(io::Posix(), io::JoinPath(run_dir, "metrics.jsonl")));
+  std::istringstream in(io::ReadFile(io::Posix(), io::JoinPath(run_dir, runs::kMetricsFile)));
   std::string line;
   std::vector<double> walls, stalls;
   double wait = 0, wall = 0;

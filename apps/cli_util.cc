@@ -15,7 +15,7 @@
 #include <string>
 #include <stdexcept>
 
-#include "sharding/error.h"
+#include "base/error.h"
 
 namespace bitbyte::cli {
 

@@ -5,7 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
-#include "nodes/train_job.h"
+#include "train/train_job.h"
 
 namespace bitbyte::cli {
 

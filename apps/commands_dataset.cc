@@ -12,8 +12,8 @@
 #include "apps/job_options.h"
 #include "pipeline/monitor.h"
 #include "pipeline/progress.h"
-#include "pipeline/shard_job.h"
-#include "sharding/error.h"
+#include "sharding/shard_job.h"
+#include "base/error.h"
 #include "sharding/reader.h"
 
 namespace bitbyte::cli {
@@ -47,10 +47,10 @@ void AddShardCommand(CLI::App& app) {
   c->add_flag("--stats", a->stats, "Print per-node figures of the flow graph at the end");
   c->add_flag("-q,--quiet", a->quiet, "No progress output");
   c->callback([a] {
-    pipeline::ShardJobOptions o = ShardJobOptionsOf(a->job);
+    shard::ShardJobOptions o = ShardJobOptionsOf(a->job);
     o.figures_path = io::JoinPath(a->job.out, pipeline::kFiguresFile);
     o.progress = ProgressModeOf(a->quiet);
-    const pipeline::ShardJobResult r = pipeline::RunShardJob(o);
+    const shard::ShardJobResult r = shard::RunShardJob(o);
     if (a->stats) std::fprintf(stderr, "%s", r.stats_table.c_str());
     const double raw = static_cast<double>(r.train_bytes + r.val_bytes);
     std::printf("sharded %llu sources, %llu documents: train %s, val %s -> %s in %llu shards "

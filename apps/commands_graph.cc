@@ -25,8 +25,8 @@
 #include "pipeline/export.h"
 #include "pipeline/monitor.h"
 #include "pipeline/progress.h"
-#include "sharding/error.h"
-#include "sharding/file_io.h"
+#include "base/error.h"
+#include "base/file_io.h"
 
 namespace bitbyte::cli {
 namespace {
@@ -172,7 +172,7 @@ void AddGraphCommand(CLI::App& app, DescribeTrain describe_train) {
   AddGraphOutputOptions(shard, &sa->g);
   shard->callback([sa] {
     if (!sa->g.figures.empty()) return Emit(FiguresDocument(sa->g.figures, "shard"), sa->g.figures, sa->g);
-    Emit(pipeline::DescribeShardJob(ShardJobOptionsOf(sa->job)), "shard graph", sa->g);
+    Emit(shard::DescribeShardJob(ShardJobOptionsOf(sa->job)), "shard graph", sa->g);
   });
 
   if (!describe_train) return;  // the light binary: bitbyte-ml draws the train graph

@@ -1,11 +1,12 @@
-// bitbyte report: parsing and wiring only; the report lives in nodes/report.
+// bitbyte report: parsing and wiring only; the report lives in runs/report.
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "apps/commands.h"
-#include "nodes/report.h"
-#include "sharding/file_io.h"
+#include "runs/report.h"
+#include "train/config.h"
+#include "base/file_io.h"
 
 namespace bitbyte::cli {
 
@@ -31,7 +32,7 @@ void AddReportCommand(CLI::App& app) {
   c->add_option("-o,--out", a->out, "HTML file to write (default: RUN_DIR/report.html)");
   c->callback([a] {
     const std::string out = a->out.empty() ? io::JoinPath(a->dir, "report.html") : a->out;
-    const train::RunDirContents r = train::WriteReport(a->dir, out);
+    const runs::RunDirContents r = runs::WriteReport(a->dir, out, {train::ConfigTotalSteps});
     for (const std::string& m : r.missing) std::fprintf(stderr, "warning: %s\n", m.c_str());
     for (const std::string& p : r.problems) std::fprintf(stderr, "warning: %s\n", p.c_str());
     std::printf("%s\n", out.c_str());

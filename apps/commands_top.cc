@@ -1,5 +1,5 @@
 // bitbyte top: parsing and wiring only. Reads a run's (or dataset's) pipeline.json and the tail
-// of its metrics.jsonl (nodes/run_dir.h), refreshed while a job holds the directory.
+// of its metrics.jsonl (runs/run_dir.h), refreshed while a job holds the directory.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -19,11 +19,12 @@
 
 #include "apps/commands.h"
 #include "apps/job_options.h"
-#include "nodes/config.h"
-#include "nodes/run_dir.h"
+#include "train/config.h"
+#include "runs/layout.h"
+#include "runs/run_dir.h"
 #include "pipeline/monitor.h"
 #include "pipeline/progress.h"
-#include "sharding/file_io.h"
+#include "base/file_io.h"
 
 namespace bitbyte::cli {
 namespace {
@@ -31,9 +32,9 @@ namespace {
 using pipeline::kFiguresFile;
 
 struct Frame {
-  std::optional<train::PipelineInfo> pipeline;  // absent when missing or damaged
+  std::optional<runs::PipelineInfo> pipeline;  // absent when missing or damaged
   std::string pipeline_problem;  // why it could not be read
-  train::RunDirContents metrics;  // the records of metrics.jsonl's tail
+  runs::RunDirContents metrics;  // the records of metrics.jsonl's tail
   int64_t total_steps = 0;
   bool metrics_file = false;
 };
@@ -57,16 +58,14 @@ void ReadMetricsTail(const std::string& path, Frame& f) {
     }
   }
   ::close(fd);
-  train::ParseMetrics(tail, f.metrics);
+  runs::ParseMetrics(tail, f.metrics);
 }
 
 int64_t ConfiguredSteps(const std::string& dir) {
-  const std::string path = io::JoinPath(dir, "config.txtpb");
+  const std::string path = io::JoinPath(dir, runs::kConfigFile);
   if (!io::Posix().Exists(path)) return 0;
   try {
-    train::pb::TrainConfig config = train::ParseConfigText(io::ReadFile(io::Posix(), path), path);
-    train::FillDefaults(config);
-    return config.steps();
+    return train::ConfigTotalSteps(io::ReadFile(io::Posix(), path));
   } catch (const std::exception&) {  // damaged, or replaced while read: no total shown
     return 0;
   }
@@ -77,15 +76,15 @@ Frame ReadFrame(const std::string& dir) {
   const std::string path = io::JoinPath(dir, kFiguresFile);
   if (io::Posix().Exists(path)) {
     try {
-      // The one reader of pipeline.json (nodes/run_dir.h): wrong types are taken as absent.
+      // The one reader of pipeline.json (runs/run_dir.h): wrong types are taken as absent.
       std::string why;
-      f.pipeline = train::ParsePipeline(io::ReadFile(io::Posix(), path), &why);
+      f.pipeline = runs::ParsePipeline(io::ReadFile(io::Posix(), path), &why);
       if (!f.pipeline) f.pipeline_problem = path + " is damaged (" + why + ")";
     } catch (const std::exception& e) {  // replaced between exists and read: next frame
       f.pipeline_problem = e.what();
     }
   }
-  ReadMetricsTail(io::JoinPath(dir, "metrics.jsonl"), f);
+  ReadMetricsTail(io::JoinPath(dir, runs::kMetricsFile), f);
   f.total_steps = ConfiguredSteps(dir);
   return f;
 }
@@ -116,7 +115,7 @@ std::string Render(const std::string& dir, const Frame& f) {
   s += "bitbyte top: " + dir + "\n";
   auto or_unknown = [](const std::string& v) { return v.empty() ? std::string("?") : v; };
   if (f.pipeline) {
-    const train::PipelineInfo& p = *f.pipeline;
+    const runs::PipelineInfo& p = *f.pipeline;
     std::string state = or_unknown(p.state);
     const double age = now - p.updated_unix.value_or(now);
     const int64_t pid = p.pid.value_or(0);
@@ -131,13 +130,13 @@ std::string Render(const std::string& dir, const Frame& f) {
     s += "no live figures: " + (f.pipeline_problem.empty() ? dir + "/" + kFiguresFile + " is missing" : f.pipeline_problem) +
          "\n";
   }
-  if (const train::StepRecord* m = f.metrics.LatestStep()) {
+  if (const runs::StepRecord* m = f.metrics.LatestStep()) {
     std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  lr %.2e  %s/s  data wait %.2f%%  elapsed %s",
                   static_cast<long long>(m->step), static_cast<long long>(f.total_steps), m->loss, m->lr,
                   pipeline::Progress::FormatBytes(m->bytes_per_s).c_str(), 100 * m->data_wait_frac,
                   pipeline::Progress::FormatDuration(m->elapsed_s).c_str());
     s += line;
-    if (const train::EvalRecord* e = f.metrics.LatestEval()) {
+    if (const runs::EvalRecord* e = f.metrics.LatestEval()) {
       std::snprintf(line, sizeof line, "  val bpb %.4f @ step %lld", e->val_bpb, static_cast<long long>(e->step));
       s += line;
     }
@@ -148,7 +147,7 @@ std::string Render(const std::string& dir, const Frame& f) {
   if (f.metrics.skipped_lines)
     s += "(" + std::to_string(f.metrics.skipped_lines) + " damaged or cut-off metrics lines skipped)\n";
   if (!f.pipeline) return s;
-  for (const train::PipelineGraph& g : f.pipeline->graphs) {
+  for (const runs::PipelineGraph& g : f.pipeline->graphs) {
     const std::string gstate = or_unknown(g.state);
     const bool running = gstate == "running";
     std::snprintf(line, sizeof line, "\ngraph %s (%s, %.1f s)  figures over %s  bottleneck: %s\n",
@@ -159,10 +158,10 @@ std::string Render(const std::string& dir, const Frame& f) {
     std::snprintf(line, sizeof line, "%-14s %-9s %4s %-12s %5s %5s %5s %9s %9s %5s %5s %10s %10s\n", "node", "kind",
                   "conc", "busy", "busy%", "idle%", "blkd%", "in", "out", "queue", "fly", "items/s", "bytes/s");
     s += line;
-    for (const train::PipelineNode& n : g.nodes) {
+    for (const runs::PipelineNode& n : g.nodes) {
       constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-      const train::NodeFigures sp =
-          (running ? n.window : n.total).value_or(train::NodeFigures{kNaN, kNaN, kNaN, kNaN, kNaN, kNaN});
+      const runs::NodeFigures sp =
+          (running ? n.window : n.total).value_or(runs::NodeFigures{kNaN, kNaN, kNaN, kNaN, kNaN, kNaN});
       std::snprintf(line, sizeof line, "%-14s %-9s %4s %-12s %5s %5s %5s %9lld %9lld %5lld %5lld %10.1f %10s\n",
                     n.name.c_str(), or_unknown(n.kind).c_str(),
                     n.concurrency == 0 ? "inf" : std::to_string(n.concurrency).c_str(), Bar(sp.busy_pct).c_str(),
@@ -223,7 +222,7 @@ void AddTopCommand(CLI::App& app) {
       // while a resume still shows the last run's figures) to its end, and writes its last
       // figures before it lets go: asked before reading, a lock no longer held means the frame
       // read next is final. Where locks cannot be inspected, pipeline.json's state and pid tell.
-      const std::optional<bool> held = train::DirLockHeld(a->dir);
+      const std::optional<bool> held = runs::DirLockHeld(a->dir);
       const Frame f = ReadFrame(a->dir);
       if (!f.pipeline && f.pipeline_problem.empty() && !f.metrics_file) {
         if (a->once)

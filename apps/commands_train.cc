@@ -10,8 +10,8 @@
 #include "apps/commands.h"
 #include "apps/job_options.h"
 #include "models/registry.h"
-#include "nodes/config.h"
-#include "nodes/train_job.h"
+#include "train/config.h"
+#include "train/train_job.h"
 #include "pipeline/progress.h"
 
 namespace bitbyte::cli {
@@ -37,7 +37,7 @@ void AddTrainCommand(CLI::App& app) {
       "prefetch -> train step -> metrics, eval (val bpb) and an asynchronous checkpoint sink.\n"
       "Writes RUN_DIR/config.txtpb, run.json, metrics.jsonl and checkpoints/. SIGINT or SIGTERM\n"
       "stops after the current step with a checkpoint; --resume RUN_DIR continues bit-exactly.\n"
-      "Config: protobuf text (nodes/train_config.proto); see --print-config and docs/training.md.\n"
+      "Config: protobuf text (train/train_config.proto); see --print-config and docs/training.md.\n"
       "Models:" + TrackList());
   AddTrainJobOptions(c, &a->job, /*for_job=*/true);
   c->add_flag("--print-config", a->print_config, "Print the effective config (every field) and exit");

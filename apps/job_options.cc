@@ -5,10 +5,10 @@
 #include <cstdlib>
 
 #include "apps/cli_util.h"
-#include "nodes/config.h"
+#include "train/config.h"
 #include "pipeline/graph.h"
 #include "pipeline/monitor.h"
-#include "sharding/error.h"
+#include "base/error.h"
 #include "sharding/plan.h"
 
 namespace bitbyte::cli {
@@ -41,8 +41,8 @@ void AddShardJobOptions(CLI::App* c, ShardArgs* a, bool for_job) {
       ->capture_default_str();
 }
 
-pipeline::ShardJobOptions ShardJobOptionsOf(const ShardArgs& a) {
-  pipeline::ShardJobOptions o;
+shard::ShardJobOptions ShardJobOptionsOf(const ShardArgs& a) {
+  shard::ShardJobOptions o;
   o.inputs = a.inputs;
   o.out_dir = a.out;
   o.threads = a.threads;

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "nodes/train_job.h"
-#include "pipeline/shard_job.h"
+#include "train/train_job.h"
+#include "sharding/shard_job.h"
 
 namespace bitbyte::cli {
 
@@ -23,7 +23,7 @@ struct ShardArgs {
 // `for_job`: inputs and -o/--out must be given; else (`bitbyte graph shard`, where -o is the
 // drawing) they are optional and the output directory is --out only.
 void AddShardJobOptions(CLI::App* c, ShardArgs* a, bool for_job);
-pipeline::ShardJobOptions ShardJobOptionsOf(const ShardArgs& a);  // throws std::invalid_argument
+shard::ShardJobOptions ShardJobOptionsOf(const ShardArgs& a);  // throws std::invalid_argument
 
 // --threads (in [0, limits::kMaxThreads]) and --device (train, eval, generate).
 void AddRuntimeOptions(CLI::App* c, int* threads, std::string* device);

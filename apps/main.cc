@@ -27,7 +27,8 @@
 #include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "pipeline/graph.h"
-#include "sharding/error.h"
+#include "base/version.h"
+#include "base/error.h"
 
 namespace {
 
@@ -142,7 +143,7 @@ int main(int argc, char** argv) {
       "bitbyte: raw text in, byte-level models trained, bits-per-byte out.\n"
       "Run 'bitbyte SUBCOMMAND --help' for the options of each subcommand."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "bitbyte " BITBYTE_VERSION);
+  app.set_version_flag("--version", bitbyte::kVersionString);
   bitbyte::cli::AddShardCommand(app);
   bitbyte::cli::AddInspectCommand(app);
   bitbyte::cli::AddVerifyCommand(app);

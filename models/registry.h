@@ -24,7 +24,7 @@ const std::vector<TrackInfo>& Tracks();
 
 // The bounds of the model fields (docs/training.md, "Limits"): every size field is checked
 // against them, so parameter counts and tensor sizes never overflow; whether the model fits in
-// memory is checked with the optimizer state (nodes/config.h ValidateConfig).
+// memory is checked with the optimizer state (train/config.h ValidateConfig).
 inline constexpr int32_t kMaxWidth = 1 << 16;     // d_model, dt_rank
 inline constexpr int32_t kMaxFfWidth = 1 << 18;   // bitbyte_lm.d_ff
 inline constexpr int32_t kMaxLayers = 1024;       // n_layer

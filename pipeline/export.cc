@@ -5,14 +5,15 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "sharding/error.h"
+#include "base/error.h"
+#include "base/numbers.h"
 
 namespace bitbyte::pipeline {
 namespace {
 
 using json = nlohmann::json;
 
-std::string Quote(const std::string& s) {
+std::string DotQuote(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
     if (c == '"' || c == '\\') out += '\\';
@@ -25,12 +26,6 @@ std::string Quote(const std::string& s) {
   return out + "\"";
 }
 
-std::string Fmt(const char* format, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, v);
-  return buf;
-}
-
 std::string Rate(double per_s, const char* unit) {
   const char* prefixes[] = {"", "k", "M", "G"};
   int i = 0;
@@ -38,7 +33,7 @@ std::string Rate(double per_s, const char* unit) {
     per_s /= 1000;
     ++i;
   }
-  return Fmt(per_s < 10 ? "%.2f" : "%.1f", per_s) + " " + prefixes[i] + unit + "/s";
+  return FormatDouble(per_s < 10 ? "%.2f" : "%.1f", per_s) + " " + prefixes[i] + unit + "/s";
 }
 
 // White at 0% busy to red at 100%.
@@ -82,7 +77,7 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
   if (!doc.is_object() || !doc.contains("graphs") || !doc["graphs"].is_array())
     throw DataError(source + ": not a pipeline document (a JSON object with \"graphs\" expected)");
   const bool job_running = Str(doc, "state") == "running";
-  std::string dot = "digraph " + Quote(Str(doc, "job", "job")) + " {\n"
+  std::string dot = "digraph " + DotQuote(Str(doc, "job", "job")) + " {\n"
                     "  rankdir=TB; fontname=\"Helvetica\"; node [fontname=\"Helvetica\" fontsize=10 style=\"filled,rounded\" fillcolor=\"#ffffff\"];\n"
                     "  edge [fontname=\"Helvetica\" fontsize=9];\n";
   int gi = 0;
@@ -96,8 +91,8 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
     const bool running = Str(g, "state") == "running";
     const std::string bottleneck = g.contains("bottleneck") && g["bottleneck"].is_string() ? g["bottleneck"].get<std::string>() : "";
     std::string caption = gname;
-    if (g.contains("elapsed_s") && g["elapsed_s"].is_number()) caption += " (" + Fmt("%.1f", g["elapsed_s"].get<double>()) + " s)";
-    dot += "  subgraph " + Quote("cluster_" + std::to_string(gi)) + " {\n    label=" + Quote(caption) + "; style=dashed;\n";
+    if (g.contains("elapsed_s") && g["elapsed_s"].is_number()) caption += " (" + FormatDouble("%.1f", g["elapsed_s"].get<double>()) + " s)";
+    dot += "  subgraph " + DotQuote("cluster_" + std::to_string(gi)) + " {\n    label=" + DotQuote(caption) + "; style=dashed;\n";
     for (const json& n : g["nodes"]) {
       if (!n.is_object() || !n.contains("name") || !n["name"].is_string())
         throw DataError(source + ": a node of graph '" + gname + "' has no name");
@@ -115,9 +110,9 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
       if (span.is_object()) {  // figures
         if (span.contains("busy_pct") && span["busy_pct"].is_number()) {
           const double busy = span["busy_pct"].get<double>();
-          label += "\nbusy " + Fmt("%.0f", busy) + "%  idle " + Fmt("%.0f", Num(span, "idle_pct")) + "%";
-          if (Num(span, "blocked_pct") >= 0.5) label += "  blocked " + Fmt("%.0f", Num(span, "blocked_pct")) + "%";
-          attrs += " fillcolor=" + Quote(Fill(busy));
+          label += "\nbusy " + FormatDouble("%.0f", busy) + "%  idle " + FormatDouble("%.0f", Num(span, "idle_pct")) + "%";
+          if (Num(span, "blocked_pct") >= 0.5) label += "  blocked " + FormatDouble("%.0f", Num(span, "blocked_pct")) + "%";
+          attrs += " fillcolor=" + DotQuote(Fill(busy));
         }
         label += "\nin " + std::to_string(Count(n, "in")) + "  out " +
                  std::to_string(Count(n, "out"));
@@ -127,7 +122,7 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
         if (Num(span, "bytes_per_s") > 0) label += "  " + Rate(Num(span, "bytes_per_s"), "B");
       }
       if (name == bottleneck) attrs += " penwidth=3 color=\"#b2182b\"";
-      dot += "    " + Quote(prefix + name) + " [label=" + Quote(label) + " " + attrs + "];\n";
+      dot += "    " + DotQuote(prefix + name) + " [label=" + DotQuote(label) + " " + attrs + "];\n";
     }
     dot += "  }\n";
     if (g.contains("edges") && g["edges"].is_array()) {
@@ -135,8 +130,8 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
         if (!e.is_object() || !e.contains("from") || !e.contains("to") || !e["from"].is_string() || !e["to"].is_string())
           throw DataError(source + ": an edge of graph '" + gname + "' lacks from/to");
         const bool token = Str(e, "kind", "data") == "token";
-        dot += "  " + Quote(prefix + e["from"].get<std::string>()) + " -> " + Quote(prefix + e["to"].get<std::string>()) +
-               " [label=" + Quote(Str(e, "label")) +
+        dot += "  " + DotQuote(prefix + e["from"].get<std::string>()) + " -> " + DotQuote(prefix + e["to"].get<std::string>()) +
+               " [label=" + DotQuote(Str(e, "label")) +
                (token ? " style=dashed color=\"#777777\" fontcolor=\"#777777\" constraint=false" : "") + "];\n";
       }
     }
@@ -147,14 +142,14 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
       const json& a = doc["graphs"][i - 1]["nodes"];
       const json& b = doc["graphs"][i]["nodes"];
       if (!a.empty() && !b.empty())
-        dot += "  " + Quote("g" + std::to_string(i - 1) + "_" + Str(a.back(), "name")) + " -> " +
-               Quote("g" + std::to_string(i) + "_" + Str(b.front(), "name")) +
+        dot += "  " + DotQuote("g" + std::to_string(i - 1) + "_" + Str(a.back(), "name")) + " -> " +
+               DotQuote("g" + std::to_string(i) + "_" + Str(b.front(), "name")) +
                " [style=invis];\n";
     }
   }
   if (doc.contains("graphs") && !doc["graphs"].empty() && doc["graphs"][0].contains("bottleneck"))
     dot += "  legend [shape=plaintext label=\"fill: busy % (white 0%, red 100%)" +
-           std::string(job_running ? ", last " + Fmt("%.0f", Num(doc, "interval_s", 2)) + " s for a running graph" : ", whole run") +
+           std::string(job_running ? ", last " + FormatDouble("%.0f", Num(doc, "interval_s", 2)) + " s for a running graph" : ", whole run") +
            "\"];\n";
   return dot + "}\n";
 }

@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <nlohmann/json.hpp>
 
-#include "sharding/error.h"
+#include "base/error.h"
 
 namespace bitbyte::pipeline {
 namespace {

@@ -9,7 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libxxhash-dev libcli11-dev nlohmann-json3-dev
   zlib1g-dev liblzma-dev xz-utils gzip
-  libtorch-dev          # LibTorch 1.13 (CPU) for models/ and nodes/
+  libtorch-dev          # LibTorch 1.13 (CPU) for models/ and train/
   libopenblas0-openmp   # Debian's libtorch is ~11x slower on the netlib BLAS it would otherwise use
   graphviz              # bitbyte graph --format svg|png (the demo draws the training graph)
   chromium              # the report test renders bitbyte report's HTML in headless Chromium

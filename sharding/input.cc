@@ -15,9 +15,9 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
-#include "sharding/error.h"
-#include "sharding/file_io.h"
-#include "sharding/hash.h"
+#include "base/error.h"
+#include "base/file_io.h"
+#include "base/hash.h"
 
 namespace bitbyte::input {
 namespace {

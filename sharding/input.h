@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "sharding/file_io.h"
+#include "base/file_io.h"
 
 namespace bitbyte::input {
 

@@ -6,9 +6,9 @@
 #include <cstring>
 #include <memory>
 
-#include "sharding/error.h"
-#include "sharding/file_io.h"
-#include "sharding/hash.h"
+#include "base/error.h"
+#include "base/file_io.h"
+#include "base/hash.h"
 #include "sharding/shard_file.h"
 
 namespace bitbyte::shard {

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <atomic>
 
-#include "sharding/error.h"
-#include "sharding/hash.h"
+#include "base/error.h"
+#include "base/hash.h"
 #include "sharding/writer.h"
 
 namespace bitbyte::shard {

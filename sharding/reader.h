@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "sharding/file_io.h"
+#include "base/file_io.h"
 #include "sharding/manifest.pb.h"
 #include "sharding/plan.h"
 #include "sharding/shard_file.h"

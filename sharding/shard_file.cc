@@ -5,8 +5,8 @@
 #include <cstring>
 #include <memory>
 
-#include "sharding/error.h"
-#include "sharding/hash.h"
+#include "base/error.h"
+#include "base/hash.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the shard format is little-endian");
 

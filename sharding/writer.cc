@@ -1,6 +1,7 @@
 #include "sharding/writer.h"
 
-#include "sharding/error.h"
+#include "base/version.h"
+#include "base/error.h"
 
 namespace bitbyte::shard {
 
@@ -184,7 +185,7 @@ pb::Manifest BuildManifest(const DatasetPlan& plan, const std::vector<ShardResul
                            const std::vector<std::string>& source_paths) {
   pb::Manifest m;
   m.set_format_version(kManifestFormatVersion);
-  m.set_generator("bitbyte 0.1.0");
+  m.set_generator(kVersionString);
   const Params& p = plan.params();
   auto* cp = m.mutable_params();
   cp->set_frame_bytes(p.frame_bytes);

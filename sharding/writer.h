@@ -1,5 +1,5 @@
 #pragma once
-// The pieces of the shard job that the flow graph wires together (pipeline/shard_job.cc):
+// The pieces of the shard job that the flow graph wires together (sharding/shard_job.cc):
 // a producer of frame work items in order, the parallel per-frame work, the serial shard
 // assembler, and the manifest. No TBB here.
 #include <cstdint>
@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "sharding/file_io.h"
-#include "sharding/hash.h"
+#include "base/file_io.h"
+#include "base/hash.h"
 #include "sharding/manifest.pb.h"
 #include "sharding/plan.h"
 #include "sharding/shard_file.h"

@@ -12,7 +12,7 @@
 # Needs bash, coreutils, diffutils, findutils, grep, sed and python3 (standard library only).
 # Every bitbyte command runs with --threads 2: results are bit-exact for a given thread count.
 # Hooks: BITBYTE_CRASH_AFTER_WRITES=N (sharding/file_io.cc) makes bitbyte SIGKILL itself at its
-# N-th mutating file operation; BITBYTE_TEST_NAN_AT_STEP=S (nodes/train_job.cc) poisons a weight
+# N-th mutating file operation; BITBYTE_TEST_NAN_AT_STEP=S (train/train_job.cc) poisons a weight
 # before step S (1-based, like metrics.jsonl and checkpoint names).
 set -euo pipefail
 
@@ -690,7 +690,7 @@ t_print_config() {
   want_out 'name: "bitbyte_lm"' "--print-config"
   # Every field of the two .proto files.
   local f missing=""
-  for f in $(sed -n 's/^ *optional [A-Za-z0-9_.]* \([a-z_0-9]*\) = .*/\1/p' "$SRC_ROOT/nodes/train_config.proto" "$SRC_ROOT/models/model_config.proto" | sort -u); do
+  for f in $(sed -n 's/^ *optional [A-Za-z0-9_.]* \([a-z_0-9]*\) = .*/\1/p' "$SRC_ROOT/train/train_config.proto" "$SRC_ROOT/models/model_config.proto" | sort -u); do
     grep -qE "^ *$f( \{|:)" "$T/out" || missing+=" $f"
   done
   [[ -z $missing ]] || fail "fields missing from --print-config:$missing"

@@ -8,9 +8,9 @@
 #include <cstdlib>
 #include <string>
 
-#include "nodes/checkpoint.h"
-#include "sharding/error.h"
-#include "sharding/file_io.h"
+#include "train/checkpoint.h"
+#include "base/error.h"
+#include "base/file_io.h"
 #include "tests/fuzz/fuzz_dir.h"
 
 namespace {

@@ -13,7 +13,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "nodes/config.h"
+#include "train/config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

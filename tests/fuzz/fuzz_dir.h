@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "sharding/file_io.h"
+#include "base/file_io.h"
 
 namespace bitbyte::fuzz {
 

@@ -21,10 +21,10 @@
 #include <vector>
 
 #include "models/registry.h"
-#include "nodes/checkpoint.h"
-#include "nodes/config.h"
-#include "pipeline/shard_job.h"
-#include "sharding/file_io.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+#include "sharding/shard_job.h"
+#include "base/file_io.h"
 
 namespace {
 
@@ -79,7 +79,7 @@ void Dataset(const std::string& tag, const std::vector<std::string>& docs, uint6
     inputs.push_back(tmp + "/doc" + std::to_string(i) + ".txt");
     Write(inputs.back(), docs[i]);
   }
-  bitbyte::pipeline::ShardJobOptions o;
+  bitbyte::shard::ShardJobOptions o;
   o.inputs = inputs;
   o.out_dir = tmp + "/out";
   o.params.frame_bytes = frame_bytes;
@@ -88,7 +88,7 @@ void Dataset(const std::string& tag, const std::vector<std::string>& docs, uint6
   o.threads = 2;
   o.progress = bitbyte::pipeline::ProgressMode::kNone;
   o.figures_path = tmp + "/out/pipeline.json";
-  bitbyte::pipeline::RunShardJob(o);
+  bitbyte::shard::RunShardJob(o);
   Write(Seed("manifest_fuzz", tag + ".manifest.pb"), Read(o.out_dir + "/manifest.pb"));
   for (const std::string& name : List(o.out_dir)) {
     if (name.size() > 4 && name.compare(name.size() - 4, 4, ".bbs") == 0)

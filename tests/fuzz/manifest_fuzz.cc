@@ -2,7 +2,7 @@
 // cross-field check holds) or throw bitbyte::DataError.
 #include <string>
 
-#include "sharding/error.h"
+#include "base/error.h"
 #include "sharding/reader.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

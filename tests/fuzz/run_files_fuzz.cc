@@ -4,7 +4,7 @@
 // cut at each 0x1E byte (ASCII record separator) into their contents, in that order (a missing
 // part is an empty file).
 //
-// Promises checked (nodes/run_dir.h, nodes/report.h, pipeline/export.h):
+// Promises checked (runs/run_dir.h, runs/report.h, pipeline/export.h):
 //  - ReadRunDir never throws because of what the files contain (only when none exists);
 //  - a pipeline.json that parses is re-serialised as valid JSON (PipelineInfo::json);
 //  - RenderReport renders whatever ReadRunDir found;
@@ -20,12 +20,13 @@
 #include <string_view>
 #include <vector>
 
-#include "nodes/report.h"
-#include "nodes/run_dir.h"
+#include "runs/report.h"
+#include "runs/run_dir.h"
 #include "pipeline/export.h"
-#include "sharding/error.h"
-#include "sharding/file_io.h"
+#include "base/error.h"
+#include "base/file_io.h"
 #include "tests/fuzz/fuzz_dir.h"
+#include "train/config.h"
 
 namespace {
 
@@ -60,12 +61,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (present == 0) return 0;  // not a run directory: ReadRunDir's one documented error
 
-  const bitbyte::train::RunDirContents c = bitbyte::train::ReadRunDir(Dir());
+  const bitbyte::runs::RunDirContents c = bitbyte::runs::ReadRunDir(Dir(), {bitbyte::train::ConfigTotalSteps});
   if (c.pipeline && !nlohmann::json::accept(c.pipeline->json)) {
     std::fprintf(stderr, "PipelineInfo::json is not valid JSON: %s\n", c.pipeline->json.c_str());
     std::abort();
   }
-  (void)bitbyte::train::RenderReport(c);
+  (void)bitbyte::runs::RenderReport(c);
 
   if (present & 4u) {
     try {

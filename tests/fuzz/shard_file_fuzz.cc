@@ -3,7 +3,7 @@
 #include <cstring>
 #include <string>
 
-#include "sharding/error.h"
+#include "base/error.h"
 #include "sharding/shard_file.h"
 
 namespace {

@@ -1,5 +1,5 @@
 #include "pipeline/graph.h"
-#include "sharding/error.h"
+#include "base/error.h"
 
 #include <gtest/gtest.h>
 

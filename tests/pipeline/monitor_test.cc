@@ -3,8 +3,8 @@
 #include "pipeline/export.h"
 #include "pipeline/graph.h"
 #include "pipeline/monitor.h"
-#include "sharding/error.h"
-#include "sharding/file_io.h"
+#include "base/error.h"
+#include "base/file_io.h"
 #include "tests/test_util.h"
 
 #include <gtest/gtest.h>

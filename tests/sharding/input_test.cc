@@ -10,9 +10,9 @@
 #include <thread>
 #include <vector>
 
-#include "sharding/error.h"
-#include "sharding/file_io.h"
-#include "sharding/hash.h"
+#include "base/error.h"
+#include "base/file_io.h"
+#include "base/hash.h"
 #include "tests/test_util.h"
 
 namespace bitbyte::input {

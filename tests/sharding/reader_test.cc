@@ -5,7 +5,7 @@
 #include <random>
 #include <thread>
 
-#include "sharding/error.h"
+#include "base/error.h"
 #include "tests/sharding/serial_writer.h"
 #include "tests/test_util.h"
 

@@ -4,8 +4,8 @@
 
 #include <random>
 
-#include "sharding/error.h"
-#include "sharding/hash.h"
+#include "base/error.h"
+#include "base/hash.h"
 #include "tests/test_util.h"
 
 namespace bitbyte::shard {

@@ -1,0 +1,281 @@
+// The training graph (train/train_graph.h) driven with a fake model backend, without LibTorch and
+// without the CLI: step order, metrics before checkpoints, stale evaluations skipped, a
+// non-finite loss and a stop signal. These tests also run under ThreadSanitizer (tsan preset).
+#include "train/train_graph.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pipeline/graph.h"
+#include "pipeline/monitor.h"
+#include "runs/metrics_log.h"
+#include "runs/run_dir.h"
+#include "runs/tensorboard.h"
+#include "sharding/reader.h"
+#include "sharding/shard_job.h"
+#include "tests/test_util.h"
+#include "train/config.h"
+
+namespace bitbyte::train {
+namespace {
+
+using testing::TempDir;
+
+// The loss a fake step reports: a function of the batch's bytes alone, so any difference in the
+// bytes a step sees (order, prefetch, threads) shows in the losses.
+double FakeLoss(const Batch& b) {
+  uint64_t h = 1469598103934665603ull;
+  for (uint8_t c : b.bytes) h = (h ^ c) * 1099511628211ull;
+  return 1.0 + static_cast<double>(h % 1000000) / 1e6;
+}
+
+class FakeBackend : public TrainBackend {
+ public:
+  // Options, set before the run.
+  int64_t nan_at = -1;                      // 1-based step whose loss is not finite
+  int64_t stop_at = -1;                     // 1-based step during which `stop` gets set
+  std::atomic<bool>* stop = nullptr;
+  std::chrono::milliseconds step_time{0}, eval_time{0};
+
+  int64_t steps_done() const override { return steps_.load(); }
+  StepStats Step(const Batch& batch) override {
+    if (batch.step != steps_.load()) throw std::logic_error("step " + std::to_string(batch.step) + " out of order");
+    std::this_thread::sleep_for(step_time);
+    if (poisoned_ || batch.step + 1 == nan_at)
+      throw NonFiniteLoss("loss is nan at step " + std::to_string(batch.step + 1));
+    if (batch.step + 1 == stop_at && stop) stop->store(true);
+    StepStats s;
+    s.step = batch.step;
+    s.loss = FakeLoss(batch);
+    s.lr = 0.001;
+    s.seconds = 0.001;
+    weights_ += s.loss;  // the "model": what the steps did, in order
+    steps_.fetch_add(1);
+    return s;
+  }
+  std::shared_ptr<const Snapshot> TakeSnapshot(bool with_optimizer) override {
+    auto s = std::make_shared<Snapshot>();
+    s->step = steps_.load();
+    s->config_text = "steps: 1\n";
+    TensorBlob w{"model/w", "float64", {1}, std::string(sizeof weights_, '\0')};
+    std::memcpy(w.data.data(), &weights_, sizeof weights_);
+    s->tensors.push_back(w);
+    if (with_optimizer) s->blobs.emplace_back("optimizer", "state");
+    return s;
+  }
+  EvalResult Evaluate(const Snapshot& weights) override {
+    std::this_thread::sleep_for(eval_time);
+    evaluated_.fetch_add(1);
+    EvalResult r;
+    r.bpb = 8.0 / static_cast<double>(1 + weights.step);
+    r.bytes = 100;
+    return r;
+  }
+  void PoisonWeights() override { poisoned_ = true; }
+  int evaluated() const { return evaluated_.load(); }
+
+ private:
+  std::atomic<int64_t> steps_{0};
+  std::atomic<int> evaluated_{0};
+  double weights_ = 0;
+  bool poisoned_ = false;
+};
+
+pb::TrainConfig Config(int64_t steps, int64_t eval_every, int64_t ckpt_every, int prefetch = 4) {
+  pb::TrainConfig c;
+  for (const std::string& s : {std::string("data.seq_len=16"), std::string("data.batch_size=2"),
+                               "eval.every=" + std::to_string(eval_every),
+                               "checkpoint.every=" + std::to_string(ckpt_every), "data.prefetch=" + std::to_string(prefetch),
+                               std::string("log_every=0")})
+    ApplyOverride(c, s);
+  c.set_steps(steps);
+  FillDefaults(c);
+  return c;
+}
+
+// A small dataset, sharded with the real job.
+std::unique_ptr<shard::Dataset> MakeDataset(const TempDir& t) {
+  std::mt19937_64 rng(11);
+  testing::MakeCorpus(rng, t / "in", 20, 2000);
+  shard::ShardJobOptions o;
+  o.inputs = {t / "in"};
+  o.out_dir = t / "ds";
+  o.params.val_fraction = 0.2;
+  o.threads = 2;
+  o.progress = pipeline::ProgressMode::kNone;
+  shard::RunShardJob(o);
+  return shard::Dataset::Open(t / "ds");
+}
+
+// One run of the graph in `run_dir` with its real sinks (metrics.jsonl, events, checkpoints).
+struct Harness {
+  const pb::TrainConfig config;
+  FakeBackend backend;
+  std::atomic<bool> stop{false};
+  std::vector<std::string> lines;
+
+  explicit Harness(pb::TrainConfig c) : config(std::move(c)) {}
+
+  TrainSummary Run(const shard::Dataset& data, const std::string& run_dir, int threads = 2) {
+    io::Posix().CreateDirs(run_dir);
+    const std::string ckpt_dir = io::JoinPath(run_dir, "checkpoints");
+    const BatchSampler sampler(data, config.seed(), config.data().batch_size() * config.data().grad_accum(),
+                               config.data().seq_len());
+    runs::MetricsLog metrics(io::JoinPath(run_dir, "metrics.jsonl"), 0);
+    tb::EventWriter events(run_dir, 0);
+    CheckpointSink sink(io::Posix(), ckpt_dir, config.checkpoint().keep());
+    pipeline::ScopedParallelism parallelism(threads + 2);
+    TrainGraph job(config, {0, threads, -1}, backend, sampler,
+                   {metrics, events, sink, io::Posix(), ckpt_dir, [this](const std::string& l) { lines.push_back(l); }},
+                   stop);
+    return job.Run({io::JoinPath(run_dir, pipeline::kFiguresFile), "train", threads, 0.01});
+  }
+};
+
+runs::RunDirContents Metrics(const std::string& run_dir) {
+  runs::RunDirContents c;
+  runs::ParseMetrics(testing::ReadFile(run_dir + "/metrics.jsonl"), c);
+  return c;
+}
+
+TEST(TrainGraph, EveryStepInOrderWithItsBatchAndEvaluationsAtTheirSteps) {
+  TempDir t;
+  const auto data = MakeDataset(t);
+  Harness h(Config(40, 10, 10));
+  const TrainSummary s = h.Run(*data, t / "run");
+  EXPECT_EQ(s.start_step, 0);
+  EXPECT_EQ(s.end_step, 40);
+  EXPECT_FALSE(s.interrupted);
+  const runs::RunDirContents m = Metrics(t / "run");
+  EXPECT_EQ(m.skipped_lines, 0u);
+  ASSERT_EQ(m.steps.size(), 40u);
+  const BatchSampler sampler(*data, h.config.seed(), 2, 16);
+  for (int64_t i = 0; i < 40; ++i) {
+    EXPECT_EQ(m.steps[i].step, i + 1);
+    Batch b;
+    sampler.Fill(i, b);
+    EXPECT_EQ(m.steps[i].loss, FakeLoss(b)) << "step " << i + 1 << " did not train on its own batch";
+  }
+  // Evaluations: at multiples of eval.every, increasing, and always the last step's.
+  ASSERT_FALSE(m.evals.empty());
+  for (size_t i = 0; i < m.evals.size(); ++i) {
+    EXPECT_EQ(m.evals[i].step % 10, 0);
+    EXPECT_DOUBLE_EQ(m.evals[i].val_bpb, 8.0 / (1 + m.evals[i].step));
+    if (i > 0) {
+      EXPECT_GT(m.evals[i].step, m.evals[i - 1].step);
+    }
+  }
+  EXPECT_EQ(m.evals.back().step, 40);
+  EXPECT_EQ(s.final_val_bpb, 8.0 / 41);
+  // The newest checkpoint is the last step's; every step before it has its metrics record.
+  const auto ckpts = ListCheckpoints(io::Posix(), t / "run/checkpoints");
+  ASSERT_FALSE(ckpts.empty());
+  EXPECT_EQ(ckpts.back(), CheckpointName(40));
+  EXPECT_EQ(ReadCheckpoint(io::Posix(), t / "run/checkpoints/" + ckpts.back()).step, 40);
+  EXPECT_GE(s.checkpoints_written, 1u);
+}
+
+TEST(TrainGraph, SameLossesWhateverThePrefetchAndThreads) {
+  TempDir t;
+  const auto data = MakeDataset(t);
+  std::vector<double> first;
+  int run = 0;
+  for (const auto& [prefetch, threads] : std::vector<std::pair<int, int>>{{1, 1}, {8, 4}, {3, 2}}) {
+    Harness h(Config(25, 0, 0, prefetch));
+    const std::string dir = t / ("run" + std::to_string(run++));
+    h.Run(*data, dir, threads);
+    std::vector<double> losses;
+    for (const runs::StepRecord& r : Metrics(dir).steps) losses.push_back(r.loss);
+    ASSERT_EQ(losses.size(), 25u);
+    if (first.empty()) first = losses;
+    EXPECT_EQ(losses, first) << "prefetch " << prefetch << ", threads " << threads;
+  }
+}
+
+TEST(TrainGraph, AnEvaluationOvertakenByANewerOneIsSkipped) {
+  TempDir t;
+  const auto data = MakeDataset(t);
+  // The node itself: once step 2's evaluation is due, step 1's is stale.
+  {
+    Harness h(Config(10, 1, 0));
+    const BatchSampler sampler(*data, h.config.seed(), 2, 16);
+    runs::MetricsLog metrics(t / "m.jsonl", 0);
+    tb::EventWriter events(t.path(), 0);
+    CheckpointSink sink(io::Posix(), t / "ck", 3);
+    TrainGraph job(h.config, {0, 1, -1}, h.backend, sampler, {metrics, events, sink, io::Posix(), t / "ck", {}}, h.stop);
+    const EventPtr s1 = job.TrainStep(job.Prepare(0));
+    const EventPtr s2 = job.TrainStep(job.Prepare(1));
+    ASSERT_TRUE(std::get<StepEvent>(*s1).want_eval);
+    EXPECT_EQ(job.Eval(s1), nullptr);
+    const EventPtr e2 = job.Eval(s2);
+    ASSERT_NE(e2, nullptr);
+    EXPECT_EQ(std::get<EvalEvent>(*e2).step, 2);
+    EXPECT_EQ(h.backend.evaluated(), 1);
+  }
+  // The graph: evaluations slower than steps never pile up, and the last one is kept.
+  Harness h(Config(30, 1, 0));
+  h.backend.eval_time = std::chrono::milliseconds(30);
+  h.Run(*data, t / "run");
+  const runs::RunDirContents m = Metrics(t / "run");
+  EXPECT_EQ(m.steps.size(), 30u);
+  ASSERT_FALSE(m.evals.empty());
+  EXPECT_LT(m.evals.size(), 30u) << "every evaluation ran although each took longer than a step";
+  EXPECT_EQ(m.evals.back().step, 30);
+  EXPECT_EQ(static_cast<size_t>(h.backend.evaluated()), m.evals.size());
+}
+
+TEST(TrainGraph, ANonFiniteLossStopsTheRunNamingTheStepAndKeepsWhatCameBefore) {
+  TempDir t;
+  const auto data = MakeDataset(t);
+  Harness h(Config(40, 0, 5));
+  h.backend.nan_at = 13;
+  try {
+    h.Run(*data, t / "run");
+    FAIL() << "a non-finite loss did not stop the run";
+  } catch (const pipeline::NodeError& e) {
+    EXPECT_EQ(e.node(), "train_step");
+    EXPECT_NE(std::string(e.what()).find("at step 13"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("last good checkpoint"), std::string::npos) << e.what();
+  }
+  const runs::RunDirContents m = Metrics(t / "run");
+  ASSERT_EQ(m.steps.size(), 12u);
+  EXPECT_EQ(m.steps.back().step, 12);
+  const auto ckpts = ListCheckpoints(io::Posix(), t / "run/checkpoints");
+  ASSERT_FALSE(ckpts.empty());
+  EXPECT_EQ(ckpts.back(), CheckpointName(10));
+}
+
+TEST(TrainGraph, AStopEndsTheRunAfterTheCurrentStepWithItsCheckpoint) {
+  TempDir t;
+  const auto data = MakeDataset(t);
+  for (int64_t stop_at : {1, 7, 19}) {
+    Harness h(Config(1000, 5, 0));
+    h.backend.stop = &h.stop;
+    h.backend.stop_at = stop_at;
+    const std::string dir = t / ("run" + std::to_string(stop_at));
+    const TrainSummary s = h.Run(*data, dir);
+    EXPECT_TRUE(s.interrupted);
+    EXPECT_EQ(s.end_step, stop_at);
+    const runs::RunDirContents m = Metrics(dir);
+    ASSERT_EQ(m.steps.size(), static_cast<size_t>(stop_at));
+    EXPECT_EQ(m.steps.back().step, stop_at);
+    const auto ckpts = ListCheckpoints(io::Posix(), dir + "/checkpoints");
+    ASSERT_FALSE(ckpts.empty());
+    EXPECT_EQ(ckpts.back(), CheckpointName(stop_at));
+    for (const runs::EvalRecord& e : m.evals) EXPECT_LE(e.step, stop_at);
+    EXPECT_NE(testing::ReadFile(dir + "/pipeline.json").find("\"interrupted\""), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace bitbyte::train

@@ -1,0 +1,302 @@
+#include "train/train_graph.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "base/error.h"
+#include "pipeline/graph.h"
+#include "pipeline/monitor.h"
+#include "pipeline/progress.h"
+#include "runs/metrics_log.h"
+#include "runs/tensorboard.h"
+
+namespace bitbyte::train {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string FormatLr(double lr) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2e", lr);
+  return buf;
+}
+
+// `cause` with another message and the same kind (what decides the exit code: bad value, bad
+// data, anything else), so whoever reports the cause rather than the NodeError says it all.
+std::exception_ptr WithMessage(const std::exception_ptr& cause, const std::string& message) {
+  if (!cause) return cause;
+  try {
+    std::rethrow_exception(cause);
+  } catch (const std::invalid_argument&) {
+    return std::make_exception_ptr(std::invalid_argument(message));
+  } catch (const DataError&) {
+    return std::make_exception_ptr(DataError(message));
+  } catch (const std::exception&) {
+    return std::make_exception_ptr(std::runtime_error(message));
+  } catch (...) {
+    return cause;
+  }
+}
+
+const StepEvent& Step(const EventPtr& e) { return std::get<StepEvent>(*e); }
+
+}  // namespace
+
+TrainGraph::TrainGraph(const pb::TrainConfig& config, Params params, TrainBackend& backend, const BatchSampler& sampler,
+                       Sinks sinks, const std::atomic<bool>& stop)
+    : config_(config),
+      params_(params),
+      backend_(backend),
+      sampler_(sampler),
+      sinks_(std::move(sinks)),
+      stop_(stop),
+      total_(config.steps()),
+      bytes_per_step_(static_cast<uint64_t>(config.data().batch_size()) * config.data().grad_accum() *
+                      config.data().seq_len()),
+      t_start_(Clock::now()),
+      next_step_(params.start),
+      prev_end_(Clock::now()) {}
+
+void TrainGraph::Wire(pipeline::Graph& g, const pb::TrainConfig& config, int64_t start, TrainGraph* n) {
+  auto& source = g.Source<int64_t>("batch_source", [n](int64_t& step) { return n->NextStep(step); });
+  auto& prefetch = g.Limiter<int64_t>("prefetch", static_cast<size_t>(config.data().prefetch()));
+  auto& prepare = g.Function<int64_t, BatchPtr>(
+      "prepare", 0, [n](int64_t step) { return n->Prepare(step); }, [](const BatchPtr& x) { return x->bytes.size(); });
+  auto& order = g.Add<tbb::flow::sequencer_node<BatchPtr>>(
+      "order", "sequencer", 1, [start](const BatchPtr& x) { return static_cast<size_t>(x->step - start); });
+  auto& train_step = g.Function<BatchPtr, EventPtr>(
+      "train_step", 1, [n](const BatchPtr& batch) { return n->TrainStep(batch); },
+      [](const EventPtr& e) { return Step(e).skipped ? 0 : Step(e).bytes; });
+  // Serial outputs can overtake one another on their way out of a tbb::flow node: restore the
+  // step order before metrics, so records are in order and every step before a checkpoint has
+  // its record before the checkpoint is submitted.
+  auto& metrics_order = g.Add<tbb::flow::sequencer_node<EventPtr>>(
+      "metrics_order", "sequencer", 1, [](const EventPtr& e) { return Step(e).seq; });
+  auto& eval = g.Function<EventPtr, EventPtr>(
+      "eval", 1, [n](const EventPtr& in) { return n->Eval(in); },
+      [](const EventPtr& e) { return e ? std::get<EvalEvent>(*e).eval.bytes : 0; });
+  auto& metrics = g.Function<EventPtr, EventPtr>(
+      "metrics", 1, [n](const EventPtr& e) { return n->Metrics(e); }, [](const EventPtr&) { return 0; },
+      tbb::flow::node_priority_t(1));
+  // After metrics: a checkpoint is committed only once its step's figures are in metrics.jsonl,
+  // so a resumed run never leaves a hole in the metrics.
+  auto& checkpoint = g.Function<EventPtr, tbb::flow::continue_msg>(
+      "checkpoint", 1,
+      [n](const EventPtr& e) {
+        n->Checkpoint(e);
+        return tbb::flow::continue_msg();
+      },
+      [](const tbb::flow::continue_msg&) { return 0; }, tbb::flow::node_priority_t(1));
+  g.Connect(source, prefetch, "step");
+  g.Connect(prefetch, prepare, "step");
+  g.Connect(prepare, order, "batch");
+  g.Connect(order, train_step, "batch, in step order");
+  g.ReturnTokens(train_step, prefetch);
+  g.Connect(train_step, metrics_order, "step figures, snapshot");
+  g.Connect(metrics_order, metrics, "in step order");
+  g.Connect(train_step, eval, "weights snapshot");
+  g.Connect(eval, metrics, "val bpb");
+  g.Connect(metrics, checkpoint, "snapshot, val bpb");
+}
+
+bool TrainGraph::NextStep(int64_t& step) {
+  if (next_step_ >= total_ || stop_.load() || failed_.load()) return false;
+  step = next_step_++;
+  return true;
+}
+
+BatchPtr TrainGraph::Prepare(int64_t step) const {
+  auto b = std::make_shared<Batch>();
+  sampler_.Fill(step, *b);
+  return b;
+}
+
+EventPtr TrainGraph::TrainStep(const BatchPtr& batch) {
+  const auto t_in = Clock::now();
+  StepEvent ev;
+  ev.seq = static_cast<size_t>(batch->step - params_.start);
+  if (halted_) {  // stopping: batches already prefetched are dropped
+    ev.skipped = true;
+    return std::make_shared<const Event>(std::move(ev));
+  }
+  ev.wait_s = steps_run_ == 0 ? 0.0 : std::chrono::duration<double>(t_in - prev_end_).count();
+  if (batch->step + 1 == params_.nan_at) train_thread_.Run([&] { return backend_.PoisonWeights(), 0; });
+  try {
+    ev.stats = train_thread_.Run([&] { return backend_.Step(*batch); });
+  } catch (const NonFiniteLoss&) {
+    step_error_ = std::current_exception();
+    failed_ = true;
+    halted_ = true;
+    ev.skipped = true;
+    return std::make_shared<const Event>(std::move(ev));
+  }
+  ev.step = backend_.steps_done();
+  ev.bytes = bytes_per_step_;
+  if (stop_.load()) halted_ = true;
+  ev.want_checkpoint = halted_ || Due(ev.step, config_.checkpoint().every(), total_);
+  ev.want_eval = !halted_ && Due(ev.step, config_.eval().every(), total_);
+  if (ev.want_eval) latest_eval_ = ev.step;
+  if (ev.want_checkpoint || ev.want_eval) {
+    const auto t0 = Clock::now();
+    const bool with_optimizer = ev.want_checkpoint;
+    ev.snapshot = train_thread_.Run([&] { return backend_.TakeSnapshot(with_optimizer); });
+    if (ev.want_checkpoint) last_ckpt_step_ = ev.step;
+    ev.stall_s = Since(t0);
+    if (ev.want_checkpoint) {
+      stall_total_ += ev.stall_s;
+      ++stall_count_;
+    }
+  }
+  prev_end_ = Clock::now();
+  wait_total_ += ev.wait_s;
+  busy_total_ += std::chrono::duration<double>(prev_end_ - t_in).count();
+  ++steps_run_;
+  return std::make_shared<const Event>(std::move(ev));
+}
+
+// An evaluation still queued when a newer one is due, or after a stop signal, is skipped: a slow
+// evaluation never piles up snapshots, and a stop is not held up by old evaluations.
+EventPtr TrainGraph::Eval(const EventPtr& in) {
+  const StepEvent& s = Step(in);
+  if (s.skipped || !s.want_eval || stop_.load() || s.step < latest_eval_.load()) return nullptr;
+  EvalEvent ev;
+  ev.step = s.step;
+  ev.eval = eval_thread_.Run([&] { return backend_.Evaluate(*s.snapshot); });
+  return std::make_shared<const Event>(std::move(ev));
+}
+
+EventPtr TrainGraph::Metrics(const EventPtr& e) {
+  if (!e) return e;
+  if (const auto* ev = std::get_if<EvalEvent>(e.get())) {
+    RecordEval(ev->step, ev->eval);
+    return e;
+  }
+  const StepEvent& s = Step(e);
+  if (s.skipped) return e;
+  const double elapsed = Elapsed();
+  const double step_wall = s.stats.seconds + s.stall_s + s.wait_s;
+  json rec = {{"step", s.step}, {"loss", s.stats.loss}, {"lr", s.stats.lr}, {"grad_norm", s.stats.grad_norm},
+              {"bytes_per_s", step_wall > 0 ? s.bytes / step_wall : 0.0},
+              {"data_wait_frac", step_wall > 0 ? s.wait_s / step_wall : 0.0}, {"step_s", s.stats.seconds},
+              {"step_wall_s", step_wall},
+              {"elapsed_s", elapsed}};
+  if (s.want_checkpoint) rec["ckpt_stall_s"] = s.stall_s;
+  sinks_.metrics.Write(rec);
+  std::vector<std::pair<std::string, double>> scalars = {
+      {"train/loss", s.stats.loss}, {"train/lr", s.stats.lr}, {"train/grad_norm", s.stats.grad_norm},
+      {"train/bytes_per_s", rec["bytes_per_s"].get<double>()}, {"train/data_wait_frac", rec["data_wait_frac"].get<double>()}};
+  if (s.want_checkpoint) scalars.emplace_back("train/ckpt_stall_s", s.stall_s);
+  sinks_.events.AddScalars(s.step, pipeline::UnixSeconds(), scalars);
+  sinks_.events.Flush();
+  if (config_.log_every() > 0 && (s.step % config_.log_every() == 0 || s.step == total_ || s.want_checkpoint)) {
+    const double done = static_cast<double>(s.step - params_.start);
+    const double eta = done > 0 ? elapsed / done * static_cast<double>(total_ - s.step) : 0;
+    char line[200];
+    std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  lr %s  %s/s  wait %.1f%%  eta %s", (long long)s.step,
+                  (long long)total_, s.stats.loss, FormatLr(s.stats.lr).c_str(),
+                  pipeline::Progress::FormatBytes(step_wall > 0 ? s.bytes / step_wall : 0).c_str(),
+                  step_wall > 0 ? 100.0 * s.wait_s / step_wall : 0.0, pipeline::Progress::FormatDuration(eta).c_str());
+    if (sinks_.log) sinks_.log(line);
+  }
+  return e;
+}
+
+void TrainGraph::Checkpoint(const EventPtr& e) {
+  if (!e) return;
+  if (const auto* ev = std::get_if<EvalEvent>(e.get())) {
+    sinks_.checkpoints.RecordEval(ev->step, ev->eval.bpb);
+    return;
+  }
+  const StepEvent& s = Step(e);
+  if (!s.skipped && s.want_checkpoint) sinks_.checkpoints.Submit(s.snapshot);
+}
+
+void TrainGraph::RecordEval(int64_t step, const EvalResult& r) {
+  last_bpb_ = r.bpb;
+  sinks_.events.AddScalars(step, pipeline::UnixSeconds(), {{"val/bpb", r.bpb}});
+  sinks_.events.Flush();
+  sinks_.metrics.Write(
+      {{"step", step}, {"val_bpb", r.bpb}, {"val_bytes", r.bytes}, {"eval_s", r.seconds}, {"elapsed_s", Elapsed()}});
+  char line[160];
+  std::snprintf(line, sizeof line, "eval  step %lld  val_bpb %.4f  (%llu bytes, %.1f s)", (long long)step, r.bpb,
+                (unsigned long long)r.bytes, r.seconds);
+  if (sinks_.log) sinks_.log(line);
+}
+
+double TrainGraph::Elapsed() const { return Since(t_start_); }
+
+std::string TrainGraph::LastGood() const {
+  const auto good = ListCheckpoints(sinks_.fs, sinks_.ckpt_dir);
+  return "; last good checkpoint: " + (good.empty() ? std::string("none") : io::JoinPath(sinks_.ckpt_dir, good.back()));
+}
+
+TrainSummary TrainGraph::Run(const pipeline::MonitorOptions& figures) {
+  const int64_t start = params_.start;
+  CheckpointSink& sink = sinks_.checkpoints;
+  for (const auto& [step, bpb] : sinks_.metrics.evals()) sink.RecordEval(step, bpb);  // `best` sees them all
+  // A kill between a checkpoint and its step's evaluation loses that evaluation: redo it.
+  if (start > 0 && Due(start, config_.eval().every(), total_) && !sinks_.metrics.HasEval(start)) {
+    const EvalResult r = backend_.Evaluate(*backend_.TakeSnapshot(false));
+    RecordEval(start, r);
+    sink.RecordEval(start, r.bpb);
+  }
+
+  pipeline::Monitor monitor(figures);
+  pipeline::Graph g("train");
+  Wire(g, config_, start, this);
+  try {
+    pipeline::Monitor::Watch watch(monitor, g);  // the graph's figures, while it runs
+    g.Run();
+  } catch (const pipeline::NodeError& e) {
+    try {
+      sink.Flush();
+    } catch (...) {
+    }
+    const std::string what = e.what();
+    const std::string message = what.substr(what.find(": ") + 2) + LastGood();
+    throw pipeline::NodeError(e.node(), message, WithMessage(e.cause(), message));
+  }
+  if (step_error_) {
+    sink.Flush();
+    try {
+      std::rethrow_exception(step_error_);
+    } catch (const std::exception& e) {
+      const std::string message = e.what() + LastGood();
+      throw pipeline::NodeError("train_step", message, WithMessage(step_error_, message));
+    }
+  }
+  // Whatever the graph did not checkpoint (a stop seen only by the source) is saved now.
+  if (backend_.steps_done() > start && last_ckpt_step_.load() != backend_.steps_done()) {
+    const auto t0 = Clock::now();
+    sink.Submit(backend_.TakeSnapshot(true));
+    stall_total_ += Since(t0);
+    ++stall_count_;
+  }
+  sink.Flush();
+
+  TrainSummary summary;
+  summary.start_step = start;
+  summary.end_step = backend_.steps_done();
+  summary.interrupted = stop_.load() && summary.end_step < total_;
+  summary.seconds = Elapsed();
+  const double loop_wall = wait_total_ + busy_total_;
+  summary.bytes_per_s = loop_wall > 0 ? static_cast<double>(steps_run_ * bytes_per_step_) / loop_wall : 0;
+  summary.mean_step_s = steps_run_ > 0 ? busy_total_ / steps_run_ : 0;
+  summary.data_wait_frac = loop_wall > 0 ? wait_total_ / loop_wall : 0;
+  summary.ckpt_stall_s = stall_count_ > 0 ? stall_total_ / stall_count_ : 0;
+  const CheckpointSink::Stats cs = sink.stats();
+  summary.checkpoints_written = cs.written;
+  summary.checkpoints_replaced = cs.replaced;
+  summary.final_val_bpb = last_bpb_;
+  summary.stats_table = g.StatsTable(summary.seconds, params_.threads);
+  monitor.Finish(summary.interrupted ? "interrupted" : "finished");
+  return summary;
+}
+
+}  // namespace bitbyte::train

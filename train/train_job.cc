@@ -1,0 +1,520 @@
+#include "train/train_job.h"
+
+#include <dlfcn.h>
+#include <tbb/version.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "models/registry.h"
+#include "train/batches.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+#include "train/evaluator.h"
+#include "train/generation.h"
+#include "runs/tensorboard.h"
+#include "train/train_graph.h"
+#include "train/trainer.h"
+#include "runs/layout.h"
+#include "runs/metrics_log.h"
+#include "pipeline/graph.h"
+#include "pipeline/monitor.h"
+#include "pipeline/progress.h"
+#include "base/version.h"
+#include "base/error.h"
+#include "base/file_io.h"
+#include "sharding/reader.h"
+
+namespace bitbyte::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+using runs::kCheckpointDir;
+using runs::kConfigFile;
+using runs::kMetricsFile;
+using runs::kRunFile;
+
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");  // a /proc file has no size to read by
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+// What the numbers depend on besides the config: recorded in run.json.
+json Environment(int threads, const torch::Device& device) {
+  using CoreName = char* (*)();
+  const auto core = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  const char* env = std::getenv("OPENBLAS_CORETYPE");
+  return {{"threads", threads}, {"device", device.str()}, {"libtorch", TORCH_VERSION},
+          {"blas_core", core ? core() : "unknown (not OpenBLAS)"}, {"openblas_coretype_env", env ? env : ""},
+          {"bitbyte", kVersion}, {"tbb", TBB_VERSION_STRING}, {"cpu", CpuModel()}, {"host", pipeline::HostName()}};
+}
+
+std::string HexId(uint64_t id) {  // as `bitbyte inspect` prints a dataset id
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
+
+// ---- signals: SIGINT/SIGTERM ask the job to stop after the current step ----
+std::atomic<bool> g_stop{false};
+extern "C" void OnStopSignal(int) { g_stop.store(true); }
+
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop.store(false);
+    struct sigaction sa = {};
+    sa.sa_handler = OnStopSignal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+
+ private:
+  struct sigaction old_int_ = {}, old_term_ = {};
+};
+
+// What a run's run.json says, read so that garbage or wrong types only cost a warning naming
+// the file (it is a record for people and tools, rewritten at every start).
+struct RunRecord {
+  bool found = false;       // the file exists and holds a JSON object
+  std::string data;         // "data": the dataset directory ("" when absent or unusable)
+  std::optional<uint64_t> dataset_id;  // "dataset_id" (a decimal string)
+  std::optional<int64_t> threads;      // "threads"
+  std::string problem;      // why `data` is empty, for an error message
+};
+
+RunRecord ReadRunRecord(io::FileSystem& fs, const std::string& path, const std::function<void(const std::string&)>& warn) {
+  RunRecord r;
+  if (!fs.Exists(path)) {
+    r.problem = "there is no " + path;
+    return r;
+  }
+  json j;
+  try {
+    j = json::parse(io::ReadFile(fs, path), nullptr, /*allow_exceptions=*/false);
+  } catch (const std::exception& e) {
+    warn(std::string(e.what()) + "; ignoring " + path);
+    r.problem = "cannot read " + path;
+    return r;
+  }
+  if (!j.is_object()) {
+    warn(path + " is not a JSON object (damaged?); ignoring it");
+    r.problem = path + " is damaged";
+    return r;
+  }
+  r.found = true;
+  if (j.contains("data")) {
+    if (j["data"].is_string() && !j["data"].get<std::string>().empty()) {
+      r.data = j["data"].get<std::string>();
+    } else {
+      warn(path + ": \"data\" is not a directory name; ignoring it");
+      r.problem = path + " has no usable \"data\"";
+    }
+  } else {
+    r.problem = path + " does not name the dataset";
+  }
+  if (j.contains("dataset_id")) {
+    const json& v = j["dataset_id"];
+    uint64_t id = 0;
+    const std::string text = v.is_string() ? v.get<std::string>() : "";
+    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), id, 10);
+    if (!text.empty() && ec == std::errc() && ptr == text.data() + text.size()) r.dataset_id = id;
+    else warn(path + ": \"dataset_id\" is not a decimal dataset id in a string; ignoring it");
+  }
+  if (j.contains("threads")) {
+    if (j["threads"].is_number_integer()) r.threads = j["threads"].get<int64_t>();
+    else warn(path + ": \"threads\" is not an integer; ignoring it");
+  }
+  return r;
+}
+
+void CheckDataset(const shard::Dataset& data) {
+  if (data.SplitBytes(shard::Split::kVal) < 2)
+    throw Error("dataset " + data.dir() + " has no validation split (" + std::to_string(data.SplitBytes(shard::Split::kVal)) +
+                " bytes); shard it again with --val-fraction above 0");
+}
+
+// The LibTorch side of the training graph: the trainer, and a second model for evaluating
+// snapshots on the eval thread while training goes on.
+class TorchBackend : public TrainBackend {
+ public:
+  TorchBackend(const pb::TrainConfig& config, torch::Device device, int threads, std::string val_bytes)
+      : config_(config), device_(device), threads_(threads), val_bytes_(std::move(val_bytes)) {
+    WithoutTorchFrames("building the model", [&] {
+      trainer_.emplace(config, device);
+      // Built before Restore: its initialisation draws from the generator Restore then resets, so a
+      // resumed run's random stream (dropout) continues exactly where the checkpoint left it.
+      eval_model_ = models::CreateModel(config.model());
+      eval_model_->to(device);
+      return 0;
+    });
+  }
+  Trainer& trainer() { return *trainer_; }
+
+  int64_t steps_done() const override { return trainer_->steps_done(); }
+  StepStats Step(const Batch& batch) override {
+    UseTorchThreads(threads_);
+    return WithoutTorchFrames("train step " + std::to_string(batch.step + 1), [&] { return trainer_->Step(batch); });
+  }
+  std::shared_ptr<const Snapshot> TakeSnapshot(bool with_optimizer) override {
+    return WithoutTorchFrames("snapshot", [&] { return trainer_->TakeSnapshot(with_optimizer); });
+  }
+  EvalResult Evaluate(const Snapshot& weights) override {
+    UseTorchThreads(threads_);
+    return WithoutTorchFrames("evaluation", [&] {
+      LoadModule(*eval_model_, "model/", weights);
+      return EvaluateBpb(*eval_model_, {std::string_view(val_bytes_)}, config_.data().seq_len(), config_.eval().batch_size(),
+                         device_);
+    });
+  }
+  void PoisonWeights() override {
+    torch::NoGradGuard no_grad;
+    trainer_->model().parameters().front().fill_(NAN);
+  }
+
+ private:
+  const pb::TrainConfig& config_;
+  const torch::Device device_;
+  const int threads_;
+  const std::string val_bytes_;
+  std::optional<Trainer> trainer_;
+  std::shared_ptr<models::ByteModel> eval_model_;
+};
+
+}  // namespace
+
+pb::TrainConfig ResolveConfig(const TrainOptions& o) {
+  pb::TrainConfig config;
+  std::optional<pb::TrainConfig> saved;
+  if (o.resume) {
+    const std::string path = io::JoinPath(o.run_dir, kConfigFile);
+    if (!io::Posix().Exists(path)) throw std::invalid_argument("--resume " + o.run_dir + ": no " + kConfigFile + " there (not a run directory)");
+    saved = ParseConfigText(io::ReadFile(io::Posix(), path), path);
+    config = *saved;
+  }
+  if (!o.config_path.empty()) config = LoadConfigFile(o.config_path);
+  if (!o.model.empty()) config.mutable_model()->set_name(o.model);
+  for (const std::string& s : o.overrides) ApplyOverride(config, s);
+  if (o.steps) config.set_steps(*o.steps);
+  FillDefaults(config);
+  ValidateConfig(config);
+  if (saved) {
+    const std::string diff = IncompatibleField(*saved, config);
+    if (!diff.empty())
+      throw std::invalid_argument("--resume " + o.run_dir + ": the requested config differs from the run's in " + diff +
+                                  "; only steps, log_every, eval.every and checkpoint.* may change on resume");
+  }
+  return config;
+}
+
+TrainSummary RunTraining(const TrainOptions& o) {
+  const pb::TrainConfig config = ResolveConfig(o);
+  io::FileSystem& fs = io::Posix();
+  if (o.threads < 0 || o.threads > limits::kMaxThreads)
+    throw std::invalid_argument("--threads must be in [0, " + std::to_string(limits::kMaxThreads) + "] (0: all cores), got " +
+                                std::to_string(o.threads));
+  const int threads = o.threads > 0 ? o.threads : pipeline::DefaultThreads();
+  const torch::Device device = ParseDevice(o.device);
+  auto log = [&](const std::string& line) {
+    if (o.console) std::fprintf(stderr, "%s\n", line.c_str());
+  };
+  auto warn = [](const std::string& line) { std::fprintf(stderr, "warning: %s\n", line.c_str()); };  // even with -q
+
+  // ---- run directory ----
+  if (o.allow_other_data && !o.resume)
+    throw std::invalid_argument("--allow-other-data goes with --resume (a new run trains on the --data it is given)");
+  fs.CreateDirs(o.run_dir);
+  io::DirLock lock(o.run_dir);
+  const std::string ckpt_dir = io::JoinPath(o.run_dir, kCheckpointDir);
+  const std::string run_file = io::JoinPath(o.run_dir, kRunFile);
+  std::string data_dir = o.data_dir;
+  RunRecord saved_run;  // the run's run.json, on resume
+  std::optional<LoadedCheckpoint> loaded;  // the checkpoint to resume from
+  if (o.resume) {
+    saved_run = ReadRunRecord(fs, run_file, warn);
+    if (data_dir.empty()) data_dir = saved_run.data;
+    if (data_dir.empty())
+      throw std::invalid_argument("--resume " + o.run_dir + ": " + saved_run.problem +
+                                  ", so the run's dataset is unknown; give it with --data DIR");
+    if (saved_run.threads && *saved_run.threads != threads)
+      warn("the run was trained with --threads " + std::to_string(*saved_run.threads) + ", this resume uses " +
+           std::to_string(threads) + "; results are bit-exact only at the same thread count");
+    loaded = LoadNewestGood(fs, ckpt_dir, warn);
+  } else if (fs.Exists(io::JoinPath(o.run_dir, kConfigFile)) || fs.Exists(ckpt_dir)) {
+    throw Error(o.run_dir + " already holds a training run; continue it with --resume " + o.run_dir +
+                " or choose another --out");
+  }
+  if (data_dir.empty()) throw std::invalid_argument("--data is required");
+
+  const auto data = shard::Dataset::Open(data_dir);
+  CheckDataset(*data);
+  const uint64_t dataset_id = data->manifest().dataset_id();
+  const int rows = config.data().batch_size() * config.data().grad_accum();  // bounded by ValidateConfig
+  const BatchSampler sampler(*data, config.seed(), rows, config.data().seq_len());  // checks the train split
+  if (o.resume) {
+    // The data the run was trained on: the checkpoint's record (what the weights saw), else
+    // run.json's (a run without a usable checkpoint, or one from before checkpoints recorded it).
+    uint64_t trained_on = 0;
+    std::string where;
+    if (loaded && loaded->snapshot.dataset_id != 0) {
+      trained_on = loaded->snapshot.dataset_id;
+      where = "checkpoint " + loaded->dir;
+    } else if (saved_run.dataset_id) {
+      trained_on = *saved_run.dataset_id;
+      where = run_file;
+    }
+    if (trained_on == 0) {
+      warn("cannot check that " + data_dir + " (dataset id " + HexId(dataset_id) + ") is the data of run " + o.run_dir +
+           ": neither its checkpoint nor run.json records a dataset id");
+    } else if (trained_on != dataset_id) {
+      if (!o.allow_other_data)
+        throw std::invalid_argument("--resume " + o.run_dir + ": dataset " + data_dir + " (dataset id " + HexId(dataset_id) +
+                                    ") is not the one this run was trained on (dataset id " + HexId(trained_on) +
+                                    ", recorded in " + where + "); give the run's dataset with --data, or add "
+                                    "--allow-other-data to go on training on this one (fine-tuning)");
+      warn("--allow-other-data: run " + o.run_dir + " was trained on dataset id " + HexId(trained_on) +
+           "; it continues on " + data_dir + " (dataset id " + HexId(dataset_id) + "), and run.json now names that dataset");
+    }
+  }
+  {
+    // run.json first: config.txtpb is what marks a directory as a run, and a run must always
+    // know its dataset (a kill between the two writes leaves a directory that is not a run yet).
+    char cwd[4096];
+    const std::string abs = (!data_dir.empty() && data_dir[0] == '/') || !::getcwd(cwd, sizeof cwd)
+                                ? data_dir : io::JoinPath(cwd, data_dir);
+    json run = Environment(threads, device);
+    run["data"] = abs;
+    run["dataset_id"] = std::to_string(dataset_id);
+    io::WriteFileAtomic(fs, run_file, run.dump(2) + "\n");
+  }
+  io::WriteFileAtomic(fs, io::JoinPath(o.run_dir, kConfigFile), ConfigToText(config));
+
+  // ---- threads: one budget for TBB and LibTorch ----
+  // LibTorch computes with `threads` OpenMP threads on the train thread (and on the eval thread
+  // while an evaluation runs). TBB gets `threads` for data preparation and the sinks, plus the
+  // two TBB threads that only wait on the train and eval threads, so neither wait can starve
+  // the prefetch.
+  pipeline::ScopedParallelism parallelism(threads + 2);
+  UseTorchThreads(threads);
+
+  // ---- the model side ----
+  const uint64_t val_len = config.eval().max_bytes() > 0
+                               ? std::min<uint64_t>(config.eval().max_bytes(), data->SplitBytes(shard::Split::kVal))
+                               : data->SplitBytes(shard::Split::kVal);
+  TorchBackend backend(config, device, threads, data->Read(shard::Split::kVal, 0, val_len));
+  Trainer& trainer = backend.trainer();
+  trainer.set_dataset_id(dataset_id);
+  int64_t start = 0;
+  if (o.resume) {
+    if (loaded) {
+      pb::TrainConfig saved;
+      try {
+        saved = ParseConfigText(loaded->snapshot.config_text, loaded->dir + "/meta.pb");
+      } catch (const std::invalid_argument& e) {
+        throw DataError(std::string(e.what()) + " (the checkpoint's config)");
+      }
+      const std::string diff = IncompatibleField(saved, config);
+      if (!diff.empty())
+        throw std::invalid_argument("checkpoint " + loaded->dir + " was trained with another config: " + diff);
+      WithoutTorchFrames("restoring " + loaded->dir, [&] {
+        trainer.Restore(loaded->snapshot);
+        return 0;
+      });
+      start = trainer.steps_done();
+      log("resuming " + o.run_dir + " from " + loaded->dir + " (step " + std::to_string(start) + ")");
+      loaded.reset();  // its tensors are in the trainer now
+    } else {
+      warn("no usable checkpoint in " + ckpt_dir + "; starting from step 0");
+    }
+    // Newer checkpoints were all unusable (LoadNewestGood took the newest good one): set them
+    // aside for inspection, out of the way of pruning and of the steps about to be retrained.
+    for (const std::string& name : ListCheckpoints(fs, ckpt_dir)) {
+      if (name <= CheckpointName(start)) continue;
+      std::string aside = io::JoinPath(ckpt_dir, "damaged-" + name);
+      for (int i = 2; fs.Exists(aside); ++i) aside = io::JoinPath(ckpt_dir, "damaged-" + name + "-" + std::to_string(i));
+      fs.Rename(io::JoinPath(ckpt_dir, name), aside);
+      warn("moved unusable checkpoint " + name + " to " + aside);
+    }
+  }
+  const int64_t total = config.steps();
+  if (start >= total) log("the run already has " + std::to_string(start) + " of " + std::to_string(total) + " steps");
+  log(trainer.model().Describe() + "; " + std::to_string(threads) + " threads, device " + device.str());
+
+  runs::MetricsLog metrics(io::JoinPath(o.run_dir, kMetricsFile), start);
+  // The same scalars for `tensorboard --logdir RUN_DIR` (docs/training.md: run directory).
+  tb::EventWriter events(o.run_dir, start);
+  CheckpointSink sink(fs, ckpt_dir, config.checkpoint().keep(), log);
+
+  // Test hook: poison a weight before step N (1-based, like metrics and checkpoint names).
+  const char* nan_env = std::getenv("BITBYTE_TEST_NAN_AT_STEP");
+  const int64_t nan_at = nan_env ? std::atoll(nan_env) : -1;
+
+  StopSignals signals;
+  TrainGraph job(config, {start, threads, nan_at}, backend, sampler, {metrics, events, sink, fs, ckpt_dir, log}, g_stop);
+  return job.Run({io::JoinPath(o.run_dir, pipeline::kFiguresFile), "train", threads, o.figures_interval_s});
+}
+
+std::string DescribeTrainJob(const TrainOptions& o) {
+  const pb::TrainConfig config = ResolveConfig(o);
+  pipeline::Graph g("train");
+  TrainGraph::Wire(g, config, 0, nullptr);  // no bodies: the graph does not run
+  return pipeline::DescribeJson("train", {g.Describe()});
+}
+
+// ---- inference ----
+
+namespace {
+
+// A checkpoint's model, ready for inference on `device_name`, with LibTorch's threads set.
+struct InferenceModel {
+  std::string dir;
+  torch::Device device;
+  std::shared_ptr<models::ByteModel> model;
+  int64_t window;        // data.seq_len it was trained with: evaluation windows, as during training
+  uint64_t dataset_id;   // the data it was trained on (0: not recorded)
+};
+
+InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, const std::string& device_name) {
+  UseTorchThreads(threads > 0 ? threads : pipeline::DefaultThreads());
+  const torch::Device device = ParseDevice(device_name);
+  LoadedCheckpoint ckpt = LoadForInference(checkpoint, [](const std::string& m) { std::fprintf(stderr, "warning: %s\n", m.c_str()); });
+  pb::TrainConfig config;
+  try {  // a checkpoint whose config does not parse or is out of bounds is damaged data
+    config = ParseConfigText(ckpt.snapshot.config_text, ckpt.dir + "/meta.pb");
+    FillDefaults(config);
+    models::ValidateModelConfig(config.model());
+    if (config.data().seq_len() < 2 || config.data().seq_len() > limits::kMaxSeqLen)
+      throw std::invalid_argument("config field data.seq_len: " + std::to_string(config.data().seq_len()) + " is out of bounds");
+  } catch (const std::invalid_argument& e) {
+    throw DataError(ckpt.dir + "/meta.pb: the checkpoint's config is not usable: " + e.what());
+  }
+  auto model = WithoutTorchFrames("loading " + ckpt.dir, [&] { return ModelFromSnapshot(ckpt.snapshot, config.model(), device); });
+  return {ckpt.dir, device, model, config.data().seq_len(), ckpt.snapshot.dataset_id};
+}
+
+void CheckThreads(int threads) {
+  if (threads < 0 || threads > limits::kMaxThreads)
+    throw std::invalid_argument("--threads must be in [0, " + std::to_string(limits::kMaxThreads) + "] (0: all cores), got " +
+                                std::to_string(threads));
+}
+
+}  // namespace
+
+void ValidateEvalOptions(const EvalOptions& o) {
+  CheckThreads(o.threads);
+  if (o.max_bytes < 0 || o.max_bytes > limits::kMaxEvalBytes)
+    throw std::invalid_argument("--max-bytes must be in [0, " + std::to_string(limits::kMaxEvalBytes) + "] (0: all), got " +
+                                std::to_string(o.max_bytes));
+  if (o.batch_size < 1 || o.batch_size > limits::kMaxBatch)
+    throw std::invalid_argument("--batch-size must be in [1, " + std::to_string(limits::kMaxBatch) + "], got " +
+                                std::to_string(o.batch_size));
+}
+
+void ValidateGenerateOptions(const GenerateOptions& o) {
+  CheckThreads(o.threads);
+  if (!(o.temperature == 0 || (o.temperature >= limits::kMinTemperature && o.temperature <= limits::kMaxTemperature))) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "--temperature must be 0 (greedy) or in [%g, %g], got %g", limits::kMinTemperature,
+                  limits::kMaxTemperature, o.temperature);
+    throw std::invalid_argument(buf);
+  }
+  if (o.top_k < 0 || o.top_k > limits::kMaxTopK)
+    throw std::invalid_argument("--top-k must be in [0, " + std::to_string(limits::kMaxTopK) + "] (0: all), got " +
+                                std::to_string(o.top_k));
+  if (o.n < 0 || o.n > limits::kMaxGenerateBytes)
+    throw std::invalid_argument("-n must be in [0, " + std::to_string(limits::kMaxGenerateBytes) + "], got " + std::to_string(o.n));
+  if (o.prompt.empty()) throw std::invalid_argument("--prompt must not be empty: the model needs at least one byte of context");
+}
+
+EvalSummary RunEval(const EvalOptions& o) {
+  ValidateEvalOptions(o);
+  const InferenceModel m = LoadInferenceModel(o.checkpoint, o.threads, o.device);
+  if (int64_t{o.batch_size} * m.window > limits::kMaxEvalMicroBatchBytes)
+    throw std::invalid_argument("--batch-size " + std::to_string(o.batch_size) + " x the checkpoint's window " +
+                                std::to_string(m.window) + " = " + std::to_string(int64_t{o.batch_size} * m.window) +
+                                " bytes a forward pass; at most " + std::to_string(limits::kMaxEvalMicroBatchBytes));
+  std::vector<std::string> owned;
+  if (!o.data_dir.empty()) {
+    const auto data = shard::Dataset::Open(o.data_dir);
+    CheckDataset(*data);
+    const uint64_t id = data->manifest().dataset_id();
+    // Evaluating a model on other data is legitimate (how well does it transfer?): a warning,
+    // so the figure is not taken for the run's own val bpb.
+    if (m.dataset_id != 0 && m.dataset_id != id)
+      std::fprintf(stderr, "warning: %s (dataset id %s) is not the dataset %s was trained on (dataset id %s)\n",
+                   o.data_dir.c_str(), HexId(id).c_str(), m.dir.c_str(), HexId(m.dataset_id).c_str());
+    const uint64_t n = data->SplitBytes(shard::Split::kVal);
+    owned.push_back(data->Read(shard::Split::kVal, 0, o.max_bytes > 0 ? std::min<uint64_t>(n, o.max_bytes) : n));
+  }
+  for (const std::string& f : o.files) {
+    owned.push_back(io::ReadFile(io::Posix(), f));
+    if (o.max_bytes > 0 && owned.back().size() > static_cast<uint64_t>(o.max_bytes)) owned.back().resize(o.max_bytes);
+  }
+  if (owned.empty()) throw std::invalid_argument("nothing to evaluate: give --data DIR or files");
+  std::vector<std::string_view> streams(owned.begin(), owned.end());
+  if (PredictedBytes(streams) == 0) throw std::invalid_argument("the inputs have no byte to predict (each needs at least 2 bytes)");
+  const EvalResult r =
+      WithoutTorchFrames("evaluation", [&] { return EvaluateBpb(*m.model, streams, m.window, o.batch_size, m.device); });
+  return {r.bpb, r.bytes, r.seconds, m.dir};
+}
+
+std::string Generate(const GenerateOptions& o, const std::function<void(char)>& emit) {
+  ValidateGenerateOptions(o);
+  const InferenceModel m = LoadInferenceModel(o.checkpoint, o.threads, o.device);
+  return WithoutTorchFrames("generate", [&] {
+    models::ByteModel& model = *m.model;
+    torch::NoGradGuard no_grad;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+    std::string text = o.prompt, out;
+    // No window longer than the training windows: positions beyond them were never trained.
+    NextByte next_byte(model, std::min(model.context(), m.window), m.device, o.recurrent);
+    for (int64_t i = 0; i < o.n; ++i) {
+      torch::Tensor logits = next_byte.Logits(text);
+      int64_t next;
+      if (o.temperature == 0) {
+        next = logits.argmax().item<int64_t>();
+      } else {
+        logits = logits / o.temperature;
+        if (o.top_k > 0 && o.top_k < 256) {
+          const torch::Tensor kth = std::get<0>(logits.topk(o.top_k)).min();
+          logits = logits.masked_fill(logits < kth, -INFINITY);
+        }
+        const torch::Tensor p = torch::softmax(logits, -1);
+        if (!torch::isfinite(p).all().item<bool>())
+          throw std::runtime_error("the model's next-byte probabilities are not finite after " + std::to_string(i) +
+                                   " bytes (a damaged checkpoint?)");
+        next = torch::multinomial(p, 1, false, gen).item<int64_t>();
+      }
+      const char c = static_cast<char>(static_cast<uint8_t>(next));
+      text.push_back(c);
+      out.push_back(c);
+      if (emit) emit(c);
+    }
+    return out;
+  });
+}
+
+}  // namespace bitbyte::train

@@ -1,0 +1,107 @@
+#pragma once
+// The training job as one tbb::flow graph (docs/training.md):
+//
+//   batch_source -> prefetch (limiter, data.prefetch tokens) -> prepare (parallel) -> order
+//     -> train_step (serial; returns the token) -> metrics (serial, metrics.jsonl + console)
+//                                                -> eval (serial, val bpb on a model copy) -> metrics, checkpoint
+//                                                -> checkpoint (hands snapshots to CheckpointSink)
+//
+// Torch-free header: the CLI includes it without Torch.
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "train/train_config.pb.h"
+
+namespace bitbyte::train {
+
+struct TrainOptions {
+  std::string data_dir;     // dataset (from `bitbyte shard`); on resume, defaults to the run's own
+  std::string run_dir;      // --out, or the --resume directory
+  bool resume = false;
+  // On resume: train on --data even when it is not the dataset the run was trained on (its
+  // checkpoint or run.json records the dataset id); fine-tuning. Without it that is refused.
+  bool allow_other_data = false;
+  std::string config_path;  // protobuf text; empty: all defaults (or, on resume, the run's config)
+  std::vector<std::string> overrides;  // "a.b=v"
+  std::string model;                   // --model: model.name
+  std::optional<int64_t> steps;        // --steps
+  int threads = 0;                     // 0: all cores
+  std::string device = "cpu";
+  bool console = true;  // progress lines on stderr
+  double figures_interval_s = 2.0;  // pipeline.json: live per-node figures, rewritten this often
+};
+
+// The effective config for these options (file, --model, --set, --steps; on resume the run's
+// saved config first), with every default filled in and validated. Throws std::invalid_argument.
+pb::TrainConfig ResolveConfig(const TrainOptions& options);
+
+struct TrainSummary {
+  int64_t start_step = 0, end_step = 0;  // steps done before and after this run
+  bool interrupted = false;              // stopped by SIGINT/SIGTERM
+  double seconds = 0;                    // wall time of the training graph
+  double bytes_per_s = 0;                // predicted bytes trained per second of wall time
+  double mean_step_s = 0;                // train_step busy time per step
+  double data_wait_frac = 0;             // train_step idle, waiting for a batch / wall
+  double ckpt_stall_s = 0;               // mean time a checkpointing step was blocked by it
+  uint64_t checkpoints_written = 0, checkpoints_replaced = 0;
+  std::optional<double> final_val_bpb;
+  std::string stats_table;
+};
+
+// Runs (or resumes) training. SIGINT and SIGTERM end it after the current step with a
+// checkpoint (summary.interrupted). Throws on errors; a non-finite loss ends it with an error
+// naming the step, and the checkpoints already written stay usable. A resume checks that --data
+// (or the dataset run.json names) is the one the newest good checkpoint (else run.json) records:
+// another one is refused naming both dataset ids (std::invalid_argument) unless
+// allow_other_data.
+TrainSummary RunTraining(const TrainOptions& options);
+
+// The training graph these options would build, as a pipeline document without figures
+// (docs/pipeline.md), from the same wiring, without running anything or touching a run dir.
+std::string DescribeTrainJob(const TrainOptions& options);
+
+// Evaluation and generation from a checkpoint (a checkpoint directory or a run directory).
+struct EvalOptions {
+  std::string checkpoint;
+  std::string data_dir;            // its validation split ...
+  std::vector<std::string> files;  // ... or these files, each a stream
+  int64_t max_bytes = 0;           // 0: all (with --data: the whole validation split)
+  int batch_size = 16;
+  int threads = 0;
+  std::string device = "cpu";
+};
+struct EvalSummary {
+  double bpb = 0;
+  uint64_t bytes = 0;
+  double seconds = 0;
+  std::string checkpoint;
+};
+// Bounds of the options (limits in train/config.h); std::invalid_argument naming the option.
+void ValidateEvalOptions(const EvalOptions& options);
+// With data_dir: a warning on stderr when the dataset is not the one the checkpoint was trained
+// on (evaluating on other data is legitimate; the figure is then not the run's val bpb).
+EvalSummary RunEval(const EvalOptions& options);
+
+struct GenerateOptions {
+  std::string checkpoint;
+  std::string prompt;
+  int64_t n = 256;
+  double temperature = 1.0;  // 0: greedy
+  int top_k = 0;             // 0: all 256
+  uint64_t seed = 1;
+  int threads = 0;
+  std::string device = "cpu";
+  // Use the model's recurrent form (O(1) per byte) when it has one; false: re-run forward over
+  // sliding windows, as for any model (the same bytes while prompt + output fit in a window).
+  bool recurrent = true;
+};
+// Bounds of the options: temperature 0 or in [limits::kMinTemperature, kMaxTemperature] (never
+// nan or inf), top_k, n, threads, a non-empty prompt. std::invalid_argument naming the option.
+void ValidateGenerateOptions(const GenerateOptions& options);
+// Returns the generated bytes (without the prompt). `emit` gets each byte as it is sampled.
+std::string Generate(const GenerateOptions& options, const std::function<void(char)>& emit = {});
+
+}  // namespace bitbyte::train

@@ -1,0 +1,200 @@
+#include "train/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "models/registry.h"
+#include "train/config.h"
+#include "base/error.h"
+
+namespace bitbyte::train {
+namespace {
+
+constexpr char kModelPrefix[] = "model/";
+constexpr char kExpAvgPrefix[] = "optim/exp_avg/";
+constexpr char kExpAvgSqPrefix[] = "optim/exp_avg_sq/";
+constexpr char kRngBlob[] = "rng/cpu";
+
+TensorBlob ToBlob(const std::string& name, const torch::Tensor& t) {
+  const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+  TensorBlob b;
+  b.name = name;
+  b.dtype = c10::toString(c.scalar_type());
+  b.shape = c.sizes().vec();
+  b.data.assign(static_cast<const char*>(c.data_ptr()), c.nbytes());
+  return b;
+}
+
+void FromBlob(const TensorBlob* b, const std::string& name, torch::Tensor& dst) {
+  if (b == nullptr) throw DataError("checkpoint has no tensor '" + name + "' (another architecture?)");
+  if (b->dtype != c10::toString(dst.scalar_type()) || b->shape != dst.sizes().vec())
+    throw DataError("checkpoint tensor '" + name + "' is " + b->dtype + " " + c10::str(c10::IntArrayRef(b->shape)) +
+                    ", the model has " + c10::toString(dst.scalar_type()) + " " + c10::str(dst.sizes()));
+  torch::Tensor src = torch::empty(dst.sizes(), dst.options().device(torch::kCPU));
+  if (static_cast<size_t>(src.nbytes()) != b->data.size()) throw DataError("checkpoint tensor '" + name + "' has the wrong size");
+  std::memcpy(src.data_ptr(), b->data.data(), b->data.size());
+  torch::NoGradGuard no_grad;
+  dst.copy_(src);
+}
+
+}  // namespace
+
+void UseTorchThreads(int threads) {
+  if (threads > 0 && at::get_num_threads() != threads) at::set_num_threads(threads);
+}
+
+torch::Device ParseDevice(const std::string& name) {
+  torch::Device device(torch::kCPU);
+  try {
+    device = torch::Device(name);
+  } catch (const c10::Error&) {
+    throw std::invalid_argument("--device: '" + name + "' is not a device (cpu, cuda, cuda:N)");
+  }
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw std::invalid_argument("--device " + name + ": this LibTorch build or machine has no CUDA device");
+  return device;
+}
+
+void SaveModule(const torch::nn::Module& module, const std::string& prefix, Snapshot& snap) {
+  for (const auto& p : module.named_parameters()) snap.tensors.push_back(ToBlob(prefix + p.key(), p.value()));
+  for (const auto& b : module.named_buffers()) snap.tensors.push_back(ToBlob(prefix + b.key(), b.value()));
+}
+
+void LoadModule(torch::nn::Module& module, const std::string& prefix, const Snapshot& snap) {
+  for (auto& p : module.named_parameters()) FromBlob(snap.Find(prefix + p.key()), prefix + p.key(), p.value());
+  for (auto& b : module.named_buffers()) FromBlob(snap.Find(prefix + b.key()), prefix + b.key(), b.value());
+}
+
+std::shared_ptr<models::ByteModel> ModelFromSnapshot(const Snapshot& snap, const models::pb::ModelConfig& config,
+                                                     torch::Device device) {
+  std::shared_ptr<models::ByteModel> model = models::CreateModel(config);
+  LoadModule(*model, kModelPrefix, snap);
+  model->to(device);
+  model->eval();
+  return model;
+}
+
+Trainer::Trainer(const pb::TrainConfig& config, torch::Device device) : config_(config), device_(device) {
+  FillDefaults(config_);
+  torch::manual_seed(config_.seed());
+  model_ = models::CreateModel(config_.model());
+  model_->to(device_);
+  model_->train();
+  for (const auto& p : model_->named_parameters()) {
+    Param q{p.key(), p.value(), torch::zeros_like(p.value()), torch::zeros_like(p.value()),
+            model_->Decays(p.key(), p.value())};
+    params_.push_back(std::move(q));
+  }
+}
+
+double Trainer::LearningRate(int64_t step) const {
+  const auto& o = config_.optim();
+  const int64_t warmup = o.warmup_steps();
+  if (step < warmup) return o.lr() * static_cast<double>(step + 1) / static_cast<double>(warmup);
+  const int64_t decay_steps = std::max<int64_t>(1, config_.steps() - warmup - 1);
+  const double r = std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(decay_steps));
+  return o.min_lr() + 0.5 * (1.0 + std::cos(M_PI * r)) * (o.lr() - o.min_lr());
+}
+
+StepStats Trainer::Step(const Batch& batch) {
+  TORCH_CHECK(batch.step == steps_done_, "batch for step ", batch.step, " given at step ", steps_done_);
+  const auto t0 = std::chrono::steady_clock::now();
+  const int accum = config_.data().grad_accum();
+  const int micro_rows = batch.rows / accum;
+  // One uint8 -> int64 conversion for the whole step; pinned + non-blocking when on CUDA.
+  torch::Tensor all = torch::from_blob(const_cast<uint8_t*>(batch.bytes.data()), {batch.rows, batch.cols}, torch::kUInt8);
+  if (device_.is_cuda()) all = all.pin_memory().to(device_, /*non_blocking=*/true);
+  all = all.to(torch::kLong);
+
+  for (Param& q : params_) q.p.mutable_grad() = torch::Tensor();
+  double loss_sum = 0;
+  for (int m = 0; m < accum; ++m) {
+    const torch::Tensor rows = all.narrow(0, int64_t{m} * micro_rows, micro_rows);
+    const torch::Tensor x = rows.narrow(1, 0, batch.cols - 1);
+    const torch::Tensor y = rows.narrow(1, 1, batch.cols - 1);
+    const torch::Tensor logits = model_->forward(x);
+    torch::Tensor loss = torch::nn::functional::cross_entropy(logits.reshape({-1, 256}), y.reshape(-1));
+    const double value = loss.item<double>();
+    if (!std::isfinite(value))
+      throw NonFiniteLoss("loss is " + std::string(std::isnan(value) ? "nan" : "inf") + " at step " +
+                          std::to_string(batch.step + 1) + "; the step was not applied");
+    loss_sum += value;
+    if (accum > 1) loss = loss / accum;
+    loss.backward();
+  }
+  std::vector<torch::Tensor> grads_of;
+  grads_of.reserve(params_.size());
+  for (const Param& q : params_) grads_of.push_back(q.p);
+  const double clip = config_.optim().grad_clip();
+  const double norm = torch::nn::utils::clip_grad_norm_(grads_of, clip > 0 ? clip : INFINITY);
+  if (!std::isfinite(norm))
+    throw NonFiniteLoss("gradient norm is not finite at step " + std::to_string(batch.step + 1) +
+                        "; the step was not applied");
+  const double lr = LearningRate(batch.step);
+  AdamW(lr);
+  ++steps_done_;
+  StepStats s;
+  s.step = batch.step;
+  s.loss = loss_sum / accum;
+  s.lr = lr;
+  s.grad_norm = norm;
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return s;
+}
+
+// Decoupled weight decay Adam (Loshchilov & Hutter), the same arithmetic as torch.optim.AdamW.
+void Trainer::AdamW(double lr) {
+  torch::NoGradGuard no_grad;
+  const auto& o = config_.optim();
+  const double t = static_cast<double>(steps_done_ + 1);
+  const double bc1 = 1.0 - std::pow(o.beta1(), t);
+  const double bc2_sqrt = std::sqrt(1.0 - std::pow(o.beta2(), t));
+  for (Param& q : params_) {
+    const torch::Tensor& g = q.p.grad();
+    if (!g.defined()) continue;
+    if (q.decay && o.weight_decay() > 0) q.p.mul_(1.0 - lr * o.weight_decay());
+    q.exp_avg.mul_(o.beta1()).add_(g, 1.0 - o.beta1());
+    q.exp_avg_sq.mul_(o.beta2()).addcmul_(g, g, 1.0 - o.beta2());
+    const torch::Tensor denom = (q.exp_avg_sq.sqrt() / bc2_sqrt).add_(o.eps());
+    q.p.addcdiv_(q.exp_avg, denom, -lr / bc1);
+  }
+}
+
+std::shared_ptr<Snapshot> Trainer::TakeSnapshot(bool with_optimizer) const {
+  auto snap = std::make_shared<Snapshot>();
+  snap->step = steps_done_;
+  snap->config_text = ConfigToText(config_);
+  snap->dataset_id = dataset_id_;
+  SaveModule(*model_, kModelPrefix, *snap);
+  if (with_optimizer) {
+    for (const Param& q : params_) {
+      snap->tensors.push_back(ToBlob(kExpAvgPrefix + q.name, q.exp_avg));
+      snap->tensors.push_back(ToBlob(kExpAvgSqPrefix + q.name, q.exp_avg_sq));
+    }
+    const torch::Tensor rng = at::detail::getDefaultCPUGenerator().get_state();
+    snap->blobs.emplace_back(kRngBlob, std::string(static_cast<const char*>(rng.data_ptr()), rng.nbytes()));
+  }
+  return snap;
+}
+
+void Trainer::Restore(const Snapshot& snap) {
+  LoadModule(*model_, kModelPrefix, snap);
+  for (Param& q : params_) {
+    FromBlob(snap.Find(kExpAvgPrefix + q.name), kExpAvgPrefix + q.name, q.exp_avg);
+    FromBlob(snap.Find(kExpAvgSqPrefix + q.name), kExpAvgSqPrefix + q.name, q.exp_avg_sq);
+  }
+  if (const std::string* rng = snap.FindBlob(kRngBlob)) {
+    torch::Tensor state = torch::empty({static_cast<int64_t>(rng->size())}, torch::kUInt8);
+    std::memcpy(state.data_ptr(), rng->data(), rng->size());
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    gen.set_state(state);
+  } else {
+    throw DataError("checkpoint has no RNG state; it cannot be resumed (weights only?)");
+  }
+  steps_done_ = snap.step;
+}
+
+}  // namespace bitbyte::train
