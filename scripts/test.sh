@@ -9,5 +9,5 @@ scripts/build.sh "$preset"
 ctest --preset "$preset" -j "$(nproc)"
 if [ "$preset" = release ]; then
   scripts/fuzz.sh 8   # every reader's fuzz target for 8 s from its seeds (clang, ASan + UBSan)
-  scripts/tsan.sh     # sharding and pipeline tests, the shard job's graphs included, under ThreadSanitizer
+  scripts/tsan.sh     # every LibTorch-free test (shard job and training graphs included) under ThreadSanitizer
 fi
