@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "base/limits.h"
+
 namespace bitbyte::pipeline {
 
 class NodeError : public std::runtime_error {
@@ -134,7 +136,7 @@ class ScopedParallelism {
 
 int DefaultThreads();  // the cores this process may run on
 // The most threads any job accepts (--threads; 0 means DefaultThreads()).
-inline constexpr int kMaxThreads = 1024;
+using bitbyte::kMaxThreads;
 
 class Graph {
  public:

@@ -4,6 +4,8 @@
 // the field.
 #include <cstdint>
 #include <string>
+
+#include "base/limits.h"
 #include <vector>
 
 #include "train/train_config.pb.h"
@@ -30,7 +32,7 @@ inline constexpr double kMaxWeightDecay = 100.0;   // optim.weight_decay
 inline constexpr double kMaxGradClip = 1e6;        // optim.grad_clip
 inline constexpr int kBytesPerParameter = 16;      // float32 weights, gradients, AdamW exp_avg and exp_avg_sq
 // Options of train, eval and generate (apps/job_options.cc, apps/commands_train.cc).
-inline constexpr int kMaxThreads = 1024;                      // --threads (0: all cores)
+using bitbyte::kMaxThreads;                                   // --threads (0: all cores)
 inline constexpr int64_t kMaxGenerateBytes = int64_t{1} << 30;  // generate -n
 inline constexpr double kMinTemperature = 1e-3;               // generate --temperature: 0 (greedy) or
 inline constexpr double kMaxTemperature = 1e3;                //   in [kMinTemperature, kMaxTemperature]

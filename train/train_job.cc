@@ -204,6 +204,12 @@ class TorchBackend : public TrainBackend {
   std::shared_ptr<models::ByteModel> eval_model_;
 };
 
+void CheckThreads(int threads) {
+  if (threads < 0 || threads > limits::kMaxThreads)
+    throw std::invalid_argument("--threads must be in [0, " + std::to_string(limits::kMaxThreads) + "] (0: all cores), got " +
+                                std::to_string(threads));
+}
+
 }  // namespace
 
 pb::TrainConfig ResolveConfig(const TrainOptions& o) {
@@ -233,9 +239,7 @@ pb::TrainConfig ResolveConfig(const TrainOptions& o) {
 TrainSummary RunTraining(const TrainOptions& o) {
   const pb::TrainConfig config = ResolveConfig(o);
   io::FileSystem& fs = io::Posix();
-  if (o.threads < 0 || o.threads > limits::kMaxThreads)
-    throw std::invalid_argument("--threads must be in [0, " + std::to_string(limits::kMaxThreads) + "] (0: all cores), got " +
-                                std::to_string(o.threads));
+  CheckThreads(o.threads);
   const int threads = o.threads > 0 ? o.threads : pipeline::DefaultThreads();
   const torch::Device device = ParseDevice(o.device);
   auto log = [&](const std::string& line) {
@@ -415,11 +419,6 @@ InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, co
   return {ckpt.dir, device, model, config.data().seq_len(), ckpt.snapshot.dataset_id};
 }
 
-void CheckThreads(int threads) {
-  if (threads < 0 || threads > limits::kMaxThreads)
-    throw std::invalid_argument("--threads must be in [0, " + std::to_string(limits::kMaxThreads) + "] (0: all cores), got " +
-                                std::to_string(threads));
-}
 
 }  // namespace
 
