@@ -23,12 +23,14 @@
 #include "runs/tensorboard.h"
 #include "sharding/reader.h"
 #include "sharding/shard_job.h"
+#include "tests/sharding/make_dataset.h"
 #include "tests/test_util.h"
 #include "train/config.h"
 
 namespace bitbyte::train {
 namespace {
 
+using testing::MakeDataset;
 using testing::TempDir;
 
 // The loss a fake step reports: a function of the batch's bytes alone, so any difference in the
@@ -103,20 +105,6 @@ pb::TrainConfig Config(int64_t steps, int64_t eval_every, int64_t ckpt_every, in
   return c;
 }
 
-// A small dataset, sharded with the real job.
-std::unique_ptr<shard::Dataset> MakeDataset(const TempDir& t) {
-  std::mt19937_64 rng(11);
-  testing::MakeCorpus(rng, t / "in", 20, 2000);
-  shard::ShardJobOptions o;
-  o.inputs = {t / "in"};
-  o.out_dir = t / "ds";
-  o.params.val_fraction = 0.2;
-  o.threads = 2;
-  o.progress = pipeline::ProgressMode::kNone;
-  shard::RunShardJob(o);
-  return shard::Dataset::Open(t / "ds");
-}
-
 // One run of the graph in `run_dir` with its real sinks (metrics.jsonl, events, checkpoints).
 struct Harness {
   const pb::TrainConfig config;
@@ -150,7 +138,7 @@ runs::RunDirContents Metrics(const std::string& run_dir) {
 
 TEST(TrainGraph, EveryStepInOrderWithItsBatchAndEvaluationsAtTheirSteps) {
   TempDir t;
-  const auto data = MakeDataset(t);
+  const auto data = MakeDataset(t, 11, 20, 2000);
   Harness h(Config(40, 10, 10));
   const TrainSummary s = h.Run(*data, t / "run");
   EXPECT_EQ(s.start_step, 0);
@@ -187,7 +175,7 @@ TEST(TrainGraph, EveryStepInOrderWithItsBatchAndEvaluationsAtTheirSteps) {
 
 TEST(TrainGraph, SameLossesWhateverThePrefetchAndThreads) {
   TempDir t;
-  const auto data = MakeDataset(t);
+  const auto data = MakeDataset(t, 11, 20, 2000);
   std::vector<double> first;
   int run = 0;
   for (const auto& [prefetch, threads] : std::vector<std::pair<int, int>>{{1, 1}, {8, 4}, {3, 2}}) {
@@ -204,7 +192,7 @@ TEST(TrainGraph, SameLossesWhateverThePrefetchAndThreads) {
 
 TEST(TrainGraph, AnEvaluationOvertakenByANewerOneIsSkipped) {
   TempDir t;
-  const auto data = MakeDataset(t);
+  const auto data = MakeDataset(t, 11, 20, 2000);
   // The node itself: once step 2's evaluation is due, step 1's is stale.
   {
     Harness h(Config(10, 1, 0));
@@ -236,7 +224,7 @@ TEST(TrainGraph, AnEvaluationOvertakenByANewerOneIsSkipped) {
 
 TEST(TrainGraph, ANonFiniteLossStopsTheRunNamingTheStepAndKeepsWhatCameBefore) {
   TempDir t;
-  const auto data = MakeDataset(t);
+  const auto data = MakeDataset(t, 11, 20, 2000);
   Harness h(Config(40, 0, 5));
   h.backend.nan_at = 13;
   try {
@@ -257,7 +245,7 @@ TEST(TrainGraph, ANonFiniteLossStopsTheRunNamingTheStepAndKeepsWhatCameBefore) {
 
 TEST(TrainGraph, AStopEndsTheRunAfterTheCurrentStepWithItsCheckpoint) {
   TempDir t;
-  const auto data = MakeDataset(t);
+  const auto data = MakeDataset(t, 11, 20, 2000);
   for (int64_t stop_at : {1, 7, 19}) {
     Harness h(Config(1000, 5, 0));
     h.backend.stop = &h.stop;

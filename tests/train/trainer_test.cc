@@ -13,11 +13,13 @@
 #include "train/trainer.h"
 #include "sharding/shard_job.h"
 #include "base/error.h"
+#include "tests/sharding/make_dataset.h"
 #include "tests/test_util.h"
 
 namespace bitbyte::train {
 namespace {
 
+using testing::MakeDataset;
 using testing::TempDir;
 
 pb::TrainConfig Tiny(int64_t steps) {
@@ -30,20 +32,6 @@ pb::TrainConfig Tiny(int64_t steps) {
   FillDefaults(c);
   ValidateConfig(c);
   return c;
-}
-
-// A dataset of text-like documents, sharded with the real job.
-std::unique_ptr<shard::Dataset> MakeDataset(const TempDir& t, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  testing::MakeCorpus(rng, t / "in", 40, 3000);
-  shard::ShardJobOptions o;
-  o.inputs = {t / "in"};
-  o.out_dir = t / "ds";
-  o.params.val_fraction = 0.2;
-  o.threads = 2;
-  o.progress = pipeline::ProgressMode::kNone;
-  shard::RunShardJob(o);
-  return shard::Dataset::Open(t / "ds");
 }
 
 Batch BatchFor(const BatchSampler& s, int64_t step) {
