@@ -1,4 +1,4 @@
-// bitbyte train / eval / generate: parsing and wiring only; the jobs live in nodes/.
+// bitbyte train / eval / generate: parsing and wiring only; the jobs live in train/.
 #include <unistd.h>
 
 #include <cstdio>

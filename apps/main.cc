@@ -2,7 +2,7 @@
 // dispatches; each subcommand lives in its own file and calls the libraries.
 //
 // Built twice (apps/CMakeLists.txt). `bitbyte-ml` (BITBYTE_ML=1) has every subcommand and links
-// LibTorch. `bitbyte` (BITBYTE_ML=0) has those that need neither LibTorch nor nodes/ (shard,
+// LibTorch. `bitbyte` (BITBYTE_ML=0) has those that need neither LibTorch nor the trainer (shard,
 // inspect, verify, cat, bench shard, graph shard) and execs bitbyte-ml, from its own directory,
 // with the same arguments for anything else: LibTorch's static initialisation alone takes
 // ~0.35 s, which the data commands should not pay.

@@ -30,6 +30,7 @@ using ordered_json = nlohmann::ordered_json;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr size_t kSkippedLinesKept = 10;
+using pipeline::kFiguresFile;
 
 enum class Kind { kNone, kFile, kDir, kOther };
 

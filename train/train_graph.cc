@@ -126,7 +126,12 @@ EventPtr TrainGraph::TrainStep(const BatchPtr& batch) {
     return std::make_shared<const Event>(std::move(ev));
   }
   ev.wait_s = steps_run_ == 0 ? 0.0 : std::chrono::duration<double>(t_in - prev_end_).count();
-  if (batch->step + 1 == params_.nan_at) train_thread_.Run([&] { return backend_.PoisonWeights(), 0; });
+  if (batch->step + 1 == params_.nan_at) {
+    train_thread_.Run([&] {
+      backend_.PoisonWeights();
+      return true;  // Run wants a value
+    });
+  }
   try {
     ev.stats = train_thread_.Run([&] { return backend_.Step(*batch); });
   } catch (const NonFiniteLoss&) {

@@ -2,22 +2,16 @@
 
 #include <dlfcn.h>
 #include <tbb/version.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <charconv>
-#include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <sstream>
-#include <thread>
 
 #include "models/registry.h"
 #include "train/batches.h"
@@ -32,7 +26,6 @@
 #include "runs/metrics_log.h"
 #include "pipeline/graph.h"
 #include "pipeline/monitor.h"
-#include "pipeline/progress.h"
 #include "base/version.h"
 #include "base/error.h"
 #include "base/file_io.h"
@@ -41,7 +34,6 @@
 namespace bitbyte::train {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
 using runs::kCheckpointDir;

@@ -816,7 +816,7 @@ t_mamba() {
   [[ $(head -c -1 "$T/out" | wc -c) == 27 ]] || fail "generate -n 20 after a 7-byte prompt wrote $(wc -c <"$T/out") bytes, want 27 + newline"
   # End to end, the recurrent form and --no-recurrent (windowed forward) agree while prompt and
   # output fit in one training window (7 + 20 <= 32). This tiny model is too weak for greedy
-  # bytes to show an off-by-one: tests/nodes/generation_test.cc compares the logits themselves.
+  # bytes to show an off-by-one: tests/train/generation_test.cc compares the logits themselves.
   bb_to g1 generate --checkpoint MA --prompt "Call me" -n 20 --temperature 0 --threads 2
   bb_to g2 generate --checkpoint MA --prompt "Call me" -n 20 --temperature 0 --threads 2 --no-recurrent
   want_rc 0 "generate --no-recurrent"

@@ -1,4 +1,4 @@
-// ReadRunDir (nodes/run_dir) and RenderReport (nodes/report) on hand-made run directories:
+// ReadRunDir (runs/run_dir) and RenderReport (runs/report) on hand-made run directories:
 // complete, damaged (torn and garbage metrics lines, damaged pipeline.json, missing files),
 // random bytes, and a run directory whose lock is held (a job still writing it).
 #include "runs/run_dir.h"
