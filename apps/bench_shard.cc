@@ -53,7 +53,7 @@ void GenerateCorpus(const std::string& path, uint64_t bytes) {
   std::vector<double> weights;
   for (int i = 0; i < 5000; ++i) weights.push_back(1.0 / (i + 1));
   std::discrete_distribution<int> pick(weights.begin(), weights.end());
-  auto f = io::Posix().NewWritableFile(path);
+  auto f = io::Default().NewWritableFile(path);
   std::string buf;
   uint64_t written = 0, line = 0;
   while (written < bytes) {
@@ -70,8 +70,8 @@ void GenerateCorpus(const std::string& path, uint64_t bytes) {
 }
 
 void RemoveTree(const std::string& dir) {
-  if (!io::Posix().Exists(dir)) return;
-  for (const auto& n : io::Posix().ListDir(dir)) io::Posix().Remove(io::JoinPath(dir, n));
+  if (!io::Default().Exists(dir)) return;
+  for (const auto& n : io::Default().ListDir(dir)) io::Default().Remove(io::JoinPath(dir, n));
   ::rmdir(dir.c_str());
 }
 
@@ -103,7 +103,7 @@ CLI::App* AddBenchCommand(CLI::App& app) {
   c->add_option("--work-dir", a->work, "Scratch directory (removed afterwards)")->capture_default_str();
   c->callback([a] {
     const int threads = a->threads > 0 ? a->threads : pipeline::DefaultThreads();
-    io::Posix().CreateDirs(a->work);
+    io::Default().CreateDirs(a->work);
     std::string input = a->input;
     if (input.empty()) {
       input = io::JoinPath(a->work, "generated.txt");
@@ -130,7 +130,7 @@ CLI::App* AddBenchCommand(CLI::App& app) {
     std::fprintf(stderr, "zstd -d ...\n");
     RunResult zstd_read = Best(a->repeat, {"zstd", "-d", "-q", "-c", zst});
     uint64_t ds_bytes = 0;
-    for (const auto& n : io::Posix().ListDir(ds))
+    for (const auto& n : io::Default().ListDir(ds))
       if (::stat(io::JoinPath(ds, n).c_str(), &st) == 0) ds_bytes += static_cast<uint64_t>(st.st_size);
     ::stat(zst.c_str(), &st);
     const uint64_t zst_bytes = static_cast<uint64_t>(st.st_size);
@@ -150,8 +150,8 @@ CLI::App* AddBenchCommand(CLI::App& app) {
                 zstd.seconds / ours.seconds, zstd_read.seconds / ours_read.seconds);
     if (threads == 1) std::printf("ratio shard/zstd --single-thread %.2fx\n", zstd_single.seconds / ours.seconds);
     RemoveTree(ds);
-    io::Posix().Remove(zst);
-    if (a->input.empty()) io::Posix().Remove(input);
+    io::Default().Remove(zst);
+    if (a->input.empty()) io::Default().Remove(input);
   });
   return bench;
 }

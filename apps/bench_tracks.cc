@@ -111,9 +111,9 @@ class Bench {
     report.target_params = target_;
     // A copy in the scratch directory first: a failing -o then loses nothing.
     const std::string doc = runs::TracksMarkdown(report), copy = io::JoinPath(work_, "tracks.md");
-    io::WriteFileAtomic(io::Posix(), copy, doc);
+    io::WriteFileAtomic(io::Default(), copy, doc);
     try {
-      io::WriteFileAtomic(io::Posix(), a_.out, doc);
+      io::WriteFileAtomic(io::Default(), a_.out, doc);
     } catch (const std::exception& e) {
       throw Error(std::string(e.what()) + "\n(the document and the runs are kept in " + work_ + ")");
     }
@@ -125,35 +125,35 @@ class Bench {
   // Everything that can be wrong with the options, found before any training.
   void Prepare() {
     if (!a_.budget_bytes.empty() && a_.budget_minutes > 0)
-      throw std::invalid_argument("give --budget-bytes or --budget-minutes, not both");
+      throw UsageError("give --budget-bytes or --budget-minutes, not both");
     if (a_.budget_bytes.empty() && a_.budget_minutes <= 0) a_.budget_bytes = "1M";
     for (const std::string& name : Split(a_.tracks)) {
       if (std::find(names_.begin(), names_.end(), name) != names_.end())
-        throw std::invalid_argument("--tracks: '" + name + "' is listed twice");
+        throw UsageError("--tracks: '" + name + "' is listed twice");
       bool known = false;
-      for (const models::TrackInfo& t : models::Tracks()) known = known || t.name == name;
+      for (const models::Track& t : models::Tracks()) known = known || t.name == name;
       if (!known) {
         std::string list;
-        for (const models::TrackInfo& t : models::Tracks()) list += (list.empty() ? "" : ", ") + t.name;
-        throw std::invalid_argument("--tracks: unknown track '" + name + "' (known: " + list + ")");
+        for (const models::Track& t : models::Tracks()) list += (list.empty() ? "" : ", ") + t.name;
+        throw UsageError("--tracks: unknown track '" + name + "' (known: " + list + ")");
       }
       names_.push_back(name);
     }
     if (names_.empty())
-      for (const models::TrackInfo& t : models::Tracks()) names_.push_back(t.name);
+      for (const models::Track& t : models::Tracks()) names_.push_back(t.name);
     scaling_bytes_ = ParseSize(a_.scaling_bytes, "--scaling-bytes");
-    if (scaling_bytes_ == 0) throw std::invalid_argument("--scaling-bytes: must be positive");
+    if (scaling_bytes_ == 0) throw UsageError("--scaling-bytes: must be positive");
     for (const std::string& t : Split(a_.seq_lens)) {
       char* end = nullptr;
       errno = 0;
       const long long v = std::strtoll(t.c_str(), &end, 10);
       if (*end != '\0' || errno == ERANGE || v < 2 || v > (1 << 24))
-        throw std::invalid_argument("--seq-lens: '" + t + "' is not a length from 2 to 16777216");
+        throw UsageError("--seq-lens: '" + t + "' is not a length from 2 to 16777216");
       if (std::find(lens_.begin(), lens_.end(), v) != lens_.end())
-        throw std::invalid_argument("--seq-lens: " + t + " is listed twice");
+        throw UsageError("--seq-lens: " + t + " is listed twice");
       // The same bytes in every step, so that per-step figures compare across lengths.
       if (scaling_bytes_ % static_cast<uint64_t>(v) != 0)
-        throw std::invalid_argument("--scaling-bytes " + a_.scaling_bytes + " is not a multiple of the length " + t +
+        throw UsageError("--scaling-bytes " + a_.scaling_bytes + " is not a multiple of the length " + t +
                                     " (every step of the scaling table trains on the same bytes)");
       lens_.push_back(v);
     }
@@ -162,14 +162,19 @@ class Bench {
     for (const std::string& name : names_) {
       train::TrainOptions o;
       o.model = name;
-      o.overrides = a_.overrides;
+      // Each track's config has its own block: model.<another track>.* is for that track only.
+      for (const std::string& set : a_.overrides) {
+        bool other = false;
+        for (const models::Track& t : models::Tracks()) other = other || (t.name != name && set.rfind("model." + t.name + ".", 0) == 0);
+        if (!other) o.overrides.push_back(set);
+      }
       configs_.push_back(train::ResolveConfig(o));
     }
     target_ = a_.params > 0 ? a_.params : models::ParameterCount(configs_.front().model());
     for (auto& c : configs_) {
       *c.mutable_model() = models::MatchParameterCount(c.model(), target_);
       if (BytesPerStep(c) != BytesPerStep(configs_.front()))
-        throw std::invalid_argument("--set: the tracks must share data.batch_size, grad_accum and seq_len");
+        throw UsageError("--set: the tracks must share data.batch_size, grad_accum and seq_len");
     }
     for (const auto& c : configs_) {
       const double off = static_cast<double>(models::ParameterCount(c.model()) - target_) / static_cast<double>(target_);
@@ -182,21 +187,21 @@ class Bench {
       for (const auto& base : configs_) scaling_.push_back(ScalingConfig(base, len));
     if (!a_.budget_bytes.empty()) {
       const uint64_t budget = ParseSize(a_.budget_bytes, "--budget-bytes");
-      if (budget == 0) throw std::invalid_argument("--budget-bytes: must be positive");
+      if (budget == 0) throw UsageError("--budget-bytes: must be positive");
       const uint64_t per = BytesPerStep(configs_.front());
       const uint64_t steps = std::max<uint64_t>(1, budget / per + (budget % per != 0));
       if (steps > static_cast<uint64_t>(train::limits::kMaxSteps))
-        throw std::invalid_argument("--budget-bytes " + a_.budget_bytes + ": " + std::to_string(steps) +
+        throw UsageError("--budget-bytes " + a_.budget_bytes + ": " + std::to_string(steps) +
                                     " steps; at most " + std::to_string(train::limits::kMaxSteps));
       for (auto& c : configs_) c.set_steps(static_cast<int64_t>(steps));
     }
-    if (!io::Posix().Exists(io::JoinPath(a_.data, "manifest.pb")))
-      throw std::invalid_argument("--data " + a_.data + ": not a dataset directory (no manifest.pb; make one with 'bitbyte shard')");
+    if (!io::Default().Exists(io::JoinPath(a_.data, "manifest.pb")))
+      throw UsageError("--data " + a_.data + ": not a dataset directory (no manifest.pb; make one with 'bitbyte shard')");
     // The document's directory must exist now, not after an hour of training.
     const std::string dir = io::DirName(a_.out);
-    if (!dir.empty() && dir != "." && !io::Posix().Exists(dir))
-      throw std::invalid_argument("-o " + a_.out + ": directory " + dir + " does not exist");
-    io::Posix().CreateDirs(a_.work);
+    if (!dir.empty() && dir != "." && !io::Default().Exists(dir))
+      throw UsageError("-o " + a_.out + ": directory " + dir + " does not exist");
+    io::Default().CreateDirs(a_.work);
     std::string tmpl = io::JoinPath(a_.work, "bench-tracks-XXXXXX");
     if (::mkdtemp(tmpl.data()) == nullptr) throw Error(ErrnoMessage("create a directory in", a_.work, errno));
     work_ = tmpl;
@@ -230,7 +235,7 @@ class Bench {
                        const std::string& stderr_path = "") {
     Spawn({"rm", "-rf", run});
     const std::string path = run + ".txtpb";
-    io::WriteFileAtomic(io::Posix(), path, train::ConfigToText(config));
+    io::WriteFileAtomic(io::Default(), path, train::ConfigToText(config));
     parent_rss_mib_ = std::max(parent_rss_mib_, SelfRssMib());
     SpawnOptions so;
     so.throw_on_failure = must_succeed;
@@ -326,7 +331,7 @@ class Bench {
       if (step_s <= 0) {
         // Its own words (the last line it wrote), so a bug does not pass for running out of memory.
         std::string last;
-        std::istringstream err(io::ReadFile(io::Posix(), io::JoinPath(work_, "scaling.err")));
+        std::istringstream err(io::ReadFile(io::Default(), io::JoinPath(work_, "scaling.err")));
         for (std::string line; std::getline(err, line);)
           if (!line.empty()) last = line;
         p.failure = "failed: " + (rr.failure.empty() ? std::string("no timed steps") : rr.failure) +

@@ -39,7 +39,7 @@ struct Side {
 
 // Figures of the timed steps (after `warmup`) of a bitbyte run, from its metrics.jsonl.
 Side ReadBitbyteRun(const std::string& run_dir, int64_t warmup, uint64_t bytes_per_step) {
-  std::istringstream in(io::ReadFile(io::Posix(), io::JoinPath(run_dir, runs::kMetricsFile)));
+  std::istringstream in(io::ReadFile(io::Default(), io::JoinPath(run_dir, runs::kMetricsFile)));
   std::string line;
   std::vector<double> walls, stalls;
   double wait = 0, wall = 0;
@@ -103,17 +103,17 @@ void AddBenchTrainCommand(CLI::App& bench) {
     train::TrainOptions topt;
     topt.overrides = a->overrides;
     const train::pb::TrainConfig cfg = train::ResolveConfig(topt);
-    if (cfg.model().name() != "bitbyte_lm") throw std::invalid_argument("bench train compares bitbyte_lm only");
+    if (cfg.model().name() != "bitbyte_lm") throw UsageError("bench train compares bitbyte_lm only");
     const auto& m = cfg.model().bitbyte_lm();
     std::string script = a->script;
     if (script.empty()) {
       // build/<preset>/bin/bitbyte -> <source>/scripts/bench_train.py
       script = io::JoinPath(io::DirName(io::DirName(io::DirName(io::DirName(SelfExe())))), "scripts/bench_train.py");
-      if (!io::Posix().Exists(script)) script = "scripts/bench_train.py";
+      if (!io::Default().Exists(script)) script = "scripts/bench_train.py";
     }
-    if (!io::Posix().Exists(script)) throw std::invalid_argument("--script: cannot find " + script);
+    if (!io::Default().Exists(script)) throw UsageError("--script: cannot find " + script);
     // A fresh directory of our own under --work-dir, removed afterwards (never --work-dir itself).
-    io::Posix().CreateDirs(a->work);
+    io::Default().CreateDirs(a->work);
     std::string tmpl = io::JoinPath(a->work, "bench-train-XXXXXX");
     if (::mkdtemp(tmpl.data()) == nullptr) throw Error(ErrnoMessage("create a directory in", a->work, errno));
     a->work = tmpl;
@@ -136,7 +136,7 @@ void AddBenchTrainCommand(CLI::App& bench) {
       SpawnOptions so;
       so.stdout_path = io::JoinPath(a->work, "python.json");
       const RunResult r = Spawn(py, so);
-      const json j = json::parse(io::ReadFile(io::Posix(), so.stdout_path), nullptr, /*allow_exceptions=*/false);
+      const json j = json::parse(io::ReadFile(io::Default(), so.stdout_path), nullptr, /*allow_exceptions=*/false);
       if (!j.is_object() || !j.contains("median_step_s") || !j["median_step_s"].is_number() ||
           !(j["median_step_s"].get<double>() > 0))
         throw Error(so.stdout_path + ": the Python peer's output has no positive \"median_step_s\"");

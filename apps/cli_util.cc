@@ -22,12 +22,12 @@ namespace bitbyte::cli {
 uint64_t ParseSize(const std::string& text, const std::string& option) {
   size_t i = 0;
   while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
-  if (i == 0) throw std::invalid_argument(option + ": '" + text + "' is not a size (examples: 65536, 64K, 1M, 2G)");
+  if (i == 0) throw UsageError(option + ": '" + text + "' is not a size (examples: 65536, 64K, 1M, 2G)");
   uint64_t n = 0;
   try {
     n = std::stoull(text.substr(0, i));
   } catch (const std::out_of_range&) {
-    throw std::invalid_argument(option + ": '" + text + "' is too large");
+    throw UsageError(option + ": '" + text + "' is too large");
   }
   std::string unit = text.substr(i);
   for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -36,8 +36,8 @@ uint64_t ParseSize(const std::string& text, const std::string& option) {
   else if (unit == "K" || unit == "KB" || unit == "KIB") mul = uint64_t{1} << 10;
   else if (unit == "M" || unit == "MB" || unit == "MIB") mul = uint64_t{1} << 20;
   else if (unit == "G" || unit == "GB" || unit == "GIB") mul = uint64_t{1} << 30;
-  else throw std::invalid_argument(option + ": unknown unit '" + text.substr(i) + "' (use K, M or G)");
-  if (n > UINT64_MAX / mul) throw std::invalid_argument(option + ": '" + text + "' is too large");
+  else throw UsageError(option + ": unknown unit '" + text.substr(i) + "' (use K, M or G)");
+  if (n > UINT64_MAX / mul) throw UsageError(option + ": '" + text + "' is too large");
   return n * mul;
 }
 

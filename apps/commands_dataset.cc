@@ -32,7 +32,6 @@ std::string SplitLabel(int s) { return shard::SplitName(static_cast<shard::Split
 void AddShardCommand(CLI::App& app) {
   struct Args {
     ShardArgs job;
-    bool stats = false, quiet = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* c = app.add_subcommand(
@@ -44,14 +43,12 @@ void AddShardCommand(CLI::App& app) {
       "figures of the flow graph go to OUT/pipeline.json ('bitbyte top OUT' shows them).\n"
       "Format: docs/shard-format.md");
   AddShardJobOptions(c, &a->job, /*for_job=*/true);
-  c->add_flag("--stats", a->stats, "Print per-node figures of the flow graph at the end");
-  c->add_flag("-q,--quiet", a->quiet, "No progress output");
   c->callback([a] {
     shard::ShardJobOptions o = ShardJobOptionsOf(a->job);
     o.figures_path = io::JoinPath(a->job.out, pipeline::kFiguresFile);
-    o.progress = ProgressModeOf(a->quiet);
+    o.progress = ProgressModeOf(a->job.quiet);
     const shard::ShardJobResult r = shard::RunShardJob(o);
-    if (a->stats) std::fprintf(stderr, "%s", r.stats_table.c_str());
+    if (a->job.stats) std::fprintf(stderr, "%s", r.stats_table.c_str());
     const double raw = static_cast<double>(r.train_bytes + r.val_bytes);
     std::printf("sharded %llu sources, %llu documents: train %s, val %s -> %s in %llu shards "
                 "(%llu written, %llu reused), %.3f bpb as stored, %.2f s\n",

@@ -50,7 +50,7 @@ bool OnPath(const std::string& program) {
 // Graphviz's dot, DOT in and `format` (svg, png) out.
 std::string RenderWithDot(const std::string& dot, const std::string& format) {
   if (!OnPath("dot"))
-    throw std::runtime_error("--format " + format +
+    throw Error("--format " + format +
                              " needs Graphviz's 'dot', which is not on PATH: install it (apt-get install graphviz), "
                              "or use --format dot or json and render elsewhere");
   char dir_template[] = "/tmp/bitbyte-graph.XXXXXX";
@@ -66,7 +66,7 @@ std::string RenderWithDot(const std::string& dot, const std::string& format) {
       ::rmdir(dir.c_str());
     }
   } cleanup{{in, out, err}, dir};
-  io::WriteFileAtomic(io::Posix(), in, dot);
+  io::WriteFileAtomic(io::Default(), in, dot);
   const std::string type = "-T" + format;  // built before fork: the child only calls async-signal-safe functions
   const pid_t pid = ::fork();
   if (pid < 0) throw Error(ErrnoMessage("fork for", "dot", errno));
@@ -80,11 +80,11 @@ std::string RenderWithDot(const std::string& dot, const std::string& format) {
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::string message = io::Posix().Exists(err) ? io::ReadFile(io::Posix(), err) : "";
+    std::string message = io::Default().Exists(err) ? io::ReadFile(io::Default(), err) : "";
     while (!message.empty() && message.back() == '\n') message.pop_back();
-    throw std::runtime_error("graphviz 'dot -T" + format + "' failed" + (message.empty() ? "" : ": " + message));
+    throw Error("graphviz 'dot -T" + format + "' failed" + (message.empty() ? "" : ": " + message));
   }
-  return io::ReadFile(io::Posix(), out);
+  return io::ReadFile(io::Default(), out);
 }
 
 std::string FormatOf(const std::string& format, const std::string& out) {
@@ -105,9 +105,11 @@ struct GraphArgs {
 
 void AddGraphOutputOptions(CLI::App* c, GraphArgs* g) {
   c->add_option("--format", g->format,
-                "dot, svg, png (svg and png through Graphviz's dot) or json (default: from -o's extension, else dot)")
+                "dot, svg, png (svg and png through Graphviz's dot) or json (default: from --graph-out's "
+                "extension, else dot)")
       ->check(CLI::IsMember({"dot", "svg", "png", "json"}));
-  c->add_option("-o,--output", g->out, "Write here instead of stdout");
+  c->add_option("--graph-out", g->out,
+                "Write the drawing to FILE instead of stdout (-o/--out is the job's own output, as in the job)");
   c->add_option("--figures", g->figures,
                 "Draw the graph as it ran in this run (or dataset) directory, with its per-node figures from "
                 "DIR/pipeline.json (busy % as colour, the bottleneck outlined), instead of building it from "
@@ -118,24 +120,24 @@ void AddGraphOutputOptions(CLI::App* c, GraphArgs* g) {
 std::string FiguresDocument(const std::string& dir, const std::string& job) {
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    throw std::invalid_argument("--figures " + dir + ": no such directory");
+    throw UsageError("--figures " + dir + ": no such directory");
   const std::string path = io::JoinPath(dir, kFiguresFile);
-  if (!io::Posix().Exists(path))
-    throw std::invalid_argument("--figures " + dir + ": no " + kFiguresFile +
+  if (!io::Default().Exists(path))
+    throw UsageError("--figures " + dir + ": no " + kFiguresFile +
                                 " there (a run writes it while it runs; older runs have none)");
-  const std::string text = io::ReadFile(io::Posix(), path);
+  const std::string text = io::ReadFile(io::Default(), path);
   const json doc = json::parse(text, nullptr, false);
   if (!doc.is_object()) throw DataError(path + ": not JSON (damaged?)");
   if (!doc.contains("job") || !doc["job"].is_string())
     throw DataError(path + ": field \"job\" is missing or not a string (damaged?)");
   if (doc["job"].get<std::string>() != job)
-    throw std::invalid_argument("--figures " + dir + ": that is a '" + doc["job"].get<std::string>() + "' job, not " + job);
+    throw UsageError("--figures " + dir + ": that is a '" + doc["job"].get<std::string>() + "' job, not " + job);
   return text;
 }
 
 void Emit(const std::string& document, const std::string& source, const GraphArgs& g) {
   const std::string format = FormatOf(g.format, g.out);
-  if (g.out.empty() && format == "png" && ::isatty(1)) throw std::invalid_argument("--format png writes binary: give -o FILE");
+  if (g.out.empty() && format == "png" && ::isatty(1)) throw UsageError("--format png writes binary: give --graph-out FILE");
   std::string bytes;
   if (format == "json") bytes = document;
   else {
@@ -146,7 +148,7 @@ void Emit(const std::string& document, const std::string& source, const GraphArg
     std::fwrite(bytes.data(), 1, bytes.size(), stdout);
     return;
   }
-  io::WriteFileAtomic(io::Posix(), g.out, bytes);
+  io::WriteFileAtomic(io::Default(), g.out, bytes);
   std::fprintf(stderr, "graph: %s\n", g.out.c_str());
 }
 

@@ -25,6 +25,7 @@
 #include "pipeline/monitor.h"
 #include "pipeline/progress.h"
 #include "base/file_io.h"
+#include "base/error.h"
 
 namespace bitbyte::cli {
 namespace {
@@ -63,9 +64,9 @@ void ReadMetricsTail(const std::string& path, Frame& f) {
 
 int64_t ConfiguredSteps(const std::string& dir) {
   const std::string path = io::JoinPath(dir, runs::kConfigFile);
-  if (!io::Posix().Exists(path)) return 0;
+  if (!io::Default().Exists(path)) return 0;
   try {
-    return train::ConfigTotalSteps(io::ReadFile(io::Posix(), path));
+    return train::ConfigTotalSteps(io::ReadFile(io::Default(), path));
   } catch (const std::exception&) {  // damaged, or replaced while read: no total shown
     return 0;
   }
@@ -74,11 +75,11 @@ int64_t ConfiguredSteps(const std::string& dir) {
 Frame ReadFrame(const std::string& dir) {
   Frame f;
   const std::string path = io::JoinPath(dir, kFiguresFile);
-  if (io::Posix().Exists(path)) {
+  if (io::Default().Exists(path)) {
     try {
       // The one reader of pipeline.json (runs/run_dir.h): wrong types are taken as absent.
       std::string why;
-      f.pipeline = runs::ParsePipeline(io::ReadFile(io::Posix(), path), &why);
+      f.pipeline = runs::ParsePipeline(io::ReadFile(io::Default(), path), &why);
       if (!f.pipeline) f.pipeline_problem = path + " is damaged (" + why + ")";
     } catch (const std::exception& e) {  // replaced between exists and read: next frame
       f.pipeline_problem = e.what();
@@ -202,7 +203,7 @@ void AddTopCommand(CLI::App& app) {
   c->callback([a] {
     struct stat st;
     if (::stat(a->dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-      throw std::invalid_argument(a->dir + ": no such directory");
+      throw UsageError(a->dir + ": no such directory");
     const bool tty = ::isatty(1);
     struct sigaction sa = {}, old_int = {}, old_term = {};
     sa.sa_handler = OnTopSignal;
@@ -226,7 +227,7 @@ void AddTopCommand(CLI::App& app) {
       const Frame f = ReadFrame(a->dir);
       if (!f.pipeline && f.pipeline_problem.empty() && !f.metrics_file) {
         if (a->once)
-          throw std::invalid_argument(a->dir + " has neither pipeline.json nor metrics.jsonl: not a run or dataset "
+          throw UsageError(a->dir + " has neither pipeline.json nor metrics.jsonl: not a run or dataset "
                                       "directory, or its job has not started yet");
         if (!waited) std::fprintf(stderr, "waiting for %s/%s ...\n", a->dir.c_str(), kFiguresFile);
         waited = true;

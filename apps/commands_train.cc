@@ -13,6 +13,7 @@
 #include "train/config.h"
 #include "train/train_job.h"
 #include "pipeline/progress.h"
+#include "base/error.h"
 
 namespace bitbyte::cli {
 namespace {
@@ -26,11 +27,7 @@ std::string TrackList() {
 }  // namespace
 
 void AddTrainCommand(CLI::App& app) {
-  struct Args {
-    TrainArgs job;
-    bool print_config = false, quiet = false, stats = false;
-  };
-  auto a = std::make_shared<Args>();
+  auto a = std::make_shared<TrainArgs>();
   CLI::App* c = app.add_subcommand(
       "train",
       "Train a byte-level model on a sharded dataset, as one tbb::flow graph: batch source ->\n"
@@ -39,19 +36,15 @@ void AddTrainCommand(CLI::App& app) {
       "stops after the current step with a checkpoint; --resume RUN_DIR continues bit-exactly.\n"
       "Config: protobuf text (train/train_config.proto); see --print-config and docs/training.md.\n"
       "Models:" + TrackList());
-  AddTrainJobOptions(c, &a->job, /*for_job=*/true);
-  c->add_flag("--print-config", a->print_config, "Print the effective config (every field) and exit");
-  c->add_flag("-q,--quiet", a->quiet, "No progress lines");
-  c->add_flag("--stats", a->stats, "Print per-node figures of the graph at the end (items, busy time)");
+  AddTrainJobOptions(c, a.get(), /*for_job=*/true);
   c->callback([a] {
-    train::TrainOptions o = TrainOptionsOf(a->job);
-    o.console = !a->quiet;
+    const train::TrainOptions o = TrainOptionsOf(*a);
     if (a->print_config) {
       std::fputs(train::ConfigToText(train::ResolveConfig(o)).c_str(), stdout);
       return;
     }
-    if (o.run_dir.empty()) throw std::invalid_argument("--out RUN_DIR is required (or --resume RUN_DIR)");
-    if (o.data_dir.empty() && !o.resume) throw std::invalid_argument("--data DIR is required");
+    if (o.run_dir.empty()) throw UsageError("--out RUN_DIR is required (or --resume RUN_DIR)");
+    if (o.data_dir.empty() && !o.resume) throw UsageError("--data DIR is required");
     const train::TrainSummary s = train::RunTraining(o);
     if (a->stats) std::fprintf(stderr, "%s", s.stats_table.c_str());
     if (a->quiet) return;
@@ -93,7 +86,7 @@ void AddEvalCommand(CLI::App& app) {
   c->add_flag("--json", a->json, "Print {\"bpb\": ..., \"bytes\": ...}");
   c->callback([a] {
     if (a->o.data_dir.empty() == a->o.files.empty())
-      throw std::invalid_argument("give exactly one of --data DIR or FILE...");
+      throw UsageError("give exactly one of --data DIR or FILE...");
     train::ValidateEvalOptions(a->o);
     const train::EvalSummary s = train::RunEval(a->o);
     if (a->json) {

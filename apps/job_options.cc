@@ -13,11 +13,20 @@
 
 namespace bitbyte::cli {
 
+namespace {
+
+// The help of an option that only changes what a job prints: `bitbyte graph` takes it too.
+std::string PrintOnly(const std::string& help, bool for_job) {
+  return for_job ? help : help + " (accepted so the job's command line works here; no effect)";
+}
+
+}  // namespace
+
 void AddShardJobOptions(CLI::App* c, ShardArgs* a, bool for_job) {
   auto* inputs = c->add_option("inputs", a->inputs,
                                "Files, directories (recursive, sorted), glob patterns, or - for stdin; .zst/.gz/.xz "
                                "are decompressed");
-  auto* out = c->add_option(for_job ? "-o,--out" : "--out", a->out, "Output dataset directory (created if missing)");
+  auto* out = c->add_option("-o,--out", a->out, "Output dataset directory (created if missing)");
   if (for_job) {
     inputs->required();
     out->required();
@@ -39,6 +48,8 @@ void AddShardJobOptions(CLI::App* c, ShardArgs* a, bool for_job) {
                 "Seconds between writes of the live per-node figures (OUT/pipeline.json; see 'bitbyte top')")
       ->check(FiniteRange(pipeline::kMinFiguresInterval, pipeline::kMaxFiguresInterval))
       ->capture_default_str();
+  c->add_flag("--stats", a->stats, PrintOnly("Print per-node figures of the flow graph at the end", for_job));
+  c->add_flag("-q,--quiet", a->quiet, PrintOnly("No progress output", for_job));
 }
 
 shard::ShardJobOptions ShardJobOptionsOf(const ShardArgs& a) {
@@ -55,7 +66,7 @@ shard::ShardJobOptions ShardJobOptionsOf(const ShardArgs& a) {
   try {  // bad option values are usage errors (exit 2), found before any work
     shard::ValidateParams(o.params);
   } catch (const Error& e) {
-    throw std::invalid_argument(std::string(e.what()) + " (options --frame-size, --shard-size, --level, --val-fraction)");
+    throw UsageError(std::string(e.what()) + " (options --frame-size, --shard-size, --level, --val-fraction)");
   }
   o.overwrite = a.overwrite;
   o.figures_interval_s = a.figures_every;
@@ -87,7 +98,7 @@ CLI::Validator FiniteRange(double lo, double hi, bool zero_too) {
 
 void AddTrainJobOptions(CLI::App* c, TrainArgs* a, bool for_job) {
   c->add_option("--data", a->o.data_dir, "Dataset directory from 'bitbyte shard' (on --resume: the run's own)");
-  c->add_option(for_job ? "-o,--out" : "--out", a->o.run_dir, "Run directory to create");
+  c->add_option("-o,--out", a->o.run_dir, "Run directory to create");
   c->add_option("--resume", a->resume_dir, "Continue the run in this directory from its newest good checkpoint");
   c->add_option("--config", a->o.config_path, "Config file, protobuf text format (default: all defaults)");
   c->add_option("--set", a->o.overrides, "Override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
@@ -96,15 +107,18 @@ void AddTrainJobOptions(CLI::App* c, TrainArgs* a, bool for_job) {
   c->add_option("--model", a->o.model, "Model track (config model.name)");
   c->add_option("--steps", a->steps, "Optimizer steps (config steps)")
       ->check(CLI::Range(int64_t{1}, train::limits::kMaxSteps));
-  if (for_job)
-    c->add_flag("--allow-other-data", a->allow_other_data,
-                "With --resume: go on training on --data even when it is not the dataset the run was trained on "
-                "(fine-tuning; without it that is refused)");
+  c->add_flag("--allow-other-data", a->allow_other_data,
+              "With --resume: go on training on --data even when it is not the dataset the run was trained on "
+              "(fine-tuning; without it that is refused)");
   AddRuntimeOptions(c, &a->o.threads, &a->o.device);
   c->add_option("--figures-every", a->o.figures_interval_s,
                 "Seconds between writes of the live per-node figures (RUN_DIR/pipeline.json; see 'bitbyte top')")
       ->check(FiniteRange(pipeline::kMinFiguresInterval, pipeline::kMaxFiguresInterval))
       ->capture_default_str();
+  c->add_flag("--print-config", a->print_config,
+              PrintOnly("Print the effective config (every field) and exit", for_job));
+  c->add_flag("-q,--quiet", a->quiet, PrintOnly("No progress lines", for_job));
+  c->add_flag("--stats", a->stats, PrintOnly("Print per-node figures of the graph at the end (items, busy time)", for_job));
 }
 
 train::TrainOptions TrainOptionsOf(const TrainArgs& a) {
@@ -112,13 +126,14 @@ train::TrainOptions TrainOptionsOf(const TrainArgs& a) {
   if (a.steps > 0) o.steps = a.steps;
   if (!a.resume_dir.empty()) {
     if (!o.run_dir.empty() && o.run_dir != a.resume_dir)
-      throw std::invalid_argument("give either --out (a new run) or --resume (an existing run), not both");
+      throw UsageError("give either --out (a new run) or --resume (an existing run), not both");
     o.run_dir = a.resume_dir;
     o.resume = true;
   }
   if (a.allow_other_data && !o.resume)
-    throw std::invalid_argument("--allow-other-data goes with --resume (a new run trains on the --data it is given)");
+    throw UsageError("--allow-other-data goes with --resume (a new run trains on the --data it is given)");
   o.allow_other_data = a.allow_other_data;
+  o.console = !a.quiet;
   return o;
 }
 

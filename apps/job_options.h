@@ -1,6 +1,8 @@
 #pragma once
 // The options of the shard and train jobs, shared by `bitbyte shard` / `bitbyte train` and by
-// `bitbyte graph shard|train`, which draws the graph the same options would build.
+// `bitbyte graph shard|train`, which draws the graph the same options would build: every option of
+// a job is added here, so any job command line works prefixed with `graph` (the drawing's own
+// options, --graph-out and --format, cannot be taken for the job's).
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
@@ -19,11 +21,12 @@ struct ShardArgs {
   std::string jsonl_field;
   bool skip_bad = false, overwrite = false;
   double figures_every = 2.0;
+  bool stats = false, quiet = false;
 };
-// `for_job`: inputs and -o/--out must be given; else (`bitbyte graph shard`, where -o is the
-// drawing) they are optional and the output directory is --out only.
+// `for_job`: inputs and -o/--out must be given; else (`bitbyte graph shard`) they are optional,
+// and the options that only change what the job prints are accepted and have no effect.
 void AddShardJobOptions(CLI::App* c, ShardArgs* a, bool for_job);
-shard::ShardJobOptions ShardJobOptionsOf(const ShardArgs& a);  // throws std::invalid_argument
+shard::ShardJobOptions ShardJobOptionsOf(const ShardArgs& a);  // throws UsageError
 
 // --threads (in [0, limits::kMaxThreads]) and --device (train, eval, generate).
 void AddRuntimeOptions(CLI::App* c, int* threads, std::string* device);
@@ -37,9 +40,11 @@ struct TrainArgs {
   std::string resume_dir;
   int64_t steps = 0;
   bool allow_other_data = false;
+  bool print_config = false, quiet = false, stats = false;
 };
-// `for_job`: -o is --out; else (`bitbyte graph train`) -o is the drawing and the run is --out.
+// `for_job`: the job's help; else (`bitbyte graph train`) the options that only change what the
+// job prints are accepted and have no effect.
 void AddTrainJobOptions(CLI::App* c, TrainArgs* a, bool for_job);
-train::TrainOptions TrainOptionsOf(const TrainArgs& a);  // --out/--resume resolved; throws std::invalid_argument
+train::TrainOptions TrainOptionsOf(const TrainArgs& a);  // --out/--resume resolved; throws UsageError
 
 }  // namespace bitbyte::cli

@@ -16,7 +16,6 @@
 #include <cstring>
 #include <exception>
 #include <new>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -90,7 +89,7 @@ void TuneMallocForModels(int argc, char** argv) {
 }
 #endif
 
-// One line for the user and the exit code (README: 2 usage, 3 bad data, 1 anything else).
+// One line for the user and the exit code (bitbyte::ExitCode: the table is in the README).
 struct Failure {
   std::string message;
   int exit_code = 1;
@@ -105,28 +104,28 @@ std::string FirstLine(const std::string& s) {
 #endif
 
 Failure Classify(const std::exception_ptr& ep) {
+  using bitbyte::ErrorCode;
+  using bitbyte::ExitCode;
   try {
     std::rethrow_exception(ep);
-  } catch (const std::invalid_argument& e) {  // a bad option or config value
-    return {e.what(), 2};
-  } catch (const bitbyte::DataError& e) {
-    return {e.what(), 3};
   } catch (const bitbyte::pipeline::NodeError& e) {
-    // Inside a graph the node's own error decides the code (bad data stays 3) and the message.
-    if (!e.cause()) return {e.what(), 1};
+    // The node's own error, named by the node (its code is the NodeError's too).
+    if (!e.cause()) return {e.what(), ExitCode(e.code())};
     Failure inner = Classify(e.cause());
     inner.message = "node '" + e.node() + "': " + inner.message;
     return inner;
+  } catch (const bitbyte::Error& e) {
+    return {e.what(), ExitCode(e.code())};
 #if BITBYTE_ML
   } catch (const c10::Error& e) {  // LibTorch: its message without the C++ frames it appends
-    return {"LibTorch: " + FirstLine(e.what_without_backtrace()), 1};
+    return {"LibTorch: " + FirstLine(e.what_without_backtrace()), ExitCode(ErrorCode::kIo)};
 #endif
   } catch (const std::bad_alloc&) {
-    return {"out of memory", 1};
+    return {"out of memory", ExitCode(ErrorCode::kIo)};
   } catch (const std::exception& e) {
-    return {e.what(), 1};
+    return {e.what(), ExitCode(bitbyte::CodeOf(ep))};
   } catch (...) {
-    return {"unknown error", 1};
+    return {"unknown error", ExitCode(ErrorCode::kInternal)};
   }
 }
 

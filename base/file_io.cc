@@ -16,51 +16,32 @@
 #include "base/error.h"
 #include "base/hash.h"
 
-namespace bitbyte {
-
-std::string ErrnoMessage(const std::string& what, const std::string& path, int err) {
-  return "cannot " + what + " '" + path + "': " + std::strerror(err);
-}
-
-namespace io {
+namespace bitbyte::io {
 namespace {
-
-// Test hook for crash-consistency tests: BITBYTE_CRASH_AFTER_WRITES=N makes the process
-// SIGKILL itself at its N-th mutating file operation (append, fsync, rename). Reading one
-// environment variable once costs nothing in normal runs.
-void MaybeCrash() {
-  static const long limit = [] {
-    const char* v = std::getenv("BITBYTE_CRASH_AFTER_WRITES");
-    return v ? std::atol(v) : 0L;
-  }();
-  if (limit <= 0) return;
-  static std::atomic<long> count{0};
-  if (++count >= limit) std::raise(SIGKILL);
-}
 
 class PosixWritableFile final : public WritableFile {
  public:
-  PosixWritableFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  PosixWritableFile(std::string path, int fd, uint64_t size) : path_(std::move(path)), fd_(fd), size_(size) {}
   ~PosixWritableFile() override {
     if (fd_ >= 0) ::close(fd_);
   }
   void Append(std::string_view data) override {
-    MaybeCrash();
-    const char* p = data.data();
-    size_t left = data.size();
-    while (left > 0) {
-      ssize_t n = ::write(fd_, p, left);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        throw Error(ErrnoMessage("write", path_, errno));
+    size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t n = ::write(fd_, data.data() + done, data.size() - done);
+      if (n > 0) {
+        done += static_cast<size_t>(n);  // a short write (disk full, file size limit): go on
+        continue;
       }
-      p += n;
-      left -= static_cast<size_t>(n);
+      if (n < 0 && errno == EINTR) continue;
+      const int err = n < 0 ? errno : ENOSPC;  // no progress on a non-empty write: out of space
+      std::string message = ErrnoMessage("write", path_, err);
+      if (done > 0) message += " (after " + std::to_string(done) + " of " + std::to_string(data.size()) + " bytes)";
+      throw Error(message);
     }
     size_ += data.size();
   }
   void Sync() override {
-    MaybeCrash();
     if (::fsync(fd_) != 0) throw Error(ErrnoMessage("fsync", path_, errno));
   }
   void StartSync() override {
@@ -73,12 +54,16 @@ class PosixWritableFile final : public WritableFile {
     fd_ = -1;
     if (::close(fd) != 0) throw Error(ErrnoMessage("close", path_, errno));
   }
+  void Truncate(uint64_t size) override {
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) throw Error(ErrnoMessage("truncate", path_, errno));
+    size_ = size;
+  }
   uint64_t Size() const override { return size_; }
 
  private:
   std::string path_;
   int fd_;
-  uint64_t size_ = 0;
+  uint64_t size_;
 };
 
 class PosixReadableFile final : public ReadableFile {
@@ -128,7 +113,18 @@ class PosixFileSystem final : public FileSystem {
   std::unique_ptr<WritableFile> NewWritableFile(const std::string& path) override {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) throw Error(ErrnoMessage("create", path, errno));
-    return std::make_unique<PosixWritableFile>(path, fd);
+    return std::make_unique<PosixWritableFile>(path, fd, 0);
+  }
+  std::unique_ptr<WritableFile> NewAppendableFile(const std::string& path, bool must_create) override {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (must_create ? O_EXCL : 0), 0644);
+    if (fd < 0) throw Error(ErrnoMessage(must_create ? "create" : "open", path, errno));
+    const off_t end = ::lseek(fd, 0, SEEK_END);
+    if (end < 0) {
+      const int err = errno;
+      ::close(fd);
+      throw Error(ErrnoMessage("seek in", path, err));
+    }
+    return std::make_unique<PosixWritableFile>(path, fd, static_cast<uint64_t>(end));
   }
   std::unique_ptr<ReadableFile> OpenReadable(const std::string& path) override {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -146,13 +142,25 @@ class PosixFileSystem final : public FileSystem {
     return std::make_unique<PosixReadableFile>(path, fd, static_cast<uint64_t>(st.st_size));
   }
   void Rename(const std::string& from, const std::string& to) override {
-    MaybeCrash();
     if (::rename(from.c_str(), to.c_str()) != 0)
       throw Error(ErrnoMessage("rename", from, errno) + " to '" + to + "'");
   }
   void Remove(const std::string& path) override {
     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
       throw Error(ErrnoMessage("remove", path, errno));
+  }
+  void RemoveAll(const std::string& path) override {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) return;
+      throw Error(ErrnoMessage("stat", path, errno));
+    }
+    if (S_ISDIR(st.st_mode)) {
+      for (const std::string& name : ListDir(path)) RemoveAll(JoinPath(path, name));
+      if (::rmdir(path.c_str()) != 0 && errno != ENOENT) throw Error(ErrnoMessage("remove directory", path, errno));
+    } else {
+      Remove(path);
+    }
   }
   void SyncDir(const std::string& dir) override {
     int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -163,7 +171,6 @@ class PosixFileSystem final : public FileSystem {
     if (rc != 0 && err != EINVAL) throw Error(ErrnoMessage("fsync directory", dir, err));
   }
   void SyncFile(const std::string& path) override {
-    MaybeCrash();
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw Error(ErrnoMessage("open", path, errno));
     int rc = ::fsync(fd);
@@ -209,6 +216,60 @@ class PosixFileSystem final : public FileSystem {
 FileSystem& Posix() {
   static PosixFileSystem fs;
   return fs;
+}
+
+namespace {
+
+// Test hook for crash-consistency tests: BITBYTE_CRASH_AFTER_WRITES=N makes the process SIGKILL
+// itself at its N-th durable file operation: an append to or fsync of a file being written whole,
+// a rename, an fsync by path. Appends to logs (metrics.jsonl, event files) are not counted, so
+// the count of a run does not depend on how its threads interleave with the log writers.
+class CrashHookFs final : public FileSystemWrapper {
+ public:
+  explicit CrashHookFs(long limit) : FileSystemWrapper(Posix()), limit_(limit) {}
+  std::unique_ptr<WritableFile> NewWritableFile(const std::string& path) override {
+    struct File final : WritableFileWrapper {
+      File(std::unique_ptr<WritableFile> f, CrashHookFs& fs) : WritableFileWrapper(std::move(f)), fs(fs) {}
+      void Append(std::string_view data) override {
+        fs.Count();
+        WritableFileWrapper::Append(data);
+      }
+      void Sync() override {
+        fs.Count();
+        WritableFileWrapper::Sync();
+      }
+      CrashHookFs& fs;
+    };
+    return std::make_unique<File>(FileSystemWrapper::NewWritableFile(path), *this);
+  }
+  void Rename(const std::string& from, const std::string& to) override {
+    Count();
+    FileSystemWrapper::Rename(from, to);
+  }
+  void SyncFile(const std::string& path) override {
+    Count();
+    FileSystemWrapper::SyncFile(path);
+  }
+
+ private:
+  void Count() {
+    if (++count_ >= limit_) std::raise(SIGKILL);
+  }
+  const long limit_;
+  std::atomic<long> count_{0};
+};
+
+}  // namespace
+
+FileSystem& Default() {
+  static FileSystem* fs = []() -> FileSystem* {
+    const char* v = std::getenv("BITBYTE_CRASH_AFTER_WRITES");
+    const long limit = v ? std::atol(v) : 0L;
+    if (limit <= 0) return &Posix();
+    static CrashHookFs hook(limit);
+    return &hook;
+  }();
+  return *fs;
 }
 
 std::string JoinPath(const std::string& dir, const std::string& name) {
@@ -273,6 +334,24 @@ void WriteFileAtomic(FileSystem& fs, const std::string& path, std::string_view d
   fs.SyncDir(DirName(path));
 }
 
+void ReplaceFile(FileSystem& fs, const std::string& path, std::string_view data) {
+  const std::string tmp = path + ".tmp";
+  try {
+    {
+      auto f = fs.NewWritableFile(tmp);
+      f->Append(data);
+      f->Close();
+    }
+    fs.Rename(tmp, path);
+  } catch (...) {
+    try {
+      fs.Remove(tmp);
+    } catch (...) {
+    }
+    throw;
+  }
+}
+
 uint64_t HashRange(const ReadableFile& file, uint64_t offset, uint64_t length) {
   Xxh64Stream h;
   std::string buf(static_cast<size_t>(std::min<uint64_t>(length, 1 << 20)), '\0');
@@ -297,5 +376,4 @@ DirLock::DirLock(const std::string& dir) {
 
 DirLock::~DirLock() { ::close(fd_); }
 
-}  // namespace io
-}  // namespace bitbyte
+}  // namespace bitbyte::io

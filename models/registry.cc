@@ -5,6 +5,7 @@
 #include "models/mamba_mlm.h"
 #include "models/model.h"
 #include "models/registry.h"
+#include "base/error.h"
 
 namespace bitbyte::models {
 
@@ -20,9 +21,13 @@ int64_t ByteModel::ParameterCount() const {
 
 std::shared_ptr<ByteModel> CreateModel(const pb::ModelConfig& config) {
   ValidateModelConfig(config);
-  if (config.name() == "bitbyte_lm") return std::make_shared<BitByteLM>(config.bitbyte_lm());
-  if (config.name() == "mamba_mlm") return std::make_shared<MambaMLM>(config.mamba_mlm());
-  throw std::logic_error("model '" + config.name() + "' is validated but has no constructor");
+  // Each track's module, by its block (the tracks table, models/tracks.h, has everything else).
+  switch (FindTrack(config.name())->block) {
+    case pb::ModelConfig::kBitbyteLm: return std::make_shared<BitByteLM>(config.bitbyte_lm());
+    case pb::ModelConfig::kMambaMlm: return std::make_shared<MambaMLM>(config.mamba_mlm());
+    case pb::ModelConfig::TRACK_NOT_SET: break;
+  }
+  throw InternalError("model '" + config.name() + "' is validated but has no constructor");
 }
 
 }  // namespace bitbyte::models

@@ -1,8 +1,7 @@
 #pragma once
 // The model registry: tracks plug in by name (`model.name` in the config, `--model` on the
-// command line). Training, evaluation, checkpointing and generation only ever see a ByteModel
-// made here, so a new track adds a config message, a module, and its name in Tracks(),
-// ValidateModelConfig(), ModelContext() and CreateModel().
+// command line), each an entry of the tracks table (models/tracks.h). Training, evaluation,
+// checkpointing and generation only ever see a ByteModel made here.
 // This header is Torch-free: config checking and the CLI use it without Torch headers.
 #include <cstdint>
 #include <memory>
@@ -10,17 +9,11 @@
 #include <vector>
 
 #include "models/model_config.pb.h"
+#include "models/tracks.h"
 
 namespace bitbyte::models {
 
 class ByteModel;  // models/model.h
-
-struct TrackInfo {
-  std::string name;     // "bitbyte_lm"
-  std::string summary;  // one line for --help
-};
-
-const std::vector<TrackInfo>& Tracks();
 
 // The bounds of the model fields (docs/training.md, "Limits"): every size field is checked
 // against them, so parameter counts and tensor sizes never overflow; whether the model fits in
@@ -35,10 +28,17 @@ inline constexpr int32_t kMaxExpand = 64;         // mamba_mlm.expand
 inline constexpr double kMaxInitStd = 1.0;        // init_std, in (0, 1]
 inline constexpr double kMaxDt = 10.0;            // mamba_mlm.dt_min, dt_max, in (0, 10]
 
-// Checks model.name and the chosen track's fields: every number within its bounds (doubles
-// finite). Throws std::invalid_argument naming the field
+// Checks model.name, that the config's block (if any) is that track's, and the track's fields:
+// every number within its bounds (doubles finite). Throws UsageError naming the field
 // ("config field model.bitbyte_lm.n_head: 3 does not divide d_model 256").
 void ValidateModelConfig(const pb::ModelConfig& config);
+
+// Makes model.name's track block the one set (empty: its defaults), unless another track's block
+// is set (ValidateModelConfig reports that). For filling in defaults. Unknown names: no change.
+void SelectTrackBlock(pb::ModelConfig& config);
+
+// Sets model.name, dropping the block of another track (--model on top of a config file).
+void SetTrack(pb::ModelConfig& config, const std::string& name);
 
 // The context (longest window) of the configured model, for checks outside models/.
 int64_t ModelContext(const pb::ModelConfig& config);

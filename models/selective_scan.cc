@@ -1,4 +1,5 @@
 #include "models/selective_scan.h"
+#include "base/error.h"
 
 #include <ATen/Config.h>  // AT_PARALLEL_OPENMP
 #include <ATen/Parallel.h>
@@ -32,7 +33,7 @@ std::string Dims(c10::IntArrayRef sizes) {
 }
 
 [[noreturn]] void Fail(const char* fn, const std::string& what) {
-  throw std::invalid_argument(std::string(fn) + ": " + what);
+  throw InternalError(std::string(fn) + ": " + what);
 }
 
 // t must be defined, float or double like ref (or itself when ref is null), on ref's device, of

@@ -19,7 +19,7 @@ enum class ScanImpl { kAuto, kReference, kFused, kChunked };
 //   y_t = <C_t, h_t> + Dskip[d] * u_t
 // u, delta: [B, D, T]; A: [D, N]; Bm, C: [B, N, T]; Dskip: [D]; all float or all double, on one
 // device. Returns y: [B, D, T], differentiable in all six.
-// kAuto: kFused for CPU tensors, kChunked otherwise. Throws std::invalid_argument naming the
+// kAuto: kFused for CPU tensors, kChunked otherwise. Throws UsageError naming the
 // argument on bad shapes/dtypes/devices (and for kFused on a non-CPU device).
 // kFused in float computes exp with its own vectorisable polynomial (within 2 ulp; arguments
 // are clamped to [-87, 88], so exp(x) for x < -87 is 1.6e-38 rather than smaller).

@@ -14,19 +14,23 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "base/error.h"
 #include "base/limits.h"
 
 namespace bitbyte::pipeline {
 
-class NodeError : public std::runtime_error {
+class NodeError : public Error {
  public:
-  // `cause`: the exception the node threw, so callers can still tell its type (a DataError is
-  // reported with its own exit code).
+  // `cause`: the exception the node threw; its kind is the NodeError's (CodeOf), so an error
+  // means the same (and exits with the same code) inside a graph as on the main thread.
   NodeError(std::string node, const std::string& message, std::exception_ptr cause = nullptr)
-      : std::runtime_error("node '" + node + "': " + message), node_(std::move(node)), cause_(std::move(cause)) {}
+      : Error("node '" + node + "': " + message, cause ? CodeOf(cause) : ErrorCode::kIo),
+        node_(std::move(node)),
+        cause_(std::move(cause)) {}
   const std::string& node() const { return node_; }
   const std::exception_ptr& cause() const { return cause_; }
 
@@ -100,30 +104,6 @@ struct GraphSample {
   std::vector<NodeSample> nodes;  // in the order of Graph::stats()
 };
 
-namespace detail {
-// A function_node that counts the messages it accepts. tbb::flow has no public hook for this;
-// receiver::try_put_task is the protected virtual every predecessor (and try_put) calls.
-template <typename In, typename Out>
-class CountedFunctionNode : public tbb::flow::function_node<In, Out> {
-  using Base = tbb::flow::function_node<In, Out>;
-
- public:
-  template <typename... Args>
-  explicit CountedFunctionNode(std::atomic<uint64_t>& in, Args&&... args)
-      : Base(std::forward<Args>(args)...), in_(in) {}
-
- protected:
-  tbb::detail::d1::graph_task* try_put_task(const In& message) override {
-    in_.fetch_add(1, std::memory_order_relaxed);  // before: the body may finish before we return
-    tbb::detail::d1::graph_task* task = Base::try_put_task(message);
-    if (task == nullptr) in_.fetch_sub(1, std::memory_order_relaxed);  // rejected
-    return task;
-  }
-
- private:
-  std::atomic<uint64_t>& in_;
-};
-}  // namespace detail
 
 // Caps the threads TBB may use while alive (one --threads for the whole process).
 class ScopedParallelism {
@@ -174,10 +154,25 @@ class Graph {
         throw;
       }
     };
-    return Own(name, std::make_unique<detail::CountedFunctionNode<In, Out>>(
-                         st.in, g_,
-                         concurrency == 0 ? static_cast<size_t>(tbb::flow::unlimited) : static_cast<size_t>(concurrency),
-                         std::move(wrapped), tbb::flow::queueing(), priority));
+    auto& node = Own(name, std::make_unique<tbb::flow::function_node<In, Out>>(
+                               g_,
+                               concurrency == 0 ? static_cast<size_t>(tbb::flow::unlimited)
+                                                : static_cast<size_t>(concurrency),
+                               std::move(wrapped), tbb::flow::queueing(), priority));
+    // Its entry (public oneTBB API only): a serial pass-through that counts each message as the
+    // node is handed it. FIFO, so order is kept; it never waits, since the node's queue takes
+    // every message. Edges to the node (Connect) end at the entry.
+    auto entry = std::make_unique<tbb::flow::function_node<In, In>>(
+        g_, 1,
+        [&st](const In& message) {
+          st.in.fetch_add(1, std::memory_order_relaxed);
+          return message;
+        },
+        tbb::flow::queueing(), priority);
+    tbb::flow::make_edge(*entry, node);
+    entries_.emplace(static_cast<const void*>(&node), entry.get());
+    nodes_.push_back(std::move(entry));
+    return node;
   }
 
   // An input_node (created inactive; Run() activates every source). Body: bool(Out&), false at end.
@@ -240,7 +235,7 @@ class Graph {
 
   template <typename From, typename To>
   void Connect(From& from, To& to, const std::string& label = "") {
-    tbb::flow::make_edge(from, to);
+    tbb::flow::make_edge(from, EntryOf(to));
     edges_.push_back({NameOf(&from), NameOf(&to), label, "data"});
   }
 
@@ -273,12 +268,20 @@ class Graph {
     return NameOfNode(static_cast<const tbb::flow::graph_node*>(node));
   }
   std::string NameOfNode(const void* node) const;
+  // Where edges to `to` end: the counting entry of a Function node, else the node itself.
+  template <typename To>
+  tbb::flow::receiver<typename To::input_type>& EntryOf(To& to) {
+    using In = typename To::input_type;
+    const auto it = entries_.find(static_cast<const void*>(&to));
+    if (it == entries_.end()) return to;
+    return *static_cast<tbb::flow::function_node<In, In>*>(it->second);
+  }
   template <typename Node>
   NodeStats* StatsOf(Node* node) {
     const std::string name = NameOf(node);
     for (NodeStats& st : stats_)
       if (st.name == name) return &st;
-    throw std::logic_error("graph '" + name_ + "': no node " + name);
+    throw InternalError("graph '" + name_ + "': no node " + name);
   }
   // A body starts; for a source, the wait since its last item ends (input_node asks for the
   // next item only once its successors took the last one).
@@ -314,6 +317,7 @@ class Graph {
   std::deque<NodeStats> stats_;
   std::vector<std::pair<const void*, std::string>> names_;
   std::vector<std::unique_ptr<tbb::flow::graph_node>> nodes_;
+  std::unordered_map<const void*, void*> entries_;  // Function node -> its entry (function_node<In, In>)
   std::vector<std::function<void()>> activators_;
   std::vector<EdgeInfo> edges_;
   std::mutex mu_;

@@ -1,6 +1,5 @@
 #include "pipeline/monitor.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -142,7 +141,7 @@ struct Monitor::Watched {
 Monitor::Monitor(MonitorOptions options) : o_(std::move(options)), started_unix_(UnixSeconds()) {
   if (o_.path.empty()) return;
   if (!(o_.interval_s >= kMinFiguresInterval && o_.interval_s <= kMaxFiguresInterval))
-    throw std::invalid_argument("figures interval " + std::to_string(o_.interval_s) + " s is out of range [" +
+    throw UsageError("figures interval " + std::to_string(o_.interval_s) + " s is out of range [" +
                                 std::to_string(kMinFiguresInterval) + ", " + std::to_string(kMaxFiguresInterval) + "]");
   thread_ = std::thread([this] { Loop(); });
 }
@@ -211,21 +210,13 @@ void Monitor::WriteLocked() {
   json graphs = json::array();
   for (const Watched* w : graphs_) graphs.push_back(w->ToJson(o_.threads));
   doc["graphs"] = std::move(graphs);
-  // Replaced with a rename, so a reader never sees half a document; not fsynced and not through
-  // io::FileSystem: it is a live view, not data (a crash may lose the last figures, never the
-  // job's output), and the job's own file operations stay the only ones its tests count.
-  const std::string text = doc.dump(1) + "\n", tmp = o_.path + ".tmp";
+  // Replaced with a rename, so a reader never sees half a document; not fsynced: it is a live
+  // view, not data (a crash may lose the last figures, never the job's output).
   std::string error;
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    error = ErrnoMessage("create", tmp, errno);
-  } else {
-    const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-    const int write_errno = errno;
-    ::close(fd);
-    if (!ok) error = ErrnoMessage("write", tmp, write_errno);
-    else if (::rename(tmp.c_str(), o_.path.c_str()) != 0) error = ErrnoMessage("rename", tmp, errno);
-    if (!error.empty()) ::unlink(tmp.c_str());
+  try {
+    io::ReplaceFile(o_.fs ? *o_.fs : io::Posix(), o_.path, doc.dump(1) + "\n");
+  } catch (const std::exception& e) {
+    error = e.what();
   }
   if (!error.empty() && !warned_) std::fprintf(stderr, "warning: pipeline figures not written (%s); the job goes on\n", error.c_str());
   if (!error.empty()) warned_ = true;

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/file_io.h"
 #include "pipeline/graph.h"
 
 namespace bitbyte::pipeline {
@@ -27,6 +28,10 @@ struct MonitorOptions {
   std::string job;          // "train", "shard"
   int threads = 1;          // the busy % of an unlimited node is relative to this many threads
   double interval_s = 2.0;  // between writes; also the window of the "window" figures
+  // Where the file is written; null: io::Posix(). Not the job's io::Default(): the figures are
+  // written at times, not at points of the job, so a crash hook counting the job's operations
+  // would count a different number from run to run.
+  io::FileSystem* fs = nullptr;
 };
 
 // The range of MonitorOptions::interval_s (and of --figures-every): a clock wait beyond an

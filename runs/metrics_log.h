@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/append_log.h"
+#include "base/file_io.h"
 
 namespace bitbyte::runs {
 
@@ -16,14 +17,14 @@ class MetricsLog {
  public:
   // Keeps the records of steps <= keep_through (a resumed run rewrites what follows; a negative
   // keep_through keeps the file as it is).
-  MetricsLog(const std::string& path, int64_t keep_through);
+  MetricsLog(const std::string& path, int64_t keep_through, io::FileSystem& fs = io::Default());
   // Evaluations among the kept records, (step, bpb).
   const std::vector<std::pair<int64_t, double>>& evals() const { return evals_; }
   bool HasEval(int64_t step) const;
   void Write(const nlohmann::json& record);
 
  private:
-  static std::string Prepare(const std::string& path, int64_t keep_through, std::vector<std::pair<int64_t, double>>& evals);
+  static std::string Prepare(io::FileSystem& fs, const std::string& path, int64_t keep_through, std::vector<std::pair<int64_t, double>>& evals);
   std::vector<std::pair<int64_t, double>> evals_;  // before log_: Prepare fills it
   io::AppendLog log_;
 };

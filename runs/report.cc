@@ -16,8 +16,13 @@ namespace {
 
 using json = nlohmann::json;
 
-// The inline CSS and JavaScript (raw string literals): kReportCss, kErrorTrapJs, kReportJs.
-#include "runs/report_assets.inc"
+// The inline CSS and JavaScript, embedded at build time from runs/report_assets/ (plain ES2015:
+// no library, no network, no URL; tests/cli/report_test.sh checks it): kReportCss; kErrorTrapJs,
+// which runs first, in <head>, and counts every uncaught error, unhandled rejection and
+// console.error in <body data-errors="N">, listing them in #script-errors (the browser test reads
+// both); kReportJs, which draws the pipeline graph(s) and the charts from <script
+// type="application/json" id="bitbyte-data"> and sets <body data-rendered="1"> at the end.
+#include "runs/report_assets.h"
 
 constexpr char kNone[] = "\xE2\x80\x94";  // an em dash: no value
 
@@ -535,9 +540,10 @@ std::string RenderReport(const RunDirContents& r) {
   return std::move(h.str());
 }
 
-RunDirContents WriteReport(const std::string& dir, const std::string& out_path, const RunDirOptions& options) {
+RunDirContents WriteReport(const std::string& dir, const std::string& out_path, const RunDirOptions& options,
+                           io::FileSystem& fs) {
   RunDirContents r = ReadRunDir(dir, options);
-  io::WriteFileAtomic(io::Posix(), out_path, RenderReport(r));
+  io::WriteFileAtomic(fs, out_path, RenderReport(r));
   return r;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/file_io.h"
 #include "runs/run_dir.h"
 
 namespace bitbyte::runs {
@@ -14,10 +15,11 @@ namespace bitbyte::runs {
 // The whole HTML page for what ReadRunDir found.
 std::string RenderReport(const RunDirContents& run);
 
-// Reads RUN_DIR (ReadRunDir: throws std::invalid_argument when it is not a run directory),
-// renders it and writes the page to `out_path` atomically (io::WriteFileAtomic). Returns what
-// was read, so callers can print its `missing` and `problems`.
-RunDirContents WriteReport(const std::string& dir, const std::string& out_path, const RunDirOptions& options = {});
+// Reads RUN_DIR (ReadRunDir: throws UsageError when it is not a run directory),
+// renders it and writes the page to `out_path` atomically (io::WriteFileAtomic through `fs`).
+// Returns what was read, so callers can print its `missing` and `problems`.
+RunDirContents WriteReport(const std::string& dir, const std::string& out_path, const RunDirOptions& options = {},
+                           io::FileSystem& fs = io::Default());
 
 // Text for HTML element content and attribute values: & < > " ' escaped, invalid UTF-8 and
 // control characters (but tab, CR, LF) replaced by U+FFFD.

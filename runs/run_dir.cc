@@ -21,6 +21,8 @@
 
 #include "pipeline/monitor.h"
 #include "base/file_io.h"
+#include "base/error.h"
+#include "runs/run_json.h"
 
 namespace bitbyte::runs {
 namespace {
@@ -42,32 +44,6 @@ Kind PathKind(const std::string& path, double* mtime = nullptr) {
   if (S_ISDIR(st.st_mode)) return Kind::kDir;
   return Kind::kOther;
 }
-
-// The deepest nesting of [ and { outside strings: nlohmann's dump() recurses, so a document
-// nested deeper than kMaxDepth is refused before it is parsed.
-constexpr size_t kMaxDepth = 256;
-size_t NestingDepth(std::string_view text) {
-  size_t depth = 0, deepest = 0;
-  bool in_string = false, escaped = false;
-  for (const char ch : text) {
-    if (in_string) {
-      if (escaped)
-        escaped = false;
-      else if (ch == '\\')
-        escaped = true;
-      else if (ch == '"')
-        in_string = false;
-    } else if (ch == '"') {
-      in_string = true;
-    } else if (ch == '[' || ch == '{') {
-      deepest = std::max(deepest, ++depth);
-    } else if ((ch == ']' || ch == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return deepest;
-}
-
 
 // A finite number, or NaN (absent, null, a string, ...).
 double Num(const json& j, const char* key) {
@@ -309,7 +285,7 @@ std::optional<PipelineInfo> ParsePipeline(const std::string& text, std::string* 
     if (error) *error = why;
     return std::optional<PipelineInfo>();
   };
-  if (NestingDepth(text) > kMaxDepth) return fail("it is nested too deeply to be a pipeline.json");
+  if (JsonNestingDepth(text) > kMaxJsonDepth) return fail("it is nested too deeply to be a pipeline.json");
   const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return fail(text.empty() ? "the file is empty" : "it is not valid JSON (torn or damaged)");
   if (!j.is_object()) return fail("it is not a JSON object");
@@ -408,8 +384,8 @@ std::optional<bool> DirLockHeld(const std::string& dir, int64_t* holder_pid) {
 
 RunDirContents ReadRunDir(const std::string& dir, const RunDirOptions& options) {
   const Kind dir_kind = PathKind(dir);
-  if (dir_kind == Kind::kNone) throw std::invalid_argument("run directory '" + dir + "' does not exist");
-  if (dir_kind != Kind::kDir) throw std::invalid_argument("'" + dir + "' is not a directory (give a run directory)");
+  if (dir_kind == Kind::kNone) throw UsageError("run directory '" + dir + "' does not exist");
+  if (dir_kind != Kind::kDir) throw UsageError("'" + dir + "' is not a directory (give a run directory)");
 
   RunDirContents c;
   c.dir = dir;
@@ -438,7 +414,7 @@ RunDirContents ReadRunDir(const std::string& dir, const RunDirOptions& options) 
   c.has_pipeline = present(kFiguresFile);
   c.has_checkpoints = PathKind(path(kCheckpointDir)) == Kind::kDir;
   if (!c.has_run_json && !c.has_config && !c.has_metrics && !c.has_pipeline)
-    throw std::invalid_argument("'" + dir + "' is not a run directory: it holds none of run.json, config.txtpb, " +
+    throw UsageError("'" + dir + "' is not a run directory: it holds none of run.json, config.txtpb, " +
                                 "metrics.jsonl and pipeline.json");
   c.last_modified_unix = mtime;
 
@@ -455,18 +431,9 @@ RunDirContents ReadRunDir(const std::string& dir, const RunDirOptions& options) 
   // ---- run.json ----
   if (c.has_run_json) {
     if (auto text = ReadOrNote(path(kRunFile), kRunFile, c)) {
-      const ordered_json j = NestingDepth(*text) > kMaxDepth
-                                 ? ordered_json(nullptr)
-                                 : ordered_json::parse(*text, nullptr, /*allow_exceptions=*/false);
-      if (j.is_object()) {
-        for (const auto& [key, value] : j.items())
-          c.run_info.emplace_back(key, value.is_string()
-                                           ? value.get<std::string>()
-                                           : value.dump(-1, ' ', false, ordered_json::error_handler_t::replace));
-      } else {
-        c.problems.push_back(std::string(kRunFile) +
-                             " is damaged: " + (text->empty() ? "the file is empty" : "it is not a JSON object"));
-      }
+      std::string why;
+      if (std::optional<RunJson> r = ParseRunJson(*text, &why)) c.run_info = std::move(r->values);
+      else c.problems.push_back(std::string(kRunFile) + " is damaged: " + why);
     }
   } else if (!shard_job && missing(kRunFile)) {
     c.missing.push_back(std::string(kRunFile) + " is missing: no environment (threads, device, LibTorch, data)");

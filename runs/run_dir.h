@@ -137,7 +137,7 @@ struct RunDirOptions {
   std::function<int64_t(const std::string& config_text)> total_steps;
 };
 
-// Reads RUN_DIR. Throws std::invalid_argument when `dir` does not exist, is not a directory,
+// Reads RUN_DIR. Throws UsageError when `dir` does not exist, is not a directory,
 // or holds none of run.json, config.txtpb, metrics.jsonl and pipeline.json. Never throws
 // because of what the files contain.
 RunDirContents ReadRunDir(const std::string& dir, const RunDirOptions& options = {});

@@ -1,7 +1,5 @@
 #include "runs/tensorboard.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -164,31 +162,29 @@ std::string EventFileName(int64_t unix_seconds, const std::string& hostname, int
   return kFilePrefix + std::string(buf) + "." + hostname + "." + std::to_string(pid);
 }
 
-EventWriter::EventWriter(const std::string& dir, int64_t start_step) {
+EventWriter::EventWriter(const std::string& dir, int64_t start_step, io::FileSystem& fs) : fs_(fs) {
   const double now = pipeline::UnixSeconds();
   // TensorBoard reads a run's event files in name order and purges a restart's orphaned steps
   // only when the restart's file comes after the interrupted run's (see tensorboard.h). A
   // resume within the same second as the killed run's start would otherwise be ordered by
   // pid ("1000" < "999"), so take a second later than every event file already here.
   int64_t seconds = static_cast<int64_t>(std::floor(now));
-  {
-    DIR* d = ::opendir(dir.c_str());
-    if (!d) throw Error(ErrnoMessage("open directory", dir, errno));
-    while (const dirent* e = ::readdir(d)) {
-      int64_t s;
-      if (ParseFileSeconds(e->d_name, &s) && s >= seconds) seconds = s + 1;
-    }
-    ::closedir(d);
+  for (const std::string& name : fs_.ListDir(dir)) {
+    int64_t s;
+    if (ParseFileSeconds(name.c_str(), &s) && s >= seconds) seconds = s + 1;
   }
   const std::string host = Hostname();
   const int64_t pid = static_cast<int64_t>(::getpid());
   for (int attempt = 0;; ++attempt) {
     path_ = io::JoinPath(dir, EventFileName(seconds, host, pid));
-    // O_EXCL: never append to another writer's file. O_APPEND: every write(2) lands whole at
-    // the end, so a kill can only tear the last record.
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ >= 0) break;
-    if (errno != EEXIST || attempt == 100) throw Error(ErrnoMessage("create", path_, errno));
+    // must_create: never append to another writer's file. Appends land whole at the end, so a
+    // kill can only tear the last record.
+    try {
+      file_ = fs_.NewAppendableFile(path_, /*must_create=*/true);
+      break;
+    } catch (const Error&) {
+      if (attempt == 100 || !fs_.Exists(path_)) throw;
+    }
     ++seconds;  // created since we listed the directory (another writer in this process)
   }
 
@@ -206,8 +202,11 @@ EventWriter::EventWriter(const std::string& dir, int64_t start_step) {
   try {
     Flush();
   } catch (...) {
-    ::close(fd_);
-    ::unlink(path_.c_str());  // a file without its header would only confuse readers
+    file_.reset();
+    try {
+      fs_.Remove(path_);  // a file without its header would only confuse readers
+    } catch (const Error&) {
+    }
     throw;
   }
 }
@@ -218,7 +217,6 @@ EventWriter::~EventWriter() {
   } catch (const std::exception&) {
     // Nothing to report to from a destructor; the job reported its last Flush failure already.
   }
-  ::close(fd_);
 }
 
 void EventWriter::AddScalars(int64_t step, double wall_time,
@@ -240,24 +238,19 @@ void EventWriter::AddScalars(int64_t step, double wall_time,
 void EventWriter::Flush() {
   if (!broken_.empty()) throw Error(broken_);
   if (pending_.empty()) return;
-  size_t done = 0;
-  while (done < pending_.size()) {
-    const ssize_t n = ::write(fd_, pending_.data() + done, pending_.size() - done);
-    if (n > 0) {
-      done += static_cast<size_t>(n);  // a short write (disk full, file size limit): go on
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    const int err = n < 0 ? errno : EIO;  // 0 bytes for a non-empty write: no progress possible
-    std::string message = ErrnoMessage("write", path_, err);
+  try {
+    file_->Append(pending_);
+  } catch (const Error& e) {
     // Cut the file back to its last whole record: a partial record left in the middle would
     // make everything after it unreadable once a later Flush succeeds.
-    if (done > 0 && ::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
-      broken_ = message + "; then " + ErrnoMessage("truncate", path_, errno) +
+    try {
+      file_->Truncate(size_);
+    } catch (const Error& t) {
+      broken_ = std::string(e.what()) + "; then " + t.what() +
                 ", so the file ends in a partial record and is no longer appended to";
       throw Error(broken_);
     }
-    throw Error(message + " (" + std::to_string(pending_.size()) + " bytes of events kept for the next flush)");
+    throw Error(std::string(e.what()) + " (" + std::to_string(pending_.size()) + " bytes of events kept for the next flush)");
   }
   size_ += pending_.size();
   pending_.clear();

@@ -25,14 +25,17 @@
 //  - the Rust loader (--load_fast) drops, per tag, the points with step >= s when a point of
 //    step s arrives after them, so the retraced steps replace the orphaned ones.
 //
-// Durability: nothing is fsynced (like metrics.jsonl). Flush appends with one write(2) to an
-// O_APPEND file, so a kill leaves at most one torn record at the end, which TensorBoard and
+// Durability: nothing is fsynced (like metrics.jsonl). Flush appends everything buffered with one
+// append (O_APPEND), so a kill leaves at most one torn record at the end, which TensorBoard and
 // ReadRecords(path, &torn) tolerate.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "base/file_io.h"
 
 namespace bitbyte::tb {
 
@@ -75,7 +78,7 @@ class EventWriter {
   // version and SessionLog START at step start_step + 1; see above). start_step is the steps
   // completed at the start of this process: 0 for a fresh run, the checkpoint's step on resume.
   // Throws bitbyte::Error naming the path when the file cannot be created or written.
-  EventWriter(const std::string& dir, int64_t start_step);
+  EventWriter(const std::string& dir, int64_t start_step, io::FileSystem& fs = io::Default());
   ~EventWriter();  // flushes what is buffered, ignoring errors
   EventWriter(const EventWriter&) = delete;
   EventWriter& operator=(const EventWriter&) = delete;
@@ -84,8 +87,7 @@ class EventWriter {
   // (tag, value), in order. Values are stored as float (TensorBoard's scalar type).
   void AddScalars(int64_t step, double wall_time, const std::vector<std::pair<std::string, double>>& values);
 
-  // Appends everything buffered with one write(2) (repeated only after a short write) to the
-  // O_APPEND file. On failure throws bitbyte::Error naming the path; the file is cut back to its
+  // Appends everything buffered with one append (io::FileSystem::NewAppendableFile) to the file. On failure throws bitbyte::Error naming the path; the file is cut back to its
   // last whole record and the events stay buffered for the next Flush, so a later success
   // leaves a file without a hole. If even the cut fails, every later Flush throws.
   void Flush();
@@ -94,7 +96,8 @@ class EventWriter {
 
  private:
   std::string path_;
-  int fd_ = -1;
+  io::FileSystem& fs_;
+  std::unique_ptr<io::WritableFile> file_;
   std::string pending_;  // framed records not yet written
   uint64_t size_ = 0;    // bytes of whole records in the file
   std::string broken_;   // why the file can no longer be appended to; empty while it can

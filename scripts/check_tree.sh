@@ -6,6 +6,7 @@
 #     builds them with -DBITBYTE_TORCH=OFF, which proves it for whole libraries).
 #  3. No tracked file over 1 MB outside data/ (a corpus belongs in data/, anything else that big
 #     is an accident).
+#  4. oneTBB through its public API only: no tbb::detail (its internals change between releases).
 # Usage: scripts/check_tree.sh [SOURCE_DIR]   (exit 1 naming each breach)
 set -u
 root="${1:-$(cd "$(dirname "$0")/.." && pwd)}"
@@ -47,6 +48,10 @@ for dir in base pipeline sharding runs; do
   done < <(grep -nE '^#include <(torch|ATen|c10)/' "$dir"/*.h "$dir"/*.cc 2>/dev/null)
 done
 
+while IFS= read -r hit; do
+  breach "$hit: oneTBB internals (tbb::detail); use the public API"
+done < <(grep -rnE 'tbb::detail|tbb/detail/' --include=*.h --include=*.cc base pipeline sharding models runs train apps 2>/dev/null)
+
 if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   files=$(git -C "$root" ls-files)
 else
@@ -59,4 +64,4 @@ while IFS= read -r f; do
 done <<<"$files"
 
 if ((bad)); then exit 1; fi
-echo "check_tree: layers, LibTorch-free folders and file sizes ok"
+echo "check_tree: layers, LibTorch-free folders, public oneTBB API and file sizes ok"

@@ -32,7 +32,7 @@ echo
 
 echo "== report and graph =="
 "$bin" report "$out/run" -o "$out/report.html"
-"$bin" graph train --figures "$out/run" -o "$out/train-graph.svg"
+"$bin" graph train --figures "$out/run" --graph-out "$out/train-graph.svg"
 echo "dataset: $out/moby (format: docs/shard-format.md)"
 echo "run:     $out/run (metrics.jsonl, pipeline.json, checkpoints/, TensorBoard events; layout: docs/training.md)"
 echo "report:  $out/report.html (open it in a browser; no network needed)"

@@ -86,7 +86,7 @@ void AddPath(const std::string& p, const Exclusion& exclude, bool named, std::ve
   if (::stat(p.c_str(), &st) != 0) throw Error(ErrnoMessage("read input", p, errno));
   if (exclude.Covers(p)) {
     if (named && !S_ISDIR(st.st_mode))
-      throw std::invalid_argument("input '" + p + "' is inside the output directory '" + exclude.dir + "'");
+      throw UsageError("input '" + p + "' is inside the output directory '" + exclude.dir + "'");
     return;  // a directory that is (or is inside) the output, or a pattern's match in it
   }
   if (S_ISDIR(st.st_mode)) {

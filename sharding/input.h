@@ -57,7 +57,7 @@ struct SourceData {
 // Reads one input: hashes it, and decompresses or copies (stdin) it into `spool_dir` when its
 // bytes are not already a plain file. Throws Error naming the file (and offset) on failure.
 SourceData ReadSource(const InputFile& in, uint32_t index, const std::string& spool_dir,
-                      io::FileSystem& fs = io::Posix());
+                      io::FileSystem& fs = io::Default());
 
 struct SplitOptions {
   std::string jsonl_field;        // empty: the whole source is one document
@@ -72,6 +72,6 @@ struct SplitResult {
 // Cuts a source into documents. JSONL records' texts are unescaped into a spool file in
 // `spool_dir`. Blank lines are ignored. Errors name "path:line".
 SplitResult SplitDocuments(const SourceData& src, const SplitOptions& opts, const std::string& spool_dir,
-                           io::FileSystem& fs = io::Posix());
+                           io::FileSystem& fs = io::Default());
 
 }  // namespace bitbyte::input

@@ -44,7 +44,7 @@ DatasetPlan::DatasetPlan(Params params) : params_(std::move(params)), by_split_(
 }
 
 void DatasetPlan::AddSource(ScannedSource src) {
-  if (finished_) throw Error("internal: AddSource after Finish");
+  if (finished_) throw InternalError("AddSource after Finish");
   for (input::DocRef& d : src.docs) {
     PlannedDoc pd;
     pd.source = src.index;
@@ -177,7 +177,7 @@ uint64_t DatasetPlan::dataset_id() const {
 
 void DatasetPlan::ReadRange(Split s, uint64_t offset, size_t n, char* out) const {
   const auto& order = by_split_[static_cast<int>(s)];
-  if (offset + n > split_bytes_[static_cast<int>(s)]) throw Error("internal: ReadRange past the split's end");
+  if (offset + n > split_bytes_[static_cast<int>(s)]) throw InternalError("ReadRange past the split's end");
   // First document whose end is beyond offset.
   auto it = std::partition_point(order.begin(), order.end(), [&](size_t i) {
     return docs_[i].split_offset + docs_[i].ref.length <= offset;
@@ -187,7 +187,7 @@ void DatasetPlan::ReadRange(Split s, uint64_t offset, size_t n, char* out) const
   std::string open_path;
   std::unique_ptr<io::ReadableFile> open_file;
   while (n > 0) {
-    if (it == order.end()) throw Error("internal: ReadRange ran out of documents");
+    if (it == order.end()) throw InternalError("ReadRange ran out of documents");
     const PlannedDoc& d = docs_[*it++];
     if (d.ref.length == 0) continue;
     const uint64_t in_doc = offset - d.split_offset;

@@ -14,6 +14,7 @@
 #include "pipeline/graph.h"
 #include "pipeline/monitor.h"
 #include "base/error.h"
+#include "base/stop_signals.h"
 #include "sharding/reader.h"
 #include "sharding/writer.h"
 
@@ -148,6 +149,15 @@ void WireScan(Graph& g, const ShardJobOptions& o, const ScanBodies& b) {
   g.Connect(order, route, "documents in input order");
 }
 
+// SIGINT or SIGTERM while the job runs: it stops before the next input or frame. Nothing is
+// committed before the manifest, so the directory keeps what it held.
+void ThrowIfStopped(const ShardJobOptions& o) {
+  if (StopSignals::Requested())
+    throw InterruptedError("interrupted by a signal before the dataset was complete; " + o.out_dir +
+                           " keeps its previous dataset, if it had one, and the same command again finishes the "
+                           "job, reusing the shards already written");
+}
+
 void Scan(Graph& g, Monitor& monitor, const std::vector<input::InputFile>& inputs, const ShardJobOptions& o,
           io::FileSystem& fs, const std::string& spool, shard::DatasetPlan& plan, Progress& progress) {
   size_t next = 0;
@@ -159,6 +169,7 @@ void Scan(Graph& g, Monitor& monitor, const std::vector<input::InputFile>& input
     return true;
   };
   b.read = [&](const ScanItem& in) {
+    ThrowIfStopped(o);
     ScanItem out = in;
     out.data = std::make_shared<input::SourceData>(
         input::ReadSource(inputs[in.seq], static_cast<uint32_t>(in.seq), spool, fs));
@@ -235,6 +246,7 @@ std::vector<shard::ShardResult> Write(Graph& g, Monitor& monitor, const shard::D
     return producer.Next(*w);
   };
   b.compress = [&](const WorkPtr& w) {
+    ThrowIfStopped(o);
     shard::ProcessWork(plan, fs, o.out_dir, *w);
     return w;
   };
@@ -257,7 +269,7 @@ std::vector<shard::ShardResult> Write(Graph& g, Monitor& monitor, const shard::D
     g.Run();
   }
   for (const auto& r : results)
-    if (!r.plan) throw Error("internal: a planned shard was not committed");
+    if (!r.plan) throw InternalError("a planned shard was not committed");
   return results;
 }
 
@@ -268,6 +280,7 @@ ShardJobResult RunShardJob(const ShardJobOptions& o, io::FileSystem& fs) {
   shard::ValidateParams(o.params);
   const int threads = o.threads > 0 ? o.threads : DefaultThreads();
   ScopedParallelism parallelism(threads);
+  StopSignals signals;
 
   std::vector<input::InputFile> inputs = input::Enumerate(o.inputs, o.out_dir);
   if (inputs.empty()) throw Error("no inputs: give files, directories, patterns or - for stdin");

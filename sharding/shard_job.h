@@ -36,7 +36,7 @@ struct ShardJobResult {
   std::string stats_table;  // per-node figures of both phases
 };
 
-ShardJobResult RunShardJob(const ShardJobOptions& opts, io::FileSystem& fs = io::Posix());
+ShardJobResult RunShardJob(const ShardJobOptions& opts, io::FileSystem& fs = io::Default());
 
 // The job's two graphs as `bitbyte graph shard` shows them (a pipeline document without
 // figures, docs/pipeline.md), built from the same wiring without running anything.

@@ -33,7 +33,7 @@ void ShardFileBuilder::Add(std::string_view raw, uint64_t raw_xxh64, std::string
 
 ShardResult ShardFileBuilder::Finish() {
   if (raw_bytes_ != plan_.raw_bytes || frames_.size() != plan_.frames)
-    throw Error("internal: shard " + plan_.name + " got " + std::to_string(raw_bytes_) +
+    throw InternalError("shard " + plan_.name + " got " + std::to_string(raw_bytes_) +
                 " bytes in " + std::to_string(frames_.size()) + " frames, planned " +
                 std::to_string(plan_.raw_bytes));
   Footer f;

@@ -1,11 +1,11 @@
 #pragma once
 // What the training graph needs from a model track, and nothing else: take a step, copy the
 // weights out, evaluate a copy. The graph (train/train_graph.h) and its tests know no LibTorch;
-// train/torch_backend.cc is the LibTorch implementation every track uses.
+// TorchBackend (train/train_job.cc) is the LibTorch implementation every track uses.
 #include <cstdint>
 #include <memory>
-#include <stdexcept>
 
+#include "base/error.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
 
@@ -21,9 +21,9 @@ struct StepStats {
 
 // Thrown when the loss stops being finite; nothing of that step is applied. The message counts
 // steps from 1, like metrics.jsonl and checkpoint names ("at step 25": the 25th step).
-class NonFiniteLoss : public std::runtime_error {
+class NonFiniteLoss : public Error {  // exit 1, like any run that could not go on
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 struct EvalResult {

@@ -5,7 +5,6 @@
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
-#include <filesystem>
 #include <sstream>
 
 #include "runs/layout.h"
@@ -48,11 +47,6 @@ bool ParseStep(const std::string& name, int64_t* step) {
   return true;
 }
 
-void RemoveTree(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::remove_all(path, ec);
-}
-
 }  // namespace
 
 const TensorBlob* Snapshot::Find(const std::string& name) const {
@@ -78,7 +72,7 @@ std::string WriteCheckpoint(io::FileSystem& fs, const std::string& ckpt_dir, con
   const std::string final_dir = io::JoinPath(ckpt_dir, name);
   const std::string tmp = io::JoinPath(ckpt_dir, kTmpPrefix + name);
   fs.CreateDirs(ckpt_dir);
-  RemoveTree(tmp);
+  fs.RemoveAll(tmp);
   fs.CreateDirs(tmp);
 
   pb::CheckpointMeta meta;
@@ -120,11 +114,11 @@ std::string WriteCheckpoint(io::FileSystem& fs, const std::string& ckpt_dir, con
   fs.SyncDir(tmp);
   if (fs.Exists(final_dir)) {  // the same step again (a resumed run retraced it): swap it out
     const std::string old = io::JoinPath(ckpt_dir, kOldPrefix + name);
-    RemoveTree(old);
+    fs.RemoveAll(old);
     fs.Rename(final_dir, old);
     fs.Rename(tmp, final_dir);
     fs.SyncDir(ckpt_dir);
-    RemoveTree(old);
+    fs.RemoveAll(old);
   } else {
     fs.Rename(tmp, final_dir);
     fs.SyncDir(ckpt_dir);
@@ -235,7 +229,7 @@ CheckpointSink::CheckpointSink(io::FileSystem& fs, std::string ckpt_dir, int kee
     : fs_(fs), dir_(std::move(ckpt_dir)), keep_(keep), log_(std::move(log)) {
   fs_.CreateDirs(dir_);
   for (const std::string& n : fs_.ListDir(dir_))  // leftovers of an interrupted write
-    if (n.rfind(kTmpPrefix, 0) == 0 || n.rfind(kOldPrefix, 0) == 0) RemoveTree(io::JoinPath(dir_, n));
+    if (n.rfind(kTmpPrefix, 0) == 0 || n.rfind(kOldPrefix, 0) == 0) fs_.RemoveAll(io::JoinPath(dir_, n));
   for (const std::string& n : ListCheckpoints(fs_, dir_)) {
     int64_t step;
     ParseStep(n, &step);
@@ -376,7 +370,9 @@ void CheckpointSink::AfterWrite(int64_t step) {
     }
     written_steps_ = kept;
   }
-  for (int64_t s : remove) RemoveTree(io::JoinPath(dir_, CheckpointName(s)));
+  // A removal that fails is the sink's error like a failed write (the new checkpoint is
+  // committed by now, so nothing is lost).
+  for (int64_t s : remove) fs_.RemoveAll(io::JoinPath(dir_, CheckpointName(s)));
 }
 
 void CheckpointSink::UpdateBest() {

@@ -1,6 +1,9 @@
 #include "train/config.h"
 
 #include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/descriptor.pb.h>
+#include <google/protobuf/dynamic_message.h>
 #include <google/protobuf/text_format.h>
 
 #include <sys/stat.h>
@@ -14,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 
@@ -48,12 +52,64 @@ class CollectFirstError : public gp::io::ErrorCollector {
   std::string first_;
 };
 
+// Config texts written before ModelConfig's track became a oneof (bitbyte 0.1.0's config.txtpb
+// and checkpoint configs) hold the block of every track. They parse against a copy of the
+// descriptors without the oneof; the blocks of the tracks other than model.name are dropped.
+bool ParseWithEveryTrackBlock(const std::string& text, pb::TrainConfig& config) {
+  struct Legacy {
+    gp::DescriptorPool pool;
+    const gp::Descriptor* train = nullptr;
+    gp::DynamicMessageFactory factory;
+  };
+  static Legacy* legacy = [] {
+    auto* l = new Legacy;
+    gp::FileDescriptorProto model_file, train_file;
+    models::pb::ModelConfig::descriptor()->file()->CopyTo(&model_file);
+    pb::TrainConfig::descriptor()->file()->CopyTo(&train_file);
+    for (gp::DescriptorProto& m : *model_file.mutable_message_type()) {
+      if (m.name() != models::pb::ModelConfig::descriptor()->name()) continue;
+      m.clear_oneof_decl();
+      for (gp::FieldDescriptorProto& f : *m.mutable_field()) f.clear_oneof_index();
+    }
+    if (l->pool.BuildFile(model_file) && l->pool.BuildFile(train_file))
+      l->train = l->pool.FindMessageTypeByName(pb::TrainConfig::descriptor()->full_name());
+    return l;
+  }();
+  if (legacy->train == nullptr) return false;
+  std::unique_ptr<gp::Message> m(legacy->factory.GetPrototype(legacy->train)->New());
+  gp::TextFormat::Parser parser;
+  struct Quiet : gp::io::ErrorCollector {
+    void AddError(int, gp::io::ColumnNumber, const std::string&) override {}
+  } quiet;
+  parser.RecordErrorsTo(&quiet);
+  if (!parser.ParseFromString(text, m.get())) return false;
+  const gp::FieldDescriptor* model_field = legacy->train->FindFieldByName("model");
+  gp::Message* model = m->GetReflection()->MutableMessage(m.get(), model_field);
+  const gp::Descriptor* md = model->GetDescriptor();
+  const std::string name = model->GetReflection()->GetString(*model, md->FindFieldByName("name"));
+  for (int i = 0; i < md->field_count(); ++i) {
+    const gp::FieldDescriptor* f = md->field(i);
+    if (f->cpp_type() == gp::FieldDescriptor::CPPTYPE_MESSAGE && f->name() != name) model->GetReflection()->ClearField(model, f);
+  }
+  std::string bytes;
+  return m->SerializeToString(&bytes) && config.MergeFromString(bytes);
+}
+
 void MergeText(const std::string& text, const std::string& origin, pb::TrainConfig& config) {
   CollectFirstError errors(origin, text);
   gp::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
-  if (!parser.MergeFromString(text, &config))
-    throw std::invalid_argument(errors.first().empty() ? origin + ": not a valid config" : errors.first());
+  pb::TrainConfig parsed;
+  bool ok = parser.ParseFromString(text, &parsed);
+  if (!ok) {
+    parsed.Clear();
+    ok = ParseWithEveryTrackBlock(text, parsed);
+  }
+  if (ok) {
+    config.MergeFrom(parsed);
+    return;
+  }
+  throw UsageError(errors.first().empty() ? origin + ": not a valid config" : errors.first());
 }
 
 void FillMessage(gp::Message& m) {
@@ -62,6 +118,7 @@ void FillMessage(gp::Message& m) {
   for (int i = 0; i < d->field_count(); ++i) {
     const gp::FieldDescriptor* f = d->field(i);
     if (f->is_repeated()) continue;
+    if (f->containing_oneof() && !r->HasField(m, f)) continue;  // only the member that is set
     if (f->cpp_type() == gp::FieldDescriptor::CPPTYPE_MESSAGE) {
       FillMessage(*r->MutableMessage(&m, f));
       continue;
@@ -112,7 +169,7 @@ std::string FirstDifference(const gp::Message& a, const gp::Message& b, const st
 }
 
 void Check(bool ok, const std::string& field, const std::string& rule) {
-  if (!ok) throw std::invalid_argument("config field " + field + ": " + rule);
+  if (!ok) throw UsageError("config field " + field + ": " + rule);
 }
 
 }  // namespace
@@ -127,14 +184,14 @@ pb::TrainConfig LoadConfigFile(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
     const int err = errno;
-    throw std::invalid_argument("cannot read config file '" + path + "': " + std::strerror(err));
+    throw UsageError("cannot read config file '" + path + "': " + std::strerror(err));
   }
-  if (S_ISDIR(st.st_mode)) throw std::invalid_argument("cannot read config file '" + path + "': it is a directory");
+  if (S_ISDIR(st.st_mode)) throw UsageError("cannot read config file '" + path + "': it is a directory");
   std::string text;
   try {
     text = io::ReadFile(io::Posix(), path);
   } catch (const Error& e) {
-    throw std::invalid_argument(std::string("cannot read config file '") + path + "': " + e.what());
+    throw UsageError(std::string("cannot read config file '") + path + "': " + e.what());
   }
   return ParseConfigText(text, path);
 }
@@ -161,8 +218,8 @@ void SetScalar(gp::Message& m, const gp::FieldDescriptor* f, const std::string& 
                const std::string& path) {
   const gp::Reflection* r = m.GetReflection();
   const std::string v = f->cpp_type() == gp::FieldDescriptor::CPPTYPE_STRING ? raw : Trim(raw);
-  auto bad = [&](const std::string& what) -> std::invalid_argument {
-    return std::invalid_argument(origin + ": config field " + path + " takes " + what + ", not '" + raw + "'");
+  auto bad = [&](const std::string& what) -> UsageError {
+    return UsageError(origin + ": config field " + path + " takes " + what + ", not '" + raw + "'");
   };
   switch (f->cpp_type()) {
     case gp::FieldDescriptor::CPPTYPE_INT32: {
@@ -216,7 +273,7 @@ void SetScalar(gp::Message& m, const gp::FieldDescriptor* f, const std::string& 
       break;
     }
     case gp::FieldDescriptor::CPPTYPE_STRING: r->SetString(&m, f, v); break;
-    case gp::FieldDescriptor::CPPTYPE_MESSAGE: throw std::logic_error("SetScalar on a message");
+    case gp::FieldDescriptor::CPPTYPE_MESSAGE: throw InternalError("SetScalar on a message");
   }
 }
 
@@ -225,7 +282,7 @@ void SetScalar(gp::Message& m, const gp::FieldDescriptor* f, const std::string& 
 void ApplyOverride(pb::TrainConfig& config, const std::string& assignment) {
   const std::string origin = "--set " + assignment;
   const size_t eq = assignment.find('=');
-  if (eq == std::string::npos || eq == 0) throw std::invalid_argument(origin + ": expected FIELD=VALUE, e.g. optim.lr=3e-4");
+  if (eq == std::string::npos || eq == 0) throw UsageError(origin + ": expected FIELD=VALUE, e.g. optim.lr=3e-4");
   const std::string path = assignment.substr(0, eq), value = assignment.substr(eq + 1);
   // Walk the path, so errors name the part that is wrong; then parse the value as exactly one
   // value of the field's type (never as text format: "1 } data { batch_size: 2" must not set a
@@ -243,22 +300,27 @@ void ApplyOverride(pb::TrainConfig& config, const std::string& assignment) {
     const gp::Descriptor* d = m->GetDescriptor();
     const gp::FieldDescriptor* f = d->FindFieldByName(parts[i]);
     if (f == nullptr)
-      throw std::invalid_argument(origin + ": no field '" + parts[i] + "' in " + d->name() + " (fields: " + FieldNames(d) + ")");
+      throw UsageError(origin + ": no field '" + parts[i] + "' in " + d->name() + " (fields: " + FieldNames(d) + ")");
     const bool last = i + 1 == parts.size();
     const bool is_message = f->cpp_type() == gp::FieldDescriptor::CPPTYPE_MESSAGE;
-    if (last && is_message) throw std::invalid_argument(origin + ": '" + path + "' is a message; set one of its fields (" + FieldNames(f->message_type()) + ")");
-    if (!last && !is_message) throw std::invalid_argument(origin + ": '" + parts[i] + "' is not a message");
-    if (f->is_repeated()) throw std::invalid_argument(origin + ": '" + parts[i] + "' is a repeated field; --set takes scalar fields");
+    if (last && is_message) throw UsageError(origin + ": '" + path + "' is a message; set one of its fields (" + FieldNames(f->message_type()) + ")");
+    if (!last && !is_message) throw UsageError(origin + ": '" + parts[i] + "' is not a message");
+    if (f->is_repeated()) throw UsageError(origin + ": '" + parts[i] + "' is a repeated field; --set takes scalar fields");
     if (is_message) {
       m = m->GetReflection()->MutableMessage(m, f);
     } else {
       SetScalar(*m, f, value, origin, path);
     }
   }
+  // Another track: its block goes with the old name, as with --model.
+  if (path == "model.name") models::SetTrack(*updated.mutable_model(), updated.model().name());
   config = std::move(updated);
 }
 
-void FillDefaults(pb::TrainConfig& config) { FillMessage(config); }
+void FillDefaults(pb::TrainConfig& config) {
+  models::SelectTrackBlock(*config.mutable_model());
+  FillMessage(config);
+}
 
 namespace {
 
@@ -345,7 +407,7 @@ void ValidateConfig(const pb::TrainConfig& c, uint64_t memory_bytes) {
   const double need = static_cast<double>(params) * kBytesPerParameter;
   if (memory_bytes > 0 && need > static_cast<double>(memory_bytes)) {
     const std::string track = c.model().name();
-    throw std::invalid_argument("config field model." + track + ": " + std::to_string(params) + " parameters need " +
+    throw UsageError("config field model." + track + ": " + std::to_string(params) + " parameters need " +
                                 GiB(need) + " for weights, gradients and AdamW state (" +
                                 std::to_string(kBytesPerParameter) + " bytes each), more than this machine's " +
                                 GiB(static_cast<double>(memory_bytes)) + " of memory (lower d_model or n_layer)");

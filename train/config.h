@@ -1,6 +1,6 @@
 #pragma once
 // Loading, overriding, checking and printing the training config (train/train_config.proto).
-// Torch-free. Every error is a std::invalid_argument that names the file, line and column or
+// Torch-free. Every error is a UsageError that names the file, line and column or
 // the field.
 #include <cstdint>
 #include <string>
@@ -42,7 +42,7 @@ inline constexpr int kMaxTopK = 256;                          // generate --top-
 // Parses protobuf text format. `origin` names the source in errors ("cfg.txtpb:3:5: ...").
 pb::TrainConfig ParseConfigText(const std::string& text, const std::string& origin);
 
-// Reads and parses a config file (missing, unreadable, a directory: a std::invalid_argument
+// Reads and parses a config file (missing, unreadable, a directory: a UsageError
 // naming it).
 pb::TrainConfig LoadConfigFile(const std::string& path);
 
@@ -58,7 +58,7 @@ void FillDefaults(pb::TrainConfig& config);
 
 // Checks ranges and cross-field rules (and the model's own fields), every double finite, and that
 // weights, gradients and AdamW state (limits::kBytesPerParameter bytes a parameter) fit in
-// `memory_bytes` (default: this machine's physical memory). Throws std::invalid_argument naming
+// `memory_bytes` (default: this machine's physical memory). Throws UsageError naming
 // the field ("config field data.batch_size: ...").
 void ValidateConfig(const pb::TrainConfig& config);
 void ValidateConfig(const pb::TrainConfig& config, uint64_t memory_bytes);
@@ -67,7 +67,7 @@ void ValidateConfig(const pb::TrainConfig& config, uint64_t memory_bytes);
 uint64_t PhysicalMemoryBytes();
 
 // The steps a config text asks for, defaults filled in (what runs::ReadRunDir shows as a run's
-// total). Throws std::invalid_argument when the text does not parse.
+// total). Throws UsageError when the text does not parse.
 int64_t ConfigTotalSteps(const std::string& text);
 
 // Text format with every field shown.

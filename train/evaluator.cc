@@ -1,4 +1,5 @@
 #include "train/evaluator.h"
+#include "base/error.h"
 
 #include <chrono>
 #include <cmath>
@@ -62,7 +63,7 @@ EvalResult EvaluateBpb(models::ByteModel& model, const std::vector<std::string_v
   if (was_training) model.train();
   // Nothing predicted has no bpb (never 0.0, which would pass for a perfect model and win `best`).
   if (r.bytes == 0)
-    throw std::invalid_argument("nothing to evaluate: no byte to predict (each stream needs at least 2 bytes)");
+    throw InternalError("nothing to evaluate: no byte to predict (each stream needs at least 2 bytes)");
   r.bpb = r.nats / std::log(2.0) / static_cast<double>(r.bytes);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;

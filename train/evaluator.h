@@ -17,7 +17,7 @@
 
 namespace bitbyte::train {
 
-// Throws std::invalid_argument when the streams have no byte to predict.
+// Throws InternalError when the streams have no byte to predict (callers check PredictedBytes).
 EvalResult EvaluateBpb(models::ByteModel& model, const std::vector<std::string_view>& streams, int64_t context,
                        int batch_size, torch::Device device);
 

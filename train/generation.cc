@@ -1,4 +1,5 @@
 #include "train/generation.h"
+#include "base/error.h"
 
 #include <algorithm>
 #include <cstring>
@@ -18,13 +19,13 @@ torch::Tensor NextByte::Bytes(const char* data, size_t n) const {
 }
 
 torch::Tensor NextByte::Logits(const std::string& text) {
-  if (text.empty()) throw std::invalid_argument("the model needs at least one byte of context");
+  if (text.empty()) throw InternalError("the model needs at least one byte of context");
   torch::NoGradGuard no_grad;
   if (!stepper_) {
     const size_t n = std::min(text.size(), window_);
     return model_.forward(Bytes(text.data() + text.size() - n, n)).select(1, -1).squeeze(0).to(torch::kCPU, torch::kDouble);
   }
-  if (text.size() < stepped_) throw std::logic_error("NextByte: the text must only grow");
+  if (text.size() < stepped_) throw InternalError("NextByte: the text must only grow");
   if (!primed_) stepped_ = text.size() - std::min(text.size(), window_);  // first call: its last window
   primed_ = true;
   for (; stepped_ < text.size(); ++stepped_) last_ = stepper_->Step(Bytes(text.data() + stepped_, 1).squeeze(0));

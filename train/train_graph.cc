@@ -27,21 +27,10 @@ std::string FormatLr(double lr) {
   return buf;
 }
 
-// `cause` with another message and the same kind (what decides the exit code: bad value, bad
-// data, anything else), so whoever reports the cause rather than the NodeError says it all.
+// `cause` with another message and the same kind (what decides the exit code), so whoever
+// reports the cause rather than the NodeError says it all.
 std::exception_ptr WithMessage(const std::exception_ptr& cause, const std::string& message) {
-  if (!cause) return cause;
-  try {
-    std::rethrow_exception(cause);
-  } catch (const std::invalid_argument&) {
-    return std::make_exception_ptr(std::invalid_argument(message));
-  } catch (const DataError&) {
-    return std::make_exception_ptr(DataError(message));
-  } catch (const std::exception&) {
-    return std::make_exception_ptr(std::runtime_error(message));
-  } catch (...) {
-    return cause;
-  }
+  return cause ? std::make_exception_ptr(Error(message, CodeOf(cause))) : cause;
 }
 
 const StepEvent& Step(const EventPtr& e) { return std::get<StepEvent>(*e); }

@@ -6,9 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -24,11 +22,13 @@
 #include "train/trainer.h"
 #include "runs/layout.h"
 #include "runs/metrics_log.h"
+#include "runs/run_json.h"
 #include "pipeline/graph.h"
 #include "pipeline/monitor.h"
 #include "base/version.h"
 #include "base/error.h"
 #include "base/file_io.h"
+#include "base/stop_signals.h"
 #include "sharding/reader.h"
 
 namespace bitbyte::train {
@@ -65,29 +65,6 @@ std::string HexId(uint64_t id) {  // as `bitbyte inspect` prints a dataset id
   return buf;
 }
 
-// ---- signals: SIGINT/SIGTERM ask the job to stop after the current step ----
-std::atomic<bool> g_stop{false};
-extern "C" void OnStopSignal(int) { g_stop.store(true); }
-
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop.store(false);
-    struct sigaction sa = {};
-    sa.sa_handler = OnStopSignal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~StopSignals() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-  }
-
- private:
-  struct sigaction old_int_ = {}, old_term_ = {};
-};
-
 // What a run's run.json says, read so that garbage or wrong types only cost a warning naming
 // the file (it is a record for people and tools, rewritten at every start).
 struct RunRecord {
@@ -104,42 +81,26 @@ RunRecord ReadRunRecord(io::FileSystem& fs, const std::string& path, const std::
     r.problem = "there is no " + path;
     return r;
   }
-  json j;
+  std::string text, why;
   try {
-    j = json::parse(io::ReadFile(fs, path), nullptr, /*allow_exceptions=*/false);
+    text = io::ReadFile(fs, path);
   } catch (const std::exception& e) {
     warn(std::string(e.what()) + "; ignoring " + path);
     r.problem = "cannot read " + path;
     return r;
   }
-  if (!j.is_object()) {
+  const std::optional<runs::RunJson> j = runs::ParseRunJson(text, &why);
+  if (!j) {
     warn(path + " is not a JSON object (damaged?); ignoring it");
     r.problem = path + " is damaged";
     return r;
   }
   r.found = true;
-  if (j.contains("data")) {
-    if (j["data"].is_string() && !j["data"].get<std::string>().empty()) {
-      r.data = j["data"].get<std::string>();
-    } else {
-      warn(path + ": \"data\" is not a directory name; ignoring it");
-      r.problem = path + " has no usable \"data\"";
-    }
-  } else {
-    r.problem = path + " does not name the dataset";
-  }
-  if (j.contains("dataset_id")) {
-    const json& v = j["dataset_id"];
-    uint64_t id = 0;
-    const std::string text = v.is_string() ? v.get<std::string>() : "";
-    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), id, 10);
-    if (!text.empty() && ec == std::errc() && ptr == text.data() + text.size()) r.dataset_id = id;
-    else warn(path + ": \"dataset_id\" is not a decimal dataset id in a string; ignoring it");
-  }
-  if (j.contains("threads")) {
-    if (j["threads"].is_number_integer()) r.threads = j["threads"].get<int64_t>();
-    else warn(path + ": \"threads\" is not an integer; ignoring it");
-  }
+  for (const std::string& w : j->warnings) warn(path + ": " + w);
+  r.data = j->data;
+  if (r.data.empty()) r.problem = j->has_data ? path + " has no usable \"data\"" : path + " does not name the dataset";
+  r.dataset_id = j->dataset_id;
+  r.threads = j->threads;
   return r;
 }
 
@@ -198,23 +159,24 @@ class TorchBackend : public TrainBackend {
 
 void CheckThreads(int threads) {
   if (threads < 0 || threads > limits::kMaxThreads)
-    throw std::invalid_argument("--threads must be in [0, " + std::to_string(limits::kMaxThreads) + "] (0: all cores), got " +
+    throw UsageError("--threads must be in [0, " + std::to_string(limits::kMaxThreads) + "] (0: all cores), got " +
                                 std::to_string(threads));
 }
 
 }  // namespace
 
 pb::TrainConfig ResolveConfig(const TrainOptions& o) {
+  io::FileSystem& fs = o.fs ? *o.fs : io::Default();
   pb::TrainConfig config;
   std::optional<pb::TrainConfig> saved;
   if (o.resume) {
     const std::string path = io::JoinPath(o.run_dir, kConfigFile);
-    if (!io::Posix().Exists(path)) throw std::invalid_argument("--resume " + o.run_dir + ": no " + kConfigFile + " there (not a run directory)");
-    saved = ParseConfigText(io::ReadFile(io::Posix(), path), path);
+    if (!fs.Exists(path)) throw UsageError("--resume " + o.run_dir + ": no " + kConfigFile + " there (not a run directory)");
+    saved = ParseConfigText(io::ReadFile(fs, path), path);
     config = *saved;
   }
   if (!o.config_path.empty()) config = LoadConfigFile(o.config_path);
-  if (!o.model.empty()) config.mutable_model()->set_name(o.model);
+  if (!o.model.empty()) models::SetTrack(*config.mutable_model(), o.model);
   for (const std::string& s : o.overrides) ApplyOverride(config, s);
   if (o.steps) config.set_steps(*o.steps);
   FillDefaults(config);
@@ -222,7 +184,7 @@ pb::TrainConfig ResolveConfig(const TrainOptions& o) {
   if (saved) {
     const std::string diff = IncompatibleField(*saved, config);
     if (!diff.empty())
-      throw std::invalid_argument("--resume " + o.run_dir + ": the requested config differs from the run's in " + diff +
+      throw UsageError("--resume " + o.run_dir + ": the requested config differs from the run's in " + diff +
                                   "; only steps, log_every, eval.every and checkpoint.* may change on resume");
   }
   return config;
@@ -230,7 +192,7 @@ pb::TrainConfig ResolveConfig(const TrainOptions& o) {
 
 TrainSummary RunTraining(const TrainOptions& o) {
   const pb::TrainConfig config = ResolveConfig(o);
-  io::FileSystem& fs = io::Posix();
+  io::FileSystem& fs = o.fs ? *o.fs : io::Default();
   CheckThreads(o.threads);
   const int threads = o.threads > 0 ? o.threads : pipeline::DefaultThreads();
   const torch::Device device = ParseDevice(o.device);
@@ -241,7 +203,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
 
   // ---- run directory ----
   if (o.allow_other_data && !o.resume)
-    throw std::invalid_argument("--allow-other-data goes with --resume (a new run trains on the --data it is given)");
+    throw UsageError("--allow-other-data goes with --resume (a new run trains on the --data it is given)");
   fs.CreateDirs(o.run_dir);
   io::DirLock lock(o.run_dir);
   const std::string ckpt_dir = io::JoinPath(o.run_dir, kCheckpointDir);
@@ -253,7 +215,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
     saved_run = ReadRunRecord(fs, run_file, warn);
     if (data_dir.empty()) data_dir = saved_run.data;
     if (data_dir.empty())
-      throw std::invalid_argument("--resume " + o.run_dir + ": " + saved_run.problem +
+      throw UsageError("--resume " + o.run_dir + ": " + saved_run.problem +
                                   ", so the run's dataset is unknown; give it with --data DIR");
     if (saved_run.threads && *saved_run.threads != threads)
       warn("the run was trained with --threads " + std::to_string(*saved_run.threads) + ", this resume uses " +
@@ -263,7 +225,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
     throw Error(o.run_dir + " already holds a training run; continue it with --resume " + o.run_dir +
                 " or choose another --out");
   }
-  if (data_dir.empty()) throw std::invalid_argument("--data is required");
+  if (data_dir.empty()) throw UsageError("--data is required");
 
   const auto data = shard::Dataset::Open(data_dir);
   CheckDataset(*data);
@@ -287,7 +249,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
            ": neither its checkpoint nor run.json records a dataset id");
     } else if (trained_on != dataset_id) {
       if (!o.allow_other_data)
-        throw std::invalid_argument("--resume " + o.run_dir + ": dataset " + data_dir + " (dataset id " + HexId(dataset_id) +
+        throw UsageError("--resume " + o.run_dir + ": dataset " + data_dir + " (dataset id " + HexId(dataset_id) +
                                     ") is not the one this run was trained on (dataset id " + HexId(trained_on) +
                                     ", recorded in " + where + "); give the run's dataset with --data, or add "
                                     "--allow-other-data to go on training on this one (fine-tuning)");
@@ -301,10 +263,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
     char cwd[4096];
     const std::string abs = (!data_dir.empty() && data_dir[0] == '/') || !::getcwd(cwd, sizeof cwd)
                                 ? data_dir : io::JoinPath(cwd, data_dir);
-    json run = Environment(threads, device);
-    run["data"] = abs;
-    run["dataset_id"] = std::to_string(dataset_id);
-    io::WriteFileAtomic(fs, run_file, run.dump(2) + "\n");
+    runs::WriteRunJson(fs, run_file, Environment(threads, device), abs, dataset_id);
   }
   io::WriteFileAtomic(fs, io::JoinPath(o.run_dir, kConfigFile), ConfigToText(config));
 
@@ -329,12 +288,12 @@ TrainSummary RunTraining(const TrainOptions& o) {
       pb::TrainConfig saved;
       try {
         saved = ParseConfigText(loaded->snapshot.config_text, loaded->dir + "/meta.pb");
-      } catch (const std::invalid_argument& e) {
+      } catch (const UsageError& e) {
         throw DataError(std::string(e.what()) + " (the checkpoint's config)");
       }
       const std::string diff = IncompatibleField(saved, config);
       if (!diff.empty())
-        throw std::invalid_argument("checkpoint " + loaded->dir + " was trained with another config: " + diff);
+        throw UsageError("checkpoint " + loaded->dir + " was trained with another config: " + diff);
       WithoutTorchFrames("restoring " + loaded->dir, [&] {
         trainer.Restore(loaded->snapshot);
         return 0;
@@ -359,9 +318,9 @@ TrainSummary RunTraining(const TrainOptions& o) {
   if (start >= total) log("the run already has " + std::to_string(start) + " of " + std::to_string(total) + " steps");
   log(trainer.model().Describe() + "; " + std::to_string(threads) + " threads, device " + device.str());
 
-  runs::MetricsLog metrics(io::JoinPath(o.run_dir, kMetricsFile), start);
+  runs::MetricsLog metrics(io::JoinPath(o.run_dir, kMetricsFile), start, fs);
   // The same scalars for `tensorboard --logdir RUN_DIR` (docs/training.md: run directory).
-  tb::EventWriter events(o.run_dir, start);
+  tb::EventWriter events(o.run_dir, start, fs);
   CheckpointSink sink(fs, ckpt_dir, config.checkpoint().keep(), log);
 
   // Test hook: poison a weight before step N (1-based, like metrics and checkpoint names).
@@ -369,7 +328,8 @@ TrainSummary RunTraining(const TrainOptions& o) {
   const int64_t nan_at = nan_env ? std::atoll(nan_env) : -1;
 
   StopSignals signals;
-  TrainGraph job(config, {start, threads, nan_at}, backend, sampler, {metrics, events, sink, fs, ckpt_dir, log}, g_stop);
+  TrainGraph job(config, {start, threads, nan_at}, backend, sampler, {metrics, events, sink, fs, ckpt_dir, log},
+                 StopSignals::flag());
   return job.Run({io::JoinPath(o.run_dir, pipeline::kFiguresFile), "train", threads, o.figures_interval_s});
 }
 
@@ -403,8 +363,8 @@ InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, co
     FillDefaults(config);
     models::ValidateModelConfig(config.model());
     if (config.data().seq_len() < 2 || config.data().seq_len() > limits::kMaxSeqLen)
-      throw std::invalid_argument("config field data.seq_len: " + std::to_string(config.data().seq_len()) + " is out of bounds");
-  } catch (const std::invalid_argument& e) {
+      throw UsageError("config field data.seq_len: " + std::to_string(config.data().seq_len()) + " is out of bounds");
+  } catch (const UsageError& e) {
     throw DataError(ckpt.dir + "/meta.pb: the checkpoint's config is not usable: " + e.what());
   }
   auto model = WithoutTorchFrames("loading " + ckpt.dir, [&] { return ModelFromSnapshot(ckpt.snapshot, config.model(), device); });
@@ -417,10 +377,10 @@ InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, co
 void ValidateEvalOptions(const EvalOptions& o) {
   CheckThreads(o.threads);
   if (o.max_bytes < 0 || o.max_bytes > limits::kMaxEvalBytes)
-    throw std::invalid_argument("--max-bytes must be in [0, " + std::to_string(limits::kMaxEvalBytes) + "] (0: all), got " +
+    throw UsageError("--max-bytes must be in [0, " + std::to_string(limits::kMaxEvalBytes) + "] (0: all), got " +
                                 std::to_string(o.max_bytes));
   if (o.batch_size < 1 || o.batch_size > limits::kMaxBatch)
-    throw std::invalid_argument("--batch-size must be in [1, " + std::to_string(limits::kMaxBatch) + "], got " +
+    throw UsageError("--batch-size must be in [1, " + std::to_string(limits::kMaxBatch) + "], got " +
                                 std::to_string(o.batch_size));
 }
 
@@ -430,21 +390,21 @@ void ValidateGenerateOptions(const GenerateOptions& o) {
     char buf[160];
     std::snprintf(buf, sizeof buf, "--temperature must be 0 (greedy) or in [%g, %g], got %g", limits::kMinTemperature,
                   limits::kMaxTemperature, o.temperature);
-    throw std::invalid_argument(buf);
+    throw UsageError(buf);
   }
   if (o.top_k < 0 || o.top_k > limits::kMaxTopK)
-    throw std::invalid_argument("--top-k must be in [0, " + std::to_string(limits::kMaxTopK) + "] (0: all), got " +
+    throw UsageError("--top-k must be in [0, " + std::to_string(limits::kMaxTopK) + "] (0: all), got " +
                                 std::to_string(o.top_k));
   if (o.n < 0 || o.n > limits::kMaxGenerateBytes)
-    throw std::invalid_argument("-n must be in [0, " + std::to_string(limits::kMaxGenerateBytes) + "], got " + std::to_string(o.n));
-  if (o.prompt.empty()) throw std::invalid_argument("--prompt must not be empty: the model needs at least one byte of context");
+    throw UsageError("-n must be in [0, " + std::to_string(limits::kMaxGenerateBytes) + "], got " + std::to_string(o.n));
+  if (o.prompt.empty()) throw UsageError("--prompt must not be empty: the model needs at least one byte of context");
 }
 
 EvalSummary RunEval(const EvalOptions& o) {
   ValidateEvalOptions(o);
   const InferenceModel m = LoadInferenceModel(o.checkpoint, o.threads, o.device);
   if (int64_t{o.batch_size} * m.window > limits::kMaxEvalMicroBatchBytes)
-    throw std::invalid_argument("--batch-size " + std::to_string(o.batch_size) + " x the checkpoint's window " +
+    throw UsageError("--batch-size " + std::to_string(o.batch_size) + " x the checkpoint's window " +
                                 std::to_string(m.window) + " = " + std::to_string(int64_t{o.batch_size} * m.window) +
                                 " bytes a forward pass; at most " + std::to_string(limits::kMaxEvalMicroBatchBytes));
   std::vector<std::string> owned;
@@ -464,9 +424,9 @@ EvalSummary RunEval(const EvalOptions& o) {
     owned.push_back(io::ReadFile(io::Posix(), f));
     if (o.max_bytes > 0 && owned.back().size() > static_cast<uint64_t>(o.max_bytes)) owned.back().resize(o.max_bytes);
   }
-  if (owned.empty()) throw std::invalid_argument("nothing to evaluate: give --data DIR or files");
+  if (owned.empty()) throw UsageError("nothing to evaluate: give --data DIR or files");
   std::vector<std::string_view> streams(owned.begin(), owned.end());
-  if (PredictedBytes(streams) == 0) throw std::invalid_argument("the inputs have no byte to predict (each needs at least 2 bytes)");
+  if (PredictedBytes(streams) == 0) throw UsageError("the inputs have no byte to predict (each needs at least 2 bytes)");
   const EvalResult r =
       WithoutTorchFrames("evaluation", [&] { return EvaluateBpb(*m.model, streams, m.window, o.batch_size, m.device); });
   return {r.bpb, r.bytes, r.seconds, m.dir};
@@ -495,7 +455,7 @@ std::string Generate(const GenerateOptions& o, const std::function<void(char)>& 
         }
         const torch::Tensor p = torch::softmax(logits, -1);
         if (!torch::isfinite(p).all().item<bool>())
-          throw std::runtime_error("the model's next-byte probabilities are not finite after " + std::to_string(i) +
+          throw DataError("the model's next-byte probabilities are not finite after " + std::to_string(i) +
                                    " bytes (a damaged checkpoint?)");
         next = torch::multinomial(p, 1, false, gen).item<int64_t>();
       }

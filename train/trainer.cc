@@ -51,10 +51,10 @@ torch::Device ParseDevice(const std::string& name) {
   try {
     device = torch::Device(name);
   } catch (const c10::Error&) {
-    throw std::invalid_argument("--device: '" + name + "' is not a device (cpu, cuda, cuda:N)");
+    throw UsageError("--device: '" + name + "' is not a device (cpu, cuda, cuda:N)");
   }
   if (device.is_cuda() && !torch::cuda::is_available())
-    throw std::invalid_argument("--device " + name + ": this LibTorch build or machine has no CUDA device");
+    throw UsageError("--device " + name + ": this LibTorch build or machine has no CUDA device");
   return device;
 }
 

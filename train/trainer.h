@@ -70,7 +70,8 @@ std::shared_ptr<models::ByteModel> ModelFromSnapshot(const Snapshot& snap, const
 torch::Device ParseDevice(const std::string& name);
 
 // Runs fn; a LibTorch error (c10::Error, whose what() carries C++ stack frames) comes out as a
-// std::runtime_error with its one-line message, prefixed by `what` ("generate: ...").
+// bitbyte::Error (a run-time failure: exit 1) with its one-line message, prefixed by `what`
+// ("generate: ...").
 template <typename Fn>
 auto WithoutTorchFrames(const std::string& what, Fn&& fn) -> decltype(fn()) {
   try {
@@ -79,7 +80,7 @@ auto WithoutTorchFrames(const std::string& what, Fn&& fn) -> decltype(fn()) {
     std::string msg = e.what_without_backtrace();
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
     for (size_t nl; (nl = msg.find('\n')) != std::string::npos;) msg.replace(nl, 1, "; ");
-    throw std::runtime_error(what + ": " + msg);
+    throw Error(what + ": " + msg);
   }
 }
 

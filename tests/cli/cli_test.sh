@@ -1082,7 +1082,42 @@ t_enumeration() {
   end
 }
 
+# SIGINT during `shard`: exit 130 (interrupted) with a message, nothing committed, the previous
+# dataset intact; the same command again completes the job. The input comes through a FIFO the
+# test holds open, so the signal surely arrives while the job is still reading.
+t_interrupt() {
+  begin "SIGINT while sharding: exit 130, previous dataset intact, the same command again finishes it"
+  head -c 60000 c9.expect >int.in
+  bb shard int.in -o kint "${BIG[@]}"
+  want_rc 0 "the dataset before"
+  bb_to int.before cat kint
+  rm -f int.fifo && mkfifo int.fifo
+  RC=0
+  "$BIN" shard - -o kint --overwrite "${BIG[@]}" <int.fifo >"$T/out" 2>"$T/err" &
+  local pid=$! i
+  exec 3>int.fifo
+  cat c9.expect >&3
+  # The spool directory is made after the signal handlers are in place.
+  for ((i = 0; i < 200; i++)); do [[ -d kint/.bitbyte-tmp ]] && break; sleep 0.05; done
+  [[ -d kint/.bitbyte-tmp ]] || fail "the job never started reading stdin"
+  kill -INT $pid
+  sleep 0.2
+  exec 3>&-
+  wait $pid || RC=$?
+  want_rc 130 "shard interrupted by SIGINT"
+  want_err "interrupted by a signal" "shard interrupted by SIGINT"
+  bb_to int.after cat kint
+  same_file int.after int.before "the dataset after the interrupted overwrite"
+  RC=0
+  { "$BIN" shard - -o kint --overwrite "${BIG[@]}" <c9.expect >"$T/out" 2>"$T/err"; } 2>/dev/null || RC=$?
+  want_rc 0 "the same command again"
+  bb_to int.again cat kint
+  same_file int.again c9.expect "the dataset made by the same command again"
+  end
+}
+
 group t_round_trip
+group t_interrupt
 group t_compressed
 group t_jsonl
 group t_determinism

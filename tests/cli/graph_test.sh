@@ -30,7 +30,13 @@ outmsg() { head -c 300 "$T/out" | tr '\n' ' '; }
 TINY=(--set model.bitbyte_lm.d_model=32 --set model.bitbyte_lm.n_layer=2 --set model.bitbyte_lm.n_head=2
   --set model.bitbyte_lm.context=32 --set data.seq_len=32 --set data.batch_size=4
   --set optim.warmup_steps=3 --set log_every=0 --set eval.max_bytes=4096 --threads 2)
-TRAIN_NODES="batch_source prefetch prepare order train_step metrics_order eval metrics checkpoint"
+# The train graph's nodes, as its wiring describes them (`graph train`): the graph that runs must
+# have exactly these. Only the few every train graph needs are named here.
+"$BIN" graph train "${TINY[@]}" --format json --graph-out "$T/nodes.json" 2>/dev/null || true
+TRAIN_NODES=$(json_get "$T/nodes.json" '" ".join(n["name"] for n in j["graphs"][0]["nodes"])')
+for n in batch_source prefetch train_step eval metrics checkpoint; do
+  [[ " $TRAIN_NODES " == *" $n "* ]] || { echo "not ok - graph train lacks node $n (nodes: $TRAIN_NODES)"; exit 1; }
+done
 
 # check_doc FILE: prints problems of a pipeline document (empty when fine): the format tag,
 # every edge between known nodes, and with figures, counters that add up.
@@ -169,6 +175,17 @@ t_describe() {
   [[ -z $p ]] || fail "graph shard json: $p"
   [[ $(json_get shard.json '[n["concurrency"] for n in j["graphs"][1]["nodes"] if n["name"] == "tokens"][0]') == 12 ]] ||
     fail "--threads 3 should give 12 frame tokens"
+  # Any job command line works prefixed with `graph`: the same options, the job's graph, nothing run.
+  bb_to pre_shard.json graph shard "$CORPUS" --jsonl-field text -o pre_ds -q --threads 3 --figures-every 0.2 --stats \
+    --format json
+  want_rc 0 "graph + a shard command line"
+  [[ ! -e pre_ds ]] || fail "graph shard -o pre_ds made the dataset"
+  cmp -s pre_shard.json shard.json || fail "graph + the shard command: not the graph of graph shard --threads 3"
+  bb_to pre_train.json graph train --data ds -o pre_run "${TINY[@]}" --steps 20 --figures-every 0.2 -q --stats \
+    --print-config --format json
+  want_rc 0 "graph + a train command line"
+  [[ ! -e pre_run ]] || fail "graph train -o pre_run made a run directory"
+  cmp -s pre_train.json train.json || fail "graph + the train command: not the graph of graph train"
   # --resume RUN_DIR describes the run's own config.
   bb_to r.json graph train --resume A --format json
   want_rc 0 "graph train --resume A"
@@ -176,20 +193,20 @@ t_describe() {
 }
 
 t_formats() {
-  begin "graph: dot on stdout, svg and png through Graphviz, format from -o's extension"
+  begin "graph: dot on stdout, svg and png through Graphviz, format from --graph-out's extension"
   bb graph train "${TINY[@]}"
   want_rc 0 "graph train"
   want_out "digraph" "graph train (dot)"
   for n in $TRAIN_NODES; do grep -q "\"g0_$n\"" "$T/out" || fail "dot lacks node $n"; done
   dot -Tcanon "$T/out" >/dev/null 2>"$T/dot.err" || fail "dot rejects the DOT: $(head -c 200 "$T/dot.err")"
-  bb graph shard -o g.svg
-  want_rc 0 "graph shard -o g.svg"
+  bb graph shard --graph-out g.svg
+  want_rc 0 "graph shard --graph-out g.svg"
   head -c 400 g.svg | grep -q "<svg\|<?xml" || fail "g.svg is not SVG"
   grep -q "order_frames" g.svg || fail "g.svg lacks order_frames"
-  bb graph train "${TINY[@]}" -o g.png
-  want_rc 0 "graph train -o g.png"
+  bb graph train "${TINY[@]}" --graph-out g.png
+  want_rc 0 "graph train --graph-out g.png"
   [[ $(head -c 4 g.png | od -An -tx1 | tr -d ' ') == 89504e47 ]] || fail "g.png is not a PNG"
-  bb graph train "${TINY[@]}" --format json -o g.dot
+  bb graph train "${TINY[@]}" --format json --graph-out g.dot
   [[ $(head -c 1 g.dot) == "{" ]] || fail "--format json should win over the extension"
   end
 }
@@ -272,13 +289,13 @@ t_figures_of_runs() {
   # A re-run of the same shard job keeps the dataset (pipeline.json is ours, not foreign).
   bb shard "$CORPUS" --jsonl-field text -o ds -q --threads 2
   want_rc 0 "shard re-run"
-  bb graph train --figures A -o A.dot
+  bb graph train --figures A --graph-out A.dot
   want_rc 0 "graph train --figures A"
   grep -q 'BOTTLENECK\\ntrain_step' A.dot || fail "the drawing does not mark train_step as the bottleneck"
   grep -q 'fillcolor="#' A.dot || fail "no node coloured by busy %"
   grep -q 'busy [0-9]*%' A.dot || fail "no busy % on the nodes"
-  bb graph shard --figures ds -o ds.svg
-  want_rc 0 "graph shard --figures ds -o ds.svg"
+  bb graph shard --figures ds --graph-out ds.svg
+  want_rc 0 "graph shard --figures ds --graph-out ds.svg"
   end
 }
 
@@ -352,7 +369,7 @@ t_live() {
   wait "$top" 2>/dev/null || true
   grep -q "state running" "$T/top.out" || fail "top never showed the running job ($(head -c 300 "$T/top.out"))"
   grep -q "stopped without finishing" "$T/top.out" || fail "top did not say the job died ($(tail -c 300 "$T/top.out"))"
-  bb graph train --figures L -o L.dot
+  bb graph train --figures L --graph-out L.dot
   want_rc 0 "graph --figures of a killed run"
   end
 

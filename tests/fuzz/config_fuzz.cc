@@ -1,6 +1,6 @@
 // libFuzzer target: arbitrary bytes as a text config (`--config FILE`, a run's config.txtpb).
 // ParseConfigText, the overrides (`--set`), FillDefaults and ValidateConfig must accept the
-// config or throw std::invalid_argument (their documented error); anything else (a crash, a
+// config or throw UsageError (their documented error); anything else (a crash, a
 // sanitizer report, another exception) is a bug. A config that passes must print
 // (ConfigToText) to text that parses back to the same config: that is how config.txtpb is
 // written and read again on `train --resume`.
@@ -14,6 +14,7 @@
 #include <string>
 
 #include "train/config.h"
+#include "base/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
@@ -28,14 +29,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     bitbyte::train::FillDefaults(config);
     bitbyte::train::ValidateConfig(config);
-  } catch (const std::invalid_argument&) {
+  } catch (const bitbyte::UsageError&) {
     return 0;
   }
   const std::string printed = bitbyte::train::ConfigToText(config);
   bitbyte::train::pb::TrainConfig again;
   try {
     again = bitbyte::train::ParseConfigText(printed, "<printed>");
-  } catch (const std::invalid_argument& e) {
+  } catch (const bitbyte::UsageError& e) {
     std::fprintf(stderr, "a valid config prints to text that does not parse: %s\n%s", e.what(), printed.c_str());
     std::abort();
   }

@@ -9,6 +9,7 @@
 #include "models/attention.h"
 #include "models/bitbyte_lm.h"
 #include "models/registry.h"
+#include "base/error.h"
 
 namespace bitbyte::models {
 namespace {
@@ -115,7 +116,7 @@ TEST(Registry, BadConfigsNameTheField) {
   auto message = [](const pb::ModelConfig& c) {
     try {
       ValidateModelConfig(c);
-    } catch (const std::invalid_argument& e) {
+    } catch (const UsageError& e) {
       return std::string(e.what());
     }
     return std::string("(accepted)");

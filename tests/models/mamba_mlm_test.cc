@@ -10,6 +10,7 @@
 
 #include "models/mamba_mlm.h"
 #include "models/registry.h"
+#include "base/error.h"
 
 namespace bitbyte::models {
 namespace {
@@ -159,7 +160,7 @@ TEST(MambaMLM, BadConfigsNameTheField) {
     try {
       ValidateModelConfig(c);
       ADD_FAILURE() << "accepted a bad " << field;
-    } catch (const std::invalid_argument& e) {
+    } catch (const UsageError& e) {
       EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
     }
   }

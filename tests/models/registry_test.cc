@@ -8,26 +8,72 @@
 
 #include "models/model.h"
 #include "models/registry.h"
+#include "models/tracks.h"
+#include "base/error.h"
 
 namespace bitbyte::models {
 namespace {
 
-int32_t Depth(const pb::ModelConfig& c) {
-  return c.name() == "bitbyte_lm" ? c.bitbyte_lm().n_layer() : c.mamba_mlm().n_layer();
-}
+int32_t Depth(const pb::ModelConfig& c) { return FindTrack(c.name())->depth(c); }
 
 pb::ModelConfig WithDepth(pb::ModelConfig c, int32_t n) {
-  if (c.name() == "bitbyte_lm") c.mutable_bitbyte_lm()->set_n_layer(n);
-  else c.mutable_mamba_mlm()->set_n_layer(n);
+  FindTrack(c.name())->set_depth(c, n);
   return c;
 }
 
+// The config's track block, made if absent.
+google::protobuf::Message& Block(pb::ModelConfig& c) {
+  SelectTrackBlock(c);
+  return *c.GetReflection()->MutableMessage(&c, c.GetDescriptor()->FindFieldByNumber(c.track_case()));
+}
+void SetInt(pb::ModelConfig& c, const std::string& field, int32_t v) {
+  google::protobuf::Message& b = Block(c);
+  b.GetReflection()->SetInt32(&b, b.GetDescriptor()->FindFieldByName(field), v);
+}
+
+// The table and the config agree: every track's block is named like the track, every block of
+// the oneof belongs to a track, and names are unique.
+TEST(Registry, EveryTrackHasItsOwnBlock) {
+  const auto* oneof = pb::ModelConfig::descriptor()->FindOneofByName("track");
+  ASSERT_NE(oneof, nullptr);
+  EXPECT_EQ(static_cast<size_t>(oneof->field_count()), Tracks().size());
+  for (const Track& t : Tracks()) {
+    const auto* f = pb::ModelConfig::descriptor()->FindFieldByNumber(t.block);
+    ASSERT_NE(f, nullptr) << t.name;
+    EXPECT_EQ(f->containing_oneof(), oneof) << t.name;
+    EXPECT_EQ(f->name(), t.name);
+    EXPECT_EQ(FindTrack(t.name), &t);
+  }
+  EXPECT_EQ(FindTrack("no_such_track"), nullptr);
+}
+
+// A block of another track than model.name is refused naming it; --model (SetTrack) drops it.
+TEST(Registry, AnotherTracksBlockIsRefusedAndSetTrackDropsIt) {
+  for (const Track& t : Tracks()) {
+    for (const Track& other : Tracks()) {
+      if (&t == &other) continue;
+      pb::ModelConfig c;
+      c.set_name(other.name);
+      SetInt(c, "d_model", 64);
+      c.set_name(t.name);
+      try {
+        ValidateModelConfig(c);
+        ADD_FAILURE() << t.name << " accepted the block of " << other.name;
+      } catch (const UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("model." + other.name), std::string::npos) << e.what();
+      }
+      SetTrack(c, t.name);
+      EXPECT_EQ(c.track_case(), pb::ModelConfig::TRACK_NOT_SET);
+      EXPECT_NO_THROW(ValidateModelConfig(c));
+    }
+  }
+}
+
 TEST(Registry, EveryTrackHasParameterCountAndDepthRule) {
-  for (const TrackInfo& t : Tracks()) {
+  for (const Track& t : Tracks()) {
     pb::ModelConfig c;
     c.set_name(t.name);
-    c.mutable_bitbyte_lm()->set_d_model(32);
-    c.mutable_mamba_mlm()->set_d_model(32);
+    SetInt(c, "d_model", 32);
     torch::manual_seed(0);
     EXPECT_EQ(ParameterCount(c), CreateModel(c)->ParameterCount()) << t.name;
     EXPECT_NO_THROW(MatchParameterCount(c, 100000)) << t.name;
@@ -39,10 +85,13 @@ TEST(Registry, MatchParameterCountPicksTheClosestDepth) {
   for (int i = 0; i < 200; ++i) {
     pb::ModelConfig c;
     c.set_name(Tracks()[rng() % Tracks().size()].name);
-    c.mutable_bitbyte_lm()->set_d_model(16 * (1 + static_cast<int>(rng() % 8)));
-    c.mutable_bitbyte_lm()->set_n_head(1 << (rng() % 3));
-    c.mutable_mamba_mlm()->set_d_model(8 * (1 + static_cast<int>(rng() % 16)));
-    c.mutable_mamba_mlm()->set_d_state(1 + static_cast<int>(rng() % 32));
+    if (c.name() == "bitbyte_lm") {
+      c.mutable_bitbyte_lm()->set_d_model(16 * (1 + static_cast<int>(rng() % 8)));
+      c.mutable_bitbyte_lm()->set_n_head(1 << (rng() % 3));
+    } else {
+      SetInt(c, "d_model", 8 * (1 + static_cast<int>(rng() % 16)));
+      if (c.name() == "mamba_mlm") c.mutable_mamba_mlm()->set_d_state(1 + static_cast<int>(rng() % 32));
+    }
     c = WithDepth(c, 1 + static_cast<int32_t>(rng() % 6));
     const int64_t target = 1000 + static_cast<int64_t>(rng() % 20000000);
     const pb::ModelConfig m = MatchParameterCount(c, target);
@@ -63,7 +112,7 @@ TEST(Registry, MatchParameterCountPicksTheClosestDepth) {
 
 // A target beyond the deepest allowed model gets that model, never an n_layer out of bounds.
 TEST(Registry, MatchParameterCountStaysWithinTheDepthBound) {
-  for (const TrackInfo& t : Tracks()) {
+  for (const Track& t : Tracks()) {
     pb::ModelConfig c;
     c.set_name(t.name);
     const pb::ModelConfig m = MatchParameterCount(c, int64_t{1} << 50);

@@ -2,6 +2,7 @@
 // and double), kFused against finite differences, causality, the recurrent step against the
 // scan, and the argument checks.
 #include "models/selective_scan.h"
+#include "base/error.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -216,10 +217,10 @@ void ExpectInvalid(F&& f, const std::string& fn, const std::string& name) {
   try {
     f();
     ADD_FAILURE() << fn << " accepted a bad " << name;
-  } catch (const std::invalid_argument& e) {
+  } catch (const InternalError& e) {
     EXPECT_EQ(std::string(e.what()).rfind(fn + ": " + name + " ", 0), 0u) << e.what();
   } catch (const std::exception& e) {
-    ADD_FAILURE() << "not std::invalid_argument for a bad " << name << ": " << e.what();
+    ADD_FAILURE() << "not InternalError for a bad " << name << ": " << e.what();
   }
 }
 

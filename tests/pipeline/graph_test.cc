@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
+#include <utility>
+#include <vector>
 #include <stdexcept>
 #include <thread>
 
@@ -44,6 +47,48 @@ TEST(Graph, ErrorInANodeNamesTheNodeAndStopsTheGraph) {
     EXPECT_THROW(std::rethrow_exception(e.cause()), DataError);  // the type survives for exit codes
   }
   EXPECT_LT(after.load(), 10000);  // cancelled: not everything went through
+}
+
+// An error of each kind means the same inside a graph as on the main thread: the NodeError that
+// Run() throws carries the node's error's code, hence its exit code.
+TEST(Graph, ANodesErrorKeepsItsKind) {
+  const std::vector<std::pair<std::function<void()>, ErrorCode>> kinds = {
+      {[] { throw Error("cannot write 'x': No space left on device"); }, ErrorCode::kIo},
+      {[] { throw UsageError("--threads must be in [0, 1024]"); }, ErrorCode::kUsage},
+      {[] { throw DataError("x: checksum mismatch"); }, ErrorCode::kData},
+      {[] { throw InternalError("a broken contract"); }, ErrorCode::kInternal},
+      {[] { throw InterruptedError("interrupted by a signal"); }, ErrorCode::kInterrupted},
+      {[] { throw std::runtime_error("from a library"); }, ErrorCode::kIo},
+  };
+  for (const auto& [fail, code] : kinds) {
+    try {
+      fail();
+    } catch (...) {
+      EXPECT_EQ(CodeOf(std::current_exception()), code);  // on the main thread
+    }
+    Graph g("t");
+    int next = 0;
+    auto& src = g.Source<int>("numbers", [&](int& v) {
+      if (next >= 100) return false;
+      v = next++;
+      return true;
+    });
+    auto& work = g.Function<int, tbb::flow::continue_msg>(
+        "work", 0,
+        [&](const int& v) {
+          if (v == 7) fail();
+          return tbb::flow::continue_msg();
+        },
+        [](const tbb::flow::continue_msg&) { return uint64_t{0}; });
+    g.Connect(src, work);
+    try {
+      g.Run();
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), code) << e.what();
+      EXPECT_EQ(ExitCode(e.code()), ExitCode(CodeOf(std::current_exception())));
+    }
+  }
 }
 
 TEST(Graph, CountsItemsBytesAndRecordsEdges) {

@@ -247,7 +247,7 @@ TEST(Monitor, IntervalsOutOfRangeAreRefusedAndTheLargestStillStops) {
   testing::TempDir t;
   for (double bad : {0.0, -1.0, 1e10, kMaxFiguresInterval * 2, std::numeric_limits<double>::infinity(),
                      std::numeric_limits<double>::quiet_NaN()})
-    EXPECT_THROW(Monitor({t / "p.json", "test", 1, bad}), std::invalid_argument) << bad;
+    EXPECT_THROW(Monitor({t / "p.json", "test", 1, bad}), UsageError) << bad;
   const auto t0 = std::chrono::steady_clock::now();
   {
     Monitor monitor({t / "p.json", "test", 1, kMaxFiguresInterval});

@@ -22,6 +22,7 @@
 #include "runs/report.h"
 #include "train/config.h"
 #include "base/file_io.h"
+#include "base/error.h"
 
 namespace bitbyte::runs {
 namespace {
@@ -222,18 +223,18 @@ TEST(RunDir, NotARunDirectoryIsAnInvalidArgument) {
   try {
     ReadRunDir(d / "nope");
     FAIL() << "no exception";
-  } catch (const std::invalid_argument& e) {
+  } catch (const UsageError& e) {
     EXPECT_NE(std::string(e.what()).find(d / "nope"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("does not exist"), std::string::npos) << e.what();
   }
   Write(d / "file", "x");
-  EXPECT_THROW(ReadRunDir(d / "file"), std::invalid_argument);
+  EXPECT_THROW(ReadRunDir(d / "file"), UsageError);
   fs::create_directories(d / "empty");
   Write(d / "empty/notes.txt", "x");
   try {
     ReadRunDir(d / "empty");
     FAIL() << "no exception";
-  } catch (const std::invalid_argument& e) {
+  } catch (const UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("not a run directory"), std::string::npos) << e.what();
   }
 }
@@ -707,7 +708,7 @@ TEST(Report, RandomlyDamagedRunDirectoriesAlwaysRender) {
     RunDirContents c;
     try {
       c = ReadRunDir(d.path(), kTrainJob);
-    } catch (const std::invalid_argument&) {
+    } catch (const UsageError&) {
       ++refused;  // none of the four files left
       continue;
     }
@@ -731,7 +732,7 @@ TEST(Report, WriteReportWritesTheFileAtomically) {
   const std::string html = Read(d / "out.html");
   EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
   EXPECT_FALSE(fs::exists(d / "out.html.tmp"));
-  EXPECT_THROW(WriteReport(d / "nope", d / "x.html"), std::invalid_argument);
+  EXPECT_THROW(WriteReport(d / "nope", d / "x.html"), UsageError);
   EXPECT_FALSE(fs::exists(d / "x.html"));
 }
 

@@ -211,7 +211,7 @@ TEST(Enumerate, OutputDirectoryIsLeftOut) {
   EXPECT_EQ(paths(Enumerate({t / "s"}, t / "s/../s/out/")), expect);  // spelled differently
   EXPECT_EQ(paths(Enumerate({t / "s/out/sub"}, t / "s/out")), std::vector<std::string>{});
   // Named explicitly, a file inside the output directory is an error, not silently dropped.
-  EXPECT_THROW(Enumerate({t / "s/out/manifest.pb"}, t / "s/out"), std::invalid_argument);
+  EXPECT_THROW(Enumerate({t / "s/out/manifest.pb"}, t / "s/out"), UsageError);
   // An output that does not exist yet: nothing to leave out, and no error.
   EXPECT_EQ(paths(Enumerate({t / "s/*.txt"}, t / "s/new/deeper")), expect);
   // Through a symlinked parent.

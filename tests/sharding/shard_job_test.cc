@@ -155,34 +155,23 @@ TEST(ShardJob, EmptyCorpusAndMissingInputAreErrors) {
 }
 
 // A file system that fails with ENOSPC once a budget of written bytes is spent.
-class FullDisk : public io::FileSystem {
+class FullDisk : public io::FileSystemWrapper {
  public:
   explicit FullDisk(uint64_t budget) : budget_(budget) {}
   std::unique_ptr<io::WritableFile> NewWritableFile(const std::string& path) override {
-    struct File : io::WritableFile {
-      File(std::unique_ptr<io::WritableFile> f, FullDisk& d, std::string p) : inner(std::move(f)), disk(d), path(std::move(p)) {}
+    struct File : io::WritableFileWrapper {
+      File(std::unique_ptr<io::WritableFile> f, FullDisk& d, std::string p)
+          : WritableFileWrapper(std::move(f)), disk(d), path(std::move(p)) {}
       void Append(std::string_view data) override {
         if (disk.used_ + data.size() > disk.budget_) throw Error(ErrnoMessage("write", path, ENOSPC));
         disk.used_ += data.size();
-        inner->Append(data);
+        WritableFileWrapper::Append(data);
       }
-      void Sync() override { inner->Sync(); }
-      void Close() override { inner->Close(); }
-      uint64_t Size() const override { return inner->Size(); }
-      std::unique_ptr<io::WritableFile> inner;
       FullDisk& disk;
       std::string path;
     };
-    return std::make_unique<File>(io::Posix().NewWritableFile(path), *this, path);
+    return std::make_unique<File>(FileSystemWrapper::NewWritableFile(path), *this, path);
   }
-  std::unique_ptr<io::ReadableFile> OpenReadable(const std::string& p) override { return io::Posix().OpenReadable(p); }
-  void Rename(const std::string& a, const std::string& b) override { io::Posix().Rename(a, b); }
-  void Remove(const std::string& p) override { io::Posix().Remove(p); }
-  void SyncDir(const std::string& d) override { io::Posix().SyncDir(d); }
-  void SyncFile(const std::string& p) override { io::Posix().SyncFile(p); }
-  void CreateDirs(const std::string& d) override { io::Posix().CreateDirs(d); }
-  bool Exists(const std::string& p) override { return io::Posix().Exists(p); }
-  std::vector<std::string> ListDir(const std::string& d) override { return io::Posix().ListDir(d); }
 
  private:
   uint64_t budget_, used_ = 0;

@@ -10,6 +10,7 @@
 
 #include "train/config.h"
 #include "tests/test_util.h"
+#include "base/error.h"
 
 namespace bitbyte::train {
 namespace {
@@ -17,7 +18,7 @@ namespace {
 std::string ErrorOf(const std::function<void()>& fn) {
   try {
     fn();
-  } catch (const std::invalid_argument& e) {
+  } catch (const UsageError& e) {
     return e.what();
   }
   return "(no error)";
@@ -112,6 +113,56 @@ TEST(Config, PrintedConfigShowsEveryFieldAndParsesBack) {
     EXPECT_EQ(back.SerializeAsString(), filled.SerializeAsString());
     EXPECT_EQ(ConfigToText(back), text);
   }
+}
+
+// ModelConfig's track is a oneof: a printed config holds only its own track's block, and
+// switching tracks (--model, --set model.name=...) drops the other block.
+TEST(Config, OnlyTheTracksOwnBlockIsPrinted) {
+  for (const char* name : {"bitbyte_lm", "mamba_mlm"}) {
+    pb::TrainConfig c;
+    ApplyOverride(c, "model.bitbyte_lm.d_model=48");  // a block of the default track first
+    ApplyOverride(c, std::string("model.name=") + name);
+    FillDefaults(c);
+    ValidateConfig(c);
+    const std::string text = ConfigToText(c);
+    const std::string other = std::string(name) == "bitbyte_lm" ? "mamba_mlm" : "bitbyte_lm";
+    EXPECT_NE(text.find(std::string(name) + " {"), std::string::npos) << text;
+    EXPECT_EQ(text.find(other + " {"), std::string::npos) << text;
+    EXPECT_EQ(text.find("d_model: 48") != std::string::npos, std::string(name) == "bitbyte_lm") << text;
+  }
+  // A config that gives another track's block than the one it names is refused naming the block.
+  pb::TrainConfig c = ParseConfigText("model { name: \"bitbyte_lm\" mamba_mlm { d_state: 8 } }", "t");
+  FillDefaults(c);
+  const std::string error = ErrorOf([&] { ValidateConfig(c); });
+  EXPECT_NE(error.find("config field model.mamba_mlm"), std::string::npos) << error;
+}
+
+// Configs written before the oneof (bitbyte 0.1.0: every run's config.txtpb and every
+// checkpoint's config) hold every track's block: they still parse, to the named track's values.
+TEST(Config, ConfigsWithEveryTracksBlockStillParse) {
+  const std::string old_text =
+      "model {\n  name: \"NAME\"\n  bitbyte_lm {\n    d_model: 96\n    n_layer: 3\n    n_head: 4\n  }\n"
+      "  mamba_mlm {\n    d_model: 80\n    d_state: 12\n  }\n}\ndata {\n  seq_len: 64\n}\nsteps: 77\n";
+  for (const char* name : {"bitbyte_lm", "mamba_mlm"}) {
+    std::string text = old_text;
+    text.replace(text.find("NAME"), 4, name);
+    const pb::TrainConfig c = ParseConfigText(text, "old/config.txtpb");
+    EXPECT_EQ(c.model().name(), name);
+    EXPECT_EQ(c.steps(), 77);
+    EXPECT_EQ(c.data().seq_len(), 64);
+    if (std::string(name) == "bitbyte_lm") {
+      ASSERT_EQ(c.model().track_case(), models::pb::ModelConfig::kBitbyteLm);
+      EXPECT_EQ(c.model().bitbyte_lm().d_model(), 96);
+      EXPECT_EQ(c.model().bitbyte_lm().n_layer(), 3);
+    } else {
+      ASSERT_EQ(c.model().track_case(), models::pb::ModelConfig::kMambaMlm);
+      EXPECT_EQ(c.model().mamba_mlm().d_model(), 80);
+      EXPECT_EQ(c.model().mamba_mlm().d_state(), 12);
+    }
+  }
+  // Errors in such a text are still reported as the text's own, with line and column.
+  const std::string error = ErrorOf([&] { ParseConfigText(old_text + "stepz: 1\n", "old/config.txtpb"); });
+  EXPECT_NE(error.find("old/config.txtpb:"), std::string::npos) << error;
 }
 
 TEST(Config, RangeChecksNameTheField) {

@@ -51,7 +51,7 @@ class FakeBackend : public TrainBackend {
 
   int64_t steps_done() const override { return steps_.load(); }
   StepStats Step(const Batch& batch) override {
-    if (batch.step != steps_.load()) throw std::logic_error("step " + std::to_string(batch.step) + " out of order");
+    if (batch.step != steps_.load()) throw InternalError("step " + std::to_string(batch.step) + " out of order");
     std::this_thread::sleep_for(step_time);
     if (poisoned_ || batch.step + 1 == nan_at)
       throw NonFiniteLoss("loss is nan at step " + std::to_string(batch.step + 1));

@@ -174,7 +174,7 @@ TEST(Evaluator, UniformModelScoresEightBitsAndCountsEveryByteOnce) {
     uint64_t expect = 0;
     for (const auto& s : owned) expect += s.size() > 1 ? s.size() - 1 : 0;
     if (expect == 0) {  // no bpb over zero bytes (it used to be 0.0, which won `best`)
-      EXPECT_THROW(EvaluateBpb(m, streams, 16, 1, torch::kCPU), std::invalid_argument);
+      EXPECT_THROW(EvaluateBpb(m, streams, 16, 1, torch::kCPU), InternalError);
       continue;
     }
     const EvalResult r = EvaluateBpb(m, streams, 16, 1 + static_cast<int>(rng() % 5), torch::kCPU);
@@ -195,7 +195,7 @@ TEST(Evaluator, NothingToPredictIsAnErrorNotZeroBpb) {
     try {
       const EvalResult r = EvaluateBpb(m, streams, 16, 4, torch::kCPU);
       ADD_FAILURE() << "no error; bpb " << r.bpb << " over " << r.bytes << " bytes";
-    } catch (const std::invalid_argument& e) {
+    } catch (const InternalError& e) {
       EXPECT_NE(std::string(e.what()).find("no byte to predict"), std::string::npos) << e.what();
     }
   }
