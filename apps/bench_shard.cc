@@ -7,9 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <functional>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -17,9 +17,9 @@
 
 #include "apps/cli_util.h"
 #include "apps/commands.h"
-#include "pipeline/graph.h"
 #include "base/error.h"
 #include "base/file_io.h"
+#include "pipeline/graph.h"
 
 namespace bitbyte::cli {
 namespace {
@@ -47,7 +47,8 @@ void GenerateCorpus(const std::string& path, uint64_t bytes) {
   for (int i = 0; i < 5000; ++i) {
     std::string w;
     const int len = 1 + static_cast<int>(rng() % 9);
-    for (int k = 0; k < len; ++k) w += letters[std::min<size_t>(25, static_cast<size_t>(std::abs(std::normal_distribution<>(0, 7)(rng))))];
+    for (int k = 0; k < len; ++k)
+      w += letters[std::min<size_t>(25, static_cast<size_t>(std::abs(std::normal_distribution<>(0, 7)(rng))))];
     words.push_back(w);
   }
   std::vector<double> weights;
@@ -98,7 +99,8 @@ CLI::App* AddBenchCommand(CLI::App& app) {
   c->add_option("--threads", a->threads, "Threads for both sides (default: all cores)")
       ->check(CLI::Range(0, pipeline::kMaxThreads));
   c->add_option("--level", a->level, "zstd level for both sides")->check(CLI::Range(1, 22))->capture_default_str();
-  c->add_option("--repeat", a->repeat, "Runs per measurement (best is kept)")->check(CLI::Range(1, 100))
+  c->add_option("--repeat", a->repeat, "Runs per measurement (best is kept)")
+      ->check(CLI::Range(1, 100))
       ->capture_default_str();
   c->add_option("--work-dir", a->work, "Scratch directory (removed afterwards)")->capture_default_str();
   c->callback([a] {
@@ -124,7 +126,8 @@ CLI::App* AddBenchCommand(CLI::App& app) {
     RunResult zstd = Best(a->repeat, {"zstd", "-T" + t, "-" + lvl, "-q", "-f", input, "-o", zst});
     // zstd -T1 still reads and writes on a second thread (async I/O); --single-thread does not.
     RunResult zstd_single;
-    if (threads == 1) zstd_single = Best(a->repeat, {"zstd", "--single-thread", "-" + lvl, "-q", "-f", input, "-o", zst});
+    if (threads == 1)
+      zstd_single = Best(a->repeat, {"zstd", "--single-thread", "-" + lvl, "-q", "-f", input, "-o", zst});
     std::fprintf(stderr, "bitbyte cat ...\n");
     RunResult ours_read = Best(a->repeat, {self, "cat", ds, "--split", "all"});
     std::fprintf(stderr, "zstd -d ...\n");
@@ -135,7 +138,8 @@ CLI::App* AddBenchCommand(CLI::App& app) {
     ::stat(zst.c_str(), &st);
     const uint64_t zst_bytes = static_cast<uint64_t>(st.st_size);
 
-    std::printf("input %s, %.1f MB, threads %d, level %d, best of %d\n", input.c_str(), mb, threads, a->level, a->repeat);
+    std::printf("input %s, %.1f MB, threads %d, level %d, best of %d\n", input.c_str(), mb, threads, a->level,
+                a->repeat);
     std::printf("%-28s %10s %8s %10s %12s %12s\n", "", "seconds", "CPU s", "MB/s", "peak RSS MB", "stored MB");
     auto row = [&](const char* name, const RunResult& r, double stored) {
       std::printf("%-28s %10.3f %8.3f %10.1f %12.1f %12.2f\n", name, r.seconds, r.cpu_seconds, mb / r.seconds,

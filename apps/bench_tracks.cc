@@ -1,6 +1,7 @@
 // bitbyte bench tracks: every registered track trained at a matched parameter count on the same
 // data, seeds and budget, each run a `bitbyte train` child (peak RSS from wait4); then step time
 // and memory against the sequence length. Writes docs/tracks.md (runs/track_bench.h).
+#include <google/protobuf/descriptor.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,20 +16,18 @@
 #include <utility>
 #include <vector>
 
-#include <google/protobuf/descriptor.h>
-
 #include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "apps/job_options.h"
+#include "base/error.h"
+#include "base/file_io.h"
+#include "base/numbers.h"
 #include "models/registry.h"
-#include "train/config.h"
+#include "pipeline/graph.h"
 #include "runs/run_dir.h"
 #include "runs/track_bench.h"
+#include "train/config.h"
 #include "train/train_job.h"
-#include "pipeline/graph.h"
-#include "base/error.h"
-#include "base/numbers.h"
-#include "base/file_io.h"
 
 namespace bitbyte::cli {
 namespace {
@@ -154,7 +153,7 @@ class Bench {
       // The same bytes in every step, so that per-step figures compare across lengths.
       if (scaling_bytes_ % static_cast<uint64_t>(v) != 0)
         throw UsageError("--scaling-bytes " + a_.scaling_bytes + " is not a multiple of the length " + t +
-                                    " (every step of the scaling table trains on the same bytes)");
+                         " (every step of the scaling table trains on the same bytes)");
       lens_.push_back(v);
     }
     // The configs: each track's, with the shared --set overrides, at the depth that matches the
@@ -165,7 +164,8 @@ class Bench {
       // Each track's config has its own block: model.<another track>.* is for that track only.
       for (const std::string& set : a_.overrides) {
         bool other = false;
-        for (const models::Track& t : models::Tracks()) other = other || (t.name != name && set.rfind("model." + t.name + ".", 0) == 0);
+        for (const models::Track& t : models::Tracks())
+          other = other || (t.name != name && set.rfind("model." + t.name + ".", 0) == 0);
         if (!other) o.overrides.push_back(set);
       }
       configs_.push_back(train::ResolveConfig(o));
@@ -177,9 +177,11 @@ class Bench {
         throw UsageError("--set: the tracks must share data.batch_size, grad_accum and seq_len");
     }
     for (const auto& c : configs_) {
-      const double off = static_cast<double>(models::ParameterCount(c.model()) - target_) / static_cast<double>(target_);
+      const double off =
+          static_cast<double>(models::ParameterCount(c.model()) - target_) / static_cast<double>(target_);
       if (std::fabs(off) > 0.1)
-        std::fprintf(stderr, "warning: %s is %+.0f%% off the target size at its closest depth; set its widths with --set\n",
+        std::fprintf(stderr,
+                     "warning: %s is %+.0f%% off the target size at its closest depth; set its widths with --set\n",
                      c.model().name().c_str(), 100 * off);
     }
     // Every scaling run's config, resolved now: a bad one fails here, not after the training.
@@ -191,12 +193,13 @@ class Bench {
       const uint64_t per = BytesPerStep(configs_.front());
       const uint64_t steps = std::max<uint64_t>(1, budget / per + (budget % per != 0));
       if (steps > static_cast<uint64_t>(train::limits::kMaxSteps))
-        throw UsageError("--budget-bytes " + a_.budget_bytes + ": " + std::to_string(steps) +
-                                    " steps; at most " + std::to_string(train::limits::kMaxSteps));
+        throw UsageError("--budget-bytes " + a_.budget_bytes + ": " + std::to_string(steps) + " steps; at most " +
+                         std::to_string(train::limits::kMaxSteps));
       for (auto& c : configs_) c.set_steps(static_cast<int64_t>(steps));
     }
     if (!io::Default().Exists(io::JoinPath(a_.data, "manifest.pb")))
-      throw UsageError("--data " + a_.data + ": not a dataset directory (no manifest.pb; make one with 'bitbyte shard')");
+      throw UsageError("--data " + a_.data +
+                       ": not a dataset directory (no manifest.pb; make one with 'bitbyte shard')");
     // The document's directory must exist now, not after an hour of training.
     const std::string dir = io::DirName(a_.out);
     if (!dir.empty() && dir != "." && !io::Default().Exists(dir))
@@ -213,7 +216,9 @@ class Bench {
     train::pb::TrainConfig c = base;
     std::vector<std::string> sets = {"data.seq_len=" + std::to_string(len),
                                      "data.batch_size=" + std::to_string(static_cast<int64_t>(scaling_bytes_) / len),
-                                     "data.grad_accum=1", "optim.warmup_steps=1", "eval.every=0",
+                                     "data.grad_accum=1",
+                                     "optim.warmup_steps=1",
+                                     "eval.every=0",
                                      "eval.max_bytes=" + std::to_string(len + 1),
                                      "steps=" + std::to_string(kScalingWarmup + a_.scaling_steps),
                                      "checkpoint.every=" + std::to_string(kScalingWarmup + a_.scaling_steps)};
@@ -257,7 +262,8 @@ class Bench {
       TrainChild(probe, run, true);
       const double step_s = MedianStepWall(run, 2);
       if (step_s <= 0) throw Error(run + "/metrics.jsonl: the probe run has no timed steps");
-      c.set_steps(static_cast<int64_t>(std::clamp(a_.budget_minutes * 60 / step_s, 1.0, double(train::limits::kMaxSteps))));
+      c.set_steps(
+          static_cast<int64_t>(std::clamp(a_.budget_minutes * 60 / step_s, 1.0, double(train::limits::kMaxSteps))));
       std::printf("%s: %.2f s a step, %lld steps in %g minutes\n", c.model().name().c_str(), step_s,
                   (long long)c.steps(), a_.budget_minutes);
     }
@@ -287,7 +293,7 @@ class Bench {
         train::pb::TrainConfig c = configs_[i];
         c.set_seed(static_cast<uint64_t>(s));
         c.mutable_eval()->set_every((c.steps() + 3) / 4);  // at each quarter (and after the last step)
-        c.mutable_eval()->set_max_bytes(0);  // the whole validation split, every time
+        c.mutable_eval()->set_max_bytes(0);                // the whole validation split, every time
         c.mutable_checkpoint()->set_every(c.steps());
         const std::string run = io::JoinPath(work_, results[i].name + "-seed" + std::to_string(s));
         std::printf("[%d/%d] %s seed %d: training %lld steps ...", ++done, total, results[i].name.c_str(), s,
@@ -364,33 +370,37 @@ class Bench {
     s.push_back(std::string("Date ") + date + "; machine: " + RunInfo("cpu") + ", " + std::to_string(threads_) +
                 " threads (" + std::to_string(pipeline::DefaultThreads()) + " cores available); host " +
                 RunInfo("host") + "; bitbyte " + RunInfo("bitbyte") + ".");
-    s.push_back("Data: `" + a_.data + "` (dataset id " + RunInfo("dataset_id") + "; " + std::to_string(val_bytes_) +
-                " validation bytes predicted); the same batches for every track (a batch is a function of seed and step).");
+    s.push_back(
+        "Data: `" + a_.data + "` (dataset id " + RunInfo("dataset_id") + "; " + std::to_string(val_bytes_) +
+        " validation bytes predicted); the same batches for every track (a batch is a function of seed and step).");
     const auto& c = configs_.front();
     s.push_back("Matched size: target " + std::to_string(target_) +
                 " parameters; each track's depth (n_layer) is the one closest to it, widths as configured.");
     char minutes[32];
     std::snprintf(minutes, sizeof minutes, "%g", a_.budget_minutes);
-    const std::string budget =
-        a_.budget_minutes > 0
-            ? std::string("about ") + minutes + " minutes of training per run (steps fitted per track from a short probe run)"
-            : a_.budget_bytes + " bytes per run";
+    const std::string budget = a_.budget_minutes > 0
+                                   ? std::string("about ") + minutes +
+                                         " minutes of training per run (steps fitted per track from a short probe run)"
+                                   : a_.budget_bytes + " bytes per run";
     s.push_back("Budget: " + budget + "; " + std::to_string(a_.seeds) + " seeds (1.." + std::to_string(a_.seeds) +
-                ") per track; steps per track: " + [&] {
+                ") per track; steps per track: " +
+                [&] {
                   std::string t;
                   for (const auto& r : results) t += (t.empty() ? "" : ", ") + r.name + " " + std::to_string(r.steps);
                   return t;
-                }() + ".");
+                }() +
+                ".");
     char line[400];
     std::snprintf(line, sizeof line,
                   "Training: sequence %d, batch %d x %d accumulation (%llu bytes a step); AdamW lr %g to %g (cosine), "
                   "warmup %lld steps, weight decay %g, clip %g.",
-                  c.data().seq_len(), c.data().batch_size(), c.data().grad_accum(),
-                  (unsigned long long)BytesPerStep(c), c.optim().lr(), c.optim().min_lr(),
-                  (long long)c.optim().warmup_steps(), c.optim().weight_decay(), c.optim().grad_clip());
+                  c.data().seq_len(), c.data().batch_size(), c.data().grad_accum(), (unsigned long long)BytesPerStep(c),
+                  c.optim().lr(), c.optim().min_lr(), (long long)c.optim().warmup_steps(), c.optim().weight_decay(),
+                  c.optim().grad_clip());
     s.push_back(line);
-    s.push_back("Evaluation: the whole validation split, in windows of the training sequence length, every "
-                "ceil(steps / 4) steps and after the last.");
+    s.push_back(
+        "Evaluation: the whole validation split, in windows of the training sequence length, every "
+        "ceil(steps / 4) steps and after the last.");
     s.push_back("Peak RSS counts the whole training process; it cannot be below the " +
                 std::to_string(static_cast<int64_t>(std::lround(parent_rss_mib_))) +
                 " MiB this bench process held when it started each run (a forked child starts as its copy).");
@@ -409,7 +419,7 @@ class Bench {
   int64_t target_ = 0;
   std::string work_;
   std::vector<std::pair<std::string, std::string>> run_info_;  // run.json of the latest run
-  std::vector<train::pb::TrainConfig> scaling_;  // lengths outer, tracks inner
+  std::vector<train::pb::TrainConfig> scaling_;                // lengths outer, tracks inner
   double parent_rss_mib_ = 0;
   uint64_t val_bytes_ = 0;
 };
@@ -442,7 +452,8 @@ void AddBenchTracksCommand(CLI::App& bench) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   c->add_option("--set", a->overrides,
                 "Config override for every track, e.g. optim.lr=3e-4 or model.mamba_mlm.d_state=32 (repeatable)");
-  c->add_option("--seq-lens", a->seq_lens, "Sequence lengths for the scaling table; empty: skip it")->capture_default_str();
+  c->add_option("--seq-lens", a->seq_lens, "Sequence lengths for the scaling table; empty: skip it")
+      ->capture_default_str();
   c->add_option("--scaling-bytes", a->scaling_bytes,
                 "Bytes per step in the scaling table, a multiple of every length (batch = bytes / length)")
       ->capture_default_str();

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -15,14 +15,14 @@
 
 #include "apps/cli_util.h"
 #include "apps/commands.h"
-#include "train/config.h"
-#include "runs/track_bench.h"
-#include "train/train_job.h"
-#include "pipeline/graph.h"
 #include "base/error.h"
-#include "base/numbers.h"
-#include "runs/layout.h"
 #include "base/file_io.h"
+#include "base/numbers.h"
+#include "pipeline/graph.h"
+#include "runs/layout.h"
+#include "runs/track_bench.h"
+#include "train/config.h"
+#include "train/train_job.h"
 
 namespace bitbyte::cli {
 namespace {
@@ -90,7 +90,8 @@ void AddBenchTrainCommand(CLI::App& bench) {
       ->check(CLI::Range(int64_t{0}, int64_t{1000000}))
       ->capture_default_str();
   c->add_option("--rounds", a->rounds, "Alternating rounds")->check(CLI::Range(1, 1000))->capture_default_str();
-  c->add_option("--checkpoint-every", a->checkpoint_every, "bitbyte checkpoints every N steps during the run (0: at the end)")
+  c->add_option("--checkpoint-every", a->checkpoint_every,
+                "bitbyte checkpoints every N steps during the run (0: at the end)")
       ->check(CLI::Range(int64_t{0}, train::limits::kMaxSteps))
       ->capture_default_str();
   c->add_option("--threads", a->threads, "Threads for both sides (default: all cores)")
@@ -122,16 +123,36 @@ void AddBenchTrainCommand(CLI::App& bench) {
     to_file.stdout_path = train_bin;
     Spawn({kSelfExe, "cat", a->data, "--split", "train"}, to_file);
     const char* core = std::getenv("OPENBLAS_CORETYPE");
-    const uint64_t bytes_per_step = static_cast<uint64_t>(cfg.data().batch_size()) * cfg.data().grad_accum() * cfg.data().seq_len();
+    const uint64_t bytes_per_step =
+        static_cast<uint64_t>(cfg.data().batch_size()) * cfg.data().grad_accum() * cfg.data().seq_len();
 
-    std::vector<std::string> py = {a->python, script, "--json", "--d-model", std::to_string(m.d_model()),
-                                   "--n-layer", std::to_string(m.n_layer()), "--n-head", std::to_string(m.n_head()),
-                                   "--d-ff", std::to_string(m.d_ff()), "--context", std::to_string(m.context()),
-                                   "--seq", std::to_string(cfg.data().seq_len()),
-                                   "--batch", std::to_string(cfg.data().batch_size() * cfg.data().grad_accum()),
-                                   "--steps", std::to_string(a->steps), "--warmup-steps", std::to_string(a->warmup),
-                                   "--lr", std::to_string(cfg.optim().lr()), "--threads", std::to_string(threads),
-                                   "--data", train_bin};
+    std::vector<std::string> py = {a->python,
+                                   script,
+                                   "--json",
+                                   "--d-model",
+                                   std::to_string(m.d_model()),
+                                   "--n-layer",
+                                   std::to_string(m.n_layer()),
+                                   "--n-head",
+                                   std::to_string(m.n_head()),
+                                   "--d-ff",
+                                   std::to_string(m.d_ff()),
+                                   "--context",
+                                   std::to_string(m.context()),
+                                   "--seq",
+                                   std::to_string(cfg.data().seq_len()),
+                                   "--batch",
+                                   std::to_string(cfg.data().batch_size() * cfg.data().grad_accum()),
+                                   "--steps",
+                                   std::to_string(a->steps),
+                                   "--warmup-steps",
+                                   std::to_string(a->warmup),
+                                   "--lr",
+                                   std::to_string(cfg.optim().lr()),
+                                   "--threads",
+                                   std::to_string(threads),
+                                   "--data",
+                                   train_bin};
     auto run_python = [&](Side& side) {
       SpawnOptions so;
       so.stdout_path = io::JoinPath(a->work, "python.json");
@@ -144,23 +165,37 @@ void AddBenchTrainCommand(CLI::App& bench) {
       side.rss_mib = static_cast<double>(r.max_rss_kb) / 1024.0;
     };
 
-    std::printf("bench train: %s d_model %d, %d layers, %d heads, seq %d, batch %d; %d threads; %lld+%lld steps; "
-                "OPENBLAS_CORETYPE %s\n",
-                cfg.model().name().c_str(), m.d_model(), m.n_layer(), m.n_head(), cfg.data().seq_len(),
-                cfg.data().batch_size() * cfg.data().grad_accum(), threads, (long long)a->warmup, (long long)a->steps,
-                core ? core : "unset (OpenBLAS detects the CPU)");
+    std::printf(
+        "bench train: %s d_model %d, %d layers, %d heads, seq %d, batch %d; %d threads; %lld+%lld steps; "
+        "OPENBLAS_CORETYPE %s\n",
+        cfg.model().name().c_str(), m.d_model(), m.n_layer(), m.n_head(), cfg.data().seq_len(),
+        cfg.data().batch_size() * cfg.data().grad_accum(), threads, (long long)a->warmup, (long long)a->steps,
+        core ? core : "unset (OpenBLAS detects the CPU)");
     std::printf("%-6s %14s %14s %8s\n", "round", "bitbyte B/s", "python B/s", "ratio");
     std::vector<double> ratios, waits, stalls;
     Side ours, theirs;
     for (int round = 0; round < a->rounds; ++round) {
       const std::string run = io::JoinPath(a->work, "run");
       Spawn({"rm", "-rf", run});
-      std::vector<std::string> argv = {kSelfExe, "train", "--data", a->data, "--out", run, "-q",
-                                       "--threads", std::to_string(threads),
-                                       "--steps", std::to_string(a->warmup + a->steps),
-                                       "--set", "optim.warmup_steps=" + std::to_string(a->warmup),
-                                       "--set", "eval.every=0", "--set", "eval.max_bytes=4096",
-                                       "--set", "checkpoint.every=" + std::to_string(a->checkpoint_every)};
+      std::vector<std::string> argv = {kSelfExe,
+                                       "train",
+                                       "--data",
+                                       a->data,
+                                       "--out",
+                                       run,
+                                       "-q",
+                                       "--threads",
+                                       std::to_string(threads),
+                                       "--steps",
+                                       std::to_string(a->warmup + a->steps),
+                                       "--set",
+                                       "optim.warmup_steps=" + std::to_string(a->warmup),
+                                       "--set",
+                                       "eval.every=0",
+                                       "--set",
+                                       "eval.max_bytes=4096",
+                                       "--set",
+                                       "checkpoint.every=" + std::to_string(a->checkpoint_every)};
       for (const auto& o : a->overrides) argv.insert(argv.end(), {"--set", o});
       const RunResult r = Spawn(argv);
       ours = ReadBitbyteRun(run, a->warmup, bytes_per_step);
@@ -173,8 +208,9 @@ void AddBenchTrainCommand(CLI::App& bench) {
       std::fflush(stdout);
     }
     std::printf("median ratio bitbyte/python %.2fx (target >= 1.0)\n", Median(ratios));
-    std::printf("bitbyte data wait %.3f%% of step time (target < 1%%); checkpoint stall %.2f%% of a step (target < 5%%)\n",
-                100 * Median(waits), 100 * Median(stalls));
+    std::printf(
+        "bitbyte data wait %.3f%% of step time (target < 1%%); checkpoint stall %.2f%% of a step (target < 5%%)\n",
+        100 * Median(waits), 100 * Median(stalls));
     std::printf("peak RSS: bitbyte %.0f MiB, python %.0f MiB\n", ours.rss_mib, theirs.rss_mib);
     Spawn({"rm", "-rf", a->work});
   });

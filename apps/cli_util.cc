@@ -6,14 +6,14 @@
 #include <unistd.h>
 
 #include <cctype>
-#include <csignal>
-#include <cstring>
 #include <chrono>
-#include <cstdlib>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
-#include <string>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
+#include <string>
 
 #include "base/error.h"
 
@@ -32,11 +32,16 @@ uint64_t ParseSize(const std::string& text, const std::string& option) {
   std::string unit = text.substr(i);
   for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   uint64_t mul = 1;
-  if (unit.empty() || unit == "B") mul = 1;
-  else if (unit == "K" || unit == "KB" || unit == "KIB") mul = uint64_t{1} << 10;
-  else if (unit == "M" || unit == "MB" || unit == "MIB") mul = uint64_t{1} << 20;
-  else if (unit == "G" || unit == "GB" || unit == "GIB") mul = uint64_t{1} << 30;
-  else throw UsageError(option + ": unknown unit '" + text.substr(i) + "' (use K, M or G)");
+  if (unit.empty() || unit == "B")
+    mul = 1;
+  else if (unit == "K" || unit == "KB" || unit == "KIB")
+    mul = uint64_t{1} << 10;
+  else if (unit == "M" || unit == "MB" || unit == "MIB")
+    mul = uint64_t{1} << 20;
+  else if (unit == "G" || unit == "GB" || unit == "GIB")
+    mul = uint64_t{1} << 30;
+  else
+    throw UsageError(option + ": unknown unit '" + text.substr(i) + "' (use K, M or G)");
   if (n > UINT64_MAX / mul) throw UsageError(option + ": '" + text + "' is too large");
   return n * mul;
 }
@@ -91,8 +96,9 @@ RunResult Spawn(const std::vector<std::string>& argv, const SpawnOptions& option
   r.cpu_seconds = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                   1e-6 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
   if (WIFSIGNALED(status))
-    r.failure = "killed by signal " + std::to_string(WTERMSIG(status)) +
-                (WTERMSIG(status) == SIGKILL ? " (out of memory?)" : " (" + std::string(strsignal(WTERMSIG(status))) + ")");
+    r.failure =
+        "killed by signal " + std::to_string(WTERMSIG(status)) +
+        (WTERMSIG(status) == SIGKILL ? " (out of memory?)" : " (" + std::string(strsignal(WTERMSIG(status))) + ")");
   else if (WEXITSTATUS(status) != 0)
     r.failure = "exit status " + std::to_string(WEXITSTATUS(status));
   if (!r.failure.empty() && options.throw_on_failure) {

@@ -28,7 +28,7 @@ inline constexpr const char* kSelfExe = "/proc/self/exe";
 
 struct SpawnOptions {
   std::string stdout_path = "/dev/null";
-  std::string stderr_path;  // empty: the child writes to this process's stderr
+  std::string stderr_path;                                   // empty: the child writes to this process's stderr
   std::vector<std::pair<std::string, std::string>> set_env;  // set in the child
   std::vector<std::string> unset_env;                        // removed in the child
   bool throw_on_failure = true;  // false: a failed command is reported in RunResult::failure

@@ -10,11 +10,11 @@
 #include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "apps/job_options.h"
+#include "base/error.h"
 #include "pipeline/monitor.h"
 #include "pipeline/progress.h"
-#include "sharding/shard_job.h"
-#include "base/error.h"
 #include "sharding/reader.h"
+#include "sharding/shard_job.h"
 
 namespace bitbyte::cli {
 namespace {
@@ -34,14 +34,14 @@ void AddShardCommand(CLI::App& app) {
     ShardArgs job;
   };
   auto a = std::make_shared<Args>();
-  CLI::App* c = app.add_subcommand(
-      "shard",
-      "Turn a corpus into zstd-compressed byte shards with a protobuf manifest.\n"
-      "Each plain file is one document; with --jsonl-field each JSONL record is one. Documents are\n"
-      "routed to train or val by content hash (stable when documents are added). Output is\n"
-      "byte-identical for any --threads; re-running resumes an interrupted run. Live per-node\n"
-      "figures of the flow graph go to OUT/pipeline.json ('bitbyte top OUT' shows them).\n"
-      "Format: docs/shard-format.md");
+  CLI::App* c =
+      app.add_subcommand("shard",
+                         "Turn a corpus into zstd-compressed byte shards with a protobuf manifest.\n"
+                         "Each plain file is one document; with --jsonl-field each JSONL record is one. Documents are\n"
+                         "routed to train or val by content hash (stable when documents are added). Output is\n"
+                         "byte-identical for any --threads; re-running resumes an interrupted run. Live per-node\n"
+                         "figures of the flow graph go to OUT/pipeline.json ('bitbyte top OUT' shows them).\n"
+                         "Format: docs/shard-format.md");
   AddShardJobOptions(c, &a->job, /*for_job=*/true);
   c->callback([a] {
     shard::ShardJobOptions o = ShardJobOptionsOf(a->job);
@@ -50,15 +50,16 @@ void AddShardCommand(CLI::App& app) {
     const shard::ShardJobResult r = shard::RunShardJob(o);
     if (a->job.stats) std::fprintf(stderr, "%s", r.stats_table.c_str());
     const double raw = static_cast<double>(r.train_bytes + r.val_bytes);
-    std::printf("sharded %llu sources, %llu documents: train %s, val %s -> %s in %llu shards "
-                "(%llu written, %llu reused), %.3f bpb as stored, %.2f s\n",
-                static_cast<unsigned long long>(r.sources), static_cast<unsigned long long>(r.documents),
-                Progress::FormatBytes(static_cast<double>(r.train_bytes)).c_str(),
-                Progress::FormatBytes(static_cast<double>(r.val_bytes)).c_str(),
-                Progress::FormatBytes(static_cast<double>(r.file_bytes)).c_str(),
-                static_cast<unsigned long long>(r.shards_written + r.shards_reused),
-                static_cast<unsigned long long>(r.shards_written), static_cast<unsigned long long>(r.shards_reused),
-                raw > 0 ? 8.0 * static_cast<double>(r.file_bytes) / raw : 0.0, r.seconds);
+    std::printf(
+        "sharded %llu sources, %llu documents: train %s, val %s -> %s in %llu shards "
+        "(%llu written, %llu reused), %.3f bpb as stored, %.2f s\n",
+        static_cast<unsigned long long>(r.sources), static_cast<unsigned long long>(r.documents),
+        Progress::FormatBytes(static_cast<double>(r.train_bytes)).c_str(),
+        Progress::FormatBytes(static_cast<double>(r.val_bytes)).c_str(),
+        Progress::FormatBytes(static_cast<double>(r.file_bytes)).c_str(),
+        static_cast<unsigned long long>(r.shards_written + r.shards_reused),
+        static_cast<unsigned long long>(r.shards_written), static_cast<unsigned long long>(r.shards_reused),
+        raw > 0 ? 8.0 * static_cast<double>(r.file_bytes) / raw : 0.0, r.seconds);
     if (r.bad_records) std::printf("skipped %llu bad JSONL records\n", static_cast<unsigned long long>(r.bad_records));
     std::printf("dataset: %s\n", a->job.out.c_str());
   });
@@ -83,27 +84,43 @@ void AddInspectCommand(CLI::App& app) {
       j["dir"] = a->dir;
       j["format_version"] = m.format_version();
       j["dataset_id"] = Hex64(m.dataset_id());
-      j["params"] = {{"frame_bytes", p.frame_bytes()}, {"shard_bytes", p.shard_bytes()}, {"level", p.level()},
-                     {"val_fraction", p.val_fraction()}, {"jsonl_field", p.jsonl_field()},
+      j["params"] = {{"frame_bytes", p.frame_bytes()},
+                     {"shard_bytes", p.shard_bytes()},
+                     {"level", p.level()},
+                     {"val_fraction", p.val_fraction()},
+                     {"jsonl_field", p.jsonl_field()},
                      {"skip_bad_records", p.skip_bad_records()}};
       j["val_tail_fallback"] = m.val_tail_fallback();
       j["empty_documents"] = m.empty_documents();
       for (const auto& s : m.sources())
-        j["sources"].push_back({{"path", s.path()}, {"size", s.size()}, {"xxh64", Hex64(s.xxh64())},
-                                {"documents", s.documents()}, {"bad_records", s.bad_records()}});
+        j["sources"].push_back({{"path", s.path()},
+                                {"size", s.size()},
+                                {"xxh64", Hex64(s.xxh64())},
+                                {"documents", s.documents()},
+                                {"bad_records", s.bad_records()}});
       for (const auto& s : m.splits())
-        j["splits"][SplitLabel(s.split())] = {{"bytes", s.bytes()}, {"documents", s.documents()}, {"shards", s.shards()}};
+        j["splits"][SplitLabel(s.split())] = {
+            {"bytes", s.bytes()}, {"documents", s.documents()}, {"shards", s.shards()}};
       for (const auto& s : m.shards())
-        j["shards"].push_back({{"name", s.name()}, {"split", SplitLabel(s.split())}, {"index", s.index()},
-                               {"raw_offset", s.raw_offset()}, {"raw_bytes", s.raw_bytes()},
-                               {"file_bytes", s.file_bytes()}, {"frames", s.frames()}, {"documents", s.documents()},
-                               {"raw_xxh64", Hex64(s.raw_xxh64())}, {"file_xxh64", Hex64(s.file_xxh64())}});
+        j["shards"].push_back({{"name", s.name()},
+                               {"split", SplitLabel(s.split())},
+                               {"index", s.index()},
+                               {"raw_offset", s.raw_offset()},
+                               {"raw_bytes", s.raw_bytes()},
+                               {"file_bytes", s.file_bytes()},
+                               {"frames", s.frames()},
+                               {"documents", s.documents()},
+                               {"raw_xxh64", Hex64(s.raw_xxh64())},
+                               {"file_xxh64", Hex64(s.file_xxh64())}});
       j["documents"] = m.documents_size();
       if (a->documents) {
         j["document_list"] = nlohmann::ordered_json::array();
         for (const auto& d : m.documents())
-          j["document_list"].push_back({{"source", d.source()}, {"split", SplitLabel(d.split())},
-                                        {"offset", d.offset()}, {"length", d.length()}, {"xxh64", Hex64(d.xxh64())}});
+          j["document_list"].push_back({{"source", d.source()},
+                                        {"split", SplitLabel(d.split())},
+                                        {"offset", d.offset()},
+                                        {"length", d.length()},
+                                        {"xxh64", Hex64(d.xxh64())}});
       }
       // Paths are bytes; JSON wants UTF-8: invalid sequences print as U+FFFD.
       std::printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
@@ -116,7 +133,8 @@ void AddInspectCommand(CLI::App& app) {
     std::printf("format       %u, id %s\n", m.format_version(), Hex64(m.dataset_id()).c_str());
     std::printf("params       frame %llu B, shard %llu B, zstd level %d, val fraction %g%s%s\n",
                 static_cast<unsigned long long>(p.frame_bytes()), static_cast<unsigned long long>(p.shard_bytes()),
-                p.level(), p.val_fraction(), p.jsonl_field().empty() ? "" : (", jsonl field '" + p.jsonl_field() + "'").c_str(),
+                p.level(), p.val_fraction(),
+                p.jsonl_field().empty() ? "" : (", jsonl field '" + p.jsonl_field() + "'").c_str(),
                 p.skip_bad_records() ? ", bad records skipped" : "");
     std::printf("size         %s raw, %s stored (%.3f bits per byte)\n", Progress::FormatBytes(raw).c_str(),
                 Progress::FormatBytes(static_cast<double>(file_bytes)).c_str(),
@@ -126,8 +144,10 @@ void AddInspectCommand(CLI::App& app) {
                   static_cast<unsigned long long>(s.bytes()), static_cast<unsigned long long>(s.documents()),
                   static_cast<unsigned long long>(s.shards()));
     if (m.val_tail_fallback())
-      std::printf("note         hash routing left a split empty: the last document was cut into a train head and a val tail\n");
-    if (m.empty_documents()) std::printf("note         %llu empty documents\n", static_cast<unsigned long long>(m.empty_documents()));
+      std::printf(
+          "note         hash routing left a split empty: the last document was cut into a train head and a val tail\n");
+    if (m.empty_documents())
+      std::printf("note         %llu empty documents\n", static_cast<unsigned long long>(m.empty_documents()));
     std::printf("sources      %d\n", m.sources_size());
     const int show = m.sources_size() <= 20 ? m.sources_size() : 10;
     for (int i = 0; i < show; ++i) {
@@ -191,12 +211,13 @@ void AddCatCommand(CLI::App& app) {
     std::string dir, split = "all";
   };
   auto a = std::make_shared<Args>();
-  CLI::App* c = app.add_subcommand(
-      "cat",
-      "Write the documents' bytes to stdout in manifest order (input order). With --split all and\n"
-      "plain-file inputs this reproduces the inputs concatenated, byte for byte.");
+  CLI::App* c =
+      app.add_subcommand("cat",
+                         "Write the documents' bytes to stdout in manifest order (input order). With --split all and\n"
+                         "plain-file inputs this reproduces the inputs concatenated, byte for byte.");
   c->add_option("dir", a->dir, "Dataset directory")->required();
-  c->add_option("--split", a->split, "train, val or all")->check(CLI::IsMember({"train", "val", "all"}))
+  c->add_option("--split", a->split, "train, val or all")
+      ->check(CLI::IsMember({"train", "val", "all"}))
       ->capture_default_str();
   c->callback([a] {
     // Nothing reaches stdout before its document's XXH64 has been checked: `cat` never prints

@@ -13,8 +13,8 @@
 #include <cstdlib>
 #include <ctime>
 #include <memory>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -22,11 +22,11 @@
 
 #include "apps/commands.h"
 #include "apps/job_options.h"
+#include "base/error.h"
+#include "base/file_io.h"
 #include "pipeline/export.h"
 #include "pipeline/monitor.h"
 #include "pipeline/progress.h"
-#include "base/error.h"
-#include "base/file_io.h"
 
 namespace bitbyte::cli {
 namespace {
@@ -51,8 +51,8 @@ bool OnPath(const std::string& program) {
 std::string RenderWithDot(const std::string& dot, const std::string& format) {
   if (!OnPath("dot"))
     throw Error("--format " + format +
-                             " needs Graphviz's 'dot', which is not on PATH: install it (apt-get install graphviz), "
-                             "or use --format dot or json and render elsewhere");
+                " needs Graphviz's 'dot', which is not on PATH: install it (apt-get install graphviz), "
+                "or use --format dot or json and render elsewhere");
   char dir_template[] = "/tmp/bitbyte-graph.XXXXXX";
   const char* dir = ::mkdtemp(dir_template);
   if (!dir) throw Error(ErrnoMessage("create", "/tmp/bitbyte-graph.XXXXXX", errno));
@@ -124,7 +124,7 @@ std::string FiguresDocument(const std::string& dir, const std::string& job) {
   const std::string path = io::JoinPath(dir, kFiguresFile);
   if (!io::Default().Exists(path))
     throw UsageError("--figures " + dir + ": no " + kFiguresFile +
-                                " there (a run writes it while it runs; older runs have none)");
+                     " there (a run writes it while it runs; older runs have none)");
   const std::string text = io::ReadFile(io::Default(), path);
   const json doc = json::parse(text, nullptr, false);
   if (!doc.is_object()) throw DataError(path + ": not JSON (damaged?)");
@@ -137,9 +137,11 @@ std::string FiguresDocument(const std::string& dir, const std::string& job) {
 
 void Emit(const std::string& document, const std::string& source, const GraphArgs& g) {
   const std::string format = FormatOf(g.format, g.out);
-  if (g.out.empty() && format == "png" && ::isatty(1)) throw UsageError("--format png writes binary: give --graph-out FILE");
+  if (g.out.empty() && format == "png" && ::isatty(1))
+    throw UsageError("--format png writes binary: give --graph-out FILE");
   std::string bytes;
-  if (format == "json") bytes = document;
+  if (format == "json")
+    bytes = document;
   else {
     bytes = pipeline::PipelineDot(document, source);
     if (format != "dot") bytes = RenderWithDot(bytes, format);
@@ -155,13 +157,13 @@ void Emit(const std::string& document, const std::string& source, const GraphArg
 }  // namespace
 
 void AddGraphCommand(CLI::App& app, DescribeTrain describe_train) {
-  CLI::App* graph = app.add_subcommand(
-      "graph",
-      "Print the flow graph a job would build, without running it: every node with its kind,\n"
-      "concurrency and queue bound, every edge with what flows on it. With --figures DIR, the\n"
-      "graph as it ran in DIR with its live per-node figures (busy %, idle %, blocked %, queue,\n"
-      "throughput), coloured by busy % with the bottleneck outlined. Formats: dot, json, and svg\n"
-      "or png through Graphviz. Format of the figures: docs/pipeline.md");
+  CLI::App* graph =
+      app.add_subcommand("graph",
+                         "Print the flow graph a job would build, without running it: every node with its kind,\n"
+                         "concurrency and queue bound, every edge with what flows on it. With --figures DIR, the\n"
+                         "graph as it ran in DIR with its live per-node figures (busy %, idle %, blocked %, queue,\n"
+                         "throughput), coloured by busy % with the bottleneck outlined. Formats: dot, json, and svg\n"
+                         "or png through Graphviz. Format of the figures: docs/pipeline.md");
   graph->require_subcommand(1);
 
   struct ShardGraph {
@@ -169,7 +171,8 @@ void AddGraphCommand(CLI::App& app, DescribeTrain describe_train) {
     GraphArgs g;
   };
   auto sa = std::make_shared<ShardGraph>();
-  CLI::App* shard = graph->add_subcommand("shard", "The graphs of 'bitbyte shard' (scan, then write) for these options");
+  CLI::App* shard =
+      graph->add_subcommand("shard", "The graphs of 'bitbyte shard' (scan, then write) for these options");
   AddShardJobOptions(shard, &sa->job, /*for_job=*/false);
   AddGraphOutputOptions(shard, &sa->g);
   shard->callback([sa] {

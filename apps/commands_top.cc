@@ -19,13 +19,13 @@
 
 #include "apps/commands.h"
 #include "apps/job_options.h"
-#include "train/config.h"
-#include "runs/layout.h"
-#include "runs/run_dir.h"
+#include "base/error.h"
+#include "base/file_io.h"
 #include "pipeline/monitor.h"
 #include "pipeline/progress.h"
-#include "base/file_io.h"
-#include "base/error.h"
+#include "runs/layout.h"
+#include "runs/run_dir.h"
+#include "train/config.h"
 
 namespace bitbyte::cli {
 namespace {
@@ -34,8 +34,8 @@ using pipeline::kFiguresFile;
 
 struct Frame {
   std::optional<runs::PipelineInfo> pipeline;  // absent when missing or damaged
-  std::string pipeline_problem;  // why it could not be read
-  runs::RunDirContents metrics;  // the records of metrics.jsonl's tail
+  std::string pipeline_problem;                // why it could not be read
+  runs::RunDirContents metrics;                // the records of metrics.jsonl's tail
   int64_t total_steps = 0;
   bool metrics_file = false;
 };
@@ -128,8 +128,8 @@ std::string Render(const std::string& dir, const Frame& f) {
                   static_cast<long long>(p.threads.value_or(0)), age);
     s += line;
   } else {
-    s += "no live figures: " + (f.pipeline_problem.empty() ? dir + "/" + kFiguresFile + " is missing" : f.pipeline_problem) +
-         "\n";
+    s += "no live figures: " +
+         (f.pipeline_problem.empty() ? dir + "/" + kFiguresFile + " is missing" : f.pipeline_problem) + "\n";
   }
   if (const runs::StepRecord* m = f.metrics.LatestStep()) {
     std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  lr %.2e  %s/s  data wait %.2f%%  elapsed %s",
@@ -179,7 +179,6 @@ std::string Render(const std::string& dir, const Frame& f) {
 volatile sig_atomic_t g_top_stop = 0;
 extern "C" void OnTopSignal(int) { g_top_stop = 1; }
 
-
 }  // namespace
 
 void AddTopCommand(CLI::App& app) {
@@ -189,12 +188,12 @@ void AddTopCommand(CLI::App& app) {
     bool once = false;
   };
   auto a = std::make_shared<Args>();
-  CLI::App* c = app.add_subcommand(
-      "top",
-      "A terminal view of a running (or finished) job: the latest training metrics and the live\n"
-      "per-node figures of its flow graph (busy/idle/blocked %, in/out, queue, throughput), read\n"
-      "from RUN_DIR/pipeline.json and metrics.jsonl and refreshed until the job ends or Ctrl-C.\n"
-      "Works on a dataset directory while 'bitbyte shard' writes it too.");
+  CLI::App* c =
+      app.add_subcommand("top",
+                         "A terminal view of a running (or finished) job: the latest training metrics and the live\n"
+                         "per-node figures of its flow graph (busy/idle/blocked %, in/out, queue, throughput), read\n"
+                         "from RUN_DIR/pipeline.json and metrics.jsonl and refreshed until the job ends or Ctrl-C.\n"
+                         "Works on a dataset directory while 'bitbyte shard' writes it too.");
   c->add_option("RUN_DIR", a->dir, "Run directory (or a dataset directory being sharded)")->required();
   c->add_option("--interval", a->interval, "Seconds between refreshes")
       ->check(FiniteRange(pipeline::kMinFiguresInterval, pipeline::kMaxFiguresInterval))
@@ -202,8 +201,7 @@ void AddTopCommand(CLI::App& app) {
   c->add_flag("--once", a->once, "Print one frame and exit");
   c->callback([a] {
     struct stat st;
-    if (::stat(a->dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-      throw UsageError(a->dir + ": no such directory");
+    if (::stat(a->dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw UsageError(a->dir + ": no such directory");
     const bool tty = ::isatty(1);
     struct sigaction sa = {}, old_int = {}, old_term = {};
     sa.sa_handler = OnTopSignal;
@@ -227,17 +225,20 @@ void AddTopCommand(CLI::App& app) {
       const Frame f = ReadFrame(a->dir);
       if (!f.pipeline && f.pipeline_problem.empty() && !f.metrics_file) {
         if (a->once)
-          throw UsageError(a->dir + " has neither pipeline.json nor metrics.jsonl: not a run or dataset "
-                                      "directory, or its job has not started yet");
+          throw UsageError(a->dir +
+                           " has neither pipeline.json nor metrics.jsonl: not a run or dataset "
+                           "directory, or its job has not started yet");
         if (!waited) std::fprintf(stderr, "waiting for %s/%s ...\n", a->dir.c_str(), kFiguresFile);
         waited = true;
       } else {
         std::string frame = Render(a->dir, f);
         const bool says_running = f.pipeline && f.pipeline->state == "running";
         const bool live = held ? *held : says_running && frame.find("stopped without finishing") == std::string::npos;
-        if (live && !says_running) frame += "\na job holds " + a->dir + ": it is starting (the figures above are older)\n";
+        if (live && !says_running)
+          frame += "\na job holds " + a->dir + ": it is starting (the figures above are older)\n";
         if (!live && says_running && frame.find("stopped without finishing") == std::string::npos)
-          frame += "\nthe job stopped without finishing: pipeline.json says running, but no process holds " + a->dir + "\n";
+          frame +=
+              "\nthe job stopped without finishing: pipeline.json says running, but no process holds " + a->dir + "\n";
         if (tty && !a->once) std::fputs("\x1b[H\x1b[2J", stdout);
         std::fputs(frame.c_str(), stdout);
         std::fflush(stdout);
@@ -249,6 +250,5 @@ void AddTopCommand(CLI::App& app) {
     }
   });
 }
-
 
 }  // namespace bitbyte::cli

@@ -9,11 +9,11 @@
 
 #include "apps/commands.h"
 #include "apps/job_options.h"
+#include "base/error.h"
 #include "models/registry.h"
+#include "pipeline/progress.h"
 #include "train/config.h"
 #include "train/train_job.h"
-#include "pipeline/progress.h"
-#include "base/error.h"
 
 namespace bitbyte::cli {
 namespace {
@@ -28,14 +28,15 @@ std::string TrackList() {
 
 void AddTrainCommand(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
-  CLI::App* c = app.add_subcommand(
-      "train",
-      "Train a byte-level model on a sharded dataset, as one tbb::flow graph: batch source ->\n"
-      "prefetch -> train step -> metrics, eval (val bpb) and an asynchronous checkpoint sink.\n"
-      "Writes RUN_DIR/config.txtpb, run.json, metrics.jsonl and checkpoints/. SIGINT or SIGTERM\n"
-      "stops after the current step with a checkpoint; --resume RUN_DIR continues bit-exactly.\n"
-      "Config: protobuf text (train/train_config.proto); see --print-config and docs/training.md.\n"
-      "Models:" + TrackList());
+  CLI::App* c =
+      app.add_subcommand("train",
+                         "Train a byte-level model on a sharded dataset, as one tbb::flow graph: batch source ->\n"
+                         "prefetch -> train step -> metrics, eval (val bpb) and an asynchronous checkpoint sink.\n"
+                         "Writes RUN_DIR/config.txtpb, run.json, metrics.jsonl and checkpoints/. SIGINT or SIGTERM\n"
+                         "stops after the current step with a checkpoint; --resume RUN_DIR continues bit-exactly.\n"
+                         "Config: protobuf text (train/train_config.proto); see --print-config and docs/training.md.\n"
+                         "Models:" +
+                             TrackList());
   AddTrainJobOptions(c, a.get(), /*for_job=*/true);
   c->callback([a] {
     const train::TrainOptions o = TrainOptionsOf(*a);
@@ -85,8 +86,7 @@ void AddEvalCommand(CLI::App& app) {
   AddRuntimeOptions(c, &a->o.threads, &a->o.device);
   c->add_flag("--json", a->json, "Print {\"bpb\": ..., \"bytes\": ...}");
   c->callback([a] {
-    if (a->o.data_dir.empty() == a->o.files.empty())
-      throw UsageError("give exactly one of --data DIR or FILE...");
+    if (a->o.data_dir.empty() == a->o.files.empty()) throw UsageError("give exactly one of --data DIR or FILE...");
     train::ValidateEvalOptions(a->o);
     const train::EvalSummary s = train::RunEval(a->o);
     if (a->json) {

@@ -5,11 +5,11 @@
 #include <cstdlib>
 
 #include "apps/cli_util.h"
-#include "train/config.h"
+#include "base/error.h"
 #include "pipeline/graph.h"
 #include "pipeline/monitor.h"
-#include "base/error.h"
 #include "sharding/plan.h"
+#include "train/config.h"
 
 namespace bitbyte::cli {
 
@@ -31,7 +31,8 @@ void AddShardJobOptions(CLI::App* c, ShardArgs* a, bool for_job) {
     inputs->required();
     out->required();
   }
-  c->add_option("--threads", a->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, pipeline::kMaxThreads));
+  c->add_option("--threads", a->threads, "Worker threads (default: all cores)")
+      ->check(CLI::Range(0, pipeline::kMaxThreads));
   c->add_option("--level", a->level, "zstd compression level, 1-22")->check(CLI::Range(1, 22))->capture_default_str();
   c->add_option("--val-fraction", a->val_fraction, "Share of documents (by hash) for validation, in [0,1)")
       ->capture_default_str();
@@ -118,7 +119,8 @@ void AddTrainJobOptions(CLI::App* c, TrainArgs* a, bool for_job) {
   c->add_flag("--print-config", a->print_config,
               PrintOnly("Print the effective config (every field) and exit", for_job));
   c->add_flag("-q,--quiet", a->quiet, PrintOnly("No progress lines", for_job));
-  c->add_flag("--stats", a->stats, PrintOnly("Print per-node figures of the graph at the end (items, busy time)", for_job));
+  c->add_flag("--stats", a->stats,
+              PrintOnly("Print per-node figures of the graph at the end (items, busy time)", for_job));
 }
 
 train::TrainOptions TrainOptionsOf(const TrainArgs& a) {

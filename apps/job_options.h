@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "train/train_job.h"
 #include "sharding/shard_job.h"
+#include "train/train_job.h"
 
 namespace bitbyte::cli {
 

@@ -25,9 +25,9 @@
 
 #include "apps/cli_util.h"
 #include "apps/commands.h"
-#include "pipeline/graph.h"
-#include "base/version.h"
 #include "base/error.h"
+#include "base/version.h"
+#include "pipeline/graph.h"
 
 namespace {
 

@@ -68,8 +68,7 @@ class PosixWritableFile final : public WritableFile {
 
 class PosixReadableFile final : public ReadableFile {
  public:
-  PosixReadableFile(std::string path, int fd, uint64_t size)
-      : path_(std::move(path)), fd_(fd), size_(size) {}
+  PosixReadableFile(std::string path, int fd, uint64_t size) : path_(std::move(path)), fd_(fd), size_(size) {}
   ~PosixReadableFile() override { ::close(fd_); }
   void ReadAt(uint64_t offset, size_t n, char* out) const override {
     size_t done = 0;
@@ -77,13 +76,11 @@ class PosixReadableFile final : public ReadableFile {
       ssize_t r = ::pread(fd_, out + done, n - done, static_cast<off_t>(offset + done));
       if (r < 0) {
         if (errno == EINTR) continue;
-        throw Error(ErrnoMessage("read", path_, errno) + " at offset " +
-                    std::to_string(offset + done));
+        throw Error(ErrnoMessage("read", path_, errno) + " at offset " + std::to_string(offset + done));
       }
       if (r == 0) {
-        throw DataError("'" + path_ + "': unexpected end of file at offset " +
-                        std::to_string(offset + done) + " (wanted " + std::to_string(n) +
-                        " bytes at offset " + std::to_string(offset) + ", file has " +
+        throw DataError("'" + path_ + "': unexpected end of file at offset " + std::to_string(offset + done) +
+                        " (wanted " + std::to_string(n) + " bytes at offset " + std::to_string(offset) + ", file has " +
                         std::to_string(size_) + ")");
       }
       done += static_cast<size_t>(r);
@@ -142,12 +139,10 @@ class PosixFileSystem final : public FileSystem {
     return std::make_unique<PosixReadableFile>(path, fd, static_cast<uint64_t>(st.st_size));
   }
   void Rename(const std::string& from, const std::string& to) override {
-    if (::rename(from.c_str(), to.c_str()) != 0)
-      throw Error(ErrnoMessage("rename", from, errno) + " to '" + to + "'");
+    if (::rename(from.c_str(), to.c_str()) != 0) throw Error(ErrnoMessage("rename", from, errno) + " to '" + to + "'");
   }
   void Remove(const std::string& path) override {
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-      throw Error(ErrnoMessage("remove", path, errno));
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw Error(ErrnoMessage("remove", path, errno));
   }
   void RemoveAll(const std::string& path) override {
     struct stat st;
@@ -312,13 +307,17 @@ std::string ReadFile(FileSystem& fs, const std::string& path) {
   return out;
 }
 
-void WriteFileAtomic(FileSystem& fs, const std::string& path, std::string_view data) {
+namespace {
+
+// `data` to a temp file beside `path`, renamed over it: a reader never sees half of it. `durable`:
+// fsync the file before the rename and the directory after it, so a crash keeps old or new.
+void ReplaceThroughTemp(FileSystem& fs, const std::string& path, std::string_view data, bool durable) {
   const std::string tmp = path + ".tmp";
   try {
     {
       auto f = fs.NewWritableFile(tmp);
       f->Append(data);
-      f->Sync();
+      if (durable) f->Sync();
       f->Close();
     }
     fs.Rename(tmp, path);
@@ -331,25 +330,17 @@ void WriteFileAtomic(FileSystem& fs, const std::string& path, std::string_view d
     }
     throw;
   }
-  fs.SyncDir(DirName(path));
+  if (durable) fs.SyncDir(DirName(path));
+}
+
+}  // namespace
+
+void WriteFileAtomic(FileSystem& fs, const std::string& path, std::string_view data) {
+  ReplaceThroughTemp(fs, path, data, /*durable=*/true);
 }
 
 void ReplaceFile(FileSystem& fs, const std::string& path, std::string_view data) {
-  const std::string tmp = path + ".tmp";
-  try {
-    {
-      auto f = fs.NewWritableFile(tmp);
-      f->Append(data);
-      f->Close();
-    }
-    fs.Rename(tmp, path);
-  } catch (...) {
-    try {
-      fs.Remove(tmp);
-    } catch (...) {
-    }
-    throw;
-  }
+  ReplaceThroughTemp(fs, path, data, /*durable=*/false);
 }
 
 uint64_t HashRange(const ReadableFile& file, uint64_t offset, uint64_t length) {
@@ -363,7 +354,6 @@ uint64_t HashRange(const ReadableFile& file, uint64_t offset, uint64_t length) {
   }
   return h.Digest();
 }
-
 
 DirLock::DirLock(const std::string& dir) {
   fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -18,8 +18,8 @@ class WritableFile {
   // Throws Error on failure; after a short write the message says how much of `data` landed
   // ("after 50 of 223 bytes"), and Size() still counts only the appends that completed.
   virtual void Append(std::string_view data) = 0;
-  virtual void Sync() = 0;                          // fsync
-  virtual void StartSync() {}                       // start writeback without waiting for it
+  virtual void Sync() = 0;     // fsync
+  virtual void StartSync() {}  // start writeback without waiting for it
   virtual void Close() = 0;
   // Cuts the file back to `size` bytes (a partial record off the end of an append-only file).
   virtual void Truncate(uint64_t size) = 0;
@@ -80,7 +80,9 @@ class FileSystemWrapper : public FileSystem {
   explicit FileSystemWrapper(FileSystem& target = Posix()) : target_(target) {}
   FileSystem& target() const { return target_; }
 
-  std::unique_ptr<WritableFile> NewWritableFile(const std::string& path) override { return target_.NewWritableFile(path); }
+  std::unique_ptr<WritableFile> NewWritableFile(const std::string& path) override {
+    return target_.NewWritableFile(path);
+  }
   std::unique_ptr<WritableFile> NewAppendableFile(const std::string& path, bool must_create) override {
     return target_.NewAppendableFile(path, must_create);
   }

@@ -8,9 +8,7 @@
 
 namespace bitbyte {
 
-inline uint64_t Xxh64(std::string_view data, uint64_t seed = 0) {
-  return XXH64(data.data(), data.size(), seed);
-}
+inline uint64_t Xxh64(std::string_view data, uint64_t seed = 0) { return XXH64(data.data(), data.size(), seed); }
 
 class Xxh64Stream {
  public:

@@ -7,7 +7,7 @@
 
 namespace bitbyte {
 
-inline constexpr char kVersion[] = BITBYTE_VERSION;             // "0.1.0"
+inline constexpr char kVersion[] = BITBYTE_VERSION;                   // "0.1.0"
 inline constexpr char kVersionString[] = "bitbyte " BITBYTE_VERSION;  // "bitbyte 0.1.0"
 
 }  // namespace bitbyte

@@ -41,8 +41,8 @@ torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, co
   const auto k3 = k.reshape({b * h, t, d});
   const auto v3 = v.reshape({b * h, t, d});
   // One fused op for scores, scale and mask: mask + (1/sqrt(D)) q k^T.
-  const torch::Tensor scores = torch::baddbmm(CausalMask(t, q.options().requires_grad(false)), q3,
-                                              k3.transpose(1, 2), /*beta=*/1.0, /*alpha=*/1.0 / std::sqrt(double(d)));
+  const torch::Tensor scores = torch::baddbmm(CausalMask(t, q.options().requires_grad(false)), q3, k3.transpose(1, 2),
+                                              /*beta=*/1.0, /*alpha=*/1.0 / std::sqrt(double(d)));
   return torch::bmm(torch::softmax(scores, -1), v3).view({b, h, t, d});
 }
 

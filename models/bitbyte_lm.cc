@@ -24,8 +24,7 @@ void InitLinear(nn::Linear& l, double std) {
 
 }  // namespace
 
-TransformerBlockImpl::TransformerBlockImpl(const pb::BitByteLMConfig& c)
-    : n_head_(c.n_head()), dropout_(c.dropout()) {
+TransformerBlockImpl::TransformerBlockImpl(const pb::BitByteLMConfig& c) : n_head_(c.n_head()), dropout_(c.dropout()) {
   const int64_t d = c.d_model();
   ln1_ = register_module("ln1", nn::LayerNorm(nn::LayerNormOptions({d})));
   qkv_ = register_module("qkv", nn::Linear(d, 3 * d));
@@ -49,8 +48,9 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x) {
   // [B, T, 3, H, D/H] -> q, k, v: [B, H, T, D/H]. unbind, not indexing: its backward is one
   // stack instead of three zero-filled full-size tensors.
   const std::vector<torch::Tensor> qkv = Apply(qkv_, ln1_(x)).view({b, t, 3, n_head_, d / n_head_}).unbind(2);
-  const torch::Tensor y =
-      CausalAttention(qkv[0].transpose(1, 2), qkv[1].transpose(1, 2), qkv[2].transpose(1, 2)).transpose(1, 2).reshape({b, t, d});
+  const torch::Tensor y = CausalAttention(qkv[0].transpose(1, 2), qkv[1].transpose(1, 2), qkv[2].transpose(1, 2))
+                              .transpose(1, 2)
+                              .reshape({b, t, d});
   torch::Tensor out = x + Dropout(Apply(proj_, y));
   return out + Dropout(Apply(fc2_, torch::gelu(Apply(fc1_, ln2_(out)))));
 }
@@ -83,8 +83,8 @@ torch::Tensor BitByteLM::forward(const torch::Tensor& bytes) {
 std::string BitByteLM::Describe() const {
   std::ostringstream os;
   os << "bitbyte_lm: d_model " << config_.d_model() << ", " << config_.n_layer() << " layers, " << config_.n_head()
-     << " heads, d_ff " << FeedForwardWidth(config_) << ", context " << config_.context() << "; "
-     << ParameterCount() << " parameters";
+     << " heads, d_ff " << FeedForwardWidth(config_) << ", context " << config_.context() << "; " << ParameterCount()
+     << " parameters";
   return os.str();
 }
 

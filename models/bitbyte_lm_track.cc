@@ -16,8 +16,8 @@ void Validate(const pb::ModelConfig& config) {
   RequireRange("bitbyte_lm.n_head", c.n_head(), 1, c.d_model());
   RequireRange("bitbyte_lm.context", c.context(), 2, kMaxContext);  // at least data.seq_len >= 2
   if (c.d_ff() < 0 || c.d_ff() > kMaxFfWidth)
-    Bad("bitbyte_lm.d_ff", "must be 0 (4 x d_model) or in [1, " + std::to_string(kMaxFfWidth) + "], got " +
-                               std::to_string(c.d_ff()));
+    Bad("bitbyte_lm.d_ff",
+        "must be 0 (4 x d_model) or in [1, " + std::to_string(kMaxFfWidth) + "], got " + std::to_string(c.d_ff()));
   if (c.d_model() % c.n_head() != 0)
     Bad("bitbyte_lm.n_head", std::to_string(c.n_head()) + " does not divide d_model " + std::to_string(c.d_model()));
   RequireReal("bitbyte_lm.dropout", c.dropout(), 0.0, 1.0, false, true);

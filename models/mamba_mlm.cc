@@ -21,7 +21,9 @@ void Normal(const torch::Tensor& w, double std) {
 
 int64_t MambaDtRank(const pb::MambaMLMConfig& c) { return c.dt_rank() > 0 ? c.dt_rank() : (c.d_model() + 15) / 16; }
 
-RMSNormImpl::RMSNormImpl(int64_t d, double eps) : eps_(eps) { weight_ = register_parameter("weight", torch::ones({d})); }
+RMSNormImpl::RMSNormImpl(int64_t d, double eps) : eps_(eps) {
+  weight_ = register_parameter("weight", torch::ones({d}));
+}
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   return x * torch::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps_) * weight_;
@@ -31,7 +33,8 @@ MambaBlockImpl::MambaBlockImpl(const pb::MambaMLMConfig& c)
     : inner_(int64_t{c.expand()} * c.d_model()), state_(c.d_state()), rank_(MambaDtRank(c)), conv_(c.d_conv()) {
   const int64_t d = c.d_model();
   in_proj_ = register_module("in_proj", nn::Linear(nn::LinearOptions(d, 2 * inner_).bias(false)));
-  conv1d_ = register_module("conv1d", nn::Conv1d(nn::Conv1dOptions(inner_, inner_, conv_).groups(inner_).padding(conv_ - 1)));
+  conv1d_ =
+      register_module("conv1d", nn::Conv1d(nn::Conv1dOptions(inner_, inner_, conv_).groups(inner_).padding(conv_ - 1)));
   x_proj_ = register_module("x_proj", nn::Linear(nn::LinearOptions(inner_, rank_ + 2 * state_).bias(false)));
   dt_proj_ = register_module("dt_proj", nn::Linear(nn::LinearOptions(rank_, inner_).bias(true)));
   out_proj_ = register_module("out_proj", nn::Linear(nn::LinearOptions(inner_, d).bias(false)));
@@ -57,10 +60,11 @@ torch::Tensor MambaBlockImpl::forward(const torch::Tensor& x) {
   const std::vector<torch::Tensor> xz = Apply(in_proj_, x).chunk(2, -1);  // [B, T, E] each
   // Causal depthwise convolution: padded on both sides by d_conv - 1, keep the first T outputs.
   const torch::Tensor u = torch::silu(conv1d_(xz[0].transpose(1, 2)).narrow(2, 0, t)).contiguous();  // [B, E, T]
-  const torch::Tensor x_dbl = Apply(x_proj_, u.transpose(1, 2));  // [B, T, R + 2N]
+  const torch::Tensor x_dbl = Apply(x_proj_, u.transpose(1, 2));                                     // [B, T, R + 2N]
   const std::vector<torch::Tensor> parts = x_dbl.split_with_sizes({rank_, state_, state_}, -1);
   const torch::Tensor delta = torch::softplus(Apply(dt_proj_, parts[0])).transpose(1, 2).contiguous();  // [B, E, T]
-  const torch::Tensor Bm = parts[1].transpose(1, 2).contiguous(), C = parts[2].transpose(1, 2).contiguous();  // [B, N, T]
+  const torch::Tensor Bm = parts[1].transpose(1, 2).contiguous(),
+                      C = parts[2].transpose(1, 2).contiguous();                    // [B, N, T]
   const torch::Tensor y = SelectiveScan(u, delta, -torch::exp(A_log_), Bm, C, D_);  // [B, E, T]
   return Apply(out_proj_, y.transpose(1, 2) * torch::silu(xz[1]));
 }

@@ -18,15 +18,15 @@ class ByteModel;  // models/model.h
 // The bounds of the model fields (docs/training.md, "Limits"): every size field is checked
 // against them, so parameter counts and tensor sizes never overflow; whether the model fits in
 // memory is checked with the optimizer state (train/config.h ValidateConfig).
-inline constexpr int32_t kMaxWidth = 1 << 16;     // d_model, dt_rank
-inline constexpr int32_t kMaxFfWidth = 1 << 18;   // bitbyte_lm.d_ff
-inline constexpr int32_t kMaxLayers = 1024;       // n_layer
-inline constexpr int32_t kMaxContext = 1 << 20;   // context, in [2, kMaxContext]
-inline constexpr int32_t kMaxDState = 1024;       // mamba_mlm.d_state
-inline constexpr int32_t kMaxDConv = 256;         // mamba_mlm.d_conv
-inline constexpr int32_t kMaxExpand = 64;         // mamba_mlm.expand
-inline constexpr double kMaxInitStd = 1.0;        // init_std, in (0, 1]
-inline constexpr double kMaxDt = 10.0;            // mamba_mlm.dt_min, dt_max, in (0, 10]
+inline constexpr int32_t kMaxWidth = 1 << 16;    // d_model, dt_rank
+inline constexpr int32_t kMaxFfWidth = 1 << 18;  // bitbyte_lm.d_ff
+inline constexpr int32_t kMaxLayers = 1024;      // n_layer
+inline constexpr int32_t kMaxContext = 1 << 20;  // context, in [2, kMaxContext]
+inline constexpr int32_t kMaxDState = 1024;      // mamba_mlm.d_state
+inline constexpr int32_t kMaxDConv = 256;        // mamba_mlm.d_conv
+inline constexpr int32_t kMaxExpand = 64;        // mamba_mlm.expand
+inline constexpr double kMaxInitStd = 1.0;       // init_std, in (0, 1]
+inline constexpr double kMaxDt = 10.0;           // mamba_mlm.dt_min, dt_max, in (0, 10]
 
 // Checks model.name, that the config's block (if any) is that track's, and the track's fields:
 // every number within its bounds (doubles finite). Throws UsageError naming the field

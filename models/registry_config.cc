@@ -31,7 +31,8 @@ void ValidateModelConfig(const pb::ModelConfig& config) {
   if (config.track_case() != pb::ModelConfig::TRACK_NOT_SET && config.track_case() != t->block) {
     const std::string other = config.GetDescriptor()->FindFieldByNumber(config.track_case())->name();
     throw UsageError("config field model." + other + ": the sizes of track '" + other + "', but model.name is '" +
-                     config.name() + "' (give model." + config.name() + " { ... }, or set model.name to '" + other + "')");
+                     config.name() + "' (give model." + config.name() + " { ... }, or set model.name to '" + other +
+                     "')");
   }
   t->validate(config);
 }
@@ -63,7 +64,8 @@ pb::ModelConfig MatchParameterCount(pb::ModelConfig config, int64_t target) {
   const double ideal = static_cast<double>(target - fixed) / static_cast<double>(per_layer);
   // Within the depth bound [1, kMaxLayers] (a target beyond it gets the deepest model).
   int64_t n = static_cast<int64_t>(std::clamp(std::floor(ideal), 1.0, static_cast<double>(kMaxLayers)));
-  if (n < kMaxLayers && std::llabs(fixed + (n + 1) * per_layer - target) < std::llabs(fixed + n * per_layer - target)) ++n;
+  if (n < kMaxLayers && std::llabs(fixed + (n + 1) * per_layer - target) < std::llabs(fixed + n * per_layer - target))
+    ++n;
   t.set_depth(config, static_cast<int32_t>(n));
   return config;
 }

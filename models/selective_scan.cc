@@ -1,5 +1,4 @@
 #include "models/selective_scan.h"
-#include "base/error.h"
 
 #include <ATen/Config.h>  // AT_PARALLEL_OPENMP
 #include <ATen/Parallel.h>
@@ -14,6 +13,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "base/error.h"
 
 namespace bitbyte::models {
 namespace {
@@ -32,9 +33,7 @@ std::string Dims(c10::IntArrayRef sizes) {
   return s.str();
 }
 
-[[noreturn]] void Fail(const char* fn, const std::string& what) {
-  throw InternalError(std::string(fn) + ": " + what);
-}
+[[noreturn]] void Fail(const char* fn, const std::string& what) { throw InternalError(std::string(fn) + ": " + what); }
 
 // t must be defined, float or double like ref (or itself when ref is null), on ref's device, of
 // `want` sizes (described by `names`, e.g. "[B, D, T]").
@@ -94,8 +93,8 @@ torch::Tensor ChunkedScan(const torch::Tensor& u, const torch::Tensor& delta, co
   const torch::Tensor x_in = (dt * padded(u).reshape({b, d, k, l})).unsqueeze(-1);                // [B, D, K, L, 1]
   const torch::Tensor b_c = padded(Bm).reshape({b, n, k, l}).permute({0, 2, 3, 1}).unsqueeze(1);  // [B, 1, K, L, N]
   const torch::Tensor c_c = padded(C).reshape({b, n, k, l}).permute({0, 2, 3, 1}).unsqueeze(1);   // [B, 1, K, L, N]
-  const torch::Tensor x = x_in * b_c;                                                          // [B, D, K, L, N]
-  const torch::Tensor s = (dt.unsqueeze(-1) * A.view({1, d, 1, 1, n})).cumsum(3);              // [B, D, K, L, N]
+  const torch::Tensor x = x_in * b_c;                                                             // [B, D, K, L, N]
+  const torch::Tensor s = (dt.unsqueeze(-1) * A.view({1, d, 1, 1, n})).cumsum(3);                 // [B, D, K, L, N]
   // seg[..., t, s, :] = S_t - S_s where s <= t, -inf above the diagonal.
   const torch::Tensor upper = torch::ones({l, l}, u.options().dtype(torch::kBool)).triu(1).view({1, 1, 1, l, l, 1});
   const torch::Tensor seg =
@@ -429,7 +428,7 @@ class FusedScan : public torch::autograd::Function<FusedScan> {
       const Operands<scalar_t> o = MakeOperands<scalar_t>(u, delta, a, bt, ct, dskip);
       scalar_t* yp = y.data_ptr<scalar_t>();
       at::parallel_for(0, rows, Grain(o.steps, o.states),
-                  [&](int64_t begin, int64_t end) { ForwardKernel<scalar_t>(o, yp, begin, end); });
+                       [&](int64_t begin, int64_t end) { ForwardKernel<scalar_t>(o, yp, begin, end); });
     });
     return y;
   }
@@ -455,7 +454,7 @@ class FusedScan : public torch::autograd::Function<FusedScan> {
       const Operands<scalar_t> o = MakeOperands<scalar_t>(u, delta, a, bt, ct, dskip);
       const scalar_t* gyp = gy.data_ptr<scalar_t>();
       at::parallel_for(0, batch * slices, 1,
-                  [&](int64_t begin, int64_t end) { BackwardKernel<scalar_t>(o, gyp, out, begin, end); });
+                       [&](int64_t begin, int64_t end) { BackwardKernel<scalar_t>(o, gyp, out, begin, end); });
     });
     return {gu,       gdelta, ga.sum(0), gb.sum(1).transpose(1, 2).contiguous(), gc.sum(1).transpose(1, 2).contiguous(),
             gd.sum(0)};

@@ -15,8 +15,8 @@
 namespace bitbyte::models {
 
 struct Track {
-  std::string name;     // model.name, and the name of its block in ModelConfig: "bitbyte_lm"
-  std::string summary;  // one line for --help
+  std::string name;                  // model.name, and the name of its block in ModelConfig: "bitbyte_lm"
+  std::string summary;               // one line for --help
   pb::ModelConfig::TrackCase block;  // its block in ModelConfig's `track` oneof
   // Checks the block's fields (absent: defaults) against their bounds; throws UsageError naming
   // the field ("config field model.bitbyte_lm.n_head: 3 does not divide d_model 256").

@@ -77,8 +77,10 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
   if (!doc.is_object() || !doc.contains("graphs") || !doc["graphs"].is_array())
     throw DataError(source + ": not a pipeline document (a JSON object with \"graphs\" expected)");
   const bool job_running = Str(doc, "state") == "running";
-  std::string dot = "digraph " + DotQuote(Str(doc, "job", "job")) + " {\n"
-                    "  rankdir=TB; fontname=\"Helvetica\"; node [fontname=\"Helvetica\" fontsize=10 style=\"filled,rounded\" fillcolor=\"#ffffff\"];\n"
+  std::string dot = "digraph " + DotQuote(Str(doc, "job", "job")) +
+                    " {\n"
+                    "  rankdir=TB; fontname=\"Helvetica\"; node [fontname=\"Helvetica\" fontsize=10 "
+                    "style=\"filled,rounded\" fillcolor=\"#ffffff\"];\n"
                     "  edge [fontname=\"Helvetica\" fontsize=9];\n";
   int gi = 0;
   for (const json& g : doc["graphs"]) {
@@ -89,10 +91,13 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
     // A job's graphs run one after the other: each is drawn by its own state (the last window
     // while it runs, the whole run once it stopped), as its bottleneck was chosen.
     const bool running = Str(g, "state") == "running";
-    const std::string bottleneck = g.contains("bottleneck") && g["bottleneck"].is_string() ? g["bottleneck"].get<std::string>() : "";
+    const std::string bottleneck =
+        g.contains("bottleneck") && g["bottleneck"].is_string() ? g["bottleneck"].get<std::string>() : "";
     std::string caption = gname;
-    if (g.contains("elapsed_s") && g["elapsed_s"].is_number()) caption += " (" + FormatDouble("%.1f", g["elapsed_s"].get<double>()) + " s)";
-    dot += "  subgraph " + DotQuote("cluster_" + std::to_string(gi)) + " {\n    label=" + DotQuote(caption) + "; style=dashed;\n";
+    if (g.contains("elapsed_s") && g["elapsed_s"].is_number())
+      caption += " (" + FormatDouble("%.1f", g["elapsed_s"].get<double>()) + " s)";
+    dot += "  subgraph " + DotQuote("cluster_" + std::to_string(gi)) + " {\n    label=" + DotQuote(caption) +
+           "; style=dashed;\n";
     for (const json& n : g["nodes"]) {
       if (!n.is_object() || !n.contains("name") || !n["name"].is_string())
         throw DataError(source + ": a node of graph '" + gname + "' has no name");
@@ -100,9 +105,12 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
       const std::string kind = Str(n, "kind", "?");
       const uint64_t conc = Count(n, "concurrency", 1);
       std::string label = (name == bottleneck ? "BOTTLENECK\n" : "") + name + "\n" + kind;
-      if (kind == "limiter") label += ", " + std::to_string(conc) + " tokens";
-      else if (kind == "sequencer") label += ", in order";
-      else label += conc == 0 ? ", parallel" : conc == 1 ? ", serial" : ", " + std::to_string(conc) + " at once";
+      if (kind == "limiter")
+        label += ", " + std::to_string(conc) + " tokens";
+      else if (kind == "sequencer")
+        label += ", in order";
+      else
+        label += conc == 0 ? ", parallel" : conc == 1 ? ", serial" : ", " + std::to_string(conc) + " at once";
       if (n.contains("queue_bound") && n["queue_bound"].is_number() && kind != "limiter")
         label += "\nqueue <= " + std::to_string(Count(n, "queue_bound"));
       std::string attrs = "shape=" + Shape(kind);
@@ -110,12 +118,13 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
       if (span.is_object()) {  // figures
         if (span.contains("busy_pct") && span["busy_pct"].is_number()) {
           const double busy = span["busy_pct"].get<double>();
-          label += "\nbusy " + FormatDouble("%.0f", busy) + "%  idle " + FormatDouble("%.0f", Num(span, "idle_pct")) + "%";
-          if (Num(span, "blocked_pct") >= 0.5) label += "  blocked " + FormatDouble("%.0f", Num(span, "blocked_pct")) + "%";
+          label +=
+              "\nbusy " + FormatDouble("%.0f", busy) + "%  idle " + FormatDouble("%.0f", Num(span, "idle_pct")) + "%";
+          if (Num(span, "blocked_pct") >= 0.5)
+            label += "  blocked " + FormatDouble("%.0f", Num(span, "blocked_pct")) + "%";
           attrs += " fillcolor=" + DotQuote(Fill(busy));
         }
-        label += "\nin " + std::to_string(Count(n, "in")) + "  out " +
-                 std::to_string(Count(n, "out"));
+        label += "\nin " + std::to_string(Count(n, "in")) + "  out " + std::to_string(Count(n, "out"));
         if (Num(n, "queue") > 0) label += "  queue " + std::to_string(Count(n, "queue"));
         if (kind == "limiter") label += "  tokens used " + std::to_string(Count(n, "in_flight"));
         label += "\n" + Rate(Num(span, "items_per_s"), "items");
@@ -127,11 +136,12 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
     dot += "  }\n";
     if (g.contains("edges") && g["edges"].is_array()) {
       for (const json& e : g["edges"]) {
-        if (!e.is_object() || !e.contains("from") || !e.contains("to") || !e["from"].is_string() || !e["to"].is_string())
+        if (!e.is_object() || !e.contains("from") || !e.contains("to") || !e["from"].is_string() ||
+            !e["to"].is_string())
           throw DataError(source + ": an edge of graph '" + gname + "' lacks from/to");
         const bool token = Str(e, "kind", "data") == "token";
-        dot += "  " + DotQuote(prefix + e["from"].get<std::string>()) + " -> " + DotQuote(prefix + e["to"].get<std::string>()) +
-               " [label=" + DotQuote(Str(e, "label")) +
+        dot += "  " + DotQuote(prefix + e["from"].get<std::string>()) + " -> " +
+               DotQuote(prefix + e["to"].get<std::string>()) + " [label=" + DotQuote(Str(e, "label")) +
                (token ? " style=dashed color=\"#777777\" fontcolor=\"#777777\" constraint=false" : "") + "];\n";
       }
     }
@@ -143,14 +153,15 @@ std::string PipelineDot(const std::string& json_text, const std::string& source)
       const json& b = doc["graphs"][i]["nodes"];
       if (!a.empty() && !b.empty())
         dot += "  " + DotQuote("g" + std::to_string(i - 1) + "_" + Str(a.back(), "name")) + " -> " +
-               DotQuote("g" + std::to_string(i) + "_" + Str(b.front(), "name")) +
-               " [style=invis];\n";
+               DotQuote("g" + std::to_string(i) + "_" + Str(b.front(), "name")) + " [style=invis];\n";
     }
   }
   if (doc.contains("graphs") && !doc["graphs"].empty() && doc["graphs"][0].contains("bottleneck"))
-    dot += "  legend [shape=plaintext label=\"fill: busy % (white 0%, red 100%)" +
-           std::string(job_running ? ", last " + FormatDouble("%.0f", Num(doc, "interval_s", 2)) + " s for a running graph" : ", whole run") +
-           "\"];\n";
+    dot +=
+        "  legend [shape=plaintext label=\"fill: busy % (white 0%, red 100%)" +
+        std::string(job_running ? ", last " + FormatDouble("%.0f", Num(doc, "interval_s", 2)) + " s for a running graph"
+                                : ", whole run") +
+        "\"];\n";
   return dot + "}\n";
 }
 

@@ -86,7 +86,8 @@ GraphSample Graph::Sample() const {
       x.started = st.started;
       // Time of bodies still running counts too.
       x.busy_ns = st.busy_ns + static_cast<uint64_t>(std::max<int64_t>(0, st.active * now - st.active_start_ns));
-      x.blocked_ns = st.blocked_ns + static_cast<uint64_t>(st.blocked_since_ns > 0 ? std::max<int64_t>(0, now - st.blocked_since_ns) : 0);
+      x.blocked_ns = st.blocked_ns + static_cast<uint64_t>(
+                                         st.blocked_since_ns > 0 ? std::max<int64_t>(0, now - st.blocked_since_ns) : 0);
     }
     x.in = st.kind == "source" ? x.out : st.in.load(std::memory_order_relaxed);
     x.bytes = st.bytes.load(std::memory_order_relaxed);
@@ -136,9 +137,7 @@ void Graph::Fail(const std::string& node, std::exception_ptr e) {
   g_.cancel();
 }
 
-void Graph::Cancel(const std::string& reason) {
-  Fail("cancel", std::make_exception_ptr(std::runtime_error(reason)));
-}
+void Graph::Cancel(const std::string& reason) { Fail("cancel", std::make_exception_ptr(std::runtime_error(reason))); }
 
 void Graph::Run() {
   for (auto& activate : activators_) activate();

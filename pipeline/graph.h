@@ -14,7 +14,6 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -44,8 +43,8 @@ class NodeError : public Error {
 // its output; what is in between waits in the node's queue or is being worked on.
 struct NodeStats {
   std::string name;
-  std::string kind;         // "source", "function", "limiter", "sequencer"
-  int concurrency = 1;      // 0: unlimited (a limiter: its tokens)
+  std::string kind;                   // "source", "function", "limiter", "sequencer"
+  int concurrency = 1;                // 0: unlimited (a limiter: its tokens)
   std::atomic<uint64_t> in{0};        // function nodes: messages accepted
   std::atomic<uint64_t> returned{0};  // limiters: tokens given back
   std::atomic<uint64_t> bytes{0};
@@ -104,6 +103,37 @@ struct GraphSample {
   std::vector<NodeSample> nodes;  // in the order of Graph::stats()
 };
 
+namespace detail {
+// A function_node that counts the messages it accepts, as it accepts them (a message waiting in
+// the node's queue is counted). tbb::flow has no public counter for this, and a counting node in
+// front does not do: a function_node does not keep the order of its outputs (a serial one may
+// start its next body before it has forwarded the last result; a lightweight one, measured, lets
+// messages after a sequencer_node overtake each other), and order matters after every sequencer.
+// So this overrides try_put_task, the protected virtual of the public tbb::flow::receiver through
+// which every predecessor and try_put deliver. Its task type is oneTBB's own and is named through
+// decltype, so a oneTBB release that changes the hook fails to compile here, not at run time;
+// tests/pipeline/graph_test.cc checks the counts and the order.
+template <typename In, typename Out>
+class CountedFunctionNode : public tbb::flow::function_node<In, Out> {
+  using Base = tbb::flow::function_node<In, Out>;
+
+ public:
+  template <typename... Args>
+  explicit CountedFunctionNode(std::atomic<uint64_t>& in, Args&&... args)
+      : Base(std::forward<Args>(args)...), in_(in) {}
+
+ protected:
+  auto try_put_task(const In& message) -> decltype(this->Base::try_put_task(message)) override {
+    in_.fetch_add(1, std::memory_order_relaxed);  // before: the body may finish before we return
+    auto* task = Base::try_put_task(message);
+    if (task == nullptr) in_.fetch_sub(1, std::memory_order_relaxed);  // rejected
+    return task;
+  }
+
+ private:
+  std::atomic<uint64_t>& in_;
+};
+}  // namespace detail
 
 // Caps the threads TBB may use while alive (one --threads for the whole process).
 class ScopedParallelism {
@@ -154,25 +184,11 @@ class Graph {
         throw;
       }
     };
-    auto& node = Own(name, std::make_unique<tbb::flow::function_node<In, Out>>(
-                               g_,
-                               concurrency == 0 ? static_cast<size_t>(tbb::flow::unlimited)
-                                                : static_cast<size_t>(concurrency),
-                               std::move(wrapped), tbb::flow::queueing(), priority));
-    // Its entry (public oneTBB API only): a serial pass-through that counts each message as the
-    // node is handed it. FIFO, so order is kept; it never waits, since the node's queue takes
-    // every message. Edges to the node (Connect) end at the entry.
-    auto entry = std::make_unique<tbb::flow::function_node<In, In>>(
-        g_, 1,
-        [&st](const In& message) {
-          st.in.fetch_add(1, std::memory_order_relaxed);
-          return message;
-        },
-        tbb::flow::queueing(), priority);
-    tbb::flow::make_edge(*entry, node);
-    entries_.emplace(static_cast<const void*>(&node), entry.get());
-    nodes_.push_back(std::move(entry));
-    return node;
+    return Own(
+        name,
+        std::make_unique<detail::CountedFunctionNode<In, Out>>(
+            st.in, g_, concurrency == 0 ? static_cast<size_t>(tbb::flow::unlimited) : static_cast<size_t>(concurrency),
+            std::move(wrapped), tbb::flow::queueing(), priority));
   }
 
   // An input_node (created inactive; Run() activates every source). Body: bool(Out&), false at end.
@@ -222,12 +238,11 @@ class Graph {
   void ReturnTokens(From& from, tbb::flow::limiter_node<T>& limiter) {
     using Out = typename From::output_type;
     NodeStats& st = *StatsOf(&limiter);
-    auto& to_token = Own(st.name + ".release",
-                         std::make_unique<tbb::flow::function_node<Out, tbb::flow::continue_msg>>(
-                             g_, tbb::flow::unlimited, [&st](const Out&) {
-                               st.returned.fetch_add(1, std::memory_order_relaxed);
-                               return tbb::flow::continue_msg();
-                             }));
+    auto& to_token = Own(st.name + ".release", std::make_unique<tbb::flow::function_node<Out, tbb::flow::continue_msg>>(
+                                                   g_, tbb::flow::unlimited, [&st](const Out&) {
+                                                     st.returned.fetch_add(1, std::memory_order_relaxed);
+                                                     return tbb::flow::continue_msg();
+                                                   }));
     tbb::flow::make_edge(from, to_token);
     tbb::flow::make_edge(to_token, limiter.decrementer());
     edges_.push_back({NameOf(&from), st.name, "token returned", "token"});
@@ -235,7 +250,7 @@ class Graph {
 
   template <typename From, typename To>
   void Connect(From& from, To& to, const std::string& label = "") {
-    tbb::flow::make_edge(from, EntryOf(to));
+    tbb::flow::make_edge(from, to);
     edges_.push_back({NameOf(&from), NameOf(&to), label, "data"});
   }
 
@@ -268,14 +283,6 @@ class Graph {
     return NameOfNode(static_cast<const tbb::flow::graph_node*>(node));
   }
   std::string NameOfNode(const void* node) const;
-  // Where edges to `to` end: the counting entry of a Function node, else the node itself.
-  template <typename To>
-  tbb::flow::receiver<typename To::input_type>& EntryOf(To& to) {
-    using In = typename To::input_type;
-    const auto it = entries_.find(static_cast<const void*>(&to));
-    if (it == entries_.end()) return to;
-    return *static_cast<tbb::flow::function_node<In, In>*>(it->second);
-  }
   template <typename Node>
   NodeStats* StatsOf(Node* node) {
     const std::string name = NameOf(node);
@@ -306,8 +313,10 @@ class Graph {
     st.busy_ns += static_cast<uint64_t>(std::max<int64_t>(0, t1 - ns0));
     --st.active;
     st.active_start_ns -= ns0;
-    if (item) ++st.items;
-    else --st.started;
+    if (item)
+      ++st.items;
+    else
+      --st.started;
     if (source && item) st.blocked_since_ns = t1;
   }
   void Fail(const std::string& node, std::exception_ptr e);
@@ -317,7 +326,6 @@ class Graph {
   std::deque<NodeStats> stats_;
   std::vector<std::pair<const void*, std::string>> names_;
   std::vector<std::unique_ptr<tbb::flow::graph_node>> nodes_;
-  std::unordered_map<const void*, void*> entries_;  // Function node -> its entry (function_node<In, In>)
   std::vector<std::function<void()>> activators_;
   std::vector<EdgeInfo> edges_;
   std::mutex mu_;

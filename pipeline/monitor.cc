@@ -6,8 +6,8 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
-#include <stdexcept>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "base/error.h"
 
@@ -37,7 +37,8 @@ json Span(const NodeInfo& n, const NodeSample& a, const NodeSample& b, double se
     return j;
   }
   const double cap = seconds * (n.concurrency > 0 ? n.concurrency : std::max(threads, 1));
-  const double busy = cap > 0 ? 100.0 * static_cast<double>(b.busy_ns - std::min(a.busy_ns, b.busy_ns)) * 1e-9 / cap : 0;
+  const double busy =
+      cap > 0 ? 100.0 * static_cast<double>(b.busy_ns - std::min(a.busy_ns, b.busy_ns)) * 1e-9 / cap : 0;
   const double blocked =
       cap > 0 ? 100.0 * static_cast<double>(b.blocked_ns - std::min(a.blocked_ns, b.blocked_ns)) * 1e-9 / cap : 0;
   j["busy_pct"] = busy;
@@ -129,12 +130,9 @@ struct Monitor::Watched {
     }
     json edges = json::array();
     for (const EdgeInfo& e : desc.edges) edges.push_back(EdgeJson(e));
-    return {{"name", desc.name},
-            {"state", state},
-            {"elapsed_s", total_s},
-            {"bottleneck", bottleneck.empty() ? json(nullptr) : json(bottleneck)},
-            {"nodes", std::move(nodes)},
-            {"edges", std::move(edges)}};
+    return {{"name", desc.name},         {"state", state},
+            {"elapsed_s", total_s},      {"bottleneck", bottleneck.empty() ? json(nullptr) : json(bottleneck)},
+            {"nodes", std::move(nodes)}, {"edges", std::move(edges)}};
   }
 };
 
@@ -142,7 +140,7 @@ Monitor::Monitor(MonitorOptions options) : o_(std::move(options)), started_unix_
   if (o_.path.empty()) return;
   if (!(o_.interval_s >= kMinFiguresInterval && o_.interval_s <= kMaxFiguresInterval))
     throw UsageError("figures interval " + std::to_string(o_.interval_s) + " s is out of range [" +
-                                std::to_string(kMinFiguresInterval) + ", " + std::to_string(kMaxFiguresInterval) + "]");
+                     std::to_string(kMinFiguresInterval) + ", " + std::to_string(kMaxFiguresInterval) + "]");
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -202,10 +200,14 @@ void Monitor::Loop() {
 }
 
 void Monitor::WriteLocked() {
-  json doc = {{"format", kFormat},         {"job", o_.job},
-              {"state", state_},           {"pid", static_cast<int64_t>(::getpid())},
-              {"host", HostName()},              {"started_unix", started_unix_},
-              {"updated_unix", UnixSeconds()}, {"interval_s", o_.interval_s},
+  json doc = {{"format", kFormat},
+              {"job", o_.job},
+              {"state", state_},
+              {"pid", static_cast<int64_t>(::getpid())},
+              {"host", HostName()},
+              {"started_unix", started_unix_},
+              {"updated_unix", UnixSeconds()},
+              {"interval_s", o_.interval_s},
               {"threads", o_.threads}};
   json graphs = json::array();
   for (const Watched* w : graphs_) graphs.push_back(w->ToJson(o_.threads));
@@ -218,7 +220,8 @@ void Monitor::WriteLocked() {
   } catch (const std::exception& e) {
     error = e.what();
   }
-  if (!error.empty() && !warned_) std::fprintf(stderr, "warning: pipeline figures not written (%s); the job goes on\n", error.c_str());
+  if (!error.empty() && !warned_)
+    std::fprintf(stderr, "warning: pipeline figures not written (%s); the job goes on\n", error.c_str());
   if (!error.empty()) warned_ = true;
 }
 

@@ -6,9 +6,9 @@
 
 namespace bitbyte::runs {
 
-inline constexpr char kRunFile[] = "run.json";            // the environment, the dataset
-inline constexpr char kConfigFile[] = "config.txtpb";     // the effective config (text format)
-inline constexpr char kMetricsFile[] = "metrics.jsonl";   // a JSON object per step or evaluation
-inline constexpr char kCheckpointDir[] = "checkpoints";   // step-NNNNNNNNN/, latest, best
+inline constexpr char kRunFile[] = "run.json";           // the environment, the dataset
+inline constexpr char kConfigFile[] = "config.txtpb";    // the effective config (text format)
+inline constexpr char kMetricsFile[] = "metrics.jsonl";  // a JSON object per step or evaluation
+inline constexpr char kCheckpointDir[] = "checkpoints";  // step-NNNNNNNNN/, latest, best
 
 }  // namespace bitbyte::runs

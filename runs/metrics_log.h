@@ -24,7 +24,8 @@ class MetricsLog {
   void Write(const nlohmann::json& record);
 
  private:
-  static std::string Prepare(io::FileSystem& fs, const std::string& path, int64_t keep_through, std::vector<std::pair<int64_t, double>>& evals);
+  static std::string Prepare(io::FileSystem& fs, const std::string& path, int64_t keep_through,
+                             std::vector<std::pair<int64_t, double>>& evals);
   std::vector<std::pair<int64_t, double>> evals_;  // before log_: Prepare fills it
   io::AppendLog log_;
 };

@@ -1,5 +1,4 @@
 #include "runs/run_dir.h"
-#include "runs/layout.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -19,9 +18,10 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "pipeline/monitor.h"
-#include "base/file_io.h"
 #include "base/error.h"
+#include "base/file_io.h"
+#include "pipeline/monitor.h"
+#include "runs/layout.h"
 #include "runs/run_json.h"
 
 namespace bitbyte::runs {
@@ -415,7 +415,7 @@ RunDirContents ReadRunDir(const std::string& dir, const RunDirOptions& options) 
   c.has_checkpoints = PathKind(path(kCheckpointDir)) == Kind::kDir;
   if (!c.has_run_json && !c.has_config && !c.has_metrics && !c.has_pipeline)
     throw UsageError("'" + dir + "' is not a run directory: it holds none of run.json, config.txtpb, " +
-                                "metrics.jsonl and pipeline.json");
+                     "metrics.jsonl and pipeline.json");
   c.last_modified_unix = mtime;
 
   // ---- pipeline.json first: it says which job wrote the directory ----
@@ -432,8 +432,10 @@ RunDirContents ReadRunDir(const std::string& dir, const RunDirOptions& options) 
   if (c.has_run_json) {
     if (auto text = ReadOrNote(path(kRunFile), kRunFile, c)) {
       std::string why;
-      if (std::optional<RunJson> r = ParseRunJson(*text, &why)) c.run_info = std::move(r->values);
-      else c.problems.push_back(std::string(kRunFile) + " is damaged: " + why);
+      if (std::optional<RunJson> r = ParseRunJson(*text, &why))
+        c.run_info = std::move(r->values);
+      else
+        c.problems.push_back(std::string(kRunFile) + " is damaged: " + why);
     }
   } else if (!shard_job && missing(kRunFile)) {
     c.missing.push_back(std::string(kRunFile) + " is missing: no environment (threads, device, LibTorch, data)");

@@ -44,20 +44,26 @@ std::optional<RunJson> ParseRunJson(std::string_view text, std::string* error) {
                                                  : value.dump(-1, ' ', false, ordered_json::error_handler_t::replace));
   if (j.contains("data")) {
     r.has_data = true;
-    if (j["data"].is_string() && !j["data"].get<std::string>().empty()) r.data = j["data"].get<std::string>();
-    else r.warnings.push_back("\"data\" is not a directory name; ignoring it");
+    if (j["data"].is_string() && !j["data"].get<std::string>().empty())
+      r.data = j["data"].get<std::string>();
+    else
+      r.warnings.push_back("\"data\" is not a directory name; ignoring it");
   }
   if (j.contains("dataset_id")) {
     const ordered_json& v = j["dataset_id"];
     uint64_t id = 0;
     const std::string s = v.is_string() ? v.get<std::string>() : "";
     const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), id, 10);
-    if (!s.empty() && ec == std::errc() && ptr == s.data() + s.size()) r.dataset_id = id;
-    else r.warnings.push_back("\"dataset_id\" is not a decimal dataset id in a string; ignoring it");
+    if (!s.empty() && ec == std::errc() && ptr == s.data() + s.size())
+      r.dataset_id = id;
+    else
+      r.warnings.push_back("\"dataset_id\" is not a decimal dataset id in a string; ignoring it");
   }
   if (j.contains("threads")) {
-    if (j["threads"].is_number_integer()) r.threads = j["threads"].get<int64_t>();
-    else r.warnings.push_back("\"threads\" is not an integer; ignoring it");
+    if (j["threads"].is_number_integer())
+      r.threads = j["threads"].get<int64_t>();
+    else
+      r.warnings.push_back("\"threads\" is not an integer; ignoring it");
   }
   return r;
 }

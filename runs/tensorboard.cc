@@ -8,10 +8,10 @@
 #include <cstdio>
 #include <cstring>
 
-#include "runs/tensorboard.pb.h"
-#include "pipeline/monitor.h"
 #include "base/error.h"
 #include "base/file_io.h"
+#include "pipeline/monitor.h"
+#include "runs/tensorboard.pb.h"
 
 namespace bitbyte::tb {
 namespace {
@@ -113,9 +113,7 @@ std::vector<std::string> ReadRecords(const std::string& path, int* torn) {
   for (size_t index = 0; offset < bytes.size(); ++index) {
     const uint64_t left = bytes.size() - offset;
     const char* p = bytes.data() + offset;
-    auto where = [&] {
-      return path + ": record " + std::to_string(index) + " at offset " + std::to_string(offset);
-    };
+    auto where = [&] { return path + ": record " + std::to_string(index) + " at offset " + std::to_string(offset); };
     // Only the end of the file can be torn: a writer killed mid-write(2) leaves a prefix of its
     // last records. Everything before it was written whole, so any damage there is corruption.
     auto cut_off = [&](uint64_t need) {
@@ -250,7 +248,8 @@ void EventWriter::Flush() {
                 ", so the file ends in a partial record and is no longer appended to";
       throw Error(broken_);
     }
-    throw Error(std::string(e.what()) + " (" + std::to_string(pending_.size()) + " bytes of events kept for the next flush)");
+    throw Error(std::string(e.what()) + " (" + std::to_string(pending_.size()) +
+                " bytes of events kept for the next flush)");
   }
   size_ += pending_.size();
   pending_.clear();

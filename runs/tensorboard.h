@@ -87,9 +87,9 @@ class EventWriter {
   // (tag, value), in order. Values are stored as float (TensorBoard's scalar type).
   void AddScalars(int64_t step, double wall_time, const std::vector<std::pair<std::string, double>>& values);
 
-  // Appends everything buffered with one append (io::FileSystem::NewAppendableFile) to the file. On failure throws bitbyte::Error naming the path; the file is cut back to its
-  // last whole record and the events stay buffered for the next Flush, so a later success
-  // leaves a file without a hole. If even the cut fails, every later Flush throws.
+  // Appends everything buffered with one append (io::FileSystem::NewAppendableFile) to the file. On failure throws
+  // bitbyte::Error naming the path; the file is cut back to its last whole record and the events stay buffered for the
+  // next Flush, so a later success leaves a file without a hole. If even the cut fails, every later Flush throws.
   void Flush();
 
   const std::string& path() const { return path_; }

@@ -153,8 +153,10 @@ std::string Recommend(const std::vector<TrackResult>& tracks) {
   auto gap_text = [&](const TrackResult& t) {
     const Gap g = CompareBpb(best, t);
     std::string text = "`" + t.name + "` " + FormatDouble("%+.4f", g.delta) + " bpb";
-    if (g.known) text += " (95% interval ±" + FormatDouble("%.4f", g.noise) + " over " + std::to_string(g.seeds) + " seeds)";
-    else text += " (one seed: the noise cannot be told)";
+    if (g.known)
+      text += " (95% interval ±" + FormatDouble("%.4f", g.noise) + " over " + std::to_string(g.seeds) + " seeds)";
+    else
+      text += " (one seed: the noise cannot be told)";
     return text;
   };
   std::ostringstream o;
@@ -176,7 +178,8 @@ std::string Recommend(const std::vector<TrackResult>& tracks) {
   }
   o << (one_seed ? "**With one seed the noise cannot be told, so no track can be called better on val bpb.** "
                  : "**" + names + " are level on val bpb: the differences are within noise.** ");
-  for (size_t i = 1; i < level.size(); ++i) o << (i > 1 ? "; " : "Against `" + best.name + "`: ") << gap_text(*level[i]);
+  for (size_t i = 1; i < level.size(); ++i)
+    o << (i > 1 ? "; " : "Against `" + best.name + "`: ") << gap_text(*level[i]);
   o << ".\n\n";
   std::vector<const TrackResult*> by_speed = level;
   std::stable_sort(by_speed.begin(), by_speed.end(), [](const TrackResult* a, const TrackResult* b) {
@@ -190,8 +193,8 @@ std::string Recommend(const std::vector<TrackResult>& tracks) {
   } else {
     o << "**Recommendation: `" << fastest.name << "`**, on throughput at equal quality: ";
     for (size_t i = 1; i < by_speed.size(); ++i)
-      o << (i > 1 ? "; " : "") << "it trains at " << FormatDouble("%.2f×", speed(fastest, *by_speed[i])) << " the bytes/s of `"
-        << by_speed[i]->name << "` with " << memory(fastest, *by_speed[i]) << " its peak memory";
+      o << (i > 1 ? "; " : "") << "it trains at " << FormatDouble("%.2f×", speed(fastest, *by_speed[i]))
+        << " the bytes/s of `" << by_speed[i]->name << "` with " << memory(fastest, *by_speed[i]) << " its peak memory";
     o << ". More seeds or a larger budget could still separate them on quality.\n";
   }
   for (const TrackResult* t : behind) o << "\n" << gap_text(*t) << ": behind, beyond noise.\n";
@@ -202,7 +205,8 @@ std::string TracksMarkdown(const TracksReport& r) {
   std::ostringstream o;
   o << "# Tracks compared at matched size and budget\n\n"
     << "<!-- Written by `bitbyte bench tracks`: run it again rather than editing. -->\n\n"
-    << "Generated with:\n\n```\n" << r.command << "\n```\n\n## Setup\n\n";
+    << "Generated with:\n\n```\n"
+    << r.command << "\n```\n\n## Setup\n\n";
   for (const std::string& s : r.setup) o << "- " << s << "\n";
 
   o << "\n## Results\n\n"
@@ -215,18 +219,20 @@ std::string TracksMarkdown(const TracksReport& r) {
   for (const TrackResult& t : r.tracks) {
     const std::string off = r.target_params > 0
                                 ? FormatDouble(" (%+.1f%%)", 100.0 * static_cast<double>(t.params - r.target_params) /
-                                                        static_cast<double>(r.target_params))
+                                                                 static_cast<double>(r.target_params))
                                 : std::string();
     o << "| `" << t.name << "` | " << Thousands(t.params) << off << " | " << t.model << " | " << Bpb(BpbOf(t)) << " | "
-      << FormatDouble("%.0f", MeanOf(t, &TrackRun::bytes_per_s)) << " | " << FormatDouble("%.0f", MeanOf(t, &TrackRun::peak_rss_mib))
-      << " | " << FormatDouble("%.0f", MeanOf(t, &TrackRun::wall_s)) << " |\n";
+      << FormatDouble("%.0f", MeanOf(t, &TrackRun::bytes_per_s)) << " | "
+      << FormatDouble("%.0f", MeanOf(t, &TrackRun::peak_rss_mib)) << " | "
+      << FormatDouble("%.0f", MeanOf(t, &TrackRun::wall_s)) << " |\n";
   }
-  o << "\nEach run:\n\n| track | seed | val bpb | bytes/s | peak RSS (MiB) | wall (s) |\n|---|---:|---:|---:|---:|---:|\n";
+  o << "\nEach run:\n\n| track | seed | val bpb | bytes/s | peak RSS (MiB) | wall (s) "
+       "|\n|---|---:|---:|---:|---:|---:|\n";
   for (const TrackResult& t : r.tracks)
     for (const TrackRun& run : t.runs)
       o << "| `" << t.name << "` | " << run.seed << " | " << FormatDouble("%.4f", run.val_bpb) << " | "
-        << FormatDouble("%.0f", run.bytes_per_s) << " | " << FormatDouble("%.0f", run.peak_rss_mib) << " | " << FormatDouble("%.0f", run.wall_s)
-        << " |\n";
+        << FormatDouble("%.0f", run.bytes_per_s) << " | " << FormatDouble("%.0f", run.peak_rss_mib) << " | "
+        << FormatDouble("%.0f", run.wall_s) << " |\n";
 
   o << "\n## Learning curves\n\n"
     << "Val bpb at each evaluation, mean ± std over seeds; elapsed is the mean time into the run when the "
@@ -289,9 +295,13 @@ std::string TracksMarkdown(const TracksReport& r) {
       o << "| " << t << " | " << (any ? any->batch : 0) << " |";
       for (const std::string& n : names) {
         const ScalingPoint* p = find(n, t);
-        if (!p) o << " | | |";
-        else if (!p->failure.empty()) o << " " << p->failure << " | | |";
-        else o << " " << FormatDouble("%.3f", p->step_s) << " | " << FormatDouble("%.0f", p->bytes_per_s) << " | " << FormatDouble("%.0f", p->peak_rss_mib) << " |";
+        if (!p)
+          o << " | | |";
+        else if (!p->failure.empty())
+          o << " " << p->failure << " | | |";
+        else
+          o << " " << FormatDouble("%.3f", p->step_s) << " | " << FormatDouble("%.0f", p->bytes_per_s) << " | "
+            << FormatDouble("%.0f", p->peak_rss_mib) << " |";
       }
       o << "\n";
     }
@@ -313,7 +323,8 @@ std::string TracksMarkdown(const TracksReport& r) {
       const double k = std::log(per_byte) / std::log(growth);
       o << "- `" << n << "`: sequence ×" << FormatDouble("%.0f", growth) << " (" << lo->seq_len << " → " << hi->seq_len
         << "): time per byte ×" << FormatDouble("%.2f", per_byte) << " (∝ T^" << FormatDouble("%.2f", k)
-        << "), peak RSS " << FormatDouble("%.0f", lo->peak_rss_mib) << " → " << FormatDouble("%.0f", hi->peak_rss_mib) << " MiB.\n";
+        << "), peak RSS " << FormatDouble("%.0f", lo->peak_rss_mib) << " → " << FormatDouble("%.0f", hi->peak_rss_mib)
+        << " MiB.\n";
     }
   }
   return o.str();

@@ -12,7 +12,6 @@
 
 namespace bitbyte::runs {
 
-
 struct MeanStd {
   double mean = 0, std = 0;  // std: sample standard deviation (n - 1); 0 for fewer than two values
   size_t n = 0;
@@ -22,10 +21,10 @@ MeanStd Summarise(const std::vector<double>& v);
 // One training run of one track.
 struct TrackRun {
   uint64_t seed = 0;
-  double val_bpb = 0;      // the evaluation after the last step
-  double bytes_per_s = 0;  // bytes per step / the median wall time of a timed step
-  double peak_rss_mib = 0; // the training process's RSS high-water mark
-  double wall_s = 0;       // the training process, start to exit
+  double val_bpb = 0;             // the evaluation after the last step
+  double bytes_per_s = 0;         // bytes per step / the median wall time of a timed step
+  double peak_rss_mib = 0;        // the training process's RSS high-water mark
+  double wall_s = 0;              // the training process, start to exit
   std::vector<EvalRecord> curve;  // every evaluation, in step order
 };
 // The figures of a finished run directory. Steps that overlap an evaluation (which runs beside
@@ -72,9 +71,9 @@ struct ScalingPoint {
 };
 
 struct TracksReport {
-  std::string command;              // how it was generated
-  int64_t target_params = 0;        // the size the tracks were matched to
-  std::vector<std::string> setup;   // bullet lines: machine, date, dataset, budget, config
+  std::string command;             // how it was generated
+  int64_t target_params = 0;       // the size the tracks were matched to
+  std::vector<std::string> setup;  // bullet lines: machine, date, dataset, budget, config
   std::vector<TrackResult> tracks;
   uint64_t scaling_bytes_per_step = 0;
   std::vector<ScalingPoint> scaling;  // empty: not measured (batch = scaling_bytes_per_step / seq_len)

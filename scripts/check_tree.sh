@@ -6,7 +6,7 @@
 #     builds them with -DBITBYTE_TORCH=OFF, which proves it for whole libraries).
 #  3. No tracked file over 1 MB outside data/ (a corpus belongs in data/, anything else that big
 #     is an accident).
-#  4. oneTBB through its public API only: no tbb::detail (its internals change between releases).
+#  4. No tbb::detail spelled anywhere: oneTBB's internals change between releases.
 # Usage: scripts/check_tree.sh [SOURCE_DIR]   (exit 1 naming each breach)
 set -u
 root="${1:-$(cd "$(dirname "$0")/.." && pwd)}"
@@ -64,4 +64,4 @@ while IFS= read -r f; do
 done <<<"$files"
 
 if ((bad)); then exit 1; fi
-echo "check_tree: layers, LibTorch-free folders, public oneTBB API and file sizes ok"
+echo "check_tree: layers, LibTorch-free folders, no tbb::detail, file sizes ok"

@@ -14,6 +14,7 @@ packages=(
   graphviz              # bitbyte graph --format svg|png (the demo draws the training graph)
   chromium              # the report test renders bitbyte report's HTML in headless Chromium
   clang libclang-rt-14-dev  # scripts/fuzz.sh (libFuzzer, ASan, UBSan) and scripts/tsan.sh (ThreadSanitizer)
+  clang-format          # the `format` test and scripts/format.sh (.clang-format)
   dpkg-dev              # apt-get source: scripts/tsan.sh builds oneTBB's source under TSan
 )
 

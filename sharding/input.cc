@@ -56,8 +56,8 @@ struct Exclusion {
   bool Covers(const std::string& path) const {
     if (dir.empty()) return false;
     const std::string c = Canonical(path);
-    return c == dir || (c.size() > dir.size() && c.compare(0, dir.size(), dir) == 0 &&
-                        (dir == "/" || c[dir.size()] == '/'));
+    return c == dir ||
+           (c.size() > dir.size() && c.compare(0, dir.size(), dir) == 0 && (dir == "/" || c[dir.size()] == '/'));
   }
 };
 
@@ -154,8 +154,7 @@ class Decoder {
       std::memset(&z_, 0, sizeof(z_));
       if (inflateInit2(&z_, 15 + 32) != Z_OK) throw Error("zlib init failed");
     } else if (kind_ == Compression::kXz) {
-      if (lzma_stream_decoder(&xz_, UINT64_MAX, LZMA_CONCATENATED) != LZMA_OK)
-        throw Error("liblzma init failed");
+      if (lzma_stream_decoder(&xz_, UINT64_MAX, LZMA_CONCATENATED) != LZMA_OK) throw Error("liblzma init failed");
     }
   }
   ~Decoder() {
@@ -170,16 +169,14 @@ class Decoder {
     consumed_ += n;
   }
   void Finish() {
-    if (kind_ == Compression::kZstd && last_zstd_hint_ != 0)
-      Fail("truncated zstd stream (ends inside a frame)");
+    if (kind_ == Compression::kZstd && last_zstd_hint_ != 0) Fail("truncated zstd stream (ends inside a frame)");
     if (kind_ == Compression::kGzip) FeedGzip(nullptr, 0, true);
     if (kind_ == Compression::kXz) FeedXz(nullptr, 0, true);
   }
 
  private:
   [[noreturn]] void Fail(const std::string& what) const {
-    throw DataError("input '" + path_ + "': " + what + " (near compressed offset " +
-                    std::to_string(consumed_) + ")");
+    throw DataError("input '" + path_ + "': " + what + " (near compressed offset " + std::to_string(consumed_) + ")");
   }
   void FeedZstd(const char* data, size_t n) {
     ZSTD_inBuffer in{data, n, 0};
@@ -309,7 +306,8 @@ SourceData ReadSource(const InputFile& in, uint32_t index, const std::string& sp
   struct stat st;
   // Read to the end rather than by size: stdin, pipes, devices, and regular files whose size
   // says 0 (procfs and sysfs files have content all the same).
-  const bool stream = in.path == "-" || (::stat(in.path.c_str(), &st) == 0 && (!S_ISREG(st.st_mode) || st.st_size == 0));
+  const bool stream =
+      in.path == "-" || (::stat(in.path.c_str(), &st) == 0 && (!S_ISREG(st.st_mode) || st.st_size == 0));
   if (!stream && in.compression == Compression::kNone) {
     const io::FileStamp stamp = StreamFile(in.path, stored, s.size, [](const char*, size_t) {});
     s.xxh64 = stored.Digest();

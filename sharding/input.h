@@ -47,8 +47,8 @@ struct DocRef {
 struct SourceData {
   uint32_t index = 0;
   std::string path;
-  uint64_t size = 0;        // bytes as stored
-  uint64_t xxh64 = 0;       // hash of the bytes as stored
+  uint64_t size = 0;                          // bytes as stored
+  uint64_t xxh64 = 0;                         // hash of the bytes as stored
   std::shared_ptr<const DataFile> data_file;  // plain bytes (the input, or a spool file)
   uint64_t data_bytes = 0;
   uint64_t data_xxh64 = 0;

@@ -26,8 +26,8 @@ void ValidateParams(const Params& p) {
   if (p.frame_bytes < 1024 || p.frame_bytes > (uint64_t{256} << 20))
     throw Error("frame size " + std::to_string(p.frame_bytes) + " is out of range (1 KiB to 256 MiB)");
   if (p.shard_bytes < p.frame_bytes || p.shard_bytes % p.frame_bytes != 0)
-    throw Error("shard size " + std::to_string(p.shard_bytes) +
-                " must be a positive multiple of the frame size " + std::to_string(p.frame_bytes));
+    throw Error("shard size " + std::to_string(p.shard_bytes) + " must be a positive multiple of the frame size " +
+                std::to_string(p.frame_bytes));
   if (p.level < 1 || p.level > 22) throw Error("zstd level " + std::to_string(p.level) + " is out of range (1 to 22)");
   if (!(p.val_fraction >= 0.0 && p.val_fraction < 1.0))
     throw Error("validation fraction " + std::to_string(p.val_fraction) + " must be in [0, 1)");
@@ -39,9 +39,7 @@ Split RouteByHash(uint64_t xxh64, double val_fraction) {
   return u < val_fraction ? Split::kVal : Split::kTrain;
 }
 
-DatasetPlan::DatasetPlan(Params params) : params_(std::move(params)), by_split_(kNumSplits) {
-  ValidateParams(params_);
-}
+DatasetPlan::DatasetPlan(Params params) : params_(std::move(params)), by_split_(kNumSplits) { ValidateParams(params_); }
 
 void DatasetPlan::AddSource(ScannedSource src) {
   if (finished_) throw InternalError("AddSource after Finish");
@@ -179,9 +177,8 @@ void DatasetPlan::ReadRange(Split s, uint64_t offset, size_t n, char* out) const
   const auto& order = by_split_[static_cast<int>(s)];
   if (offset + n > split_bytes_[static_cast<int>(s)]) throw InternalError("ReadRange past the split's end");
   // First document whose end is beyond offset.
-  auto it = std::partition_point(order.begin(), order.end(), [&](size_t i) {
-    return docs_[i].split_offset + docs_[i].ref.length <= offset;
-  });
+  auto it = std::partition_point(order.begin(), order.end(),
+                                 [&](size_t i) { return docs_[i].split_offset + docs_[i].ref.length <= offset; });
   // Files are opened per call (not cached across calls): spool files are re-created between
   // runs, and a cached descriptor would read a deleted file.
   std::string open_path;
@@ -203,7 +200,8 @@ void DatasetPlan::ReadRange(Split s, uint64_t offset, size_t n, char* out) const
     open_file->ReadAt(d.ref.offset + in_doc, take, out);
     // Checked after the read: a write that raced with it has updated the stamp by now.
     if (!df.spool && open_file->Stamp() != df.stamp)
-      throw Error("input '" + df.path + "' changed while sharding (size, time or inode differ from the scan); "
+      throw Error("input '" + df.path +
+                  "' changed while sharding (size, time or inode differ from the scan); "
                   "run again once it is stable");
     out += take;
     offset += take;

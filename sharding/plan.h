@@ -79,7 +79,7 @@ class DatasetPlan {
 
   const Params& params() const { return params_; }
   const std::vector<ScannedSource>& sources() const { return sources_; }
-  const std::vector<PlannedDoc>& docs() const { return docs_; }  // input order
+  const std::vector<PlannedDoc>& docs() const { return docs_; }     // input order
   const std::vector<ShardPlan>& shards() const { return shards_; }  // train then val
   uint64_t split_bytes(Split s) const { return split_bytes_[static_cast<int>(s)]; }
   uint64_t split_docs(Split s) const;

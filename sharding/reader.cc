@@ -34,15 +34,18 @@ pb::Manifest ParseManifest(const std::string& bytes, const std::string& path) {
   // The checksum first: nothing of a file that fails it is trusted, so no single changed,
   // added or removed byte can turn into other bytes or other parameters downstream.
   const size_t n = bytes.size();
-  if (n < kManifestTrailerBytes || static_cast<unsigned char>(bytes[n - kManifestTrailerBytes]) != kManifestTrailerTag) {
+  if (n < kManifestTrailerBytes ||
+      static_cast<unsigned char>(bytes[n - kManifestTrailerBytes]) != kManifestTrailerTag) {
     pb::Manifest old;
     if (old.ParseFromString(bytes) && old.format_version() == 1 && old.has_params())
-      Bad(path, "is format 1, written by an older bitbyte without a manifest checksum; run the same "
-                "`bitbyte shard` command with --overwrite to rebuild the dataset");
+      Bad(path,
+          "is format 1, written by an older bitbyte without a manifest checksum; run the same "
+          "`bitbyte shard` command with --overwrite to rebuild the dataset");
     Bad(path, "has no checksum at its end (truncated, or not a bitbyte manifest)");
   }
   uint64_t stored = 0;
-  for (int i = 7; i >= 0; --i) stored = (stored << 8) | static_cast<unsigned char>(bytes[n - 8 + static_cast<size_t>(i)]);
+  for (int i = 7; i >= 0; --i)
+    stored = (stored << 8) | static_cast<unsigned char>(bytes[n - 8 + static_cast<size_t>(i)]);
   const uint64_t actual = Xxh64(std::string_view(bytes.data(), n - kManifestTrailerBytes));
   if (stored != actual)
     Bad(path, "checksum mismatch (XXH64 of its first " + std::to_string(n - kManifestTrailerBytes) +
@@ -115,12 +118,14 @@ pb::Manifest ParseManifest(const std::string& bytes, const std::string& path) {
     const pb::Document& d = m.documents(i);
     const int s = d.split();
     if (s < 0 || s >= kNumSplits) Bad(path, Field("documents", i, "split") + " is invalid");
-    if (d.source() >= static_cast<uint32_t>(m.sources_size())) Bad(path, Field("documents", i, "source") + " is out of range");
+    if (d.source() >= static_cast<uint32_t>(m.sources_size()))
+      Bad(path, Field("documents", i, "source") + " is out of range");
     if (d.source() < last_source) Bad(path, Field("documents", i, "source") + " is out of input order");
     last_source = d.source();
     if (d.offset() != doc_end[s])
       Bad(path, Field("documents", i, "offset") + " (" + std::to_string(d.offset()) +
-                    ") does not follow the previous document of its split (expected " + std::to_string(doc_end[s]) + ")");
+                    ") does not follow the previous document of its split (expected " + std::to_string(doc_end[s]) +
+                    ")");
     if (d.length() > split_bytes[s] - d.offset())
       Bad(path, Field("documents", i, "length") + " runs past the end of its split");
     doc_end[s] += d.length();
@@ -149,7 +154,7 @@ std::unique_ptr<Dataset> Dataset::Open(const std::string& dir, io::FileSystem& f
   const std::string mpath = io::JoinPath(dir, kManifestName);
   if (!fs.Exists(mpath))
     throw DataError("'" + dir + "' is not a bitbyte dataset: it has no " + kManifestName +
-                " (an unfinished `bitbyte shard` run? run the same command again to complete it)");
+                    " (an unfinished `bitbyte shard` run? run the same command again to complete it)");
   ds->manifest_ = ParseManifest(ReadManifestBytes(fs, mpath), mpath);
   ds->shards_.resize(kNumSplits);
   for (int s = 0; s < kNumSplits; ++s) ds->split_bytes_[s] = ds->manifest_.splits(s).bytes();
@@ -195,9 +200,8 @@ void Dataset::Read(Split s, uint64_t offset, size_t n, char* out) const {
   FrameCache& cache = caches[si];
   const std::string& frame = cache.frame;
   while (n > 0) {
-    auto it = std::upper_bound(shards.begin(), shards.end(), offset, [](uint64_t off, const OpenShard& sh) {
-      return off < sh.meta->raw_offset();
-    });
+    auto it = std::upper_bound(shards.begin(), shards.end(), offset,
+                               [](uint64_t off, const OpenShard& sh) { return off < sh.meta->raw_offset(); });
     const OpenShard& sh = *(it - 1);
     const uint64_t in_shard = offset - sh.meta->raw_offset();
     const auto& ro = sh.index.raw_offsets;

@@ -91,8 +91,7 @@ ShardIndex ReadShardIndex(const io::ReadableFile& file) {
   file.ReadAt(footer_at, kFooterBytes, fb);
   if (std::memcmp(fb + 64, kFooterMagic, 8) != 0)
     Corrupt(file, footer_at + 64, "bad footer magic (truncated or not a complete shard)");
-  if (Get64(fb + 56) != Xxh64(std::string_view(fb, 56)))
-    Corrupt(file, footer_at, "footer checksum mismatch");
+  if (Get64(fb + 56) != Xxh64(std::string_view(fb, 56))) Corrupt(file, footer_at, "footer checksum mismatch");
   Footer& f = idx.footer;
   f.index_offset = Get64(fb);
   f.frame_count = Get64(fb + 8);
@@ -119,8 +118,7 @@ ShardIndex ReadShardIndex(const io::ReadableFile& file) {
     e.compressed_bytes = Get32(p + 8);
     e.raw_bytes = Get32(p + 12);
     e.raw_xxh64 = Get64(p + 16);
-    if (e.file_offset != expect_offset || e.compressed_bytes == 0 || e.raw_bytes == 0 ||
-        e.raw_bytes > kMaxFrameBytes)
+    if (e.file_offset != expect_offset || e.compressed_bytes == 0 || e.raw_bytes == 0 || e.raw_bytes > kMaxFrameBytes)
       Corrupt(file, f.index_offset + i * kIndexEntryBytes,
               "frame " + std::to_string(i) + " index entry is inconsistent");
     idx.raw_offsets[i] = raw;
@@ -139,15 +137,13 @@ void ReadFrame(const io::ReadableFile& file, const ShardIndex& index, size_t i, 
   const FrameEntry& e = index.frames.at(i);
   compressed.resize(e.compressed_bytes);
   file.ReadAt(e.file_offset, e.compressed_bytes, compressed.data());
-  const std::string where = "frame " + std::to_string(i) + " (raw offset " +
-                            std::to_string(index.raw_offsets[i]) + " in the shard)";
+  const std::string where =
+      "frame " + std::to_string(i) + " (raw offset " + std::to_string(index.raw_offsets[i]) + " in the shard)";
   unsigned long long content = ZSTD_getFrameContentSize(compressed.data(), compressed.size());
-  if (content != e.raw_bytes)
-    Corrupt(file, e.file_offset, where + ": zstd frame header does not match the index");
+  if (content != e.raw_bytes) Corrupt(file, e.file_offset, where + ": zstd frame header does not match the index");
   out.resize(e.raw_bytes);
   size_t n = ZSTD_decompressDCtx(dctx.get(), out.data(), out.size(), compressed.data(), compressed.size());
-  if (ZSTD_isError(n))
-    Corrupt(file, e.file_offset, where + ": zstd: " + ZSTD_getErrorName(n));
+  if (ZSTD_isError(n)) Corrupt(file, e.file_offset, where + ": zstd: " + ZSTD_getErrorName(n));
   if (n != e.raw_bytes) Corrupt(file, e.file_offset, where + ": decompressed size mismatch");
   if (Xxh64(out) != e.raw_xxh64) Corrupt(file, e.file_offset, where + ": checksum mismatch");
 }

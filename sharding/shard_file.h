@@ -20,19 +20,19 @@ inline constexpr uint64_t kFooterBytes = 72;
 inline constexpr uint64_t kMaxFrameBytes = uint64_t{1} << 30;
 
 struct FrameEntry {
-  uint64_t file_offset = 0;      // where the compressed frame starts in the file
+  uint64_t file_offset = 0;  // where the compressed frame starts in the file
   uint32_t compressed_bytes = 0;
   uint32_t raw_bytes = 0;
-  uint64_t raw_xxh64 = 0;        // XXH64 of the frame's raw bytes
+  uint64_t raw_xxh64 = 0;  // XXH64 of the frame's raw bytes
 };
 
 struct Footer {
   uint64_t index_offset = 0;
   uint64_t frame_count = 0;
   uint64_t raw_bytes = 0;
-  uint64_t raw_xxh64 = 0;        // XXH64 of the shard's raw bytes
-  uint64_t fingerprint = 0;      // identifies the planned content (see docs)
-  uint64_t index_xxh64 = 0;      // XXH64 of the encoded index
+  uint64_t raw_xxh64 = 0;    // XXH64 of the shard's raw bytes
+  uint64_t fingerprint = 0;  // identifies the planned content (see docs)
+  uint64_t index_xxh64 = 0;  // XXH64 of the encoded index
   uint32_t split = 0;
   uint32_t shard_index = 0;
 };

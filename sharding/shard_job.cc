@@ -11,24 +11,24 @@
 #include <optional>
 #include <regex>
 
-#include "pipeline/graph.h"
-#include "pipeline/monitor.h"
 #include "base/error.h"
 #include "base/stop_signals.h"
+#include "pipeline/graph.h"
+#include "pipeline/monitor.h"
 #include "sharding/reader.h"
 #include "sharding/writer.h"
 
 namespace bitbyte::shard {
 namespace {
 
+using pipeline::DefaultThreads;
+using pipeline::DescribeJson;
 using pipeline::Graph;
+using pipeline::kFiguresFile;
 using pipeline::Monitor;
 using pipeline::Progress;
 using pipeline::ProgressMode;
-using pipeline::DefaultThreads;
 using pipeline::ScopedParallelism;
-using pipeline::kFiguresFile;
-using pipeline::DescribeJson;
 
 using shard::FrameWork;
 using WorkPtr = std::shared_ptr<FrameWork>;
@@ -235,8 +235,8 @@ void WireWrite(Graph& g, const ShardJobOptions& o, int threads, const WriteBodie
 }
 
 std::vector<shard::ShardResult> Write(Graph& g, Monitor& monitor, const shard::DatasetPlan& plan,
-                                      std::vector<bool> keep, const ShardJobOptions& o, io::FileSystem& fs,
-                                      int threads, Progress& progress) {
+                                      std::vector<bool> keep, const ShardJobOptions& o, io::FileSystem& fs, int threads,
+                                      Progress& progress) {
   shard::WorkProducer producer(plan, std::move(keep));
   std::vector<shard::ShardResult> results;
   shard::ShardAssembler assembler(fs, o.out_dir);
@@ -298,8 +298,9 @@ ShardJobResult RunShardJob(const ShardJobOptions& o, io::FileSystem& fs) {
     Progress progress("scan", InputBytes(inputs), o.progress);
     Graph scan("shard.scan");
     Scan(scan, monitor, inputs, o, fs, spool.path(), plan, progress);
-    res.stats_table += "phase scan\n" + scan.StatsTable(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), threads);
+    res.stats_table +=
+        "phase scan\n" +
+        scan.StatsTable(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), threads);
   }
   plan.Finish();
   const uint64_t manifest_estimate = plan.docs().size() * shard::kManifestBytesPerDocument +
@@ -320,8 +321,9 @@ ShardJobResult RunShardJob(const ShardJobOptions& o, io::FileSystem& fs) {
     Progress progress("shard", plan.total_bytes(), o.progress);
     Graph write("shard.write");
     results = Write(write, monitor, plan, keep, o, fs, threads, progress);
-    res.stats_table += "phase write\n" + write.StatsTable(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count(), threads);
+    res.stats_table +=
+        "phase write\n" +
+        write.StatsTable(std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count(), threads);
   }
 
   std::vector<std::string> paths;

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/progress.h"
 #include "base/file_io.h"
+#include "pipeline/progress.h"
 #include "sharding/plan.h"
 
 namespace bitbyte::shard {
@@ -19,12 +19,12 @@ struct ShardJobOptions {
   std::vector<std::string> inputs;
   std::string out_dir;
   Params params;
-  int threads = 0;              // 0: all cores
-  int max_open_inputs = 4;      // concurrency of the read node
-  int max_in_flight = 0;        // frame tokens; 0: 4 per thread
+  int threads = 0;          // 0: all cores
+  int max_open_inputs = 4;  // concurrency of the read node
+  int max_in_flight = 0;    // frame tokens; 0: 4 per thread
   bool overwrite = false;
   pipeline::ProgressMode progress = pipeline::ProgressMode::kAuto;
-  std::string figures_path;        // live per-node figures (pipeline.json); empty: none
+  std::string figures_path;  // live per-node figures (pipeline.json); empty: none
   double figures_interval_s = 2.0;
 };
 

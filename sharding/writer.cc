@@ -1,7 +1,7 @@
 #include "sharding/writer.h"
 
-#include "base/version.h"
 #include "base/error.h"
+#include "base/version.h"
 
 namespace bitbyte::shard {
 
@@ -33,9 +33,8 @@ void ShardFileBuilder::Add(std::string_view raw, uint64_t raw_xxh64, std::string
 
 ShardResult ShardFileBuilder::Finish() {
   if (raw_bytes_ != plan_.raw_bytes || frames_.size() != plan_.frames)
-    throw InternalError("shard " + plan_.name + " got " + std::to_string(raw_bytes_) +
-                " bytes in " + std::to_string(frames_.size()) + " frames, planned " +
-                std::to_string(plan_.raw_bytes));
+    throw InternalError("shard " + plan_.name + " got " + std::to_string(raw_bytes_) + " bytes in " +
+                        std::to_string(frames_.size()) + " frames, planned " + std::to_string(plan_.raw_bytes));
   Footer f;
   f.index_offset = file_->Size();
   f.frame_count = frames_.size();
@@ -62,8 +61,7 @@ ShardResult ShardFileBuilder::Finish() {
   return r;
 }
 
-WorkProducer::WorkProducer(const DatasetPlan& plan, std::vector<bool> keep)
-    : plan_(plan), keep_(std::move(keep)) {
+WorkProducer::WorkProducer(const DatasetPlan& plan, std::vector<bool> keep) : plan_(plan), keep_(std::move(keep)) {
   keep_.resize(plan_.shards().size(), false);
 }
 

@@ -39,12 +39,12 @@ struct ShardResult {
 struct FrameWork {
   uint64_t seq = 0;
   const ShardPlan* shard = nullptr;
-  uint64_t frame = 0;          // index within the shard
+  uint64_t frame = 0;  // index within the shard
   bool last_in_shard = false;
   bool keep_existing = false;
   std::string raw, compressed;
   uint64_t raw_xxh64 = 0;
-  ShardResult kept;            // set by ProcessWork for keep_existing items
+  ShardResult kept;  // set by ProcessWork for keep_existing items
 };
 
 // Writes one shard file: header, frames, index, footer, to "<name>.tmp", then fsync and rename.

@@ -35,8 +35,8 @@ inline void RemoveTree(const std::string& path) {
 class TempDir {
  public:
   TempDir() {
-    std::string tmpl = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : std::string("/tmp")) +
-                       "/bitbyte-test-XXXXXX";
+    std::string tmpl =
+        (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : std::string("/tmp")) + "/bitbyte-test-XXXXXX";
     path_ = ::mkdtemp(tmpl.data());
   }
   ~TempDir() { RemoveTree(path_); }

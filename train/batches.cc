@@ -34,7 +34,8 @@ void BatchSampler::Fill(int64_t step, Batch& out) const {
   out.cols = cols_;
   out.bytes.resize(static_cast<size_t>(rows_) * cols_);
   for (int r = 0; r < rows_; ++r)
-    data_.Read(shard::Split::kTrain, Offset(step, r), cols_, reinterpret_cast<char*>(out.bytes.data()) + size_t(r) * cols_);
+    data_.Read(shard::Split::kTrain, Offset(step, r), cols_,
+               reinterpret_cast<char*>(out.bytes.data()) + size_t(r) * cols_);
 }
 
 }  // namespace bitbyte::train

@@ -11,9 +11,9 @@
 namespace bitbyte::train {
 
 struct Batch {
-  int64_t step = -1;  // the optimizer step this feeds (0-based)
-  int rows = 0;       // windows: batch_size x grad_accum, micro-batch after micro-batch
-  int cols = 0;       // bytes per window: seq_len + 1 (inputs and the shifted targets)
+  int64_t step = -1;           // the optimizer step this feeds (0-based)
+  int rows = 0;                // windows: batch_size x grad_accum, micro-batch after micro-batch
+  int cols = 0;                // bytes per window: seq_len + 1 (inputs and the shifted targets)
   std::vector<uint8_t> bytes;  // rows x cols, row-major
 };
 

@@ -7,11 +7,11 @@
 #include <ctime>
 #include <sstream>
 
-#include "runs/layout.h"
-#include "train/checkpoint.pb.h"
-#include "base/version.h"
 #include "base/error.h"
 #include "base/hash.h"
+#include "base/version.h"
+#include "runs/layout.h"
+#include "train/checkpoint.pb.h"
 
 namespace bitbyte::train {
 namespace {
@@ -146,7 +146,8 @@ Snapshot ReadCheckpoint(io::FileSystem& fs, const std::string& dir) {
   const std::string meta_path = io::JoinPath(dir, kMetaFile);
   const std::string meta_bytes = io::ReadFile(fs, meta_path);
   if (meta_bytes.size() != meta_size)
-    throw DataError(meta_path + ": size " + std::to_string(meta_bytes.size()) + ", COMMIT says " + std::to_string(meta_size));
+    throw DataError(meta_path + ": size " + std::to_string(meta_bytes.size()) + ", COMMIT says " +
+                    std::to_string(meta_size));
   if (Xxh64(meta_bytes) != meta_hash) throw DataError(meta_path + ": checksum mismatch");
   pb::CheckpointMeta meta;
   if (!meta.ParseFromString(meta_bytes)) throw DataError(meta_path + ": cannot parse");
@@ -156,7 +157,8 @@ Snapshot ReadCheckpoint(io::FileSystem& fs, const std::string& dir) {
   const std::string data_path = io::JoinPath(dir, kTensorsFile);
   const std::string data = io::ReadFile(fs, data_path);
   if (data.size() != meta.data_size())
-    throw DataError(data_path + ": size " + std::to_string(data.size()) + ", expected " + std::to_string(meta.data_size()));
+    throw DataError(data_path + ": size " + std::to_string(data.size()) + ", expected " +
+                    std::to_string(meta.data_size()));
   Snapshot snap;
   snap.step = meta.step();
   snap.config_text = meta.config_text();
@@ -365,8 +367,10 @@ void CheckpointSink::AfterWrite(int64_t step) {
     for (size_t i = 0; i < n; ++i) {
       const int64_t s = written_steps_[i];
       const bool recent = i + static_cast<size_t>(keep_) >= n;
-      if (recent || (best_ && best_->first == s)) kept.push_back(s);
-      else remove.push_back(s);
+      if (recent || (best_ && best_->first == s))
+        kept.push_back(s);
+      else
+        remove.push_back(s);
     }
     written_steps_ = kept;
   }

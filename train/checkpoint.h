@@ -68,9 +68,9 @@ LoadedCheckpoint LoadForInference(const std::string& path, const std::function<v
 
 // The independent checkpoint sink. Submit() never waits for the disk: at most one write is in
 // flight and one snapshot pending; a newer snapshot replaces an older pending one (counted in
-// `replaced`), and one older than what is pending or written is dropped (also counted). A dedicated thread does the writing, so blocking I/O never occupies a TBB
-// worker. After each write it updates `latest`, keeps the newest `keep` plus the best by
-// validation bpb, and removes the rest.
+// `replaced`), and one older than what is pending or written is dropped (also counted). A dedicated thread does the
+// writing, so blocking I/O never occupies a TBB worker. After each write it updates `latest`, keeps the newest `keep`
+// plus the best by validation bpb, and removes the rest.
 class CheckpointSink {
  public:
   struct Stats {
@@ -79,8 +79,7 @@ class CheckpointSink {
     uint64_t bytes = 0;
   };
 
-  CheckpointSink(io::FileSystem& fs, std::string ckpt_dir, int keep,
-                 std::function<void(const std::string&)> log = {});
+  CheckpointSink(io::FileSystem& fs, std::string ckpt_dir, int keep, std::function<void(const std::string&)> log = {});
   ~CheckpointSink();  // waits for what was submitted
 
   // Throws the error of a failed earlier write, if any (the failed checkpoint is not committed).
@@ -108,7 +107,7 @@ class CheckpointSink {
   std::exception_ptr error_;
   Stats stats_;
   std::vector<std::pair<int64_t, double>> evals_;  // (step, bpb) seen so far
-  size_t evals_seen_ = 0;                           // of which the writer thread has applied
+  size_t evals_seen_ = 0;                          // of which the writer thread has applied
   std::vector<int64_t> written_steps_;
   std::optional<std::pair<int64_t, double>> best_;
   int64_t newest_taken_ = -1;  // newest step the writer thread has taken (in flight or written)

@@ -1,11 +1,10 @@
 #include "train/config.h"
 
-#include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/descriptor.pb.h>
 #include <google/protobuf/dynamic_message.h>
+#include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
-
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,9 +20,9 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "models/registry.h"
 #include "base/error.h"
 #include "base/file_io.h"
+#include "models/registry.h"
 #include "runs/layout.h"
 
 namespace bitbyte::train {
@@ -89,7 +88,8 @@ bool ParseWithEveryTrackBlock(const std::string& text, pb::TrainConfig& config) 
   const std::string name = model->GetReflection()->GetString(*model, md->FindFieldByName("name"));
   for (int i = 0; i < md->field_count(); ++i) {
     const gp::FieldDescriptor* f = md->field(i);
-    if (f->cpp_type() == gp::FieldDescriptor::CPPTYPE_MESSAGE && f->name() != name) model->GetReflection()->ClearField(model, f);
+    if (f->cpp_type() == gp::FieldDescriptor::CPPTYPE_MESSAGE && f->name() != name)
+      model->GetReflection()->ClearField(model, f);
   }
   std::string bytes;
   return m->SerializeToString(&bytes) && config.MergeFromString(bytes);
@@ -125,16 +125,35 @@ void FillMessage(gp::Message& m) {
     }
     if (r->HasField(m, f)) continue;
     switch (f->cpp_type()) {
-      case gp::FieldDescriptor::CPPTYPE_INT32: r->SetInt32(&m, f, f->default_value_int32()); break;
-      case gp::FieldDescriptor::CPPTYPE_INT64: r->SetInt64(&m, f, f->default_value_int64()); break;
-      case gp::FieldDescriptor::CPPTYPE_UINT32: r->SetUInt32(&m, f, f->default_value_uint32()); break;
-      case gp::FieldDescriptor::CPPTYPE_UINT64: r->SetUInt64(&m, f, f->default_value_uint64()); break;
-      case gp::FieldDescriptor::CPPTYPE_DOUBLE: r->SetDouble(&m, f, f->default_value_double()); break;
-      case gp::FieldDescriptor::CPPTYPE_FLOAT: r->SetFloat(&m, f, f->default_value_float()); break;
-      case gp::FieldDescriptor::CPPTYPE_BOOL: r->SetBool(&m, f, f->default_value_bool()); break;
-      case gp::FieldDescriptor::CPPTYPE_ENUM: r->SetEnum(&m, f, f->default_value_enum()); break;
-      case gp::FieldDescriptor::CPPTYPE_STRING: r->SetString(&m, f, f->default_value_string()); break;
-      case gp::FieldDescriptor::CPPTYPE_MESSAGE: break;
+      case gp::FieldDescriptor::CPPTYPE_INT32:
+        r->SetInt32(&m, f, f->default_value_int32());
+        break;
+      case gp::FieldDescriptor::CPPTYPE_INT64:
+        r->SetInt64(&m, f, f->default_value_int64());
+        break;
+      case gp::FieldDescriptor::CPPTYPE_UINT32:
+        r->SetUInt32(&m, f, f->default_value_uint32());
+        break;
+      case gp::FieldDescriptor::CPPTYPE_UINT64:
+        r->SetUInt64(&m, f, f->default_value_uint64());
+        break;
+      case gp::FieldDescriptor::CPPTYPE_DOUBLE:
+        r->SetDouble(&m, f, f->default_value_double());
+        break;
+      case gp::FieldDescriptor::CPPTYPE_FLOAT:
+        r->SetFloat(&m, f, f->default_value_float());
+        break;
+      case gp::FieldDescriptor::CPPTYPE_BOOL:
+        r->SetBool(&m, f, f->default_value_bool());
+        break;
+      case gp::FieldDescriptor::CPPTYPE_ENUM:
+        r->SetEnum(&m, f, f->default_value_enum());
+        break;
+      case gp::FieldDescriptor::CPPTYPE_STRING:
+        r->SetString(&m, f, f->default_value_string());
+        break;
+      case gp::FieldDescriptor::CPPTYPE_MESSAGE:
+        break;
     }
   }
 }
@@ -154,8 +173,8 @@ std::string FirstDifference(const gp::Message& a, const gp::Message& b, const st
     const std::string path = prefix + f->name();
     if (std::find(skip.begin(), skip.end(), path) != skip.end()) continue;
     if (f->cpp_type() == gp::FieldDescriptor::CPPTYPE_MESSAGE && !f->is_repeated()) {
-      std::string diff = FirstDifference(a.GetReflection()->GetMessage(a, f), b.GetReflection()->GetMessage(b, f),
-                                         path + ".", skip);
+      std::string diff =
+          FirstDifference(a.GetReflection()->GetMessage(a, f), b.GetReflection()->GetMessage(b, f), path + ".", skip);
       if (!diff.empty()) return diff;
       continue;
     }
@@ -224,7 +243,8 @@ void SetScalar(gp::Message& m, const gp::FieldDescriptor* f, const std::string& 
   switch (f->cpp_type()) {
     case gp::FieldDescriptor::CPPTYPE_INT32: {
       int32_t x;
-      if (!ParseInteger(v, &x)) throw bad("one decimal integer in [" + std::to_string(INT32_MIN) + ", " + std::to_string(INT32_MAX) + "]");
+      if (!ParseInteger(v, &x))
+        throw bad("one decimal integer in [" + std::to_string(INT32_MIN) + ", " + std::to_string(INT32_MAX) + "]");
       r->SetInt32(&m, f, x);
       break;
     }
@@ -252,28 +272,37 @@ void SetScalar(gp::Message& m, const gp::FieldDescriptor* f, const std::string& 
       char* end = nullptr;
       const double x = v.empty() ? 0.0 : std::strtod(v.c_str(), &end);
       if (v.empty() || end != v.c_str() + v.size()) throw bad("one number");
-      if (f->cpp_type() == gp::FieldDescriptor::CPPTYPE_DOUBLE) r->SetDouble(&m, f, x);
-      else r->SetFloat(&m, f, static_cast<float>(x));
+      if (f->cpp_type() == gp::FieldDescriptor::CPPTYPE_DOUBLE)
+        r->SetDouble(&m, f, x);
+      else
+        r->SetFloat(&m, f, static_cast<float>(x));
       break;
     }
     case gp::FieldDescriptor::CPPTYPE_BOOL: {
-      if (v == "true" || v == "True" || v == "t" || v == "1") r->SetBool(&m, f, true);
-      else if (v == "false" || v == "False" || v == "f" || v == "0") r->SetBool(&m, f, false);
-      else throw bad("true or false");
+      if (v == "true" || v == "True" || v == "t" || v == "1")
+        r->SetBool(&m, f, true);
+      else if (v == "false" || v == "False" || v == "f" || v == "0")
+        r->SetBool(&m, f, false);
+      else
+        throw bad("true or false");
       break;
     }
     case gp::FieldDescriptor::CPPTYPE_ENUM: {
       const gp::EnumValueDescriptor* e = f->enum_type()->FindValueByName(v);
       if (e == nullptr) {
         std::string names;
-        for (int i = 0; i < f->enum_type()->value_count(); ++i) names += (i ? ", " : "") + f->enum_type()->value(i)->name();
+        for (int i = 0; i < f->enum_type()->value_count(); ++i)
+          names += (i ? ", " : "") + f->enum_type()->value(i)->name();
         throw bad("one of " + names);
       }
       r->SetEnum(&m, f, e);
       break;
     }
-    case gp::FieldDescriptor::CPPTYPE_STRING: r->SetString(&m, f, v); break;
-    case gp::FieldDescriptor::CPPTYPE_MESSAGE: throw InternalError("SetScalar on a message");
+    case gp::FieldDescriptor::CPPTYPE_STRING:
+      r->SetString(&m, f, v);
+      break;
+    case gp::FieldDescriptor::CPPTYPE_MESSAGE:
+      throw InternalError("SetScalar on a message");
   }
 }
 
@@ -303,9 +332,12 @@ void ApplyOverride(pb::TrainConfig& config, const std::string& assignment) {
       throw UsageError(origin + ": no field '" + parts[i] + "' in " + d->name() + " (fields: " + FieldNames(d) + ")");
     const bool last = i + 1 == parts.size();
     const bool is_message = f->cpp_type() == gp::FieldDescriptor::CPPTYPE_MESSAGE;
-    if (last && is_message) throw UsageError(origin + ": '" + path + "' is a message; set one of its fields (" + FieldNames(f->message_type()) + ")");
+    if (last && is_message)
+      throw UsageError(origin + ": '" + path + "' is a message; set one of its fields (" +
+                       FieldNames(f->message_type()) + ")");
     if (!last && !is_message) throw UsageError(origin + ": '" + parts[i] + "' is not a message");
-    if (f->is_repeated()) throw UsageError(origin + ": '" + parts[i] + "' is a repeated field; --set takes scalar fields");
+    if (f->is_repeated())
+      throw UsageError(origin + ": '" + parts[i] + "' is a repeated field; --set takes scalar fields");
     if (is_message) {
       m = m->GetReflection()->MutableMessage(m, f);
     } else {
@@ -340,8 +372,8 @@ void CheckReal(const std::string& field, double v, double lo, double hi, bool lo
                const std::string& note = "") {
   const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
   Check(ok, field,
-        std::string("must be a finite number in ") + (lo_open ? "(" : "[") + Num(lo) + ", " + Num(hi) + (hi_open ? ")" : "]") +
-            note + ", got " + Num(v));
+        std::string("must be a finite number in ") + (lo_open ? "(" : "[") + Num(lo) + ", " + Num(hi) +
+            (hi_open ? ")" : "]") + note + ", got " + Num(v));
 }
 
 std::string GiB(double bytes) {
@@ -364,16 +396,18 @@ void ValidateConfig(const pb::TrainConfig& c, uint64_t memory_bytes) {
   models::ValidateModelConfig(c.model());
   const auto& data = c.data();
   CheckRange("data.seq_len", data.seq_len(), 2, kMaxSeqLen);
-  Check(data.seq_len() <= models::ModelContext(c.model()), "data.seq_len",
-        std::to_string(data.seq_len()) + " exceeds the model context " + std::to_string(models::ModelContext(c.model())));
+  Check(
+      data.seq_len() <= models::ModelContext(c.model()), "data.seq_len",
+      std::to_string(data.seq_len()) + " exceeds the model context " + std::to_string(models::ModelContext(c.model())));
   CheckRange("data.batch_size", data.batch_size(), 1, kMaxBatch);
   CheckRange("data.grad_accum", data.grad_accum(), 1, kMaxGradAccum);
   const int64_t rows = int64_t{data.batch_size()} * data.grad_accum();
   Check(rows <= kMaxRows, "data.grad_accum",
-        "data.batch_size x data.grad_accum = " + std::to_string(rows) + " windows a step; at most " + std::to_string(kMaxRows));
+        "data.batch_size x data.grad_accum = " + std::to_string(rows) + " windows a step; at most " +
+            std::to_string(kMaxRows));
   Check(rows * (data.seq_len() + 1) <= kMaxStepBytes, "data.batch_size",
-        "a step's batch, data.batch_size x data.grad_accum x (data.seq_len + 1) = " + std::to_string(rows * (data.seq_len() + 1)) +
-            " bytes; at most " + std::to_string(kMaxStepBytes));
+        "a step's batch, data.batch_size x data.grad_accum x (data.seq_len + 1) = " +
+            std::to_string(rows * (data.seq_len() + 1)) + " bytes; at most " + std::to_string(kMaxStepBytes));
   Check(int64_t{data.batch_size()} * data.seq_len() <= kMaxMicroBatchBytes, "data.batch_size",
         "data.batch_size x data.seq_len = " + std::to_string(int64_t{data.batch_size()} * data.seq_len()) +
             " bytes a forward pass; at most " + std::to_string(kMaxMicroBatchBytes) + " (use data.grad_accum)");
@@ -389,7 +423,8 @@ void ValidateConfig(const pb::TrainConfig& c, uint64_t memory_bytes) {
   CheckReal("optim.grad_clip", o.grad_clip(), 0, kMaxGradClip, false, false, " (0 turns clipping off)");
   CheckRange("eval.every", c.eval().every(), 0, kMaxSteps, " (0: only after the last step)");
   // An evaluation must predict at least one byte: 0 (the whole split) or at least 2 bytes.
-  Check(c.eval().max_bytes() == 0 || (c.eval().max_bytes() >= 2 && c.eval().max_bytes() <= kMaxEvalBytes), "eval.max_bytes",
+  Check(c.eval().max_bytes() == 0 || (c.eval().max_bytes() >= 2 && c.eval().max_bytes() <= kMaxEvalBytes),
+        "eval.max_bytes",
         "must be 0 (the whole validation split) or in [2, " + std::to_string(kMaxEvalBytes) +
             "] (the first byte is never predicted), got " + std::to_string(c.eval().max_bytes()));
   CheckRange("eval.batch_size", c.eval().batch_size(), 1, kMaxBatch);
@@ -407,10 +442,10 @@ void ValidateConfig(const pb::TrainConfig& c, uint64_t memory_bytes) {
   const double need = static_cast<double>(params) * kBytesPerParameter;
   if (memory_bytes > 0 && need > static_cast<double>(memory_bytes)) {
     const std::string track = c.model().name();
-    throw UsageError("config field model." + track + ": " + std::to_string(params) + " parameters need " +
-                                GiB(need) + " for weights, gradients and AdamW state (" +
-                                std::to_string(kBytesPerParameter) + " bytes each), more than this machine's " +
-                                GiB(static_cast<double>(memory_bytes)) + " of memory (lower d_model or n_layer)");
+    throw UsageError("config field model." + track + ": " + std::to_string(params) + " parameters need " + GiB(need) +
+                     " for weights, gradients and AdamW state (" + std::to_string(kBytesPerParameter) +
+                     " bytes each), more than this machine's " + GiB(static_cast<double>(memory_bytes)) +
+                     " of memory (lower d_model or n_layer)");
   }
 }
 

@@ -4,10 +4,9 @@
 // the field.
 #include <cstdint>
 #include <string>
-
-#include "base/limits.h"
 #include <vector>
 
+#include "base/limits.h"
 #include "train/train_config.pb.h"
 
 namespace bitbyte::train {
@@ -15,28 +14,28 @@ namespace bitbyte::train {
 // The bounds of the training config (docs/training.md, "Limits"); the model's are in
 // models/registry.h. ValidateConfig checks every field against them before any work.
 namespace limits {
-inline constexpr int64_t kMaxSteps = 999'999'999;  // steps, every interval: checkpoint names have 9 digits
-inline constexpr int32_t kMaxSeqLen = 1 << 20;     // data.seq_len
-inline constexpr int32_t kMaxBatch = 1 << 16;      // data.batch_size, eval.batch_size
-inline constexpr int32_t kMaxGradAccum = 1 << 16;  // data.grad_accum
-inline constexpr int64_t kMaxRows = 1 << 20;       // data.batch_size x data.grad_accum: windows a step
+inline constexpr int64_t kMaxSteps = 999'999'999;           // steps, every interval: checkpoint names have 9 digits
+inline constexpr int32_t kMaxSeqLen = 1 << 20;              // data.seq_len
+inline constexpr int32_t kMaxBatch = 1 << 16;               // data.batch_size, eval.batch_size
+inline constexpr int32_t kMaxGradAccum = 1 << 16;           // data.grad_accum
+inline constexpr int64_t kMaxRows = 1 << 20;                // data.batch_size x data.grad_accum: windows a step
 inline constexpr int64_t kMaxStepBytes = int64_t{1} << 30;  // rows x (data.seq_len + 1): a step's batch
-inline constexpr int64_t kMaxMicroBatchBytes = int64_t{1} << 24;  // data.batch_size x data.seq_len
+inline constexpr int64_t kMaxMicroBatchBytes = int64_t{1} << 24;      // data.batch_size x data.seq_len
 inline constexpr int64_t kMaxEvalMicroBatchBytes = int64_t{1} << 24;  // eval.batch_size x data.seq_len
-inline constexpr int32_t kMaxPrefetch = 64;        // data.prefetch
-inline constexpr int64_t kMaxEvalBytes = int64_t{1} << 40;  // eval.max_bytes
-inline constexpr int32_t kMaxKeep = 1000;          // checkpoint.keep
-inline constexpr double kMaxLr = 10.0;             // optim.lr (and min_lr)
-inline constexpr double kMaxEps = 1.0;             // optim.eps
-inline constexpr double kMaxWeightDecay = 100.0;   // optim.weight_decay
-inline constexpr double kMaxGradClip = 1e6;        // optim.grad_clip
-inline constexpr int kBytesPerParameter = 16;      // float32 weights, gradients, AdamW exp_avg and exp_avg_sq
+inline constexpr int32_t kMaxPrefetch = 64;                           // data.prefetch
+inline constexpr int64_t kMaxEvalBytes = int64_t{1} << 40;            // eval.max_bytes
+inline constexpr int32_t kMaxKeep = 1000;                             // checkpoint.keep
+inline constexpr double kMaxLr = 10.0;                                // optim.lr (and min_lr)
+inline constexpr double kMaxEps = 1.0;                                // optim.eps
+inline constexpr double kMaxWeightDecay = 100.0;                      // optim.weight_decay
+inline constexpr double kMaxGradClip = 1e6;                           // optim.grad_clip
+inline constexpr int kBytesPerParameter = 16;  // float32 weights, gradients, AdamW exp_avg and exp_avg_sq
 // Options of train, eval and generate (apps/job_options.cc, apps/commands_train.cc).
-using bitbyte::kMaxThreads;                                   // --threads (0: all cores)
+using bitbyte::kMaxThreads;                                     // --threads (0: all cores)
 inline constexpr int64_t kMaxGenerateBytes = int64_t{1} << 30;  // generate -n
-inline constexpr double kMinTemperature = 1e-3;               // generate --temperature: 0 (greedy) or
-inline constexpr double kMaxTemperature = 1e3;                //   in [kMinTemperature, kMaxTemperature]
-inline constexpr int kMaxTopK = 256;                          // generate --top-k (0: all)
+inline constexpr double kMinTemperature = 1e-3;                 // generate --temperature: 0 (greedy) or
+inline constexpr double kMaxTemperature = 1e3;                  //   in [kMinTemperature, kMaxTemperature]
+inline constexpr int kMaxTopK = 256;                            // generate --top-k (0: all)
 }  // namespace limits
 
 // Parses protobuf text format. `origin` names the source in errors ("cfg.txtpb:3:5: ...").

@@ -1,9 +1,10 @@
 #include "train/evaluator.h"
-#include "base/error.h"
 
 #include <chrono>
 #include <cmath>
 #include <stdexcept>
+
+#include "base/error.h"
 
 namespace bitbyte::train {
 namespace {
@@ -62,8 +63,7 @@ EvalResult EvaluateBpb(models::ByteModel& model, const std::vector<std::string_v
   run_full();
   if (was_training) model.train();
   // Nothing predicted has no bpb (never 0.0, which would pass for a perfect model and win `best`).
-  if (r.bytes == 0)
-    throw InternalError("nothing to evaluate: no byte to predict (each stream needs at least 2 bytes)");
+  if (r.bytes == 0) throw InternalError("nothing to evaluate: no byte to predict (each stream needs at least 2 bytes)");
   r.bpb = r.nats / std::log(2.0) / static_cast<double>(r.bytes);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;

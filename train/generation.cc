@@ -1,9 +1,10 @@
 #include "train/generation.h"
-#include "base/error.h"
 
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
+
+#include "base/error.h"
 
 namespace bitbyte::train {
 
@@ -23,7 +24,10 @@ torch::Tensor NextByte::Logits(const std::string& text) {
   torch::NoGradGuard no_grad;
   if (!stepper_) {
     const size_t n = std::min(text.size(), window_);
-    return model_.forward(Bytes(text.data() + text.size() - n, n)).select(1, -1).squeeze(0).to(torch::kCPU, torch::kDouble);
+    return model_.forward(Bytes(text.data() + text.size() - n, n))
+        .select(1, -1)
+        .squeeze(0)
+        .to(torch::kCPU, torch::kDouble);
   }
   if (text.size() < stepped_) throw InternalError("NextByte: the text must only grow");
   if (!primed_) stepped_ = text.size() - std::min(text.size(), window_);  // first call: its last window

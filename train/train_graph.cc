@@ -65,8 +65,8 @@ void TrainGraph::Wire(pipeline::Graph& g, const pb::TrainConfig& config, int64_t
   // Serial outputs can overtake one another on their way out of a tbb::flow node: restore the
   // step order before metrics, so records are in order and every step before a checkpoint has
   // its record before the checkpoint is submitted.
-  auto& metrics_order = g.Add<tbb::flow::sequencer_node<EventPtr>>(
-      "metrics_order", "sequencer", 1, [](const EventPtr& e) { return Step(e).seq; });
+  auto& metrics_order = g.Add<tbb::flow::sequencer_node<EventPtr>>("metrics_order", "sequencer", 1,
+                                                                   [](const EventPtr& e) { return Step(e).seq; });
   auto& eval = g.Function<EventPtr, EventPtr>(
       "eval", 1, [n](const EventPtr& in) { return n->Eval(in); },
       [](const EventPtr& e) { return e ? std::get<EvalEvent>(*e).eval.bytes : 0; });
@@ -175,16 +175,22 @@ EventPtr TrainGraph::Metrics(const EventPtr& e) {
   if (s.skipped) return e;
   const double elapsed = Elapsed();
   const double step_wall = s.stats.seconds + s.stall_s + s.wait_s;
-  json rec = {{"step", s.step}, {"loss", s.stats.loss}, {"lr", s.stats.lr}, {"grad_norm", s.stats.grad_norm},
+  json rec = {{"step", s.step},
+              {"loss", s.stats.loss},
+              {"lr", s.stats.lr},
+              {"grad_norm", s.stats.grad_norm},
               {"bytes_per_s", step_wall > 0 ? s.bytes / step_wall : 0.0},
-              {"data_wait_frac", step_wall > 0 ? s.wait_s / step_wall : 0.0}, {"step_s", s.stats.seconds},
+              {"data_wait_frac", step_wall > 0 ? s.wait_s / step_wall : 0.0},
+              {"step_s", s.stats.seconds},
               {"step_wall_s", step_wall},
               {"elapsed_s", elapsed}};
   if (s.want_checkpoint) rec["ckpt_stall_s"] = s.stall_s;
   sinks_.metrics.Write(rec);
-  std::vector<std::pair<std::string, double>> scalars = {
-      {"train/loss", s.stats.loss}, {"train/lr", s.stats.lr}, {"train/grad_norm", s.stats.grad_norm},
-      {"train/bytes_per_s", rec["bytes_per_s"].get<double>()}, {"train/data_wait_frac", rec["data_wait_frac"].get<double>()}};
+  std::vector<std::pair<std::string, double>> scalars = {{"train/loss", s.stats.loss},
+                                                         {"train/lr", s.stats.lr},
+                                                         {"train/grad_norm", s.stats.grad_norm},
+                                                         {"train/bytes_per_s", rec["bytes_per_s"].get<double>()},
+                                                         {"train/data_wait_frac", rec["data_wait_frac"].get<double>()}};
   if (s.want_checkpoint) scalars.emplace_back("train/ckpt_stall_s", s.stall_s);
   sinks_.events.AddScalars(s.step, pipeline::UnixSeconds(), scalars);
   sinks_.events.Flush();

@@ -70,14 +70,14 @@ class TrainGraph {
     runs::MetricsLog& metrics;
     tb::EventWriter& events;
     CheckpointSink& checkpoints;
-    io::FileSystem& fs;     // where checkpoints are listed for error messages
+    io::FileSystem& fs;  // where checkpoints are listed for error messages
     std::string ckpt_dir;
     std::function<void(const std::string&)> log;  // progress lines
   };
   struct Params {
-    int64_t start = 0;      // steps done before this run (backend.steps_done())
-    int threads = 1;        // for the figures' table
-    int64_t nan_at = -1;    // test hook: poison the weights before step nan_at (1-based)
+    int64_t start = 0;    // steps done before this run (backend.steps_done())
+    int threads = 1;      // for the figures' table
+    int64_t nan_at = -1;  // test hook: poison the weights before step nan_at (1-based)
   };
   // `stop`: set (by a signal handler) to end the run after the current step, with a checkpoint.
   TrainGraph(const pb::TrainConfig& config, Params params, TrainBackend& backend, const BatchSampler& sampler,
@@ -94,12 +94,12 @@ class TrainGraph {
   TrainSummary Run(const pipeline::MonitorOptions& figures);
 
   // ---- the node bodies (public for tests) ----
-  bool NextStep(int64_t& step);                  // batch_source
-  BatchPtr Prepare(int64_t step) const;          // prepare
-  EventPtr TrainStep(const BatchPtr& batch);     // train_step (serial)
-  EventPtr Eval(const EventPtr& in);             // eval (serial)
-  EventPtr Metrics(const EventPtr& e);           // metrics (serial)
-  void Checkpoint(const EventPtr& e);            // checkpoint (serial)
+  bool NextStep(int64_t& step);               // batch_source
+  BatchPtr Prepare(int64_t step) const;       // prepare
+  EventPtr TrainStep(const BatchPtr& batch);  // train_step (serial)
+  EventPtr Eval(const EventPtr& in);          // eval (serial)
+  EventPtr Metrics(const EventPtr& e);        // metrics (serial)
+  void Checkpoint(const EventPtr& e);         // checkpoint (serial)
 
  private:
   void RecordEval(int64_t step, const EvalResult& r);

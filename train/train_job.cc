@@ -11,25 +11,25 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "base/error.h"
+#include "base/file_io.h"
+#include "base/stop_signals.h"
+#include "base/version.h"
 #include "models/registry.h"
+#include "pipeline/graph.h"
+#include "pipeline/monitor.h"
+#include "runs/layout.h"
+#include "runs/metrics_log.h"
+#include "runs/run_json.h"
+#include "runs/tensorboard.h"
+#include "sharding/reader.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/evaluator.h"
 #include "train/generation.h"
-#include "runs/tensorboard.h"
 #include "train/train_graph.h"
 #include "train/trainer.h"
-#include "runs/layout.h"
-#include "runs/metrics_log.h"
-#include "runs/run_json.h"
-#include "pipeline/graph.h"
-#include "pipeline/monitor.h"
-#include "base/version.h"
-#include "base/error.h"
-#include "base/file_io.h"
-#include "base/stop_signals.h"
-#include "sharding/reader.h"
 
 namespace bitbyte::train {
 namespace {
@@ -54,9 +54,15 @@ json Environment(int threads, const torch::Device& device) {
   using CoreName = char* (*)();
   const auto core = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
   const char* env = std::getenv("OPENBLAS_CORETYPE");
-  return {{"threads", threads}, {"device", device.str()}, {"libtorch", TORCH_VERSION},
-          {"blas_core", core ? core() : "unknown (not OpenBLAS)"}, {"openblas_coretype_env", env ? env : ""},
-          {"bitbyte", kVersion}, {"tbb", TBB_VERSION_STRING}, {"cpu", CpuModel()}, {"host", pipeline::HostName()}};
+  return {{"threads", threads},
+          {"device", device.str()},
+          {"libtorch", TORCH_VERSION},
+          {"blas_core", core ? core() : "unknown (not OpenBLAS)"},
+          {"openblas_coretype_env", env ? env : ""},
+          {"bitbyte", kVersion},
+          {"tbb", TBB_VERSION_STRING},
+          {"cpu", CpuModel()},
+          {"host", pipeline::HostName()}};
 }
 
 std::string HexId(uint64_t id) {  // as `bitbyte inspect` prints a dataset id
@@ -68,14 +74,15 @@ std::string HexId(uint64_t id) {  // as `bitbyte inspect` prints a dataset id
 // What a run's run.json says, read so that garbage or wrong types only cost a warning naming
 // the file (it is a record for people and tools, rewritten at every start).
 struct RunRecord {
-  bool found = false;       // the file exists and holds a JSON object
-  std::string data;         // "data": the dataset directory ("" when absent or unusable)
+  bool found = false;                  // the file exists and holds a JSON object
+  std::string data;                    // "data": the dataset directory ("" when absent or unusable)
   std::optional<uint64_t> dataset_id;  // "dataset_id" (a decimal string)
   std::optional<int64_t> threads;      // "threads"
-  std::string problem;      // why `data` is empty, for an error message
+  std::string problem;                 // why `data` is empty, for an error message
 };
 
-RunRecord ReadRunRecord(io::FileSystem& fs, const std::string& path, const std::function<void(const std::string&)>& warn) {
+RunRecord ReadRunRecord(io::FileSystem& fs, const std::string& path,
+                        const std::function<void(const std::string&)>& warn) {
   RunRecord r;
   if (!fs.Exists(path)) {
     r.problem = "there is no " + path;
@@ -106,7 +113,8 @@ RunRecord ReadRunRecord(io::FileSystem& fs, const std::string& path, const std::
 
 void CheckDataset(const shard::Dataset& data) {
   if (data.SplitBytes(shard::Split::kVal) < 2)
-    throw Error("dataset " + data.dir() + " has no validation split (" + std::to_string(data.SplitBytes(shard::Split::kVal)) +
+    throw Error("dataset " + data.dir() + " has no validation split (" +
+                std::to_string(data.SplitBytes(shard::Split::kVal)) +
                 " bytes); shard it again with --val-fraction above 0");
 }
 
@@ -139,8 +147,8 @@ class TorchBackend : public TrainBackend {
     UseTorchThreads(threads_);
     return WithoutTorchFrames("evaluation", [&] {
       LoadModule(*eval_model_, "model/", weights);
-      return EvaluateBpb(*eval_model_, {std::string_view(val_bytes_)}, config_.data().seq_len(), config_.eval().batch_size(),
-                         device_);
+      return EvaluateBpb(*eval_model_, {std::string_view(val_bytes_)}, config_.data().seq_len(),
+                         config_.eval().batch_size(), device_);
     });
   }
   void PoisonWeights() override {
@@ -160,7 +168,7 @@ class TorchBackend : public TrainBackend {
 void CheckThreads(int threads) {
   if (threads < 0 || threads > limits::kMaxThreads)
     throw UsageError("--threads must be in [0, " + std::to_string(limits::kMaxThreads) + "] (0: all cores), got " +
-                                std::to_string(threads));
+                     std::to_string(threads));
 }
 
 }  // namespace
@@ -171,7 +179,8 @@ pb::TrainConfig ResolveConfig(const TrainOptions& o) {
   std::optional<pb::TrainConfig> saved;
   if (o.resume) {
     const std::string path = io::JoinPath(o.run_dir, kConfigFile);
-    if (!fs.Exists(path)) throw UsageError("--resume " + o.run_dir + ": no " + kConfigFile + " there (not a run directory)");
+    if (!fs.Exists(path))
+      throw UsageError("--resume " + o.run_dir + ": no " + kConfigFile + " there (not a run directory)");
     saved = ParseConfigText(io::ReadFile(fs, path), path);
     config = *saved;
   }
@@ -185,7 +194,7 @@ pb::TrainConfig ResolveConfig(const TrainOptions& o) {
     const std::string diff = IncompatibleField(*saved, config);
     if (!diff.empty())
       throw UsageError("--resume " + o.run_dir + ": the requested config differs from the run's in " + diff +
-                                  "; only steps, log_every, eval.every and checkpoint.* may change on resume");
+                       "; only steps, log_every, eval.every and checkpoint.* may change on resume");
   }
   return config;
 }
@@ -209,14 +218,14 @@ TrainSummary RunTraining(const TrainOptions& o) {
   const std::string ckpt_dir = io::JoinPath(o.run_dir, kCheckpointDir);
   const std::string run_file = io::JoinPath(o.run_dir, kRunFile);
   std::string data_dir = o.data_dir;
-  RunRecord saved_run;  // the run's run.json, on resume
+  RunRecord saved_run;                     // the run's run.json, on resume
   std::optional<LoadedCheckpoint> loaded;  // the checkpoint to resume from
   if (o.resume) {
     saved_run = ReadRunRecord(fs, run_file, warn);
     if (data_dir.empty()) data_dir = saved_run.data;
     if (data_dir.empty())
       throw UsageError("--resume " + o.run_dir + ": " + saved_run.problem +
-                                  ", so the run's dataset is unknown; give it with --data DIR");
+                       ", so the run's dataset is unknown; give it with --data DIR");
     if (saved_run.threads && *saved_run.threads != threads)
       warn("the run was trained with --threads " + std::to_string(*saved_run.threads) + ", this resume uses " +
            std::to_string(threads) + "; results are bit-exact only at the same thread count");
@@ -230,7 +239,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
   const auto data = shard::Dataset::Open(data_dir);
   CheckDataset(*data);
   const uint64_t dataset_id = data->manifest().dataset_id();
-  const int rows = config.data().batch_size() * config.data().grad_accum();  // bounded by ValidateConfig
+  const int rows = config.data().batch_size() * config.data().grad_accum();         // bounded by ValidateConfig
   const BatchSampler sampler(*data, config.seed(), rows, config.data().seq_len());  // checks the train split
   if (o.resume) {
     // The data the run was trained on: the checkpoint's record (what the weights saw), else
@@ -250,11 +259,13 @@ TrainSummary RunTraining(const TrainOptions& o) {
     } else if (trained_on != dataset_id) {
       if (!o.allow_other_data)
         throw UsageError("--resume " + o.run_dir + ": dataset " + data_dir + " (dataset id " + HexId(dataset_id) +
-                                    ") is not the one this run was trained on (dataset id " + HexId(trained_on) +
-                                    ", recorded in " + where + "); give the run's dataset with --data, or add "
-                                    "--allow-other-data to go on training on this one (fine-tuning)");
+                         ") is not the one this run was trained on (dataset id " + HexId(trained_on) +
+                         ", recorded in " + where +
+                         "); give the run's dataset with --data, or add "
+                         "--allow-other-data to go on training on this one (fine-tuning)");
       warn("--allow-other-data: run " + o.run_dir + " was trained on dataset id " + HexId(trained_on) +
-           "; it continues on " + data_dir + " (dataset id " + HexId(dataset_id) + "), and run.json now names that dataset");
+           "; it continues on " + data_dir + " (dataset id " + HexId(dataset_id) +
+           "), and run.json now names that dataset");
     }
   }
   {
@@ -262,7 +273,8 @@ TrainSummary RunTraining(const TrainOptions& o) {
     // know its dataset (a kill between the two writes leaves a directory that is not a run yet).
     char cwd[4096];
     const std::string abs = (!data_dir.empty() && data_dir[0] == '/') || !::getcwd(cwd, sizeof cwd)
-                                ? data_dir : io::JoinPath(cwd, data_dir);
+                                ? data_dir
+                                : io::JoinPath(cwd, data_dir);
     runs::WriteRunJson(fs, run_file, Environment(threads, device), abs, dataset_id);
   }
   io::WriteFileAtomic(fs, io::JoinPath(o.run_dir, kConfigFile), ConfigToText(config));
@@ -292,8 +304,7 @@ TrainSummary RunTraining(const TrainOptions& o) {
         throw DataError(std::string(e.what()) + " (the checkpoint's config)");
       }
       const std::string diff = IncompatibleField(saved, config);
-      if (!diff.empty())
-        throw UsageError("checkpoint " + loaded->dir + " was trained with another config: " + diff);
+      if (!diff.empty()) throw UsageError("checkpoint " + loaded->dir + " was trained with another config: " + diff);
       WithoutTorchFrames("restoring " + loaded->dir, [&] {
         trainer.Restore(loaded->snapshot);
         return 0;
@@ -309,7 +320,8 @@ TrainSummary RunTraining(const TrainOptions& o) {
     for (const std::string& name : ListCheckpoints(fs, ckpt_dir)) {
       if (name <= CheckpointName(start)) continue;
       std::string aside = io::JoinPath(ckpt_dir, "damaged-" + name);
-      for (int i = 2; fs.Exists(aside); ++i) aside = io::JoinPath(ckpt_dir, "damaged-" + name + "-" + std::to_string(i));
+      for (int i = 2; fs.Exists(aside); ++i)
+        aside = io::JoinPath(ckpt_dir, "damaged-" + name + "-" + std::to_string(i));
       fs.Rename(io::JoinPath(ckpt_dir, name), aside);
       warn("moved unusable checkpoint " + name + " to " + aside);
     }
@@ -349,14 +361,15 @@ struct InferenceModel {
   std::string dir;
   torch::Device device;
   std::shared_ptr<models::ByteModel> model;
-  int64_t window;        // data.seq_len it was trained with: evaluation windows, as during training
-  uint64_t dataset_id;   // the data it was trained on (0: not recorded)
+  int64_t window;       // data.seq_len it was trained with: evaluation windows, as during training
+  uint64_t dataset_id;  // the data it was trained on (0: not recorded)
 };
 
 InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, const std::string& device_name) {
   UseTorchThreads(threads > 0 ? threads : pipeline::DefaultThreads());
   const torch::Device device = ParseDevice(device_name);
-  LoadedCheckpoint ckpt = LoadForInference(checkpoint, [](const std::string& m) { std::fprintf(stderr, "warning: %s\n", m.c_str()); });
+  LoadedCheckpoint ckpt =
+      LoadForInference(checkpoint, [](const std::string& m) { std::fprintf(stderr, "warning: %s\n", m.c_str()); });
   pb::TrainConfig config;
   try {  // a checkpoint whose config does not parse or is out of bounds is damaged data
     config = ParseConfigText(ckpt.snapshot.config_text, ckpt.dir + "/meta.pb");
@@ -367,10 +380,10 @@ InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, co
   } catch (const UsageError& e) {
     throw DataError(ckpt.dir + "/meta.pb: the checkpoint's config is not usable: " + e.what());
   }
-  auto model = WithoutTorchFrames("loading " + ckpt.dir, [&] { return ModelFromSnapshot(ckpt.snapshot, config.model(), device); });
+  auto model = WithoutTorchFrames("loading " + ckpt.dir,
+                                  [&] { return ModelFromSnapshot(ckpt.snapshot, config.model(), device); });
   return {ckpt.dir, device, model, config.data().seq_len(), ckpt.snapshot.dataset_id};
 }
-
 
 }  // namespace
 
@@ -378,10 +391,10 @@ void ValidateEvalOptions(const EvalOptions& o) {
   CheckThreads(o.threads);
   if (o.max_bytes < 0 || o.max_bytes > limits::kMaxEvalBytes)
     throw UsageError("--max-bytes must be in [0, " + std::to_string(limits::kMaxEvalBytes) + "] (0: all), got " +
-                                std::to_string(o.max_bytes));
+                     std::to_string(o.max_bytes));
   if (o.batch_size < 1 || o.batch_size > limits::kMaxBatch)
     throw UsageError("--batch-size must be in [1, " + std::to_string(limits::kMaxBatch) + "], got " +
-                                std::to_string(o.batch_size));
+                     std::to_string(o.batch_size));
 }
 
 void ValidateGenerateOptions(const GenerateOptions& o) {
@@ -394,9 +407,10 @@ void ValidateGenerateOptions(const GenerateOptions& o) {
   }
   if (o.top_k < 0 || o.top_k > limits::kMaxTopK)
     throw UsageError("--top-k must be in [0, " + std::to_string(limits::kMaxTopK) + "] (0: all), got " +
-                                std::to_string(o.top_k));
+                     std::to_string(o.top_k));
   if (o.n < 0 || o.n > limits::kMaxGenerateBytes)
-    throw UsageError("-n must be in [0, " + std::to_string(limits::kMaxGenerateBytes) + "], got " + std::to_string(o.n));
+    throw UsageError("-n must be in [0, " + std::to_string(limits::kMaxGenerateBytes) + "], got " +
+                     std::to_string(o.n));
   if (o.prompt.empty()) throw UsageError("--prompt must not be empty: the model needs at least one byte of context");
 }
 
@@ -405,8 +419,8 @@ EvalSummary RunEval(const EvalOptions& o) {
   const InferenceModel m = LoadInferenceModel(o.checkpoint, o.threads, o.device);
   if (int64_t{o.batch_size} * m.window > limits::kMaxEvalMicroBatchBytes)
     throw UsageError("--batch-size " + std::to_string(o.batch_size) + " x the checkpoint's window " +
-                                std::to_string(m.window) + " = " + std::to_string(int64_t{o.batch_size} * m.window) +
-                                " bytes a forward pass; at most " + std::to_string(limits::kMaxEvalMicroBatchBytes));
+                     std::to_string(m.window) + " = " + std::to_string(int64_t{o.batch_size} * m.window) +
+                     " bytes a forward pass; at most " + std::to_string(limits::kMaxEvalMicroBatchBytes));
   std::vector<std::string> owned;
   if (!o.data_dir.empty()) {
     const auto data = shard::Dataset::Open(o.data_dir);
@@ -426,9 +440,10 @@ EvalSummary RunEval(const EvalOptions& o) {
   }
   if (owned.empty()) throw UsageError("nothing to evaluate: give --data DIR or files");
   std::vector<std::string_view> streams(owned.begin(), owned.end());
-  if (PredictedBytes(streams) == 0) throw UsageError("the inputs have no byte to predict (each needs at least 2 bytes)");
-  const EvalResult r =
-      WithoutTorchFrames("evaluation", [&] { return EvaluateBpb(*m.model, streams, m.window, o.batch_size, m.device); });
+  if (PredictedBytes(streams) == 0)
+    throw UsageError("the inputs have no byte to predict (each needs at least 2 bytes)");
+  const EvalResult r = WithoutTorchFrames(
+      "evaluation", [&] { return EvaluateBpb(*m.model, streams, m.window, o.batch_size, m.device); });
   return {r.bpb, r.bytes, r.seconds, m.dir};
 }
 
@@ -456,7 +471,7 @@ std::string Generate(const GenerateOptions& o, const std::function<void(char)>& 
         const torch::Tensor p = torch::softmax(logits, -1);
         if (!torch::isfinite(p).all().item<bool>())
           throw DataError("the model's next-byte probabilities are not finite after " + std::to_string(i) +
-                                   " bytes (a damaged checkpoint?)");
+                          " bytes (a damaged checkpoint?)");
         next = torch::multinomial(p, 1, false, gen).item<int64_t>();
       }
       const char c = static_cast<char>(static_cast<uint8_t>(next));

@@ -22,19 +22,19 @@ class FileSystem;
 namespace bitbyte::train {
 
 struct TrainOptions {
-  std::string data_dir;     // dataset (from `bitbyte shard`); on resume, defaults to the run's own
-  std::string run_dir;      // --out, or the --resume directory
+  std::string data_dir;  // dataset (from `bitbyte shard`); on resume, defaults to the run's own
+  std::string run_dir;   // --out, or the --resume directory
   bool resume = false;
   // On resume: train on --data even when it is not the dataset the run was trained on (its
   // checkpoint or run.json records the dataset id); fine-tuning. Without it that is refused.
   bool allow_other_data = false;
-  std::string config_path;  // protobuf text; empty: all defaults (or, on resume, the run's config)
+  std::string config_path;             // protobuf text; empty: all defaults (or, on resume, the run's config)
   std::vector<std::string> overrides;  // "a.b=v"
   std::string model;                   // --model: model.name
   std::optional<int64_t> steps;        // --steps
   int threads = 0;                     // 0: all cores
   std::string device = "cpu";
-  bool console = true;  // progress lines on stderr
+  bool console = true;              // progress lines on stderr
   double figures_interval_s = 2.0;  // pipeline.json: live per-node figures, rewritten this often
   // Every file of the run (run.json, config, metrics.jsonl, events, checkpoints) is read and
   // written through this; null: io::Default(). Tests inject failures with it.

@@ -6,9 +6,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "base/error.h"
 #include "models/registry.h"
 #include "train/config.h"
-#include "base/error.h"
 
 namespace bitbyte::train {
 namespace {
@@ -34,7 +34,8 @@ void FromBlob(const TensorBlob* b, const std::string& name, torch::Tensor& dst) 
     throw DataError("checkpoint tensor '" + name + "' is " + b->dtype + " " + c10::str(c10::IntArrayRef(b->shape)) +
                     ", the model has " + c10::toString(dst.scalar_type()) + " " + c10::str(dst.sizes()));
   torch::Tensor src = torch::empty(dst.sizes(), dst.options().device(torch::kCPU));
-  if (static_cast<size_t>(src.nbytes()) != b->data.size()) throw DataError("checkpoint tensor '" + name + "' has the wrong size");
+  if (static_cast<size_t>(src.nbytes()) != b->data.size())
+    throw DataError("checkpoint tensor '" + name + "' has the wrong size");
   std::memcpy(src.data_ptr(), b->data.data(), b->data.size());
   torch::NoGradGuard no_grad;
   dst.copy_(src);
@@ -105,7 +106,8 @@ StepStats Trainer::Step(const Batch& batch) {
   const int accum = config_.data().grad_accum();
   const int micro_rows = batch.rows / accum;
   // One uint8 -> int64 conversion for the whole step; pinned + non-blocking when on CUDA.
-  torch::Tensor all = torch::from_blob(const_cast<uint8_t*>(batch.bytes.data()), {batch.rows, batch.cols}, torch::kUInt8);
+  torch::Tensor all =
+      torch::from_blob(const_cast<uint8_t*>(batch.bytes.data()), {batch.rows, batch.cols}, torch::kUInt8);
   if (device_.is_cuda()) all = all.pin_memory().to(device_, /*non_blocking=*/true);
   all = all.to(torch::kLong);
 

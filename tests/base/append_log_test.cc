@@ -1,16 +1,17 @@
 // metrics.jsonl's writer (base/append_log.h) when the disk fills: the error is the one of the
 // write that failed (issue 14, D9: it used to read a stale errno after a short write and say
 // "Success"), and the file is cut back to its last whole line.
+#include "base/append_log.h"
+
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
 #include <csignal>
 #include <cstring>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
-#include "base/append_log.h"
 #include "tests/test_util.h"
 
 namespace bitbyte::io {

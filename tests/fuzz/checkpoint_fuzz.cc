@@ -8,10 +8,10 @@
 #include <cstdlib>
 #include <string>
 
-#include "train/checkpoint.h"
 #include "base/error.h"
 #include "base/file_io.h"
 #include "tests/fuzz/fuzz_dir.h"
+#include "train/checkpoint.h"
 
 namespace {
 

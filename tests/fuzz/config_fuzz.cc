@@ -8,13 +8,13 @@
 // Lines of the input that start with "#set " (comments to the parser) are also applied, in
 // order, as `--set` overrides: "#set optim.lr=0.01".
 #include <cstdint>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
-#include "train/config.h"
 #include "base/error.h"
+#include "train/config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

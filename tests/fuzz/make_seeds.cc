@@ -20,11 +20,11 @@
 #include <string>
 #include <vector>
 
+#include "base/file_io.h"
 #include "models/registry.h"
+#include "sharding/shard_job.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
-#include "sharding/shard_job.h"
-#include "base/file_io.h"
 
 namespace {
 
@@ -92,7 +92,8 @@ void Dataset(const std::string& tag, const std::vector<std::string>& docs, uint6
   Write(Seed("manifest_fuzz", tag + ".manifest.pb"), Read(o.out_dir + "/manifest.pb"));
   for (const std::string& name : List(o.out_dir)) {
     if (name.size() > 4 && name.compare(name.size() - 4, 4, ".bbs") == 0)
-      Write(Seed("shard_file_fuzz", tag + "." + name.substr(0, name.rfind('-')) + ".bbs"),  // no fingerprint: stable names
+      Write(Seed("shard_file_fuzz",
+                 tag + "." + name.substr(0, name.rfind('-')) + ".bbs"),  // no fingerprint: stable names
             Read(o.out_dir + "/" + name));
     else if (name == "pipeline.json")
       pipeline_json = Read(o.out_dir + "/" + name);
@@ -203,8 +204,8 @@ int main(int argc, char** argv) {
     Write(Seed("run_files_fuzz", "wrong_types"),  // each file valid JSON / text of the wrong shape
           std::string(1, '\x0f') + "[1,2]" + kSep + "{\"step\":\"x\",\"loss\":[]}\n{\"val_bpb\":true}\n7\n" + kSep +
               "{\"graphs\":5,\"state\":7}" + kSep + "steps: -1\n");
-    Write(Seed("run_files_fuzz", "everything"),
-          std::string(1, '\x0f') + run_json + kSep + metrics + "{\"step\":5,\"lo" + kSep + pipeline_json + kSep + config);
+    Write(Seed("run_files_fuzz", "everything"), std::string(1, '\x0f') + run_json + kSep + metrics +
+                                                    "{\"step\":5,\"lo" + kSep + pipeline_json + kSep + config);
   } catch (const std::exception& e) {
     std::cerr << "fuzz_seeds: " << e.what() << "\n";
     return 1;

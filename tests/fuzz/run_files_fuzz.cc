@@ -20,11 +20,11 @@
 #include <string_view>
 #include <vector>
 
-#include "runs/report.h"
-#include "runs/run_dir.h"
-#include "pipeline/export.h"
 #include "base/error.h"
 #include "base/file_io.h"
+#include "pipeline/export.h"
+#include "runs/report.h"
+#include "runs/run_dir.h"
 #include "tests/fuzz/fuzz_dir.h"
 #include "train/config.h"
 
@@ -33,7 +33,8 @@ namespace {
 const char* const kFiles[] = {"run.json", "metrics.jsonl", "pipeline.json", "config.txtpb"};
 
 const bitbyte::fuzz::FuzzDir& Scratch() {
-  static const bitbyte::fuzz::FuzzDir dir("bitbyte-run-fuzz", {"run.json", "metrics.jsonl", "pipeline.json", "config.txtpb"});
+  static const bitbyte::fuzz::FuzzDir dir("bitbyte-run-fuzz",
+                                          {"run.json", "metrics.jsonl", "pipeline.json", "config.txtpb"});
   return dir;
 }
 

@@ -1,15 +1,16 @@
 // BitByteLM and the attention function: shapes, causality, parameter count, initialisation,
 // config checks, and the 1.13 attention path against a plain reference.
+#include "models/bitbyte_lm.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cmath>
 #include <random>
 
-#include "models/attention.h"
-#include "models/bitbyte_lm.h"
-#include "models/registry.h"
 #include "base/error.h"
+#include "models/attention.h"
+#include "models/registry.h"
 
 namespace bitbyte::models {
 namespace {

@@ -1,5 +1,7 @@
 // MambaMLM: shapes, parameter count against a formula, causality, initialisation, weight-decay
 // exclusions, config checks naming the field, and that its gradients reach every parameter.
+#include "models/mamba_mlm.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -8,9 +10,8 @@
 #include <random>
 #include <stdexcept>
 
-#include "models/mamba_mlm.h"
-#include "models/registry.h"
 #include "base/error.h"
+#include "models/registry.h"
 
 namespace bitbyte::models {
 namespace {
@@ -30,8 +31,8 @@ pb::ModelConfig RandomMamba(std::mt19937_64& rng) {
 
 int64_t ExpectedParameters(const pb::MambaMLMConfig& m) {
   const int64_t d = m.d_model(), e = int64_t{m.expand()} * d, n = m.d_state(), k = m.d_conv(), r = MambaDtRank(m);
-  const int64_t block = d /* norm */ + d * 2 * e + (e * k + e) /* conv */ + e * (r + 2 * n) + (r * e + e) + e * n + e +
-                        e * d;
+  const int64_t block =
+      d /* norm */ + d * 2 * e + (e * k + e) /* conv */ + e * (r + 2 * n) + (r * e + e) + e * n + e + e * d;
   return 256 * d + m.n_layer() * block + d + d * 256;
 }
 

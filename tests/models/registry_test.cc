@@ -1,15 +1,16 @@
 // The registry's matching of tracks by parameter count (bench tracks): the chosen depth is the
 // closest reachable, only the depth changes, and ParameterCount agrees with the built models.
+#include "models/registry.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cstdlib>
 #include <random>
 
-#include "models/model.h"
-#include "models/registry.h"
-#include "models/tracks.h"
 #include "base/error.h"
+#include "models/model.h"
+#include "models/tracks.h"
 
 namespace bitbyte::models {
 namespace {

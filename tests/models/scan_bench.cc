@@ -35,7 +35,10 @@ void ScanForwardBackward(benchmark::State& state, ScanImpl impl) {
 }  // namespace
 
 BENCHMARK_CAPTURE(ScanForwardBackward, fused, ScanImpl::kFused)->Arg(1)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(ScanForwardBackward, reference, ScanImpl::kReference)->Arg(1)->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK_CAPTURE(ScanForwardBackward, reference, ScanImpl::kReference)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
 
 int main(int argc, char** argv) {
   int threads = 2;

@@ -2,7 +2,6 @@
 // and double), kFused against finite differences, causality, the recurrent step against the
 // scan, and the argument checks.
 #include "models/selective_scan.h"
-#include "base/error.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -14,6 +13,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "base/error.h"
 
 namespace bitbyte::models {
 namespace {

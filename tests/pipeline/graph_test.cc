@@ -1,14 +1,15 @@
 #include "pipeline/graph.h"
-#include "base/error.h"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <functional>
-#include <utility>
-#include <vector>
 #include <stdexcept>
 #include <thread>
+#include <utility>
+#include <vector>
+
+#include "base/error.h"
 
 namespace bitbyte::pipeline {
 namespace {
@@ -91,6 +92,44 @@ TEST(Graph, ANodesErrorKeepsItsKind) {
   }
 }
 
+// Behind a sequencer, a serial node gets every message in order, and each node counts what it
+// was handed (the counting must not reorder: two counting-node designs did, issue 15's notes).
+TEST(Graph, SequencedMessagesArriveInOrderAndAreCounted) {
+  for (int rep = 0; rep < 20; ++rep) {
+    Graph g("t");
+    int next = 0;
+    constexpr int kItems = 3000;
+    auto& src = g.Source<int>("numbers", [&](int& v) {
+      if (next >= kItems) return false;
+      v = next++;
+      return true;
+    });
+    auto& limit = g.Limiter<int>("tokens", 16);
+    auto& work = g.Function<int, int>(
+        "work", 0, [](const int& v) { return v; }, [](const int&) { return uint64_t{1}; });
+    auto& order = g.Add<tbb::flow::sequencer_node<int>>("order", "sequencer", 1,
+                                                        [](const int& v) { return static_cast<size_t>(v); });
+    std::vector<int> seen;
+    auto& sink = g.Function<int, int>(
+        "sink", 1,
+        [&](const int& v) {
+          seen.push_back(v);
+          return v;
+        },
+        [](const int&) { return uint64_t{0}; });
+    g.Connect(src, limit);
+    g.Connect(limit, work);
+    g.Connect(work, order);
+    g.Connect(order, sink);
+    g.ReturnTokens(sink, limit);
+    g.Run();
+    ASSERT_EQ(seen.size(), static_cast<size_t>(kItems));
+    for (int i = 0; i < kItems; ++i) ASSERT_EQ(seen[i], i) << "rep " << rep;
+    const GraphSample s = g.Sample();
+    for (const NodeSample& n : s.nodes) EXPECT_EQ(n.in, static_cast<uint64_t>(kItems)) << "rep " << rep;
+  }
+}
+
 TEST(Graph, CountsItemsBytesAndRecordsEdges) {
   Graph g("t");
   int next = 0;
@@ -114,7 +153,7 @@ TEST(Graph, CountsItemsBytesAndRecordsEdges) {
   EXPECT_EQ(g.stats()[0].Items(), 100u);
   EXPECT_EQ(g.stats()[1].Items(), 100u);
   EXPECT_EQ(g.stats()[1].bytes.load(), 300u);
-  EXPECT_EQ(g.stats()[1].in.load(), 100u);       // accepted
+  EXPECT_EQ(g.stats()[1].in.load(), 100u);  // accepted
   EXPECT_EQ(g.Sample().nodes[1].started, 100u);
   ASSERT_EQ(g.edges().size(), 1u);
   EXPECT_EQ(g.edges()[0].from, "numbers");

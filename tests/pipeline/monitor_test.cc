@@ -1,11 +1,6 @@
 // The live figures: counters sampled while a graph runs (queue depth, busy and blocked time),
 // pipeline.json as the Monitor writes it, and the DOT drawing of such documents.
-#include "pipeline/export.h"
-#include "pipeline/graph.h"
 #include "pipeline/monitor.h"
-#include "base/error.h"
-#include "base/file_io.h"
-#include "tests/test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -15,11 +10,17 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
-#include <stdexcept>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <stdexcept>
 #include <thread>
+
+#include "base/error.h"
+#include "base/file_io.h"
+#include "pipeline/export.h"
+#include "pipeline/graph.h"
+#include "tests/test_util.h"
 
 namespace bitbyte::pipeline {
 namespace {
@@ -194,7 +195,8 @@ TEST(Monitor, CountersBalanceOnRandomPipelines) {
     for (int i = 0; i <= stages; ++i) {  // the last stage is a function: a sequencer needs a taker
       const std::string name = "f" + std::to_string(i);
       auto& f = g.Function<size_t, size_t>(
-          name, static_cast<int>(rng() % 3), [](const size_t& v) { return v; }, [](const size_t&) { return uint64_t{1}; });
+          name, static_cast<int>(rng() % 3), [](const size_t& v) { return v; },
+          [](const size_t&) { return uint64_t{1}; });
       connect_to(f);
       if (i < stages && rng() % 2) {
         auto& seq = g.Add<tbb::flow::sequencer_node<size_t>>("s" + std::to_string(i), "sequencer", 1,
@@ -262,7 +264,8 @@ std::string TwoGraphDocument() {
   int n = 0;
   auto& src = a.Source<int>("make", [&](int&) { return ++n < 3; });
   auto& lim = a.Limiter<int>("tokens", 5);
-  auto& work = a.Function<int, int>("work \"quoted\"", 0, [](const int& v) { return v; }, [](const int&) { return uint64_t{0}; });
+  auto& work = a.Function<int, int>(
+      "work \"quoted\"", 0, [](const int& v) { return v; }, [](const int&) { return uint64_t{0}; });
   a.Connect(src, lim, "item");
   a.Connect(lim, work, "item");
   a.ReturnTokens(work, lim);
@@ -295,8 +298,11 @@ TEST(Export, FiguresColourNodesAndMarkTheBottleneck) {
   doc["graphs"][0]["bottleneck"] = "tokens";
   for (json& n : doc["graphs"][0]["nodes"]) {
     n["in"] = n["out"] = 3;
-    n["total"] = {{"busy_pct", n["name"] == "make" ? 100.0 : 0.0}, {"idle_pct", 0.0}, {"blocked_pct", 0.0},
-                  {"items_per_s", 1.5}, {"bytes_per_s", 2e6}};
+    n["total"] = {{"busy_pct", n["name"] == "make" ? 100.0 : 0.0},
+                  {"idle_pct", 0.0},
+                  {"blocked_pct", 0.0},
+                  {"items_per_s", 1.5},
+                  {"bytes_per_s", 2e6}};
   }
   doc["graphs"][0]["bottleneck"] = "make";
   const std::string dot = PipelineDot(doc.dump(), "doc");

@@ -19,10 +19,10 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
+#include "base/file_io.h"
 #include "runs/report.h"
 #include "train/config.h"
-#include "base/file_io.h"
-#include "base/error.h"
 
 namespace bitbyte::runs {
 namespace {

@@ -3,6 +3,8 @@
 // classified correctly, scalars read back through the generated protos AND through a hand-written
 // wire decoder that knows only TensorFlow's field numbers, TensorBoard's purge of orphaned steps
 // on resume replayed over the files of a run directory, and write failures that leave no hole.
+#include "runs/tensorboard.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -20,9 +22,8 @@
 #include <string>
 #include <vector>
 
-#include "runs/tensorboard.h"
-#include "runs/tensorboard.pb.h"
 #include "base/error.h"
+#include "runs/tensorboard.pb.h"
 #include "tests/test_util.h"
 
 namespace bitbyte::tb {
@@ -45,13 +46,12 @@ uint32_t BitwiseCrc32c(std::string_view data) {
 
 std::string Unhex(const std::string& hex) {
   std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  for (size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
   return out;
 }
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+double Now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
 // Where each record of a well-formed file starts, and the file size at the end.
 std::vector<uint64_t> RecordStarts(const std::vector<std::string>& records) {
@@ -125,9 +125,15 @@ std::vector<WireField> DecodeWire(std::string_view s) {
     f.number = static_cast<int>(key >> 3);
     f.wire_type = static_cast<int>(key & 7);
     switch (f.wire_type) {
-      case 0: f.varint = varint(); break;
-      case 1: f.varint = fixed(8); break;
-      case 5: f.varint = fixed(4); break;
+      case 0:
+        f.varint = varint();
+        break;
+      case 1:
+        f.varint = fixed(8);
+        break;
+      case 5:
+        f.varint = fixed(4);
+        break;
       case 2: {
         const uint64_t n = varint();
         if (n > s.size() - i) throw std::runtime_error("length-delimited field runs past the end");
@@ -135,7 +141,8 @@ std::vector<WireField> DecodeWire(std::string_view s) {
         i += n;
         break;
       }
-      default: throw std::runtime_error("unexpected wire type " + std::to_string(f.wire_type));
+      default:
+        throw std::runtime_error("unexpected wire type " + std::to_string(f.wire_type));
     }
     out.push_back(std::move(f));
   }
@@ -144,9 +151,9 @@ std::vector<WireField> DecodeWire(std::string_view s) {
 
 // An Event as TensorFlow's numbering reads it.
 struct WireEvent {
-  std::optional<double> wall_time;  // 1: double
-  int64_t step = 0;                 // 2: int64
-  std::optional<std::string> file_version;  // 3: string
+  std::optional<double> wall_time;                                                   // 1: double
+  int64_t step = 0;                                                                  // 2: int64
+  std::optional<std::string> file_version;                                           // 3: string
   std::optional<std::vector<std::pair<std::string, std::optional<float>>>> summary;  // 5: Summary
   std::optional<int64_t> session_status;  // 7: SessionLog, its 1: SessionStatus
 };
@@ -323,7 +330,8 @@ TEST(TensorboardRecord, EveryByteFlipIsAnError) {
           ADD_FAILURE() << "flip 0x" << std::hex << int{m} << std::dec << " at offset " << off << " accepted";
         } catch (const DataError& e) {
           const std::string msg = e.what();
-          const std::string where = path + ": record " + std::to_string(index) + " at offset " + std::to_string(starts[index]);
+          const std::string where =
+              path + ": record " + std::to_string(index) + " at offset " + std::to_string(starts[index]);
           EXPECT_NE(msg.find(where), std::string::npos) << msg << " (want " << where << ")";
           EXPECT_NE(msg.find("checksum mismatch"), std::string::npos) << msg;
         }
@@ -355,7 +363,8 @@ TEST(TensorboardRecord, TruncationAtEveryOffset) {
         ReadRecords(path);
         ADD_FAILURE() << "cut at " << k << " accepted without torn";
       } catch (const DataError& e) {
-        const std::string where = path + ": record " + std::to_string(whole) + " at offset " + std::to_string(starts[whole]);
+        const std::string where =
+            path + ": record " + std::to_string(whole) + " at offset " + std::to_string(starts[whole]);
         EXPECT_NE(std::string(e.what()).find(where), std::string::npos) << e.what();
         EXPECT_NE(std::string(e.what()).find("cut off"), std::string::npos) << e.what();
       }
@@ -399,8 +408,16 @@ TEST(TensorBoardWriter, ScalarsReadBackThroughGeneratedProtos) {
     std::vector<std::pair<std::string, double>> values;
   };
   std::vector<Written> written;
-  const double special[] = {0.0, -0.0, 1e-45, -3.5, 3.4e38, 1e39, std::numeric_limits<double>::infinity(),
-                            std::numeric_limits<double>::quiet_NaN(), 0.1, 123456789.123};
+  const double special[] = {0.0,
+                            -0.0,
+                            1e-45,
+                            -3.5,
+                            3.4e38,
+                            1e39,
+                            std::numeric_limits<double>::infinity(),
+                            std::numeric_limits<double>::quiet_NaN(),
+                            0.1,
+                            123456789.123};
   const double before = Now();
   std::string path;
   {
@@ -411,7 +428,8 @@ TEST(TensorBoardWriter, ScalarsReadBackThroughGeneratedProtos) {
       const int n = static_cast<int>(rng() % 8);
       for (int i = 0; i < n; ++i) {
         const double v = rng() % 3 == 0 ? special[rng() % 10]
-                                        : std::ldexp(static_cast<double>(rng() % 1000000) - 500000.0, static_cast<int>(rng() % 80) - 60);
+                                        : std::ldexp(static_cast<double>(rng() % 1000000) - 500000.0,
+                                                     static_cast<int>(rng() % 80) - 60);
         rec.values.emplace_back(i % 2 ? "train/loss" : "val/bpb_" + std::to_string(i), v);
       }
       w.AddScalars(rec.step, rec.wall, rec.values);

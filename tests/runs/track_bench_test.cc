@@ -113,8 +113,9 @@ TEST(TrackBench, GapPairsBySeed) {
 }
 
 TEST(TrackBench, RecommendsTheClearWinner) {
-  const std::string text = Recommend({Track("slow_good", {1.50, 1.51, 1.49}, 1000),
-                                      Track("fast_bad", {1.80, 1.81, 1.79}, 3000), Track("worse", {1.9, 1.9, 2.0}, 100)});
+  const std::string text =
+      Recommend({Track("slow_good", {1.50, 1.51, 1.49}, 1000), Track("fast_bad", {1.80, 1.81, 1.79}, 3000),
+                 Track("worse", {1.9, 1.9, 2.0}, 100)});
   EXPECT_NE(text.find("Recommendation: `slow_good`"), std::string::npos) << text;
   EXPECT_EQ(text.find("level"), std::string::npos) << text;
   EXPECT_NE(text.find("0.33×"), std::string::npos) << text;  // its bytes/s against fast_bad's
@@ -204,8 +205,8 @@ TEST(TrackBench, DocumentHasEveryRunCurveAndScalingPoint) {
   const std::string md = TracksMarkdown(r);
   for (const char* want :
        {"bitbyte bench tracks --data d", "| `alpha` | 1,000 |", "1.5500 ± 0.0707", "| `beta` | 2 | 1.8000 |",
-        "| `alpha` | 8 | 512 |", "At equal wall time", "## Recommendation", "| 512 | 2 |",
-        "failed: killed by signal 9", "(∝ T^1.00)", "`beta`: too few points"})
+        "| `alpha` | 8 | 512 |", "At equal wall time", "## Recommendation", "| 512 | 2 |", "failed: killed by signal 9",
+        "(∝ T^1.00)", "`beta`: too few points"})
     EXPECT_NE(md.find(want), std::string::npos) << "missing: " << want << "\n" << md;
   // Time per byte comes from bytes/s, not from the step time: here the step time is flat but
   // the longer sequence trains on twice the bytes per step (batch 1 at both lengths).

@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 #include <lzma.h>
-#include <zlib.h>
 #include <sys/stat.h>
+#include <zlib.h>
 #include <zstd.h>
 
 #include <stdexcept>

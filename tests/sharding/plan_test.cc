@@ -2,11 +2,11 @@
 
 #include <gtest/gtest.h>
 
-#include <map>
 #include <chrono>
+#include <map>
 #include <random>
-#include <thread>
 #include <set>
+#include <thread>
 
 #include "base/error.h"
 #include "base/hash.h"
@@ -26,8 +26,8 @@ ScannedSource SourceOf(const std::string& path, uint32_t index) {
   s.size = bytes.size();
   s.xxh64 = Xxh64(bytes);
   auto stamp = io::Posix().OpenReadable(path)->Stamp();
-  s.docs.push_back({std::make_shared<const input::DataFile>(input::DataFile{path, false, stamp}), 0, bytes.size(),
-                    Xxh64(bytes)});
+  s.docs.push_back(
+      {std::make_shared<const input::DataFile>(input::DataFile{path, false, stamp}), 0, bytes.size(), Xxh64(bytes)});
   return s;
 }
 

@@ -220,7 +220,8 @@ TEST(Dataset, EveryByteFlipAndTruncationIsAnErrorOrTheOriginalBytes) {
       EXPECT_FALSE(verified) << name << ": verify passed with byte " << pos << " changed";
     }
     for (size_t len = 0; len < original.size(); ++len) {
-      const bool verified = attempt(path, original, original.substr(0, len), o, name + " cut to " + std::to_string(len));
+      const bool verified =
+          attempt(path, original, original.substr(0, len), o, name + " cut to " + std::to_string(len));
       EXPECT_FALSE(verified) << name << ": verify passed cut to " << len << " bytes";
     }
     if (is_manifest) {

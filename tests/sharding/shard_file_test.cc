@@ -87,7 +87,8 @@ TEST(ShardFile, EveryTruncationAndFlipIsDetected) {
     return got;
   };
   EXPECT_NO_THROW(read_all(good));
-  for (size_t len = 0; len < good.size(); len += 1 + len / 8) EXPECT_THROW(read_all(good.substr(0, len)), DataError) << len;
+  for (size_t len = 0; len < good.size(); len += 1 + len / 8)
+    EXPECT_THROW(read_all(good.substr(0, len)), DataError) << len;
   int caught = 0;
   for (size_t pos = 0; pos < good.size(); ++pos) {
     std::string bad = good;

@@ -1,13 +1,14 @@
 // Checkpoints: round trips, every corruption detected, atomicity under injected failures, and
 // the sink's bounds (one in flight, one pending, newer replaces older), latest/best/keep.
+#include "train/checkpoint.h"
+
 #include <gtest/gtest.h>
 
 #include <random>
 #include <thread>
 
-#include "train/checkpoint.h"
-#include "tests/train/fault_fs.h"
 #include "tests/test_util.h"
+#include "tests/train/fault_fs.h"
 
 namespace bitbyte::train {
 namespace {
@@ -115,8 +116,10 @@ TEST(Checkpoint, FailureAtEveryOperationKeepsThePreviousOne) {
     ASSERT_TRUE(loaded.has_value());
     // Either the new one was complete before the failure (the last directory sync) or the old
     // one is what a resume gets.
-    if (loaded->snapshot.step == 20) ExpectSame(loaded->snapshot, second);
-    else ExpectSame(loaded->snapshot, first);
+    if (loaded->snapshot.step == 20)
+      ExpectSame(loaded->snapshot, second);
+    else
+      ExpectSame(loaded->snapshot, first);
     { CheckpointSink sink(io::Posix(), ckpt, 5); }
     for (const std::string& name : io::Posix().ListDir(ckpt)) EXPECT_EQ(name.find(".tmp-"), std::string::npos) << n;
   }
@@ -208,7 +211,8 @@ TEST(CheckpointSink, KeepsTheNewestAndTheBest) {
     sink.Submit(std::make_shared<Snapshot>(RandomSnapshot(rng, 70)));
     sink.Flush();
   }
-  EXPECT_EQ(ListCheckpoints(io::Posix(), t / "ckpt"), (std::vector<std::string>{CheckpointName(20), CheckpointName(70)}));
+  EXPECT_EQ(ListCheckpoints(io::Posix(), t / "ckpt"),
+            (std::vector<std::string>{CheckpointName(20), CheckpointName(70)}));
 }
 
 TEST(CheckpointSink, AWriteErrorIsReportedNotSwallowed) {

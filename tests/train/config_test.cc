@@ -1,5 +1,7 @@
 // The training config: text-format errors with line and column, --set overrides, defaults,
 // printing round trips, range checks naming the field, and what a resume may change.
+#include "train/config.h"
+
 #include <google/protobuf/descriptor.h>
 #include <gtest/gtest.h>
 
@@ -8,9 +10,8 @@
 #include <random>
 #include <set>
 
-#include "train/config.h"
-#include "tests/test_util.h"
 #include "base/error.h"
+#include "tests/test_util.h"
 
 namespace bitbyte::train {
 namespace {
@@ -32,7 +33,8 @@ TEST(Config, TextErrorsNameLineAndColumn) {
   EXPECT_NE(wrong_type.find("c:2:"), std::string::npos) << wrong_type;
   EXPECT_NE(wrong_type.find("seq_len"), std::string::npos) << wrong_type;
   EXPECT_NE(ErrorOf([] { ParseConfigText("steps: -1.5\n", "c"); }).find("c:1:"), std::string::npos);
-  EXPECT_NE(ErrorOf([] { LoadConfigFile("/nonexistent/cfg.txtpb"); }).find("/nonexistent/cfg.txtpb"), std::string::npos);
+  EXPECT_NE(ErrorOf([] { LoadConfigFile("/nonexistent/cfg.txtpb"); }).find("/nonexistent/cfg.txtpb"),
+            std::string::npos);
 }
 
 // D10: a directory is not an (empty) config file; a file is read whole.
@@ -86,7 +88,7 @@ TEST(Config, OverrideValueIsExactlyOneScalar) {
   ApplyOverride(c, "steps= 7 ");
   ApplyOverride(c, "seed=18446744073709551615");
   ApplyOverride(c, "optim.lr=+2.5e-3");
-  ApplyOverride(c, "data.seq_len=-5");          // parses; ValidateConfig refuses it
+  ApplyOverride(c, "data.seq_len=-5");           // parses; ValidateConfig refuses it
   ApplyOverride(c, "model.name= spaced name ");  // strings are taken as they are
   EXPECT_EQ(c.steps(), 7);
   EXPECT_EQ(c.seed(), UINT64_MAX);
@@ -98,8 +100,8 @@ TEST(Config, OverrideValueIsExactlyOneScalar) {
 
 TEST(Config, PrintedConfigShowsEveryFieldAndParsesBack) {
   std::mt19937_64 rng(5);
-  const char* sets[] = {"optim.lr=0.002", "data.seq_len=64", "model.bitbyte_lm.context=64", "eval.every=7",
-                        "checkpoint.keep=9", "seed=123", "data.grad_accum=2", "optim.grad_clip=0"};
+  const char* sets[] = {"optim.lr=0.002",    "data.seq_len=64", "model.bitbyte_lm.context=64", "eval.every=7",
+                        "checkpoint.keep=9", "seed=123",        "data.grad_accum=2",           "optim.grad_clip=0"};
   for (int i = 0; i < 20; ++i) {
     pb::TrainConfig c;
     for (const char* s : sets)
@@ -227,7 +229,10 @@ const std::vector<Limit>& Limits() {
       {"checkpoint.every", {}, {"0", "999999999"}, {"-1", "1000000000"}},
       {"checkpoint.keep", {}, {"1", "1000"}, {"0", "1001"}},
       {"model.name", {}, {"bitbyte_lm", "mamba_mlm"}, {"nosuch", ""}},
-      {"model.bitbyte_lm.d_model", {"model.bitbyte_lm.n_head=1", "model.bitbyte_lm.n_layer=1"}, {"1", "65536"}, {"0", "65537"}},
+      {"model.bitbyte_lm.d_model",
+       {"model.bitbyte_lm.n_head=1", "model.bitbyte_lm.n_layer=1"},
+       {"1", "65536"},
+       {"0", "65537"}},
       {"model.bitbyte_lm.n_layer", {}, {"1", "1024"}, {"0", "1025"}},
       {"model.bitbyte_lm.n_head", {}, {"1", "256"}, {"0", "257", "3"}},  // d_model 256; 3 does not divide it
       {"model.bitbyte_lm.d_ff", {}, {"0", "1", "262144"}, {"-1", "262145"}},
@@ -240,7 +245,10 @@ const std::vector<Limit>& Limits() {
       {"model.mamba_mlm.d_conv", {mamba}, {"1", "256"}, {"0", "257"}},
       {"model.mamba_mlm.expand", {mamba}, {"1", "64"}, {"0", "65"}},
       {"model.mamba_mlm.dt_rank", {mamba}, {"0", "1", "65536"}, {"-1", "65537"}},
-      {"model.mamba_mlm.dt_min", {mamba, "model.mamba_mlm.dt_max=10"}, {"1e-300", "10"}, Plus({"0", "10.000001"}, non_finite)},
+      {"model.mamba_mlm.dt_min",
+       {mamba, "model.mamba_mlm.dt_max=10"},
+       {"1e-300", "10"},
+       Plus({"0", "10.000001"}, non_finite)},
       {"model.mamba_mlm.dt_max", {mamba}, {"0.001", "10"}, Plus({"0.000999", "10.000001"}, non_finite)},
       {"model.mamba_mlm.context", {mamba, "data.seq_len=2"}, {"2", "1048576"}, {"1", "1048577"}},
       {"model.mamba_mlm.init_std", {mamba}, {"1e-300", "1"}, Plus({"0", "1.0000001"}, non_finite)},
@@ -302,13 +310,15 @@ TEST(ConfigLimits, ProductsAreBounded) {
   EXPECT_NE(Validate({"data.batch_size=65536", "data.grad_accum=65536"}).find("config field data."), std::string::npos);
   // windows a step: batch_size x grad_accum <= 2^20
   EXPECT_EQ(Validate({"data.seq_len=2", "data.batch_size=1024", "data.grad_accum=1024"}), "(no error)");
-  EXPECT_NE(Validate({"data.seq_len=2", "data.batch_size=1024", "data.grad_accum=1025"}).find("config field data.grad_accum"),
-            std::string::npos);
+  EXPECT_NE(
+      Validate({"data.seq_len=2", "data.batch_size=1024", "data.grad_accum=1025"}).find("config field data.grad_accum"),
+      std::string::npos);
   // a step's batch: rows x (seq_len + 1) <= 2^30 bytes
-  const std::vector<std::string> long_windows = {"model.bitbyte_lm.context=2048", "data.seq_len=2047", "eval.batch_size=1",
-                                                 "data.grad_accum=65536"};
+  const std::vector<std::string> long_windows = {"model.bitbyte_lm.context=2048", "data.seq_len=2047",
+                                                 "eval.batch_size=1", "data.grad_accum=65536"};
   EXPECT_EQ(Validate(Plus(long_windows, {"data.batch_size=8"})), "(no error)");
-  EXPECT_NE(Validate(Plus(long_windows, {"data.batch_size=9"})).find("config field data.batch_size"), std::string::npos);
+  EXPECT_NE(Validate(Plus(long_windows, {"data.batch_size=9"})).find("config field data.batch_size"),
+            std::string::npos);
   // a forward pass: batch_size x seq_len <= 2^24 bytes (train and eval)
   EXPECT_EQ(Validate({"data.batch_size=65536", "eval.batch_size=65536"}), "(no error)");  // x 256
   const std::vector<std::string> w257 = {"model.bitbyte_lm.context=512", "data.seq_len=257"};
@@ -329,9 +339,10 @@ TEST(ConfigLimits, ModelLargerThanMemoryIsRefusedWithTheGiBNeeded) {
   EXPECT_NE(error.find("GiB"), std::string::npos) << error;
   EXPECT_EQ(Validate(big, 64 * gib), "(no error)");
   // The largest sizes the field bounds allow still count without overflow, and are refused.
-  const std::string huge = Validate({"model.name=mamba_mlm", "model.mamba_mlm.d_model=65536", "model.mamba_mlm.n_layer=1024",
-                                     "model.mamba_mlm.expand=64", "model.mamba_mlm.d_state=1024"},
-                                    uint64_t{1} << 40);
+  const std::string huge =
+      Validate({"model.name=mamba_mlm", "model.mamba_mlm.d_model=65536", "model.mamba_mlm.n_layer=1024",
+                "model.mamba_mlm.expand=64", "model.mamba_mlm.d_state=1024"},
+               uint64_t{1} << 40);
   EXPECT_NE(huge.find("config field model.mamba_mlm"), std::string::npos) << huge;
   EXPECT_GT(PhysicalMemoryBytes(), 0u);
 }
@@ -344,7 +355,8 @@ TEST(Config, ResumeMayChangeOnlyScheduleFields) {
     ApplyOverride(r, ok);
     EXPECT_EQ(IncompatibleField(saved, r), "") << ok;
   }
-  for (const char* bad : {"seed=2", "optim.lr=0.5", "model.bitbyte_lm.d_model=64", "data.batch_size=3", "eval.max_bytes=5"}) {
+  for (const char* bad :
+       {"seed=2", "optim.lr=0.5", "model.bitbyte_lm.d_model=64", "data.batch_size=3", "eval.max_bytes=5"}) {
     pb::TrainConfig r = saved;
     ApplyOverride(r, bad);
     const std::string field = std::string(bad).substr(0, std::string(bad).find('='));

@@ -1,15 +1,16 @@
 // Generation's next-byte logits: the recurrent form (MambaMLM's stepper) gives the windowed
 // forward's logits at every step while the text fits in a window, starts from the last window
 // of a longer prompt, and a model without a recurrent form always uses the window.
+#include "train/generation.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <random>
 
+#include "base/error.h"
 #include "models/model.h"
 #include "models/registry.h"
-#include "train/generation.h"
-#include "base/error.h"
 
 namespace bitbyte::train {
 namespace {

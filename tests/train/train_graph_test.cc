@@ -44,8 +44,8 @@ double FakeLoss(const Batch& b) {
 class FakeBackend : public TrainBackend {
  public:
   // Options, set before the run.
-  int64_t nan_at = -1;                      // 1-based step whose loss is not finite
-  int64_t stop_at = -1;                     // 1-based step during which `stop` gets set
+  int64_t nan_at = -1;   // 1-based step whose loss is not finite
+  int64_t stop_at = -1;  // 1-based step during which `stop` gets set
   std::atomic<bool>* stop = nullptr;
   std::chrono::milliseconds step_time{0}, eval_time{0};
 
@@ -95,10 +95,10 @@ class FakeBackend : public TrainBackend {
 
 pb::TrainConfig Config(int64_t steps, int64_t eval_every, int64_t ckpt_every, int prefetch = 4) {
   pb::TrainConfig c;
-  for (const std::string& s : {std::string("data.seq_len=16"), std::string("data.batch_size=2"),
-                               "eval.every=" + std::to_string(eval_every),
-                               "checkpoint.every=" + std::to_string(ckpt_every), "data.prefetch=" + std::to_string(prefetch),
-                               std::string("log_every=0")})
+  for (const std::string& s :
+       {std::string("data.seq_len=16"), std::string("data.batch_size=2"), "eval.every=" + std::to_string(eval_every),
+        "checkpoint.every=" + std::to_string(ckpt_every), "data.prefetch=" + std::to_string(prefetch),
+        std::string("log_every=0")})
     ApplyOverride(c, s);
   c.set_steps(steps);
   FillDefaults(c);
@@ -200,7 +200,8 @@ TEST(TrainGraph, AnEvaluationOvertakenByANewerOneIsSkipped) {
     runs::MetricsLog metrics(t / "m.jsonl", 0);
     tb::EventWriter events(t.path(), 0);
     CheckpointSink sink(io::Posix(), t / "ck", 3);
-    TrainGraph job(h.config, {0, 1, -1}, h.backend, sampler, {metrics, events, sink, io::Posix(), t / "ck", {}}, h.stop);
+    TrainGraph job(h.config, {0, 1, -1}, h.backend, sampler, {metrics, events, sink, io::Posix(), t / "ck", {}},
+                   h.stop);
     const EventPtr s1 = job.TrainStep(job.Prepare(0));
     const EventPtr s2 = job.TrainStep(job.Prepare(1));
     ASSERT_TRUE(std::get<StepEvent>(*s1).want_eval);

@@ -3,6 +3,8 @@
 // metrics.jsonl, TensorBoard events, every checkpoint file, pointer and pruning) either leaves the
 // run finished or stops it with an error naming the operation, never leaves a torn record, and a
 // resume then reaches the very losses and evaluations of an undisturbed run.
+#include "train/train_job.h"
+
 #include <gtest/gtest.h>
 
 #include <map>
@@ -15,7 +17,6 @@
 #include "tests/sharding/make_dataset.h"
 #include "tests/test_util.h"
 #include "tests/train/fault_fs.h"
-#include "train/train_job.h"
 
 namespace bitbyte::train {
 namespace {
@@ -28,9 +29,17 @@ TrainOptions Tiny(const std::string& data, const std::string& run, io::FileSyste
   TrainOptions o;
   o.data_dir = data;
   o.run_dir = run;
-  o.overrides = {"model.bitbyte_lm.d_model=16", "model.bitbyte_lm.n_layer=1", "model.bitbyte_lm.n_head=2",
-                 "model.bitbyte_lm.context=16", "data.seq_len=16", "data.batch_size=2", "optim.warmup_steps=2",
-                 "eval.every=2", "eval.max_bytes=2000", "checkpoint.every=2", "checkpoint.keep=1"};
+  o.overrides = {"model.bitbyte_lm.d_model=16",
+                 "model.bitbyte_lm.n_layer=1",
+                 "model.bitbyte_lm.n_head=2",
+                 "model.bitbyte_lm.context=16",
+                 "data.seq_len=16",
+                 "data.batch_size=2",
+                 "optim.warmup_steps=2",
+                 "eval.every=2",
+                 "eval.max_bytes=2000",
+                 "checkpoint.every=2",
+                 "checkpoint.keep=1"};
   o.steps = 5;
   o.threads = 2;
   o.console = false;
@@ -107,7 +116,8 @@ TEST(TrainJob, AFailureAtEveryFileOperationResumesToTheSameLosses) {
     EXPECT_EQ(got.val_bpb.count(5), 1u) << what;
     for (const auto& [step, bpb] : got.val_bpb) {
       const auto [it, first] = val_bpb.emplace(step, bpb);
-      EXPECT_TRUE(first || it->second == bpb) << what << ": val bpb of step " << step << " " << bpb << ", elsewhere " << it->second;
+      EXPECT_TRUE(first || it->second == bpb)
+          << what << ": val bpb of step " << step << " " << bpb << ", elsewhere " << it->second;
     }
     io::Posix().RemoveAll(run);
   }

@@ -1,20 +1,21 @@
 // The training stack on tiny models: learning, the schedule, snapshots that resume bit-exactly,
 // non-finite losses, batches as a pure function of (seed, step), and bits-per-byte evaluation.
+#include "train/trainer.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cmath>
 #include <random>
 
+#include "base/error.h"
 #include "models/model.h"
+#include "sharding/shard_job.h"
+#include "tests/sharding/make_dataset.h"
+#include "tests/test_util.h"
 #include "train/batches.h"
 #include "train/config.h"
 #include "train/evaluator.h"
-#include "train/trainer.h"
-#include "sharding/shard_job.h"
-#include "base/error.h"
-#include "tests/sharding/make_dataset.h"
-#include "tests/test_util.h"
 
 namespace bitbyte::train {
 namespace {
@@ -24,9 +25,9 @@ using testing::TempDir;
 
 pb::TrainConfig Tiny(int64_t steps) {
   pb::TrainConfig c;
-  for (const char* s : {"model.bitbyte_lm.d_model=16", "model.bitbyte_lm.n_layer=2", "model.bitbyte_lm.n_head=2",
-                        "model.bitbyte_lm.context=16", "data.seq_len=16", "data.batch_size=4", "optim.warmup_steps=3",
-                        "optim.lr=0.01"})
+  for (const char* s :
+       {"model.bitbyte_lm.d_model=16", "model.bitbyte_lm.n_layer=2", "model.bitbyte_lm.n_head=2",
+        "model.bitbyte_lm.context=16", "data.seq_len=16", "data.batch_size=4", "optim.warmup_steps=3", "optim.lr=0.01"})
     ApplyOverride(c, s);
   c.set_steps(steps);
   FillDefaults(c);
@@ -53,7 +54,8 @@ TEST(Batches, AreAPureFunctionOfSeedAndStep) {
     for (int r = 0; r < 5; ++r) {
       const uint64_t off = a.Offset(step, r);
       ASSERT_LE(off + 32, n);
-      EXPECT_EQ(std::string(x.bytes.begin() + r * 32, x.bytes.begin() + (r + 1) * 32), ds->Read(shard::Split::kTrain, off, 32));
+      EXPECT_EQ(std::string(x.bytes.begin() + r * 32, x.bytes.begin() + (r + 1) * 32),
+                ds->Read(shard::Split::kTrain, off, 32));
     }
   }
   EXPECT_THROW(BatchSampler(*ds, 1, 1, static_cast<int>(n)), Error);  // a window longer than the split
@@ -115,7 +117,8 @@ TEST(Trainer, RestoredSnapshotContinuesBitExactly) {
     EXPECT_EQ(std::vector<double>(losses_a.begin() + k, losses_a.end()), losses_b) << "k = " << k;
     const Snapshot wa = *a.TakeSnapshot(true), wb = *b.TakeSnapshot(true);
     ASSERT_EQ(wa.tensors.size(), wb.tensors.size());
-    for (size_t i = 0; i < wa.tensors.size(); ++i) EXPECT_EQ(wa.tensors[i].data, wb.tensors[i].data) << wa.tensors[i].name;
+    for (size_t i = 0; i < wa.tensors.size(); ++i)
+      EXPECT_EQ(wa.tensors[i].data, wb.tensors[i].data) << wa.tensors[i].name;
   }
 }
 
@@ -191,7 +194,8 @@ TEST(Evaluator, NothingToPredictIsAnErrorNotZeroBpb) {
   UniformModel m;
   const std::string one = "x", empty;
   for (const std::vector<std::string_view>& streams :
-       {std::vector<std::string_view>{one}, std::vector<std::string_view>{empty, one}, std::vector<std::string_view>{}}) {
+       {std::vector<std::string_view>{one}, std::vector<std::string_view>{empty, one},
+        std::vector<std::string_view>{}}) {
     try {
       const EvalResult r = EvaluateBpb(m, streams, 16, 4, torch::kCPU);
       ADD_FAILURE() << "no error; bpb " << r.bpb << " over " << r.bytes << " bytes";
