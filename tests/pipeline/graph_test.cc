@@ -61,7 +61,9 @@ TEST(Graph, ANodesErrorKeepsItsKind) {
       {[] { throw InterruptedError("interrupted by a signal"); }, ErrorCode::kInterrupted},
       {[] { throw std::runtime_error("from a library"); }, ErrorCode::kIo},
   };
-  for (const auto& [fail, code] : kinds) {
+  for (const auto& kind : kinds) {
+    const std::function<void()>& fail = kind.first;  // (a structured binding: not capturable in C++17)
+    const ErrorCode code = kind.second;
     try {
       fail();
     } catch (...) {
