@@ -116,8 +116,9 @@ void AddTrainJobOptions(CLI::App* c, TrainArgs* a, bool for_job) {
                 "Seconds between writes of the live per-node figures (RUN_DIR/pipeline.json; see 'bitbyte top')")
       ->check(FiniteRange(pipeline::kMinFiguresInterval, pipeline::kMaxFiguresInterval))
       ->capture_default_str();
-  c->add_flag("--print-config", a->print_config,
-              PrintOnly("Print the effective config (every field) and exit", for_job));
+  c->add_flag(
+      "--print-config", a->print_config,
+      PrintOnly("Print the effective config (every field; of the model, the chosen track's block) and exit", for_job));
   c->add_flag("-q,--quiet", a->quiet, PrintOnly("No progress lines", for_job));
   c->add_flag("--stats", a->stats,
               PrintOnly("Print per-node figures of the graph at the end (items, busy time)", for_job));

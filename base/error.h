@@ -21,16 +21,11 @@ enum class ErrorCode {
 // The process exit code of each kind: 1, 2, 3, 70 (sysexits' EX_SOFTWARE), 130 (128 + SIGINT).
 constexpr int ExitCode(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kUsage:
-      return 2;
-    case ErrorCode::kData:
-      return 3;
-    case ErrorCode::kInternal:
-      return 70;
-    case ErrorCode::kInterrupted:
-      return 130;
-    case ErrorCode::kIo:
-      break;
+    case ErrorCode::kUsage: return 2;
+    case ErrorCode::kData: return 3;
+    case ErrorCode::kInternal: return 70;
+    case ErrorCode::kInterrupted: return 130;
+    case ErrorCode::kIo: break;
   }
   return 1;
 }

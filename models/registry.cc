@@ -24,12 +24,9 @@ std::shared_ptr<ByteModel> CreateModel(const pb::ModelConfig& config) {
   ValidateModelConfig(config);
   // Each track's module, by its block (the tracks table, models/tracks.h, has everything else).
   switch (FindTrack(config.name())->block) {
-    case pb::ModelConfig::kBitbyteLm:
-      return std::make_shared<BitByteLM>(config.bitbyte_lm());
-    case pb::ModelConfig::kMambaMlm:
-      return std::make_shared<MambaMLM>(config.mamba_mlm());
-    case pb::ModelConfig::TRACK_NOT_SET:
-      break;
+    case pb::ModelConfig::kBitbyteLm: return std::make_shared<BitByteLM>(config.bitbyte_lm());
+    case pb::ModelConfig::kMambaMlm: return std::make_shared<MambaMLM>(config.mamba_mlm());
+    case pb::ModelConfig::TRACK_NOT_SET: break;
   }
   throw InternalError("model '" + config.name() + "' is validated but has no constructor");
 }

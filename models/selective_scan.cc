@@ -360,12 +360,9 @@ BITBYTE_SCAN_KERNELS(Avx512, __attribute__((target("avx512f,avx512vl,avx512dq,av
 template <typename T>
 void ForwardKernel(const Operands<T>& o, T* y, int64_t begin, int64_t end) {
   switch (CpuIsa()) {
-    case Isa::kAvx512:
-      return ForwardRowsAvx512<T>(o, y, begin, end);
-    case Isa::kAvx2:
-      return ForwardRowsAvx2<T>(o, y, begin, end);
-    case Isa::kBase:
-      break;
+    case Isa::kAvx512: return ForwardRowsAvx512<T>(o, y, begin, end);
+    case Isa::kAvx2: return ForwardRowsAvx2<T>(o, y, begin, end);
+    case Isa::kBase: break;
   }
   ForwardRowsBase<T>(o, y, begin, end);
 }
@@ -373,12 +370,9 @@ void ForwardKernel(const Operands<T>& o, T* y, int64_t begin, int64_t end) {
 template <typename T>
 void BackwardKernel(const Operands<T>& o, const T* gy, const BackwardOut& out, int64_t begin, int64_t end) {
   switch (CpuIsa()) {
-    case Isa::kAvx512:
-      return BackwardTasksAvx512<T>(o, gy, out, begin, end);
-    case Isa::kAvx2:
-      return BackwardTasksAvx2<T>(o, gy, out, begin, end);
-    case Isa::kBase:
-      break;
+    case Isa::kAvx512: return BackwardTasksAvx512<T>(o, gy, out, begin, end);
+    case Isa::kAvx2: return BackwardTasksAvx2<T>(o, gy, out, begin, end);
+    case Isa::kBase: break;
   }
   BackwardTasksBase<T>(o, gy, out, begin, end);
 }
@@ -479,15 +473,12 @@ torch::Tensor SelectiveScan(const torch::Tensor& u, const torch::Tensor& delta, 
   CheckArg(kFn, Dskip, "Dskip", &u, {d}, "[D]");
   if (impl == ScanImpl::kAuto) impl = u.device().is_cpu() ? ScanImpl::kFused : ScanImpl::kChunked;
   switch (impl) {
-    case ScanImpl::kReference:
-      return ReferenceScan(u, delta, A, Bm, C, Dskip);
-    case ScanImpl::kChunked:
-      return ChunkedScan(u, delta, A, Bm, C, Dskip);
+    case ScanImpl::kReference: return ReferenceScan(u, delta, A, Bm, C, Dskip);
+    case ScanImpl::kChunked: return ChunkedScan(u, delta, A, Bm, C, Dskip);
     case ScanImpl::kFused:
       if (!u.device().is_cpu()) Fail(kFn, "kFused needs CPU tensors, u is on " + u.device().str());
       return FusedScan::apply(u, delta, A, Bm, C, Dskip);
-    case ScanImpl::kAuto:
-      break;
+    case ScanImpl::kAuto: break;
   }
   Fail(kFn, "unknown ScanImpl");
 }

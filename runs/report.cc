@@ -428,26 +428,14 @@ std::string HtmlEscape(std::string_view s) {
     const unsigned char c = b[i];
     if (c < 0x80) {
       switch (c) {
-        case '&':
-          out += "&amp;";
-          break;
-        case '<':
-          out += "&lt;";
-          break;
-        case '>':
-          out += "&gt;";
-          break;
-        case '"':
-          out += "&quot;";
-          break;
-        case '\'':
-          out += "&#39;";
-          break;
+        case '&': out += "&amp;"; break;
+        case '<': out += "&lt;"; break;
+        case '>': out += "&gt;"; break;
+        case '"': out += "&quot;"; break;
+        case '\'': out += "&#39;"; break;
         case '\t':
         case '\n':
-        case '\r':
-          out += static_cast<char>(c);
-          break;
+        case '\r': out += static_cast<char>(c); break;
         default:
           if (c < 0x20 || c == 0x7F)
             out += "\xEF\xBF\xBD";

@@ -125,35 +125,16 @@ void FillMessage(gp::Message& m) {
     }
     if (r->HasField(m, f)) continue;
     switch (f->cpp_type()) {
-      case gp::FieldDescriptor::CPPTYPE_INT32:
-        r->SetInt32(&m, f, f->default_value_int32());
-        break;
-      case gp::FieldDescriptor::CPPTYPE_INT64:
-        r->SetInt64(&m, f, f->default_value_int64());
-        break;
-      case gp::FieldDescriptor::CPPTYPE_UINT32:
-        r->SetUInt32(&m, f, f->default_value_uint32());
-        break;
-      case gp::FieldDescriptor::CPPTYPE_UINT64:
-        r->SetUInt64(&m, f, f->default_value_uint64());
-        break;
-      case gp::FieldDescriptor::CPPTYPE_DOUBLE:
-        r->SetDouble(&m, f, f->default_value_double());
-        break;
-      case gp::FieldDescriptor::CPPTYPE_FLOAT:
-        r->SetFloat(&m, f, f->default_value_float());
-        break;
-      case gp::FieldDescriptor::CPPTYPE_BOOL:
-        r->SetBool(&m, f, f->default_value_bool());
-        break;
-      case gp::FieldDescriptor::CPPTYPE_ENUM:
-        r->SetEnum(&m, f, f->default_value_enum());
-        break;
-      case gp::FieldDescriptor::CPPTYPE_STRING:
-        r->SetString(&m, f, f->default_value_string());
-        break;
-      case gp::FieldDescriptor::CPPTYPE_MESSAGE:
-        break;
+      case gp::FieldDescriptor::CPPTYPE_INT32: r->SetInt32(&m, f, f->default_value_int32()); break;
+      case gp::FieldDescriptor::CPPTYPE_INT64: r->SetInt64(&m, f, f->default_value_int64()); break;
+      case gp::FieldDescriptor::CPPTYPE_UINT32: r->SetUInt32(&m, f, f->default_value_uint32()); break;
+      case gp::FieldDescriptor::CPPTYPE_UINT64: r->SetUInt64(&m, f, f->default_value_uint64()); break;
+      case gp::FieldDescriptor::CPPTYPE_DOUBLE: r->SetDouble(&m, f, f->default_value_double()); break;
+      case gp::FieldDescriptor::CPPTYPE_FLOAT: r->SetFloat(&m, f, f->default_value_float()); break;
+      case gp::FieldDescriptor::CPPTYPE_BOOL: r->SetBool(&m, f, f->default_value_bool()); break;
+      case gp::FieldDescriptor::CPPTYPE_ENUM: r->SetEnum(&m, f, f->default_value_enum()); break;
+      case gp::FieldDescriptor::CPPTYPE_STRING: r->SetString(&m, f, f->default_value_string()); break;
+      case gp::FieldDescriptor::CPPTYPE_MESSAGE: break;
     }
   }
 }
@@ -298,11 +279,8 @@ void SetScalar(gp::Message& m, const gp::FieldDescriptor* f, const std::string& 
       r->SetEnum(&m, f, e);
       break;
     }
-    case gp::FieldDescriptor::CPPTYPE_STRING:
-      r->SetString(&m, f, v);
-      break;
-    case gp::FieldDescriptor::CPPTYPE_MESSAGE:
-      throw InternalError("SetScalar on a message");
+    case gp::FieldDescriptor::CPPTYPE_STRING: r->SetString(&m, f, v); break;
+    case gp::FieldDescriptor::CPPTYPE_MESSAGE: throw InternalError("SetScalar on a message");
   }
 }
 

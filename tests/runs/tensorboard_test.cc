@@ -125,15 +125,9 @@ std::vector<WireField> DecodeWire(std::string_view s) {
     f.number = static_cast<int>(key >> 3);
     f.wire_type = static_cast<int>(key & 7);
     switch (f.wire_type) {
-      case 0:
-        f.varint = varint();
-        break;
-      case 1:
-        f.varint = fixed(8);
-        break;
-      case 5:
-        f.varint = fixed(4);
-        break;
+      case 0: f.varint = varint(); break;
+      case 1: f.varint = fixed(8); break;
+      case 5: f.varint = fixed(4); break;
       case 2: {
         const uint64_t n = varint();
         if (n > s.size() - i) throw std::runtime_error("length-delimited field runs past the end");
@@ -141,8 +135,7 @@ std::vector<WireField> DecodeWire(std::string_view s) {
         i += n;
         break;
       }
-      default:
-        throw std::runtime_error("unexpected wire type " + std::to_string(f.wire_type));
+      default: throw std::runtime_error("unexpected wire type " + std::to_string(f.wire_type));
     }
     out.push_back(std::move(f));
   }
