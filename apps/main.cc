@@ -21,6 +21,8 @@
 
 #if BITBYTE_ML
 #include <c10/util/Exception.h>
+
+#include "models/blas.h"
 #endif
 
 #include "apps/cli_util.h"
@@ -76,13 +78,17 @@ int ExecMl(char** argv) {
 // freed memory for reuse instead (tensors up to 32 MiB from the heap, no trimming below 1 GiB
 // free, one arena so the train and eval threads share it). Peak RSS is unchanged; memory is
 // simply not handed back between steps.
-void TuneMallocForModels(int argc, char** argv) {
+bool IsModelCommand(int argc, char** argv) {
   const char* command = nullptr;
   for (int i = 1; i < argc && command == nullptr; ++i)
     if (argv[i][0] != '-') command = argv[i];
-  if (command == nullptr) return;
+  if (command == nullptr) return false;
   const std::string cmd = command;
-  if (cmd != "train" && cmd != "eval" && cmd != "generate" && cmd != "bench") return;
+  return cmd == "train" || cmd == "eval" || cmd == "generate" || cmd == "bench";
+}
+
+void TuneMallocForModels(int argc, char** argv) {
+  if (!IsModelCommand(argc, argv)) return;
   ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
   ::mallopt(M_ARENA_MAX, 1);
@@ -133,6 +139,15 @@ Failure Classify(const std::exception_ptr& ep) {
 
 int main(int argc, char** argv) {
 #if BITBYTE_ML
+  // The BLAS kernels first: choosing them may run the process again (models/blas.h).
+  try {
+    bitbyte::models::ChooseBlasCore(argv);
+    if (IsModelCommand(argc, argv)) bitbyte::models::CheckBlas(argv);
+  } catch (...) {
+    const Failure f = Classify(std::current_exception());
+    std::fprintf(stderr, "bitbyte: error: %s\n", f.message.c_str());
+    return f.exit_code;
+  }
   TuneMallocForModels(argc, argv);
 #else
   if (NeedsLibTorch(argc, argv)) return ExecMl(argv);

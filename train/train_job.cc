@@ -11,10 +11,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "base/cpu.h"
 #include "base/error.h"
 #include "base/file_io.h"
 #include "base/stop_signals.h"
 #include "base/version.h"
+#include "models/blas.h"
 #include "models/registry.h"
 #include "pipeline/graph.h"
 #include "pipeline/monitor.h"
@@ -59,6 +61,9 @@ json Environment(int threads, const torch::Device& device) {
           {"libtorch", TORCH_VERSION},
           {"blas_core", core ? core() : "unknown (not OpenBLAS)"},
           {"openblas_coretype_env", env ? env : ""},
+          {"blas_chosen_by", models::BlasInUse().chosen_by},
+          {"blas_choice", models::BlasInUse().detail},
+          {"cpu_features", cpu::This().Summary()},
           {"bitbyte", kVersion},
           {"tbb", TBB_VERSION_STRING},
           {"cpu", CpuModel()},
@@ -329,6 +334,11 @@ TrainSummary RunTraining(const TrainOptions& o) {
   const int64_t total = config.steps();
   if (start >= total) log("the run already has " + std::to_string(start) + " of " + std::to_string(total) + " steps");
   log(trainer.model().Describe() + "; " + std::to_string(threads) + " threads, device " + device.str());
+  if (device.is_cpu()) {
+    const models::BlasDecision& blas = models::BlasInUse();
+    log("BLAS: OpenBLAS core " + (blas.core.empty() ? std::string("(none)") : blas.core) + ", chosen by " +
+        blas.chosen_by + " (" + blas.detail + ")");
+  }
 
   runs::MetricsLog metrics(io::JoinPath(o.run_dir, kMetricsFile), start, fs);
   // The same scalars for `tensorboard --logdir RUN_DIR` (docs/training.md: run directory).

@@ -906,7 +906,34 @@ t_bench_tracks() {
   end
 }
 
+# The BLAS kernels: a core OpenBLAS falls back to (pretended with a test hook: this machine's
+# OpenBLAS knows its CPU) is replaced by the CPU's best, bitbyte running itself again with
+# OPENBLAS_CORETYPE set; OpenBLAS then runs that core (run.json's blas_core is OpenBLAS's own
+# answer). A value the environment sets is kept.
+t_blas() {
+  begin "BLAS: a fallback core is replaced by the CPU's best; the environment's OPENBLAS_CORETYPE is kept"
+  local want="" f all=1
+  for f in avx512f avx512bw avx512vl avx512dq avx512cd; do grep -qw "$f" /proc/cpuinfo || all=0; done
+  if ((all)); then want=SkylakeX; elif grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then want=Haswell; fi
+  [[ -n $want ]] || fail "this CPU has no AVX2: nothing better than OpenBLAS's own core to choose"
+  RC=0
+  { env -u OPENBLAS_CORETYPE BITBYTE_TEST_OPENBLAS_CORE=Prescott "$BIN" train --data ds -o blas1 "${TINY[@]}" \
+    --steps 2 >"$T/out" 2>"$T/err"; } 2>/dev/null || RC=$?
+  want_rc 0 "train on a fallback core"
+  want_err "BLAS: OpenBLAS core $want, chosen by bitbyte (OpenBLAS chose Prescott" "train on a fallback core"
+  [[ $(json_get blas1/run.json 'j["blas_core"]') == "$want" ]] || fail "run.json blas_core: $(json_get blas1/run.json 'j["blas_core"]'), want $want"
+  [[ $(json_get blas1/run.json 'j["blas_chosen_by"]') == bitbyte ]] || fail "run.json blas_chosen_by is not bitbyte"
+  RC=0
+  { env OPENBLAS_CORETYPE=Prescott "$BIN" train --data ds -o blas2 "${TINY[@]}" --steps 2 >"$T/out" 2>"$T/err"; } \
+    2>/dev/null || RC=$?
+  want_rc 0 "train with OPENBLAS_CORETYPE=Prescott"
+  [[ $(json_get blas2/run.json 'j["blas_core"]') == Prescott ]] || fail "the environment's Prescott was not kept"
+  [[ $(json_get blas2/run.json 'j["blas_chosen_by"]') == environment ]] || fail "run.json blas_chosen_by is not environment"
+  end
+}
+
 group t_reference
+group t_blas
 group t_kill_resume
 group t_crash_writes
 group t_signals

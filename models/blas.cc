@@ -1,0 +1,94 @@
+#include "models/blas.h"
+
+#include <dlfcn.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+
+#include "base/cpu.h"
+#include "base/error.h"
+
+namespace bitbyte::models {
+namespace {
+
+constexpr char kMarker[] = "BITBYTE_BLAS_CHOSEN";
+
+std::string OpenBlasCoreNow() {
+  // Test hook (tests/cli/train_test.sh): what OpenBLAS would have chosen on a CPU it falls back on.
+  const char* pretend = std::getenv("BITBYTE_TEST_OPENBLAS_CORE");
+  if (pretend != nullptr && std::getenv(kMarker) == nullptr) return pretend;
+  using CoreName = char* (*)();
+  const auto core = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return core ? core() : "";
+}
+
+BlasDecision& Decision() {
+  static BlasDecision d =
+      DecideBlasCore(std::getenv("OPENBLAS_CORETYPE"), std::getenv(kMarker), OpenBlasCoreNow(), cpu::This());
+  return d;
+}
+
+[[noreturn]] void RunAgain(char** argv) {
+  ::execv("/proc/self/exe", argv);
+  throw Error(std::string("cannot run bitbyte-ml again with OPENBLAS_CORETYPE set: ") + std::strerror(errno));
+}
+
+}  // namespace
+
+void ChooseBlasCore(char** argv) {
+  const BlasDecision& d = Decision();
+  if (!d.reexec) return;
+  ::setenv(kMarker, ("bitbyte:" + OpenBlasCoreNow()).c_str(), 1);
+  ::setenv("OPENBLAS_CORETYPE", d.core.c_str(), 1);
+  RunAgain(argv);
+}
+
+const BlasDecision& BlasInUse() { return Decision(); }
+
+std::string GemmSelfCheck() {
+  torch::NoGradGuard no_grad;
+  std::mt19937_64 rng(1234);
+  const int64_t sizes[] = {1, 3, 16, 17, 31, 64, 67};
+  for (int i = 0; i < 24; ++i) {
+    const int64_t m = sizes[rng() % 7], k = sizes[rng() % 7], n = sizes[rng() % 7];
+    const bool ta = rng() % 2, tb = rng() % 2;
+    torch::Tensor a = ta ? torch::randn({k, m}).t() : torch::randn({m, k});
+    torch::Tensor b = tb ? torch::randn({n, k}).t() : torch::randn({k, n});
+    const torch::Tensor got = torch::mm(a, b).to(torch::kDouble);
+    const torch::Tensor want = torch::mm(a.to(torch::kDouble), b.to(torch::kDouble));
+    const double err = (got - want).abs().max().item<double>();
+    const double bound = 1e-4 * std::sqrt(static_cast<double>(k)) * (1 + want.abs().max().item<double>());
+    if (!(err <= bound)) {
+      char buf[200];
+      std::snprintf(buf, sizeof buf, "%lldx%lld by %lldx%lld%s%s: max error %.3g, allowed %.3g", (long long)m,
+                    (long long)k, (long long)k, (long long)n, ta ? " (a transposed)" : "", tb ? " (b transposed)" : "",
+                    err, bound);
+      return buf;
+    }
+  }
+  return "";
+}
+
+void CheckBlas(char** argv) {
+  const std::string bad = GemmSelfCheck();
+  if (bad.empty()) return;
+  const BlasDecision& d = Decision();
+  const char* marker = std::getenv(kMarker);
+  const std::string m = marker ? marker : "";
+  if (d.chosen_by == "bitbyte" && m.rfind("bitbyte:", 0) == 0 && m.size() > 8) {
+    std::fprintf(stderr, "warning: OpenBLAS core %s failed the GEMM self-check (%s); running on %s\n", d.core.c_str(),
+                 bad.c_str(), m.substr(8).c_str());
+    ::setenv("OPENBLAS_CORETYPE", m.substr(8).c_str(), 1);
+    ::setenv(kMarker, ("fallback:" + d.core).c_str(), 1);
+    RunAgain(argv);
+  }
+  throw Error("the matrix products of this LibTorch/BLAS (OpenBLAS core '" + d.core + "', " + d.chosen_by +
+              ") are wrong on this CPU: " + bad + "; set OPENBLAS_CORETYPE to another core (e.g. Haswell)");
+}
+
+}  // namespace bitbyte::models
