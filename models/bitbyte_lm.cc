@@ -1,7 +1,11 @@
 #include "models/bitbyte_lm.h"
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "models/attention.h"
 
@@ -53,6 +57,73 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x) {
                               .reshape({b, t, d});
   torch::Tensor out = x + Dropout(Apply(proj_, y));
   return out + Dropout(Apply(fc2_, torch::gelu(Apply(fc1_, ln2_(out)))));
+}
+
+torch::Tensor TransformerBlockImpl::Step(const torch::Tensor& x, torch::Tensor& k_cache, torch::Tensor& v_cache,
+                                         int64_t pos) {
+  const int64_t b = x.size(0), d = x.size(2), dh = d / n_head_;
+  const std::vector<torch::Tensor> qkv = Apply(qkv_, ln1_(x)).view({b, 1, 3, n_head_, dh}).unbind(2);
+  k_cache.narrow(2, pos, 1).copy_(qkv[1].transpose(1, 2));
+  v_cache.narrow(2, pos, 1).copy_(qkv[2].transpose(1, 2));
+  const torch::Tensor keys = k_cache.narrow(2, 0, pos + 1), values = v_cache.narrow(2, 0, pos + 1);
+  // [B, H, 1, dh] x [B, H, dh, pos + 1]: the new position attends to every earlier one.
+  const torch::Tensor scores = torch::matmul(qkv[0].transpose(1, 2), keys.transpose(2, 3)) / std::sqrt(double(dh));
+  const torch::Tensor y = torch::matmul(torch::softmax(scores, -1), values).transpose(1, 2).reshape({b, 1, d});
+  torch::Tensor out = x + Apply(proj_, y);
+  return out + Apply(fc2_, torch::gelu(Apply(fc1_, ln2_(out))));
+}
+
+class BitByteLM::KvStepper : public ByteModel::Stepper {
+ public:
+  KvStepper(BitByteLM& model, int64_t batch, int64_t window)
+      : model_(model), batch_(batch), window_(std::max<int64_t>(2, std::min<int64_t>(window, model.context()))) {}
+
+  torch::Tensor Step(const torch::Tensor& bytes) override {
+    torch::NoGradGuard no_grad;
+    if (pos_ == window_) Restart();
+    history_.push_back(bytes.reshape({batch_, 1}));
+    return Advance(history_.back());
+  }
+
+ private:
+  // Runs one byte through every block at position pos_, caching its keys and values.
+  torch::Tensor Advance(const torch::Tensor& byte) {
+    if (caches_.empty()) Allocate();
+    const torch::Tensor pos = torch::full({1}, pos_, byte.options().dtype(torch::kLong));
+    torch::Tensor x = model_.tok_emb_(byte) + model_.pos_emb_(pos);
+    size_t i = 0;
+    for (const auto& block : *model_.blocks_) {
+      x = block->as<TransformerBlock>()->Step(x, caches_[i].first, caches_[i].second, pos_);
+      ++i;
+    }
+    ++pos_;
+    return Apply(model_.head_, model_.ln_f_(x)).squeeze(1);
+  }
+  void Allocate() {
+    const auto& p = model_.tok_emb_->weight;
+    const int64_t h = model_.config_.n_head(), dh = model_.config_.d_model() / h;
+    for (int64_t i = 0; i < model_.config_.n_layer(); ++i)
+      caches_.emplace_back(torch::empty({batch_, h, window_, dh}, p.options()),
+                           torch::empty({batch_, h, window_, dh}, p.options()));
+  }
+  // The window is full: start again at position 0 from its last half (positions are absolute,
+  // so the cache cannot slide).
+  void Restart() {
+    std::vector<torch::Tensor> keep(history_.end() - window_ / 2, history_.end());
+    history_ = keep;
+    pos_ = 0;
+    for (const torch::Tensor& b : keep) Advance(b);
+  }
+
+  BitByteLM& model_;
+  const int64_t batch_, window_;
+  int64_t pos_ = 0;
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> caches_;  // per block: keys, values
+  std::vector<torch::Tensor> history_;                           // the bytes at positions 0..pos_-1
+};
+
+std::unique_ptr<ByteModel::Stepper> BitByteLM::MakeStepper(int64_t batch, int64_t window) {
+  return std::make_unique<KvStepper>(*this, batch, window);
 }
 
 BitByteLM::BitByteLM(const pb::BitByteLMConfig& config) : config_(config) {

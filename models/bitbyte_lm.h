@@ -17,6 +17,10 @@ class TransformerBlockImpl : public torch::nn::Module {
  public:
   TransformerBlockImpl(const pb::BitByteLMConfig& c);
   torch::Tensor forward(const torch::Tensor& x);
+  // One position of forward() for generation, with a key/value cache: x [B, 1, d] at position
+  // `pos`; k_cache and v_cache [B, H, window, d/H] hold positions 0..pos-1 and get pos's.
+  torch::Tensor Step(const torch::Tensor& x, torch::Tensor& k_cache, torch::Tensor& v_cache, int64_t pos);
+  int64_t n_head() const { return n_head_; }
 
  private:
   torch::Tensor Dropout(const torch::Tensor& x);  // identity when dropout is 0 or in eval mode
@@ -33,8 +37,13 @@ class BitByteLM : public ByteModel {
   torch::Tensor forward(const torch::Tensor& bytes) override;
   int64_t context() const override { return config_.context(); }
   std::string Describe() const override;
+  // Generation with a key/value cache: O(position) work per byte instead of a forward pass over
+  // the whole window. Its logits equal forward()'s while the text fits in `window` positions;
+  // when the window is full it starts again from the last half of it (positions 0..).
+  std::unique_ptr<Stepper> MakeStepper(int64_t batch, int64_t window) override;
 
  private:
+  class KvStepper;
   pb::BitByteLMConfig config_;
   torch::nn::Embedding tok_emb_{nullptr}, pos_emb_{nullptr};
   torch::nn::ModuleList blocks_{nullptr};

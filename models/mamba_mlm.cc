@@ -106,7 +106,7 @@ class MambaMLM::RecurrentStepper : public ByteModel::Stepper {
   std::vector<torch::Tensor> conv_, ssm_;
 };
 
-std::unique_ptr<ByteModel::Stepper> MambaMLM::MakeStepper(int64_t batch) {
+std::unique_ptr<ByteModel::Stepper> MambaMLM::MakeStepper(int64_t batch, int64_t /*window: no positions, no limit*/) {
   return std::make_unique<RecurrentStepper>(*this, batch);
 }
 

@@ -61,7 +61,7 @@ class MambaMLM : public ByteModel {
   bool Decays(const std::string& name, const torch::Tensor& param) const override;
   std::string Describe() const override;
   // O(1) per byte: per layer the convolution's last d_conv inputs and the scan's state.
-  std::unique_ptr<Stepper> MakeStepper(int64_t batch) override;
+  std::unique_ptr<Stepper> MakeStepper(int64_t batch, int64_t window) override;
 
  private:
   class RecurrentStepper;

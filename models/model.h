@@ -31,8 +31,9 @@ class ByteModel : public torch::nn::Module {
     virtual torch::Tensor Step(const torch::Tensor& bytes) = 0;
   };
   // nullptr (the default): the model has no recurrent form, and generation re-runs forward over
-  // a sliding window of context() bytes.
-  virtual std::unique_ptr<Stepper> MakeStepper(int64_t /*batch*/) { return nullptr; }
+  // a sliding window of context() bytes. `window`: the longest run of positions the stepper may
+  // use (the training windows; a model with positions never goes beyond them).
+  virtual std::unique_ptr<Stepper> MakeStepper(int64_t /*batch*/, int64_t /*window*/) { return nullptr; }
 
   int64_t ParameterCount() const;
 };

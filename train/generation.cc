@@ -10,7 +10,7 @@ namespace bitbyte::train {
 
 NextByte::NextByte(models::ByteModel& model, int64_t window, const torch::Device& device, bool recurrent)
     : model_(model), window_(static_cast<size_t>(std::max<int64_t>(1, window))), device_(device) {
-  if (recurrent) stepper_ = model.MakeStepper(1);
+  if (recurrent) stepper_ = model.MakeStepper(1, static_cast<int64_t>(window_));
 }
 
 torch::Tensor NextByte::Bytes(const char* data, size_t n) const {

@@ -75,6 +75,36 @@ TEST(BitByteLM, ChangingLaterBytesNeverChangesEarlierOutputs) {
   }
 }
 
+// Generation with the key/value cache: every step's logits equal forward() over the bytes of
+// the current window (all of them until `window` positions are used, then the last half of the
+// window and what came after), for random sizes, batches and windows shorter than the context.
+TEST(BitByteLM, KvCacheStepsEqualForwardOverTheWindow) {
+  std::mt19937_64 rng(21);
+  for (int round = 0; round < 8; ++round) {
+    pb::ModelConfig c = RandomConfig(rng);
+    c.mutable_bitbyte_lm()->set_init_std(0.3);  // large weights: logits depend on every byte
+    torch::manual_seed(round);
+    auto model = CreateModel(c);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    const int64_t b = 1 + static_cast<int64_t>(rng() % 3);
+    const int64_t window = 2 + static_cast<int64_t>(rng() % (c.bitbyte_lm().context() - 1));
+    auto stepper = model->MakeStepper(b, window);
+    ASSERT_NE(stepper, nullptr);
+    std::vector<torch::Tensor> hist;  // the window's bytes, [b] each
+    for (int64_t i = 0; i < 3 * window + 1; ++i) {
+      const torch::Tensor byte = torch::randint(256, {b}, torch::kLong);
+      if (static_cast<int64_t>(hist.size()) == window) hist.erase(hist.begin(), hist.end() - window / 2);
+      hist.push_back(byte);
+      const torch::Tensor got = stepper->Step(byte);
+      const torch::Tensor want = model->forward(torch::stack(hist, 1)).select(1, -1);
+      ASSERT_EQ(got.sizes(), want.sizes());
+      EXPECT_TRUE(torch::allclose(got, want, 1e-4, 1e-4)) << "round " << round << " step " << i << " window " << window
+                                                          << ": max diff " << (got - want).abs().max().item<double>();
+    }
+  }
+}
+
 TEST(CausalAttention, MatchesPlainSoftmaxReference) {
   std::mt19937_64 rng(3);
   for (int i = 0; i < 8; ++i) {

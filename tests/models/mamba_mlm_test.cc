@@ -132,7 +132,7 @@ TEST(MambaMLM, RecurrentStepsEqualTheFullForward) {
     const int64_t b = 1 + rng() % 3, t = 1 + rng() % 24;
     const torch::Tensor x = torch::randint(256, {b, t}, torch::kLong);
     const torch::Tensor full = model->forward(x);
-    auto stepper = model->MakeStepper(b);
+    auto stepper = model->MakeStepper(b, model->context());
     ASSERT_NE(stepper, nullptr);
     for (int64_t s = 0; s < t; ++s) {
       const torch::Tensor step = stepper->Step(x.select(1, s));
