@@ -16,8 +16,9 @@ void AddVerifyCommand(CLI::App& app);
 void AddCatCommand(CLI::App& app);
 CLI::App* AddBenchCommand(CLI::App& app);  // bench, with bench shard
 void AddTrainCommand(CLI::App& app);
-void AddBenchTrainCommand(CLI::App& bench);   // bench train, under bench (bitbyte-ml)
-void AddBenchTracksCommand(CLI::App& bench);  // bench tracks, under bench (bitbyte-ml)
+void AddBenchTrainCommand(CLI::App& bench);     // bench train, under bench (bitbyte-ml)
+void AddBenchTracksCommand(CLI::App& bench);    // bench tracks, under bench (bitbyte-ml)
+void AddBenchGenerateCommand(CLI::App& bench);  // bench generate, under bench (bitbyte-ml)
 void AddEvalCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
 // graph shard, and graph train when given how to describe the train graph (bitbyte-ml).

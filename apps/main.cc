@@ -169,6 +169,7 @@ int main(int argc, char** argv) {
   bitbyte::cli::AddGenerateCommand(app);
   bitbyte::cli::AddBenchTrainCommand(*bench);
   bitbyte::cli::AddBenchTracksCommand(*bench);
+  bitbyte::cli::AddBenchGenerateCommand(*bench);
   bitbyte::cli::AddGraphCommand(app, bitbyte::train::DescribeTrainJob);
   bitbyte::cli::AddTopCommand(app);
   bitbyte::cli::AddReportCommand(app);

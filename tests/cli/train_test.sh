@@ -625,6 +625,16 @@ t_eval() {
 }
 
 # 7. generate.
+t_bench_generate() {
+  begin "bench generate: recurrent form against the sliding window, same bytes while the text fits the window"
+  bb bench generate --checkpoint A -n 10 --rounds 1
+  want_rc 0 "bench generate"
+  want_out "| yes |" "bench generate: the key/value cache and the window made the same bytes"
+  bb bench generate --checkpoint A -n 1
+  want_rc 2 "bench generate -n 1"
+  end
+}
+
 t_generate() {
   begin "generate: same seed same text, another seed another text, output starts with the prompt"
   local prompt="Call me Ishmael. " g
@@ -941,6 +951,7 @@ group t_bad_input
 group t_damage
 group t_eval
 group t_generate
+group t_bench_generate
 group t_print_config
 group t_data_identity
 group t_mamba
