@@ -139,15 +139,6 @@ Failure Classify(const std::exception_ptr& ep) {
 
 int main(int argc, char** argv) {
 #if BITBYTE_ML
-  // The BLAS kernels first: choosing them may run the process again (models/blas.h).
-  try {
-    bitbyte::models::ChooseBlasCore(argv);
-    if (IsModelCommand(argc, argv)) bitbyte::models::CheckBlas(argv);
-  } catch (...) {
-    const Failure f = Classify(std::current_exception());
-    std::fprintf(stderr, "bitbyte: error: %s\n", f.message.c_str());
-    return f.exit_code;
-  }
   TuneMallocForModels(argc, argv);
 #else
   if (NeedsLibTorch(argc, argv)) return ExecMl(argv);
@@ -178,6 +169,12 @@ int main(int argc, char** argv) {
   bitbyte::cli::AddGraphCommand(app, nullptr);
 #endif
   try {
+#if BITBYTE_ML
+    // The BLAS kernels before any command runs: choosing them may run the process again
+    // (models/blas.h).
+    bitbyte::models::ChooseBlasCore(argv);
+    if (IsModelCommand(argc, argv)) bitbyte::models::CheckBlas(argv);
+#endif
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);

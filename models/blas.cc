@@ -18,13 +18,12 @@ namespace {
 
 constexpr char kMarker[] = "BITBYTE_BLAS_CHOSEN";
 
+// OpenBLAS's own choice, as the decision sees it. Test hook (tests/cli/train_test.sh): what
+// OpenBLAS would have chosen on a CPU it falls back on.
 std::string OpenBlasCoreNow() {
-  // Test hook (tests/cli/train_test.sh): what OpenBLAS would have chosen on a CPU it falls back on.
   const char* pretend = std::getenv("BITBYTE_TEST_OPENBLAS_CORE");
   if (pretend != nullptr && std::getenv(kMarker) == nullptr) return pretend;
-  using CoreName = char* (*)();
-  const auto core = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  return core ? core() : "";
+  return OpenBlasCore();
 }
 
 BlasDecision& Decision() {
@@ -49,6 +48,12 @@ void ChooseBlasCore(char** argv) {
 }
 
 const BlasDecision& BlasInUse() { return Decision(); }
+
+std::string OpenBlasCore() {
+  using CoreName = char* (*)();
+  const auto core = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return core ? core() : "";
+}
 
 std::string GemmSelfCheck() {
   torch::NoGradGuard no_grad;

@@ -12,6 +12,8 @@ namespace bitbyte::models {
 void ChooseBlasCore(char** argv);
 // The decision in effect (after ChooseBlasCore; before it: OpenBLAS's own).
 const BlasDecision& BlasInUse();
+// The core OpenBLAS runs now (openblas_get_corename); "" when LibTorch does not use OpenBLAS.
+std::string OpenBlasCore();
 
 // torch::mm on float32 shapes with tails (1..67 rows and columns, transposed operands too)
 // against a double-precision reference: "" when every result is within tolerance, else which

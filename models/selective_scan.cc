@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "base/cpu.h"
 #include "base/error.h"
 
 namespace bitbyte::models {
@@ -326,14 +327,11 @@ Isa CpuIsa() {
     const char* cap = std::getenv("BITBYTE_SCAN_ISA");
     const std::string want = cap ? cap : "";
     if (want == "base") return Isa::kBase;
-    __builtin_cpu_init();
-    if (want == "avx2")
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Isa::kAvx2 : Isa::kBase;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512bw"))
-      return Isa::kAvx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
-    return Isa::kBase;
+    const cpu::Features& f = cpu::This();
+    const bool avx2 = f.avx2 && f.fma;
+    if (want == "avx2") return avx2 ? Isa::kAvx2 : Isa::kBase;
+    if (f.avx512f && f.avx512vl && f.avx512dq && f.avx512bw) return Isa::kAvx512;
+    return avx2 ? Isa::kAvx2 : Isa::kBase;
   }();
   return isa;
 #else

@@ -1,6 +1,5 @@
 #include "train/train_job.h"
 
-#include <dlfcn.h>
 #include <tbb/version.h>
 #include <unistd.h>
 
@@ -53,13 +52,12 @@ std::string CpuModel() {
 
 // What the numbers depend on besides the config: recorded in run.json.
 json Environment(int threads, const torch::Device& device) {
-  using CoreName = char* (*)();
-  const auto core = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  const std::string core = models::OpenBlasCore();
   const char* env = std::getenv("OPENBLAS_CORETYPE");
   return {{"threads", threads},
           {"device", device.str()},
           {"libtorch", TORCH_VERSION},
-          {"blas_core", core ? core() : "unknown (not OpenBLAS)"},
+          {"blas_core", core.empty() ? "unknown (not OpenBLAS)" : core},
           {"openblas_coretype_env", env ? env : ""},
           {"blas_chosen_by", models::BlasInUse().chosen_by},
           {"blas_choice", models::BlasInUse().detail},
@@ -79,11 +77,8 @@ std::string HexId(uint64_t id) {  // as `bitbyte inspect` prints a dataset id
 // What a run's run.json says, read so that garbage or wrong types only cost a warning naming
 // the file (it is a record for people and tools, rewritten at every start).
 struct RunRecord {
-  bool found = false;                  // the file exists and holds a JSON object
-  std::string data;                    // "data": the dataset directory ("" when absent or unusable)
-  std::optional<uint64_t> dataset_id;  // "dataset_id" (a decimal string)
-  std::optional<int64_t> threads;      // "threads"
-  std::string problem;                 // why `data` is empty, for an error message
+  runs::RunJson json;   // empty when the file is missing, unreadable or not a JSON object
+  std::string problem;  // why json.data is empty, for an error message
 };
 
 RunRecord ReadRunRecord(io::FileSystem& fs, const std::string& path,
@@ -101,18 +96,15 @@ RunRecord ReadRunRecord(io::FileSystem& fs, const std::string& path,
     r.problem = "cannot read " + path;
     return r;
   }
-  const std::optional<runs::RunJson> j = runs::ParseRunJson(text, &why);
+  std::optional<runs::RunJson> j = runs::ParseRunJson(text, &why);
   if (!j) {
     warn(path + " is not a JSON object (damaged?); ignoring it");
     r.problem = path + " is damaged";
     return r;
   }
-  r.found = true;
   for (const std::string& w : j->warnings) warn(path + ": " + w);
-  r.data = j->data;
-  if (r.data.empty()) r.problem = j->has_data ? path + " has no usable \"data\"" : path + " does not name the dataset";
-  r.dataset_id = j->dataset_id;
-  r.threads = j->threads;
+  if (j->data.empty()) r.problem = j->has_data ? path + " has no usable \"data\"" : path + " does not name the dataset";
+  r.json = std::move(*j);
   return r;
 }
 
@@ -227,12 +219,12 @@ TrainSummary RunTraining(const TrainOptions& o) {
   std::optional<LoadedCheckpoint> loaded;  // the checkpoint to resume from
   if (o.resume) {
     saved_run = ReadRunRecord(fs, run_file, warn);
-    if (data_dir.empty()) data_dir = saved_run.data;
+    if (data_dir.empty()) data_dir = saved_run.json.data;
     if (data_dir.empty())
       throw UsageError("--resume " + o.run_dir + ": " + saved_run.problem +
                        ", so the run's dataset is unknown; give it with --data DIR");
-    if (saved_run.threads && *saved_run.threads != threads)
-      warn("the run was trained with --threads " + std::to_string(*saved_run.threads) + ", this resume uses " +
+    if (saved_run.json.threads && *saved_run.json.threads != threads)
+      warn("the run was trained with --threads " + std::to_string(*saved_run.json.threads) + ", this resume uses " +
            std::to_string(threads) + "; results are bit-exact only at the same thread count");
     loaded = LoadNewestGood(fs, ckpt_dir, warn);
   } else if (fs.Exists(io::JoinPath(o.run_dir, kConfigFile)) || fs.Exists(ckpt_dir)) {
@@ -254,8 +246,8 @@ TrainSummary RunTraining(const TrainOptions& o) {
     if (loaded && loaded->snapshot.dataset_id != 0) {
       trained_on = loaded->snapshot.dataset_id;
       where = "checkpoint " + loaded->dir;
-    } else if (saved_run.dataset_id) {
-      trained_on = *saved_run.dataset_id;
+    } else if (saved_run.json.dataset_id) {
+      trained_on = *saved_run.json.dataset_id;
       where = run_file;
     }
     if (trained_on == 0) {
