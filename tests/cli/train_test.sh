@@ -939,6 +939,23 @@ t_blas() {
   want_rc 0 "train with OPENBLAS_CORETYPE=Prescott"
   [[ $(json_get blas2/run.json 'j["blas_core"]') == Prescott ]] || fail "the environment's Prescott was not kept"
   [[ $(json_get blas2/run.json 'j["blas_chosen_by"]') == environment ]] || fail "run.json blas_chosen_by is not environment"
+  # bitbyte's choice fails the GEMM self-check (a test hook): it runs on OpenBLAS's own core.
+  RC=0
+  { env -u OPENBLAS_CORETYPE BITBYTE_TEST_OPENBLAS_CORE=Haswell BITBYTE_TEST_GEMM_FAILS_ON=SkylakeX "$BIN" train \
+    --data ds -o blas3 "${TINY[@]}" --steps 2 >"$T/out" 2>"$T/err"; } 2>/dev/null || RC=$?
+  if [[ $want == SkylakeX ]]; then
+    want_rc 0 "train when bitbyte's core fails the self-check"
+    want_err "OpenBLAS core SkylakeX failed the GEMM self-check" "train when bitbyte's core fails the self-check"
+    [[ $(json_get blas3/run.json 'j["blas_core"]') == Haswell ]] || fail "not back on OpenBLAS's own Haswell"
+    [[ $(json_get blas3/run.json 'j["blas_chosen_by"]') == OpenBLAS ]] || fail "run.json blas_chosen_by is not OpenBLAS"
+  fi
+  # A core the environment sets that fails it: a clear error, exit 1, nothing trained.
+  RC=0
+  { env OPENBLAS_CORETYPE=Prescott BITBYTE_TEST_GEMM_FAILS_ON=Prescott "$BIN" train --data ds -o blas4 "${TINY[@]}" \
+    --steps 2 >"$T/out" 2>"$T/err"; } 2>/dev/null || RC=$?
+  want_rc 1 "train on a core that fails the self-check"
+  want_err "are wrong on this CPU" "train on a core that fails the self-check"
+  [[ ! -e blas4 ]] || fail "a run directory was made on a BLAS that computes wrong results"
   end
 }
 
