@@ -267,6 +267,17 @@ FileSystem& Default() {
   return *fs;
 }
 
+std::string UserCacheDir() {
+  const auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v != nullptr ? v : "";
+  };
+  if (!env("BITBYTE_CACHE").empty()) return env("BITBYTE_CACHE");
+  if (!env("XDG_CACHE_HOME").empty()) return JoinPath(env("XDG_CACHE_HOME"), "bitbyte");
+  if (!env("HOME").empty()) return JoinPath(env("HOME"), ".cache/bitbyte");
+  return "";
+}
+
 std::string JoinPath(const std::string& dir, const std::string& name) {
   if (dir.empty()) return name;
   if (dir.back() == '/') return dir + name;

@@ -129,6 +129,9 @@ void ReplaceFile(FileSystem& fs, const std::string& path, std::string_view data)
 uint64_t HashRange(const ReadableFile& file, uint64_t offset, uint64_t length);
 
 std::string JoinPath(const std::string& dir, const std::string& name);
+// Where bitbyte keeps what it can recompute (corpora, measured probes): $BITBYTE_CACHE, else
+// $XDG_CACHE_HOME/bitbyte, else $HOME/.cache/bitbyte; empty when none of them is set.
+std::string UserCacheDir();
 std::string DirName(const std::string& path);
 
 // An exclusive flock on a directory for the life of the object: one writing job per directory.

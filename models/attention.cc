@@ -8,6 +8,8 @@
 #include <mutex>
 #include <utility>
 
+#include "models/precision.h"
+
 namespace bitbyte::models {
 
 #if TORCH_VERSION_MAJOR >= 2
@@ -43,7 +45,10 @@ torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, co
   // One fused op for scores, scale and mask: mask + (1/sqrt(D)) q k^T.
   const torch::Tensor scores = torch::baddbmm(CausalMask(t, q.options().requires_grad(false)), q3, k3.transpose(1, 2),
                                               /*beta=*/1.0, /*alpha=*/1.0 / std::sqrt(double(d)));
-  return torch::bmm(torch::softmax(scores, -1), v3).view({b, h, t, d});
+  // Softmax in float32 even when bf16 autocast made the scores bf16 (models/precision.h).
+  const torch::Tensor probs =
+      IsReduced(scores) ? torch::softmax(scores, -1, torch::kFloat) : torch::softmax(scores, -1);
+  return torch::bmm(probs, v3).view({b, h, t, d});
 }
 
 #endif

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "models/precision.h"
 #include "models/selective_scan.h"
 
 namespace bitbyte::models {
@@ -62,10 +63,13 @@ torch::Tensor MambaBlockImpl::forward(const torch::Tensor& x) {
   const torch::Tensor u = torch::silu(conv1d_(xz[0].transpose(1, 2)).narrow(2, 0, t)).contiguous();  // [B, E, T]
   const torch::Tensor x_dbl = Apply(x_proj_, u.transpose(1, 2));                                     // [B, T, R + 2N]
   const std::vector<torch::Tensor> parts = x_dbl.split_with_sizes({rank_, state_, state_}, -1);
-  const torch::Tensor delta = torch::softplus(Apply(dt_proj_, parts[0])).transpose(1, 2).contiguous();  // [B, E, T]
-  const torch::Tensor Bm = parts[1].transpose(1, 2).contiguous(),
-                      C = parts[2].transpose(1, 2).contiguous();                    // [B, N, T]
-  const torch::Tensor y = SelectiveScan(u, delta, -torch::exp(A_log_), Bm, C, D_);  // [B, E, T]
+  // The scan and its step sizes run in float32 even when bf16 autocast ran the projections
+  // (models/precision.h); FullPrecision is a no-op in float32 training.
+  const torch::Tensor delta =
+      torch::softplus(FullPrecision(Apply(dt_proj_, parts[0]))).transpose(1, 2).contiguous();  // [B, E, T]
+  const torch::Tensor Bm = FullPrecision(parts[1]).transpose(1, 2).contiguous(),
+                      C = FullPrecision(parts[2]).transpose(1, 2).contiguous();                    // [B, N, T]
+  const torch::Tensor y = SelectiveScan(FullPrecision(u), delta, -torch::exp(A_log_), Bm, C, D_);  // [B, E, T]
   return Apply(out_proj_, y.transpose(1, 2) * torch::silu(xz[1]));
 }
 

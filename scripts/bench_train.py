@@ -37,6 +37,10 @@ uniformly from [0, len - seq - 1] with a torch.Generator seeded by --seed
 x = window[:-1], y = window[1:] (int64).  Without --data the "file" is 16 MiB of
 random bytes drawn from the same generator first.
 
+Precision: --precision bf16 runs the forward pass (and so the loss) under
+torch.autocast("cpu", dtype=torch.bfloat16), the documented way to train in
+bf16 on a CPU: weights, gradients and optimizer state stay float32.
+
 Timing: the warmup steps run first, untimed; then --steps steps are timed with
 time.perf_counter() (data sampling included).  bytes_per_s = steps * batch * seq
 / seconds; median_step_s is the median of the per-step times.  loss_first is
@@ -254,6 +258,9 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--data", default=None, help="raw byte file (training split)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: forward under torch.autocast('cpu', torch.bfloat16), the way a "
+                        "PyTorch user trains in bf16 on a CPU (fp32 weights and optimizer)")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     args = p.parse_args(argv)
     if args.d_ff <= 0:
@@ -290,7 +297,11 @@ def main(argv=None) -> int:
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = sampler.next()
-        loss = model(x, y)
+        if args.precision == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(x, y)
+        else:
+            loss = model(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -314,6 +325,8 @@ def main(argv=None) -> int:
         "impl": "python",
         "torch": torch.__version__,
         "threads": args.threads,
+        "precision": args.precision,
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
         "params": n_params,
         "steps": args.steps,
         "batch": args.batch,
@@ -337,7 +350,8 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"BitByteLM (python, torch {torch.__version__}, {args.threads} threads): "
+        print(f"BitByteLM (python, torch {torch.__version__}, {args.threads} threads, "
+              f"{args.precision}): "
               f"d_model {args.d_model}, {args.n_layer} layers, {args.n_head} heads, "
               f"d_ff {args.d_ff}, context {args.context}")
         print(f"  parameters   {n_params}")

@@ -413,6 +413,8 @@ void ValidateConfig(const pb::TrainConfig& c, uint64_t memory_bytes) {
   CheckRange("checkpoint.keep", c.checkpoint().keep(), 1, kMaxKeep);
   CheckRange("steps", c.steps(), 1, kMaxSteps);
   CheckRange("log_every", c.log_every(), 0, kMaxSteps, " (0: no progress lines)");
+  Check(c.precision() == "fp32" || c.precision() == "bf16" || c.precision() == "auto", "precision",
+        "must be fp32, bf16 or auto, got '" + c.precision() + "'");
   // seed: any 64-bit value.
   // The model's weights, gradients and AdamW state in memory (activations, the evaluation copy
   // and checkpoint snapshots come on top).
@@ -440,7 +442,8 @@ std::string IncompatibleField(const pb::TrainConfig& saved, const pb::TrainConfi
   pb::TrainConfig a = saved, b = requested;
   FillDefaults(a);
   FillDefaults(b);
-  return FirstDifference(a, b, "", {"steps", "log_every", "eval.every", "checkpoint.every", "checkpoint.keep"});
+  return FirstDifference(a, b, "",
+                         {"steps", "log_every", "eval.every", "checkpoint.every", "checkpoint.keep", "precision"});
 }
 
 int64_t ConfigTotalSteps(const std::string& text) {

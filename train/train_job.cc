@@ -29,6 +29,7 @@
 #include "train/config.h"
 #include "train/evaluator.h"
 #include "train/generation.h"
+#include "train/precision.h"
 #include "train/train_graph.h"
 #include "train/trainer.h"
 
@@ -179,6 +180,8 @@ pb::TrainConfig ResolveConfig(const TrainOptions& o) {
     if (!fs.Exists(path))
       throw UsageError("--resume " + o.run_dir + ": no " + kConfigFile + " there (not a run directory)");
     saved = ParseConfigText(io::ReadFile(fs, path), path);
+    // Runs from before train.precision trained in float32.
+    if (!saved->has_precision()) saved->set_precision("fp32");
     config = *saved;
   }
   if (!o.config_path.empty()) config = LoadConfigFile(o.config_path);
@@ -187,17 +190,19 @@ pb::TrainConfig ResolveConfig(const TrainOptions& o) {
   if (o.steps) config.set_steps(*o.steps);
   FillDefaults(config);
   ValidateConfig(config);
+  // A resumed run keeps the precision it resolved when it started unless another one is asked for.
+  if (saved && config.precision() == "auto") config.set_precision(saved->precision());
   if (saved) {
     const std::string diff = IncompatibleField(*saved, config);
     if (!diff.empty())
       throw UsageError("--resume " + o.run_dir + ": the requested config differs from the run's in " + diff +
-                       "; only steps, log_every, eval.every and checkpoint.* may change on resume");
+                       "; only steps, log_every, eval.every, precision and checkpoint.* may change on resume");
   }
   return config;
 }
 
 TrainSummary RunTraining(const TrainOptions& o) {
-  const pb::TrainConfig config = ResolveConfig(o);
+  pb::TrainConfig config = ResolveConfig(o);
   io::FileSystem& fs = o.fs ? *o.fs : io::Default();
   CheckThreads(o.threads);
   const int threads = o.threads > 0 ? o.threads : pipeline::DefaultThreads();
@@ -274,6 +279,13 @@ TrainSummary RunTraining(const TrainOptions& o) {
                                 : io::JoinPath(cwd, data_dir);
     runs::WriteRunJson(fs, run_file, Environment(threads, device), abs, dataset_id);
   }
+  // precision "auto" becomes what this machine runs faster, measured (cached), before config.txtpb
+  // records the run's config: a resume goes on in the same precision.
+  UseTorchThreads(threads);
+  const PrecisionChoice precision =
+      WithoutTorchFrames("precision probe", [&] { return ResolvePrecision(config, device, threads); });
+  config.set_precision(precision.precision);
+  log("precision: " + precision.Describe());
   io::WriteFileAtomic(fs, io::JoinPath(o.run_dir, kConfigFile), ConfigToText(config));
 
   // ---- threads: one budget for TBB and LibTorch ----

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "models/precision.h"
 #include "models/registry.h"
 #include "train/config.h"
 
@@ -80,6 +81,9 @@ std::shared_ptr<models::ByteModel> ModelFromSnapshot(const Snapshot& snap, const
 
 Trainer::Trainer(const pb::TrainConfig& config, torch::Device device) : config_(config), device_(device) {
   FillDefaults(config_);
+  if (config_.precision() != "fp32" && config_.precision() != "bf16")
+    throw InternalError("Trainer: precision '" + config_.precision() + "' is not resolved (train/precision.h)");
+  bf16_ = config_.precision() == "bf16";
   torch::manual_seed(config_.seed());
   model_ = models::CreateModel(config_.model());
   model_->to(device_);
@@ -117,8 +121,13 @@ StepStats Trainer::Step(const Batch& batch) {
     const torch::Tensor rows = all.narrow(0, int64_t{m} * micro_rows, micro_rows);
     const torch::Tensor x = rows.narrow(1, 0, batch.cols - 1);
     const torch::Tensor y = rows.narrow(1, 1, batch.cols - 1);
-    const torch::Tensor logits = model_->forward(x);
-    torch::Tensor loss = torch::nn::functional::cross_entropy(logits.reshape({-1, 256}), y.reshape(-1));
+    torch::Tensor loss;
+    {
+      // bf16: the forward pass's matrix products in bf16; the loss in float32 (models/precision.h).
+      models::Bf16Scope scope(device_, bf16_);
+      const torch::Tensor logits = model_->forward(x);
+      loss = torch::nn::functional::cross_entropy(models::FullPrecision(logits).reshape({-1, 256}), y.reshape(-1));
+    }
     const double value = loss.item<double>();
     if (!std::isfinite(value))
       throw NonFiniteLoss("loss is " + std::string(std::isnan(value) ? "nan" : "inf") + " at step " +

@@ -20,7 +20,7 @@ namespace bitbyte::train {
 class Trainer {
  public:
   // Seeds Torch's CPU generator with config.seed, builds and initialises the model on the CPU,
-  // then moves it to `device`.
+  // then moves it to `device`. config.precision must be "fp32" or "bf16" (ResolvePrecision).
   Trainer(const pb::TrainConfig& config, torch::Device device);
 
   // Takes optimizer step `batch.step`, which must equal steps_done().
@@ -50,6 +50,7 @@ class Trainer {
 
   pb::TrainConfig config_;
   torch::Device device_;
+  bool bf16_ = false;  // config.precision, which must be resolved ("fp32" or "bf16")
   std::shared_ptr<models::ByteModel> model_;
   std::vector<Param> params_;
   int64_t steps_done_ = 0;

@@ -32,6 +32,9 @@ unset BITBYTE_CRASH_AFTER_WRITES BITBYTE_TEST_NAN_AT_STEP
 # Temporary files go to $TMPDIR when set, else to /dev/shm when it has room (checkpoints are
 # fsynced: on tmpfs that costs nothing).
 make_test_dir bitbyte-train-test 262144
+# precision "auto" measures once per model and machine and caches the choice: one cache for all
+# of these runs, so runs compared with each other resolve alike.
+export BITBYTE_CACHE=$T/cache
 # shellcheck disable=SC2034  # read by group (harness.sh): print each group's run time
 GROUP_TIMES=1
 
@@ -959,7 +962,27 @@ t_blas() {
   end
 }
 
+t_precision() {
+  begin "precision: auto resolves and is recorded, a resume keeps it, a bad value is refused"
+  bb train --data ds -o P1 "${TINY[@]}" --steps 3
+  want_rc 0 "train with precision auto"
+  want_err_re "precision: (fp32|bf16) \\(auto, (probe|cached probe)" "train with precision auto"
+  grep -qE '^precision: "(fp32|bf16)"$' P1/config.txtpb || fail "config.txtpb does not record the resolved precision"
+  bb train --data ds -o P2 "${TINY[@]}" --steps 3 --set precision=bf16 --set checkpoint.every=1
+  want_rc 0 "train in bf16"
+  grep -qx 'precision: "bf16"' P2/config.txtpb || fail "config.txtpb of a bf16 run: $(grep precision P2/config.txtpb)"
+  bb train --resume P2 --threads 2 --steps 5
+  want_rc 0 "resume a bf16 run"
+  want_err "precision: bf16 (from the config)" "resume a bf16 run"
+  bb train --data ds -o P3 "${TINY[@]}" --steps 3 --set precision=fp16
+  want_rc 2 "precision fp16"
+  want_err "config field precision: must be fp32, bf16 or auto, got 'fp16'" "precision fp16"
+  [[ -f $BITBYTE_CACHE/precision-probe.json ]] || fail "no probe cache in \$BITBYTE_CACHE"
+  end
+}
+
 group t_reference
+group t_precision
 group t_blas
 group t_kill_resume
 group t_crash_writes
