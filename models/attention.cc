@@ -53,4 +53,14 @@ torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, co
 
 #endif
 
+torch::Tensor ComposedAttention(const torch::Tensor& qkv, int64_t n_head) {
+  const int64_t b = qkv.size(0), t = qkv.size(1), d = qkv.size(2) / 3;
+  // [B, T, 3, H, D/H] -> q, k, v: [B, H, T, D/H]. unbind, not indexing: its backward is one
+  // stack instead of three zero-filled full-size tensors.
+  const std::vector<torch::Tensor> parts = qkv.view({b, t, 3, n_head, d / n_head}).unbind(2);
+  return CausalAttention(parts[0].transpose(1, 2), parts[1].transpose(1, 2), parts[2].transpose(1, 2))
+      .transpose(1, 2)
+      .reshape({b, t, d});
+}
+
 }  // namespace bitbyte::models

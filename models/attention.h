@@ -8,4 +8,10 @@ namespace bitbyte::models {
 // q, k, v: [B, H, T, D]. Returns softmax(q k^T / sqrt(D) + causal mask) v, [B, H, T, D].
 torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 
+// The same from a fused projection, qkv [B, T, 3 d] (q, k, v, each [H, d / H] in the last
+// dimension), to [B, T, d]: the composed ops, as FusedCausalAttention (models/fused_attention.h)
+// computes it fused on the CPU. BitByteLM uses this on other devices; tests and benchmarks
+// compare the two.
+torch::Tensor ComposedAttention(const torch::Tensor& qkv, int64_t n_head);
+
 }  // namespace bitbyte::models

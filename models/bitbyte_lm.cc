@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <sstream>
 #include <utility>
 #include <vector>
 
 #include "models/attention.h"
+#include "models/fused_attention.h"
 
 namespace bitbyte::models {
 namespace nn = torch::nn;
@@ -24,6 +26,16 @@ void InitLinear(nn::Linear& l, double std) {
   torch::NoGradGuard no_grad;
   l->weight.normal_(0.0, std);
   if (l->bias.defined()) l->bias.zero_();
+}
+
+// The fused kernel on the CPU unless BITBYTE_ATTENTION=composed (to measure one against the other
+// end to end; docs/benchmarks.md).
+bool UseFusedAttention() {
+  static const bool fused = [] {
+    const char* v = std::getenv("BITBYTE_ATTENTION");
+    return v == nullptr || std::string(v) != "composed";
+  }();
+  return fused;
 }
 
 }  // namespace
@@ -48,13 +60,9 @@ torch::Tensor TransformerBlockImpl::Dropout(const torch::Tensor& x) {
 }
 
 torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x) {
-  const int64_t b = x.size(0), t = x.size(1), d = x.size(2);
-  // [B, T, 3, H, D/H] -> q, k, v: [B, H, T, D/H]. unbind, not indexing: its backward is one
-  // stack instead of three zero-filled full-size tensors.
-  const std::vector<torch::Tensor> qkv = Apply(qkv_, ln1_(x)).view({b, t, 3, n_head_, d / n_head_}).unbind(2);
-  const torch::Tensor y = CausalAttention(qkv[0].transpose(1, 2), qkv[1].transpose(1, 2), qkv[2].transpose(1, 2))
-                              .transpose(1, 2)
-                              .reshape({b, t, d});
+  const torch::Tensor qkv = Apply(qkv_, ln1_(x));  // [B, T, 3 d]
+  const torch::Tensor y =
+      x.device().is_cpu() && UseFusedAttention() ? FusedCausalAttention(qkv, n_head_) : ComposedAttention(qkv, n_head_);
   torch::Tensor out = x + Dropout(Apply(proj_, y));
   return out + Dropout(Apply(fc2_, torch::gelu(Apply(fc1_, ln2_(out)))));
 }

@@ -14,11 +14,16 @@
 #include <string>
 #include <vector>
 
-#include "base/cpu.h"
 #include "base/error.h"
+#include "models/cpu_kernels.h"
 
 namespace bitbyte::models {
 namespace {
+
+using kernels::CpuIsa;
+using kernels::ExpInPlace;
+using kernels::Isa;
+using kernels::LaneSum;
 
 // Chunk length of kChunked.
 constexpr int64_t kScanChunk = 16;
@@ -119,56 +124,6 @@ torch::Tensor ChunkedScan(const torch::Tensor& u, const torch::Tensor& delta, co
 // ---------------------------------------------------------------------------------------------
 // kFused: loops over (b, d) rows, inner loops over the contiguous N states.
 
-// Every helper of the fused kernels is forced inline so that it is compiled for the instruction set
-// of the kernel entry point that calls it (see "Instruction sets" below).
-#define BITBYTE_SCAN_INLINE inline __attribute__((always_inline))
-
-// exp over a contiguous array. float: Cephes' polynomial with the exponent built by hand, written
-// so that the compiler vectorises it (std::exp does not); double: std::exp.
-BITBYTE_SCAN_INLINE void ExpInPlace(float* __restrict x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {  // a loop of its own: the clamp would stop the next from vectorising
-    const float v = x[i] < -87.0f ? -87.0f : x[i];
-    x[i] = v > 88.0f ? 88.0f : v;
-  }
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    // k = round(v / ln 2), exactly, by adding 1.5 * 2^23: k is then the low bits of `shifted`
-    // (no float-to-int conversion: a NaN stays a NaN, without undefined behaviour).
-    const float shifted = v * 1.44269504088896341f + 12582912.0f;
-    const float k = shifted - 12582912.0f;
-    const float r = (v - k * 0.693359375f) - k * -2.12194440e-4f;  // v - k ln 2, |r| <= ln 2 / 2
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    uint32_t bits;
-    std::memcpy(&bits, &shifted, sizeof bits);
-    bits = (bits - 0x4B400000u + 127u) << 23;  // 2^k, k in [-126, 127]
-    float scale;
-    std::memcpy(&scale, &bits, sizeof scale);
-    x[i] = p * scale;
-  }
-}
-
-BITBYTE_SCAN_INLINE void ExpInPlace(double* __restrict x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
-}
-
-// Sum of p[0..n) over 8 independent lanes (vectorisable without reassociation).
-template <typename T>
-BITBYTE_SCAN_INLINE T LaneSum(const T* __restrict p, int64_t n) {
-  T lane[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) lane[j] += p[i + j];
-  T s = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
-  for (; i < n; ++i) s += p[i];
-  return s;
-}
-
 // The inputs, contiguous; B and C transposed to [B, T, N] so that a position's N values are
 // contiguous.
 template <typename T>
@@ -184,9 +139,9 @@ struct Operands {
 
 // h = exp(dt a) h + dtx b; p = c h (elementwise). e holds exp(dt a) afterwards.
 template <typename T>
-BITBYTE_SCAN_INLINE void ForwardStep(T* __restrict h_out, const T* __restrict h_in, T* __restrict e, T* __restrict p,
-                                     const T* __restrict a, const T* __restrict b, const T* __restrict c, T dt, T dtx,
-                                     int64_t n) {
+BITBYTE_KERNEL_INLINE void ForwardStep(T* __restrict h_out, const T* __restrict h_in, T* __restrict e, T* __restrict p,
+                                       const T* __restrict a, const T* __restrict b, const T* __restrict c, T dt, T dtx,
+                                       int64_t n) {
   for (int64_t i = 0; i < n; ++i) e[i] = dt * a[i];
   ExpInPlace(e, n);
   for (int64_t i = 0; i < n; ++i) {
@@ -197,7 +152,7 @@ BITBYTE_SCAN_INLINE void ForwardStep(T* __restrict h_out, const T* __restrict h_
 
 // Rows [begin, end) of the flattened (b, d); y: [B, D, T].
 template <typename T>
-BITBYTE_SCAN_INLINE void ForwardRows(const Operands<T>& o, T* y, int64_t begin, int64_t end) {
+BITBYTE_KERNEL_INLINE void ForwardRows(const Operands<T>& o, T* y, int64_t begin, int64_t end) {
   const int64_t n = o.states, steps = o.steps;
   std::vector<T> scratch(4 * n);
   T* h0 = scratch.data();
@@ -225,9 +180,9 @@ BITBYTE_SCAN_INLINE void ForwardRows(const Operands<T>& o, T* y, int64_t begin, 
 
 // Recomputes a row's states: h[(t + 1) N + i] = h_t[i] (h[0..N) = 0), e[t N + i] = exp(delta_t a_i).
 template <typename T>
-BITBYTE_SCAN_INLINE void RecomputeStates(T* __restrict h, T* __restrict e, const T* __restrict a,
-                                         const T* __restrict bt, const T* __restrict u, const T* __restrict delta,
-                                         int64_t steps, int64_t n) {
+BITBYTE_KERNEL_INLINE void RecomputeStates(T* __restrict h, T* __restrict e, const T* __restrict a,
+                                           const T* __restrict bt, const T* __restrict u, const T* __restrict delta,
+                                           int64_t steps, int64_t n) {
   std::fill(h, h + n, T(0));
   for (int64_t t = 0; t < steps; ++t) {
     const T dt = delta[t], dtx = dt * u[t];
@@ -243,10 +198,10 @@ BITBYTE_SCAN_INLINE void RecomputeStates(T* __restrict h, T* __restrict e, const
 
 // One reverse step at position t. gh: dL/dh_t from later positions on entry, dL/dh_{t-1} on exit.
 template <typename T>
-BITBYTE_SCAN_INLINE void BackwardStep(T* __restrict gh, T* __restrict ga, T* __restrict gb, T* __restrict gc,
-                                      T* __restrict pu, T* __restrict pw, const T* __restrict e,
-                                      const T* __restrict h_prev, const T* __restrict h_cur, const T* __restrict a,
-                                      const T* __restrict b, const T* __restrict c, T g, T dt, T dtx, int64_t n) {
+BITBYTE_KERNEL_INLINE void BackwardStep(T* __restrict gh, T* __restrict ga, T* __restrict gb, T* __restrict gc,
+                                        T* __restrict pu, T* __restrict pw, const T* __restrict e,
+                                        const T* __restrict h_prev, const T* __restrict h_cur, const T* __restrict a,
+                                        const T* __restrict b, const T* __restrict c, T g, T dt, T dtx, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const T ghi = gh[i] + g * c[i];  // dL/dh_t
     gc[i] += g * h_cur[i];
@@ -271,8 +226,8 @@ struct BackwardOut {
 
 // Tasks [begin, end) of the flattened (b, slice): each owns its rows and its partial buffers.
 template <typename T>
-BITBYTE_SCAN_INLINE void BackwardTasks(const Operands<T>& o, const T* gy, const BackwardOut& out, int64_t begin,
-                                       int64_t end) {
+BITBYTE_KERNEL_INLINE void BackwardTasks(const Operands<T>& o, const T* gy, const BackwardOut& out, int64_t begin,
+                                         int64_t end) {
   const int64_t n = o.states, steps = o.steps, dim = o.channels, slices = out.slices;
   std::vector<T> scratch((2 * steps + 1) * n + 4 * n);
   T* hs = scratch.data();        // (T + 1) x N
@@ -317,28 +272,7 @@ BITBYTE_SCAN_INLINE void BackwardTasks(const Operands<T>& o, const T* gy, const 
 }
 
 // Instruction sets: the kernels' entry points, compiled three times (the build targets baseline
-// x86-64, SSE2) and picked at run time by what the CPU supports.
-enum class Isa { kBase, kAvx2, kAvx512 };
-
-Isa CpuIsa() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  static const Isa isa = [] {
-    // BITBYTE_SCAN_ISA=base|avx2 caps the choice (to test and time the other builds).
-    const char* cap = std::getenv("BITBYTE_SCAN_ISA");
-    const std::string want = cap ? cap : "";
-    if (want == "base") return Isa::kBase;
-    const cpu::Features& f = cpu::This();
-    const bool avx2 = f.avx2 && f.fma;
-    if (want == "avx2") return avx2 ? Isa::kAvx2 : Isa::kBase;
-    if (f.avx512f && f.avx512vl && f.avx512dq && f.avx512bw) return Isa::kAvx512;
-    return avx2 ? Isa::kAvx2 : Isa::kBase;
-  }();
-  return isa;
-#else
-  return Isa::kBase;
-#endif
-}
-
+// x86-64, SSE2) and picked at run time by CpuIsa() (models/cpu_kernels.h).
 #if defined(__x86_64__) && defined(__GNUC__)
 #define BITBYTE_SCAN_KERNELS(SUFFIX, TARGET)                                                                  \
   template <typename T>                                                                                       \

@@ -1,0 +1,81 @@
+// The fused causal attention against the composed ops: values and all gradients, in float64
+// (tight) and float32, on random shapes with tiles cut anywhere (T below, at and above the 64-row
+// tile, one head or several, head widths from 1); bf16 input gives bf16 output close to float32.
+// ctest runs this file for each instruction set of the kernel (BITBYTE_KERNEL_ISA).
+#include "models/fused_attention.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <random>
+
+#include "models/attention.h"
+
+namespace bitbyte::models {
+namespace {
+
+struct Case {
+  int64_t b, t, h, dh;
+};
+
+std::vector<Case> Cases() {
+  std::mt19937 rng(5);
+  std::vector<Case> cases = {{1, 1, 1, 1}, {2, 64, 2, 8}, {1, 65, 1, 4}, {1, 129, 3, 16}, {2, 200, 4, 16}};
+  for (int i = 0; i < 8; ++i) cases.push_back({1 + rng() % 3, 1 + rng() % 170, 1 + rng() % 4, 1 + rng() % 20});
+  return cases;
+}
+
+// Outputs and the gradient of a random weighted sum of them, through each implementation.
+std::pair<torch::Tensor, torch::Tensor> RunAttention(bool fused, const torch::Tensor& qkv0, int64_t h,
+                                                     const torch::Tensor& w) {
+  torch::Tensor qkv = qkv0.detach().clone().requires_grad_(true);
+  torch::Tensor y = fused ? FusedCausalAttention(qkv, h) : ComposedAttention(qkv, h);
+  (y * w).sum().backward();
+  return {y.detach(), qkv.grad()};
+}
+
+void Compare(torch::ScalarType dtype, double tol) {
+  for (const Case& c : Cases()) {
+    torch::manual_seed(c.b * 1000 + c.t * 10 + c.h);
+    const auto opt = torch::TensorOptions().dtype(dtype);
+    const torch::Tensor qkv = torch::randn({c.b, c.t, 3 * c.h * c.dh}, opt) * 2;
+    const torch::Tensor w = torch::randn({c.b, c.t, c.h * c.dh}, opt);
+    const auto [y_ref, g_ref] = RunAttention(false, qkv, c.h, w);
+    const auto [y, g] = RunAttention(true, qkv, c.h, w);
+    const std::string what = "B " + std::to_string(c.b) + " T " + std::to_string(c.t) + " H " + std::to_string(c.h) +
+                             " D " + std::to_string(c.dh);
+    ASSERT_EQ(y.sizes(), y_ref.sizes()) << what;
+    EXPECT_LE((y - y_ref).abs().max().template item<double>(), tol) << what << " output";
+    EXPECT_LE((g - g_ref).abs().max().template item<double>(), tol * 10) << what << " gradient";
+  }
+}
+
+TEST(FusedAttention, EqualsTheComposedOpsInFloat64) { Compare(torch::kDouble, 1e-12); }
+
+TEST(FusedAttention, EqualsTheComposedOpsInFloat32) { Compare(torch::kFloat, 2e-5); }
+
+TEST(FusedAttention, Bf16InputGivesBf16OutputCloseToFloat32) {
+  torch::manual_seed(3);
+  const torch::Tensor qkv = torch::randn({2, 150, 3 * 4 * 16});
+  const torch::Tensor w = torch::randn({2, 150, 64});
+  const auto [y_ref, g_ref] = RunAttention(false, qkv, 4, w);
+  const auto [y, g] = RunAttention(true, qkv.to(torch::kBFloat16), 4, w.to(torch::kBFloat16));
+  EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(g.scalar_type(), torch::kBFloat16);
+  // bf16 keeps 8 bits of mantissa: the inputs alone are off by up to 2^-8 relative.
+  EXPECT_LE((y.to(torch::kFloat) - y_ref).abs().max().template item<double>(), 0.05);
+  EXPECT_LE((g.to(torch::kFloat) - g_ref).abs().max().template item<double>(),
+            0.1 * g_ref.abs().max().template item<double>());
+}
+
+// Without grad (evaluation, generation's window path) it gives the same values.
+TEST(FusedAttention, NoGradGivesTheSameValues) {
+  torch::manual_seed(4);
+  const torch::Tensor qkv = torch::randn({2, 100, 3 * 32});
+  const torch::Tensor with_grad = FusedCausalAttention(qkv.clone().requires_grad_(true), 2).detach();
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::equal(FusedCausalAttention(qkv, 2), with_grad));
+}
+
+}  // namespace
+}  // namespace bitbyte::models
