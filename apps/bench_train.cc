@@ -15,9 +15,12 @@
 
 #include "apps/cli_util.h"
 #include "apps/commands.h"
+#include "base/cpu.h"
 #include "base/error.h"
 #include "base/file_io.h"
 #include "base/numbers.h"
+#include "models/blas_choice.h"
+#include "models/tracks.h"
 #include "pipeline/graph.h"
 #include "runs/layout.h"
 #include "runs/track_bench.h"
@@ -77,8 +80,11 @@ void AddBenchTrainCommand(CLI::App& bench) {
       "train",
       "Training bytes/s of 'bitbyte train' against the same model in Python PyTorch on the same\n"
       "LibTorch (scripts/bench_train.py), alternating in the same run. Each side: --warmup untimed\n"
-      "steps, then --steps timed; bytes/s from the median step. Both run in this environment\n"
-      "(threads, OPENBLAS_CORETYPE and all).\n"
+      "steps, then --steps timed; bytes/s from the median step. bitbyte runs as it comes (its\n"
+      "precision auto); Python runs in each configuration a user would try: fp32 as the environment\n"
+      "gives it, fp32 with OPENBLAS_CORETYPE set to this CPU's kernels, bf16 autocast (with either),\n"
+      "and bitbyte is compared with the best of them. MFU: the model's training FLOPs a byte times\n"
+      "bytes/s, against fp32 and bf16 GEMM peaks measured in the same run.\n"
       "Model and batch come from the default config and --set (default: d_model 256, 4 layers,\n"
       "4 heads, sequence 256, batch 16).");
   c->add_option("--data", a->data, "Dataset directory (its train split feeds both sides)")->required();
@@ -153,10 +159,26 @@ void AddBenchTrainCommand(CLI::App& bench) {
                                    std::to_string(threads),
                                    "--data",
                                    train_bin};
-    auto run_python = [&](Side& side) {
+    // The Python peer in each configuration a user would try: fp32 as the environment gives it,
+    // fp32 on OpenBLAS's kernels for this CPU (the core bitbyte would choose), bf16 autocast
+    // (with either); bitbyte is compared with the best of them in each round.
+    struct Peer {
+      std::string name, precision, core;  // core: OPENBLAS_CORETYPE to set ("" = as the environment has it)
+    };
+    const std::string env_core = core ? core : "";
+    const std::string best_core = models::PreferredOpenBlasCore(cpu::This());
+    std::vector<Peer> peers = {{"py fp32", "fp32", ""}};
+    const bool other_core = !best_core.empty() && best_core != env_core;
+    if (other_core) peers.push_back({"py fp32 " + best_core, "fp32", best_core});
+    peers.push_back({"py bf16", "bf16", ""});
+    if (other_core) peers.push_back({"py bf16 " + best_core, "bf16", best_core});
+    auto run_python = [&](const Peer& peer, Side& side) {
       SpawnOptions so;
       so.stdout_path = io::JoinPath(a->work, "python.json");
-      const RunResult r = Spawn(py, so);
+      if (!peer.core.empty()) so.set_env.emplace_back("OPENBLAS_CORETYPE", peer.core);
+      std::vector<std::string> argv = py;
+      argv.insert(argv.end(), {"--precision", peer.precision});
+      const RunResult r = Spawn(argv, so);
       const json j = json::parse(io::ReadFile(io::Default(), so.stdout_path), nullptr, /*allow_exceptions=*/false);
       if (!j.is_object() || !j.contains("median_step_s") || !j["median_step_s"].is_number() ||
           !(j["median_step_s"].get<double>() > 0))
@@ -164,16 +186,38 @@ void AddBenchTrainCommand(CLI::App& bench) {
       side.bytes_per_s = static_cast<double>(bytes_per_step) / j["median_step_s"].get<double>();
       side.rss_mib = static_cast<double>(r.max_rss_kb) / 1024.0;
     };
+    // GEMM peaks of this machine, measured in this run through the same LibTorch: fp32 on the
+    // environment's core and on the best one, bf16 (oneDNN).
+    auto gemm_peak = [&](const std::string& set_core) {
+      SpawnOptions so;
+      so.stdout_path = io::JoinPath(a->work, "gemm.json");
+      if (!set_core.empty()) so.set_env.emplace_back("OPENBLAS_CORETYPE", set_core);
+      Spawn({a->python, script, "--gemm-peak", "2048", "--threads", std::to_string(threads)}, so);
+      const json j = json::parse(io::ReadFile(io::Default(), so.stdout_path), nullptr, false);
+      if (!j.is_object() || !j.contains("fp32_gflops") || !j["fp32_gflops"].is_number() || !j.contains("bf16_gflops") ||
+          !j["bf16_gflops"].is_number())
+        throw Error(so.stdout_path + ": the Python peer's GEMM peak output is not usable");
+      return std::make_pair(j["fp32_gflops"].get<double>(), j["bf16_gflops"].get<double>());
+    };
+    const models::Track* track = models::FindTrack(cfg.model().name());
+    const double flops_per_byte = track->train_flops_per_byte(cfg.model(), cfg.data().seq_len());
 
     std::printf(
         "bench train: %s d_model %d, %d layers, %d heads, seq %d, batch %d; %d threads; %lld+%lld steps; "
-        "OPENBLAS_CORETYPE %s\n",
+        "OPENBLAS_CORETYPE %s; %s\n",
         cfg.model().name().c_str(), m.d_model(), m.n_layer(), m.n_head(), cfg.data().seq_len(),
         cfg.data().batch_size() * cfg.data().grad_accum(), threads, (long long)a->warmup, (long long)a->steps,
-        core ? core : "unset (OpenBLAS detects the CPU)");
-    std::printf("%-6s %14s %14s %8s\n", "round", "bitbyte B/s", "python B/s", "ratio");
-    std::vector<double> ratios, waits, stalls;
+        core ? core : "unset (OpenBLAS detects the CPU)", cpu::This().Summary().c_str());
+    std::printf("model FLOPs per training byte: %.3g (%.3g GFLOP a step)\n", flops_per_byte,
+                flops_per_byte * static_cast<double>(bytes_per_step) / 1e9);
+    std::printf("%-6s %14s", "round", "bitbyte B/s");
+    for (const Peer& p : peers) std::printf(" %16s", (p.name + " B/s").c_str());
+    std::printf(" %10s\n", "vs best");
+    std::vector<double> ratios, waits, stalls, ours_bps;
+    std::vector<std::vector<double>> peer_bps(peers.size());
     Side ours, theirs;
+    double peer_rss = 0;
+    std::string precision;
     for (int round = 0; round < a->rounds; ++round) {
       const std::string run = io::JoinPath(a->work, "run");
       Spawn({"rm", "-rf", run});
@@ -200,18 +244,53 @@ void AddBenchTrainCommand(CLI::App& bench) {
       const RunResult r = Spawn(argv);
       ours = ReadBitbyteRun(run, a->warmup, bytes_per_step);
       ours.rss_mib = static_cast<double>(r.max_rss_kb) / 1024.0;
-      run_python(theirs);
-      ratios.push_back(ours.bytes_per_s / theirs.bytes_per_s);
+      precision =
+          train::ParseConfigText(io::ReadFile(io::Default(), io::JoinPath(run, runs::kConfigFile)), runs::kConfigFile)
+              .precision();
+      ours_bps.push_back(ours.bytes_per_s);
+      std::printf("%-6d %14.0f", round + 1, ours.bytes_per_s);
+      double best = 0;
+      for (size_t i = 0; i < peers.size(); ++i) {
+        run_python(peers[i], theirs);
+        peer_bps[i].push_back(theirs.bytes_per_s);
+        peer_rss = std::max(peer_rss, theirs.rss_mib);
+        best = std::max(best, theirs.bytes_per_s);
+        std::printf(" %16.0f", theirs.bytes_per_s);
+      }
+      ratios.push_back(ours.bytes_per_s / best);
       waits.push_back(ours.data_wait);
       stalls.push_back(ours.stall_frac);
-      std::printf("%-6d %14.0f %14.0f %7.2fx\n", round + 1, ours.bytes_per_s, theirs.bytes_per_s, ratios.back());
+      std::printf(" %9.2fx\n", ratios.back());
       std::fflush(stdout);
     }
-    std::printf("median ratio bitbyte/python %.2fx (target >= 1.0)\n", Median(ratios));
+    size_t best_peer = 0;
+    for (size_t i = 1; i < peers.size(); ++i)
+      if (Median(peer_bps[i]) > Median(peer_bps[best_peer])) best_peer = i;
+    std::printf("bitbyte trained in %s (precision auto unless --set says otherwise)\n", precision.c_str());
+    std::printf(
+        "median ratio bitbyte / best Python configuration in each round: %.2fx (target >= 1.5); best "
+        "overall: %s\n",
+        Median(ratios), peers[best_peer].name.c_str());
+    const auto [fp32_env, bf16_peak] = gemm_peak("");
+    const double fp32_best = other_core ? gemm_peak(best_core).first : fp32_env;
+    const double peak = std::max({fp32_env, fp32_best, bf16_peak});
+    std::printf("GEMM peaks (2048^3, %d threads): fp32 %.0f GFLOPS (%s), fp32 %.0f (%s), bf16 %.0f\n", threads,
+                fp32_env, env_core.empty() ? "OpenBLAS's own core" : env_core.c_str(), fp32_best,
+                other_core ? best_core.c_str() : "same", bf16_peak);
+    const double ours_gflops = Median(ours_bps) * flops_per_byte / 1e9;
+    std::printf(
+        "MFU: bitbyte %.0f GFLOPS = %.0f%% of the faster GEMM peak (%.0f%% of fp32 %.0f, %.0f%% of bf16 %.0f)"
+        " (target >= 60%%)\n",
+        ours_gflops, 100 * ours_gflops / peak, 100 * ours_gflops / std::max(fp32_env, fp32_best),
+        std::max(fp32_env, fp32_best), 100 * ours_gflops / bf16_peak, bf16_peak);
+    for (size_t i = 0; i < peers.size(); ++i) {
+      const double g = Median(peer_bps[i]) * flops_per_byte / 1e9;
+      std::printf("MFU: %s %.0f GFLOPS = %.0f%% of the faster GEMM peak\n", peers[i].name.c_str(), g, 100 * g / peak);
+    }
     std::printf(
         "bitbyte data wait %.3f%% of step time (target < 1%%); checkpoint stall %.2f%% of a step (target < 5%%)\n",
         100 * Median(waits), 100 * Median(stalls));
-    std::printf("peak RSS: bitbyte %.0f MiB, python %.0f MiB\n", ours.rss_mib, theirs.rss_mib);
+    std::printf("peak RSS: bitbyte %.0f MiB, python (largest) %.0f MiB\n", ours.rss_mib, peer_rss);
     Spawn({"rm", "-rf", a->work});
   });
 }

@@ -31,6 +31,16 @@ int64_t Parameters(const pb::ModelConfig& config) {
   return 256 * d + int64_t{c.context()} * d + c.n_layer() * block + 2 * d + 256 * d;
 }
 
+double TrainFlopsPerByte(const pb::ModelConfig& config, int64_t seq_len) {
+  const pb::BitByteLMConfig& c = config.bitbyte_lm();
+  const double d = c.d_model(), f = c.d_ff() > 0 ? c.d_ff() : 4 * d, t = static_cast<double>(seq_len);
+  // Per byte, forward: 2 FLOPs per weight of each matmul (qkv, proj, fc1, fc2; the head), and per
+  // layer q.k and p.v over the (T+1)/2 earlier positions a query sees on average, 2 x d each.
+  const double matmuls = 2 * (c.n_layer() * (d * 3 * d + d * d + 2 * d * f) + d * 256);
+  const double attention = c.n_layer() * 2 * (2 * d * (t + 1) / 2);
+  return 3 * (matmuls + attention);
+}
+
 }  // namespace
 
 Track BitByteLMTrack() {
@@ -40,6 +50,7 @@ Track BitByteLMTrack() {
           Validate,
           Parameters,
           [](const pb::ModelConfig& c) -> int64_t { return c.bitbyte_lm().context(); },
+          TrainFlopsPerByte,
           [](const pb::ModelConfig& c) { return c.bitbyte_lm().n_layer(); },
           [](pb::ModelConfig& c, int32_t n) { c.mutable_bitbyte_lm()->set_n_layer(n); }};
 }

@@ -34,6 +34,18 @@ int64_t Parameters(const pb::ModelConfig& config) {
   return 256 * d + c.n_layer() * block + d + 256 * d;
 }
 
+double TrainFlopsPerByte(const pb::ModelConfig& config, int64_t /*seq_len*/) {
+  const pb::MambaMLMConfig& c = config.mamba_mlm();
+  const double d = c.d_model(), e = double{c.expand()} * d, n = c.d_state(), k = c.d_conv();
+  const double r = c.dt_rank() > 0 ? c.dt_rank() : (c.d_model() + 15) / 16;
+  // Per byte, forward: the matmuls (in_proj, x_proj, dt_proj, out_proj; the head) at 2 FLOPs a
+  // weight, the depthwise convolution, and the scan's 7 per channel and state (exp(delta A),
+  // delta B u, the state update's multiply-add, C h's multiply-add).
+  const double matmuls = 2 * (c.n_layer() * (d * 2 * e + e * (r + 2 * n) + r * e + e * d) + d * 256);
+  const double rest = c.n_layer() * (2 * e * k + 7 * e * n);
+  return 3 * (matmuls + rest);
+}
+
 }  // namespace
 
 Track MambaMLMTrack() {
@@ -43,6 +55,7 @@ Track MambaMLMTrack() {
           Validate,
           Parameters,
           [](const pb::ModelConfig& c) -> int64_t { return c.mamba_mlm().context(); },
+          TrainFlopsPerByte,
           [](const pb::ModelConfig& c) { return c.mamba_mlm().n_layer(); },
           [](pb::ModelConfig& c, int32_t n) { c.mutable_mamba_mlm()->set_n_layer(n); }};
 }

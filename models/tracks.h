@@ -25,6 +25,11 @@ struct Track {
   int64_t (*parameters)(const pb::ModelConfig&);
   // Its longest window (data.seq_len must not exceed it).
   int64_t (*context)(const pb::ModelConfig&);
+  // Floating-point operations of one training step per byte of a seq_len window (forward and
+  // backward, model FLOPs: the backward counted as twice the forward; causal attention as the
+  // (T+1)/2 keys each query sees on average, not the T x T a composed implementation computes).
+  // For MFU (docs/benchmarks.md).
+  double (*train_flops_per_byte)(const pb::ModelConfig&, int64_t seq_len);
   // Its depth (n_layer), for matching tracks by size.
   int32_t (*depth)(const pb::ModelConfig&);
   void (*set_depth)(pb::ModelConfig&, int32_t);

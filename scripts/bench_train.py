@@ -261,6 +261,9 @@ def parse_args(argv):
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16: forward under torch.autocast('cpu', torch.bfloat16), the way a "
                         "PyTorch user trains in bf16 on a CPU (fp32 weights and optimizer)")
+    p.add_argument("--gemm-peak", type=int, default=0, metavar="N",
+                   help="only measure N x N x N matmul GFLOPS in fp32 and bf16 (best of 5 "
+                        "each, --threads threads) and print them as one JSON line")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     args = p.parse_args(argv)
     if args.d_ff <= 0:
@@ -274,11 +277,31 @@ def parse_args(argv):
     return args
 
 
+def gemm_peak(n: int) -> dict:
+    """Best-of-5 GFLOPS of an n^3 matmul in fp32 and in bf16 (2 n^3 FLOPs each)."""
+    out = {"gemm_n": n, "threads": torch.get_num_threads(),
+           "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "")}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(n, n).to(dtype)
+        b = torch.randn(n, n).to(dtype)
+        torch.mm(a, b)  # warm: thread pool, kernel set-up
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - t0)
+        out[name + "_gflops"] = 2.0 * n ** 3 / best / 1e9
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     # Before any parallel work: interop threads can only be set once.
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
+    if args.gemm_peak > 0:
+        print(json.dumps(gemm_peak(args.gemm_peak)))
+        return 0
     torch.manual_seed(args.seed)  # model init
 
     gen = torch.Generator().manual_seed(args.seed)  # data

@@ -133,3 +133,51 @@ TEST(Registry, DefaultTracksMatchAtSevenMambaLayers) {
 
 }  // namespace
 }  // namespace bitbyte::models
+
+namespace bitbyte::models {
+namespace {
+
+// The FLOP count (for MFU) against the built module: 6 FLOPs a byte per weight of every Linear
+// (2 forward, 4 backward), plus the track's terms that are not matmuls with weights: BitByteLM's
+// attention (q.k and p.v over (T+1)/2 keys a query on average), MambaMLM's depthwise convolution
+// and scan. Random configs of each track.
+TEST(Registry, TrainFlopsCountEveryLinearWeightOnRandomConfigs) {
+  std::mt19937 rng(11);
+  for (int i = 0; i < 12; ++i) {
+    for (const Track& t : Tracks()) {
+      pb::ModelConfig c;
+      c.set_name(t.name);
+      const int32_t heads = 1 + rng() % 4;
+      SetInt(c, "d_model", heads * (4 + rng() % 12));
+      SetInt(c, "n_layer", 1 + rng() % 3);
+      if (t.name == "bitbyte_lm") {
+        SetInt(c, "n_head", heads);
+        SetInt(c, "d_ff", rng() % 2 ? 0 : 8 + rng() % 40);
+      } else {
+        SetInt(c, "d_state", 1 + rng() % 16);
+        SetInt(c, "expand", 1 + rng() % 3);
+        SetInt(c, "d_conv", 1 + rng() % 4);
+      }
+      ValidateModelConfig(c);
+      const auto model = CreateModel(c);
+      double linear = 0;
+      for (const auto& m : model->modules(/*include_self=*/false))
+        if (const auto* l = m->as<torch::nn::Linear>()) linear += static_cast<double>(l->weight.numel());
+      const int64_t seq = 2 + rng() % 300;
+      double other = 0;
+      if (t.name == "bitbyte_lm") {
+        const auto& b = c.bitbyte_lm();
+        other = 3.0 * b.n_layer() * 2 * b.d_model() * (seq + 1);
+      } else {
+        const auto& m = c.mamba_mlm();
+        const double e = double{m.expand()} * m.d_model();
+        other = 3.0 * m.n_layer() * (2 * e * m.d_conv() + 7 * e * m.d_state());
+      }
+      EXPECT_NEAR(t.train_flops_per_byte(c, seq), 6 * linear + other, 1e-6 * (6 * linear + other))
+          << t.name << " " << c.ShortDebugString() << " seq " << seq;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace bitbyte::models
