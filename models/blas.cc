@@ -1,5 +1,6 @@
 #include "models/blas.h"
 
+#include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 
 #include "base/cpu.h"
 #include "base/error.h"
+#include "base/thread_cpu.h"
 
 namespace bitbyte::models {
 namespace {
@@ -98,6 +100,13 @@ void CheckBlas(char** argv) {
   }
   throw Error("the matrix products of this LibTorch/BLAS (OpenBLAS core '" + d.core + "', " + d.chosen_by +
               ") are wrong on this CPU: " + bad + "; set OPENBLAS_CORETYPE to another core (e.g. Haswell)");
+}
+
+void NameTorchThreads(const std::string& name) {
+  // One chunk per thread of the team (at::parallel_for is OpenMP here: models/ builds with -fopenmp).
+  at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
+    if (at::get_thread_num() != 0) NameThisThread(name);
+  });
 }
 
 }  // namespace bitbyte::models

@@ -24,4 +24,8 @@ std::string GemmSelfCheck();
 // runs again on OpenBLAS's own core; when any other core fails it, throws bitbyte::Error naming it.
 void CheckBlas(char** argv);
 
+// Names the threads of the calling thread's OpenMP team (LibTorch's intra-op threads, not the
+// caller itself) `name`, for per-thread CPU figures (base/thread_cpu.h).
+void NameTorchThreads(const std::string& name);
+
 }  // namespace bitbyte::models

@@ -1,15 +1,36 @@
 #include "pipeline/graph.h"
 
+#include <oneapi/tbb/task_scheduler_observer.h>
 #include <sched.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <thread>
 
+#include "base/thread_cpu.h"
+
 namespace bitbyte::pipeline {
 
+namespace {
+
+// Names the TBB worker threads that join the calling thread's arena "tbb-worker", so that a
+// job's per-thread CPU figures (train --stats, base/thread_cpu.h) can tell them apart.
+class WorkerNamer : public tbb::task_scheduler_observer {
+ public:
+  WorkerNamer() { observe(true); }
+  void on_scheduler_entry(bool is_worker) override {
+    if (is_worker) NameThisThread("tbb-worker");
+  }
+};
+
+}  // namespace
+
 ScopedParallelism::ScopedParallelism(int threads)
-    : control_(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads < 1 ? 1 : threads)) {}
+    : control_(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads < 1 ? 1 : threads)) {
+  // Never destroyed: an observer must not go away while TBB may still call it at exit.
+  static WorkerNamer* namer = new WorkerNamer;
+  (void)namer;
+}
 
 int DefaultThreads() {
   cpu_set_t set;

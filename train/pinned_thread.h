@@ -8,13 +8,21 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
+
+#include "base/thread_cpu.h"
 
 namespace bitbyte::train {
 
 class PinnedThread {
  public:
-  PinnedThread() : thread_([this] { Loop(); }) {}
+  // `name` names the thread (base/thread_cpu.h), at most 15 bytes.
+  explicit PinnedThread(std::string name)
+      : thread_([this, name] {
+          NameThisThread(name);
+          Loop();
+        }) {}
   ~PinnedThread() {
     {
       std::lock_guard<std::mutex> lock(mu_);

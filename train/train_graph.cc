@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "base/error.h"
+#include "base/thread_cpu.h"
 #include "pipeline/graph.h"
 #include "pipeline/monitor.h"
 #include "pipeline/progress.h"
@@ -15,6 +16,22 @@
 
 namespace bitbyte::train {
 namespace {
+
+// The CPU time each thread spent since `before` (threads that started since count from 0),
+// grouped by thread name, as a --stats section.
+std::string ThreadCpuSection(const std::vector<ThreadCpu>& before, double wall_s) {
+  std::vector<ThreadCpu> now = ThreadCpuTimes();
+  if (now.empty()) return "";
+  for (ThreadCpu& t : now)
+    for (const ThreadCpu& b : before)
+      if (b.tid == t.tid) t.cpu_s -= b.cpu_s;
+  char head[160];
+  std::snprintf(head, sizeof head,
+                "CPU time by thread while the graph ran (%.1f s; main waits for the graph, train-step and eval "
+                "run the model, omp-* are their OpenMP teams):\n",
+                wall_s);
+  return head + ThreadCpuTable(now, wall_s);
+}
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
@@ -250,6 +267,9 @@ TrainSummary TrainGraph::Run(const pipeline::MonitorOptions& figures) {
   pipeline::Monitor monitor(figures);
   pipeline::Graph g("train");
   Wire(g, config_, start, this);
+  // CPU time of every thread while the graph runs (--stats): what each node's thread, the OpenMP
+  // teams, the TBB workers and the waiting main thread cost.
+  const std::vector<ThreadCpu> cpu_before = ThreadCpuTimes();
   try {
     pipeline::Monitor::Watch watch(monitor, g);  // the graph's figures, while it runs
     g.Run();
@@ -294,7 +314,7 @@ TrainSummary TrainGraph::Run(const pipeline::MonitorOptions& figures) {
   summary.checkpoints_written = cs.written;
   summary.checkpoints_replaced = cs.replaced;
   summary.final_val_bpb = last_bpb_;
-  summary.stats_table = g.StatsTable(summary.seconds, params_.threads);
+  summary.stats_table = g.StatsTable(summary.seconds, params_.threads) + ThreadCpuSection(cpu_before, summary.seconds);
   monitor.Finish(summary.interrupted ? "interrupted" : "finished");
   return summary;
 }

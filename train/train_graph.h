@@ -133,7 +133,7 @@ class TrainGraph {
   // The metrics node's (serial), and Run's before and after the graph.
   std::optional<double> last_bpb_;
   // The train step's and the eval node's backend calls each run on one thread of their own.
-  PinnedThread train_thread_, eval_thread_;
+  PinnedThread train_thread_{"train-step"}, eval_thread_{"eval"};
 };
 
 }  // namespace bitbyte::train

@@ -136,6 +136,7 @@ class TorchBackend : public TrainBackend {
   int64_t steps_done() const override { return trainer_->steps_done(); }
   StepStats Step(const Batch& batch) override {
     UseTorchThreads(threads_);
+    if (!named_train_team_) models::NameTorchThreads("omp-train"), named_train_team_ = true;
     return WithoutTorchFrames("train step " + std::to_string(batch.step + 1), [&] { return trainer_->Step(batch); });
   }
   std::shared_ptr<const Snapshot> TakeSnapshot(bool with_optimizer) override {
@@ -143,6 +144,7 @@ class TorchBackend : public TrainBackend {
   }
   EvalResult Evaluate(const Snapshot& weights) override {
     UseTorchThreads(threads_);
+    if (!named_eval_team_) models::NameTorchThreads("omp-eval"), named_eval_team_ = true;
     return WithoutTorchFrames("evaluation", [&] {
       LoadModule(*eval_model_, "model/", weights);
       return EvaluateBpb(*eval_model_, {std::string_view(val_bytes_)}, config_.data().seq_len(),
@@ -159,6 +161,7 @@ class TorchBackend : public TrainBackend {
   const torch::Device device_;
   const int threads_;
   const std::string val_bytes_;
+  bool named_train_team_ = false, named_eval_team_ = false;  // each on its own thread: no race
   std::optional<Trainer> trainer_;
   std::shared_ptr<models::ByteModel> eval_model_;
 };

@@ -981,8 +981,36 @@ t_precision() {
   end
 }
 
+t_stats() {
+  begin "train --stats: per-node figures and the CPU time of every thread while the graph ran"
+  bb train --data ds -o ST "${TINY[@]}" --steps 20 --stats -q
+  want_rc 0 "train --stats"
+  want_err "CPU time by thread while the graph ran" "train --stats"
+  local name
+  for name in main train-step omp-train tbb-worker total; do
+    grep -qE "^  $name +[0-9]+ +[0-9.]+ +[0-9.]+%$" "$T/err" || fail "--stats has no row for $name: $(errmsg)"
+  done
+  # The rows add up to the total, and the model's thread did the most work of the graph's own.
+  python3 - "$T/err" >"$T/chk" <<'PY' || true
+import re, sys
+rows = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"^  (\S+) +(\d+) +([0-9.]+) +[0-9.]+%$", line)
+    if m:
+        rows[m.group(1)] = float(m.group(3))
+total = rows.pop("total", None)
+if total is None or abs(sum(rows.values()) - total) > 0.02 * len(rows) + 1e-9:
+    print("rows %s do not add up to total %s" % (rows, total))
+elif rows.get("train-step", 0) <= rows.get("main", 0):
+    print("train-step %s CPU s is not above main's %s" % (rows.get("train-step"), rows.get("main")))
+PY
+  [[ ! -s $T/chk ]] || fail "$(cat "$T/chk")"
+  end
+}
+
 group t_reference
 group t_precision
+group t_stats
 group t_blas
 group t_kill_resume
 group t_crash_writes
