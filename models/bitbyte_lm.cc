@@ -10,6 +10,7 @@
 
 #include "models/attention.h"
 #include "models/fused_attention.h"
+#include "models/gelu.h"
 
 namespace bitbyte::models {
 namespace nn = torch::nn;
@@ -64,7 +65,7 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x) {
   const torch::Tensor y =
       x.device().is_cpu() && UseFusedAttention() ? FusedCausalAttention(qkv, n_head_) : ComposedAttention(qkv, n_head_);
   torch::Tensor out = x + Dropout(Apply(proj_, y));
-  return out + Dropout(Apply(fc2_, torch::gelu(Apply(fc1_, ln2_(out)))));
+  return out + Dropout(Apply(fc2_, Gelu(Apply(fc1_, ln2_(out)))));
 }
 
 torch::Tensor TransformerBlockImpl::Step(const torch::Tensor& x, torch::Tensor& k_cache, torch::Tensor& v_cache,
@@ -78,7 +79,7 @@ torch::Tensor TransformerBlockImpl::Step(const torch::Tensor& x, torch::Tensor& 
   const torch::Tensor scores = torch::matmul(qkv[0].transpose(1, 2), keys.transpose(2, 3)) / std::sqrt(double(dh));
   const torch::Tensor y = torch::matmul(torch::softmax(scores, -1), values).transpose(1, 2).reshape({b, 1, d});
   torch::Tensor out = x + Apply(proj_, y);
-  return out + Apply(fc2_, torch::gelu(Apply(fc1_, ln2_(out))));
+  return out + Apply(fc2_, Gelu(Apply(fc1_, ln2_(out))));
 }
 
 class BitByteLM::KvStepper : public ByteModel::Stepper {

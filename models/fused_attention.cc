@@ -1,6 +1,7 @@
 #include "models/fused_attention.h"
 
 #include <ATen/Parallel.h>
+#include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,16 +11,6 @@
 #include "base/error.h"
 #include "models/cpu_kernels.h"
 
-// The BLAS LibTorch links (OpenBLAS in Debian), Fortran interface: column-major.
-extern "C" {
-void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const float* alpha,
-            const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
-            const int* ldc);
-void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const double* alpha,
-            const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
-            const int* ldc);
-}
-
 namespace bitbyte::models {
 namespace {
 
@@ -28,23 +19,28 @@ using kernels::ExpInPlace;
 using kernels::Isa;
 using kernels::LaneSum;
 
-constexpr int64_t kTile = 64;  // queries and keys per tile
+constexpr int64_t kTile = 128;  // queries and keys per tile
 
-// Row-major C[m, n] = alpha op(A)[m, k] op(B)[k, n] + beta C, op = transpose when t*. A
-// row-major matrix is the column-major transpose, so this is C^T = op(B)^T op(A)^T.
+// Row-major C[m, n] = alpha op(A)[m, k] op(B)[k, n] + beta C, op = transpose when t*. float32:
+// oneDNN's sgemm, which picks its own JIT kernel for this CPU (measured on 128 x 128 x 128 tiles,
+// 2 threads, AMD EPYC family 26: 364 GFLOPS against 189 for OpenBLAS's Haswell kernels that the
+// environment set there); called inside the OpenMP team it runs on the calling thread alone.
 void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
           int64_t ldb, float beta, float* c, int64_t ldc) {
-  const char tra = ta ? 'T' : 'N', trb = tb ? 'T' : 'N';
-  const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k), ila = static_cast<int>(lda),
-            ilb = static_cast<int>(ldb), ilc = static_cast<int>(ldc);
-  sgemm_(&trb, &tra, &in, &im, &ik, &alpha, b, &ilb, a, &ila, &beta, c, &ilc);
+  const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (st != dnnl_success)
+    throw InternalError("FusedCausalAttention: dnnl_sgemm failed with status " + std::to_string(st));
 }
+// float64 (the tests' exact comparison): plain loops.
 void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
           const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  const char tra = ta ? 'T' : 'N', trb = tb ? 'T' : 'N';
-  const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k), ila = static_cast<int>(lda),
-            ilb = static_cast<int>(ldb), ilc = static_cast<int>(ldc);
-  dgemm_(&trb, &tra, &in, &im, &ik, &alpha, b, &ilb, a, &ila, &beta, c, &ilc);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = 0;
+      for (int64_t p = 0; p < k; ++p)
+        acc += (ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+      c[i * ldc + j] = alpha * acc + (beta == 0 ? 0 : beta * c[i * ldc + j]);
+    }
 }
 
 struct Shape {

@@ -11,6 +11,7 @@ packages=(
   zlib1g-dev liblzma-dev xz-utils gzip
   libtorch-dev          # LibTorch 1.13 (CPU) for models/ and train/
   libopenblas0-openmp   # Debian's libtorch is ~11x slower on the netlib BLAS it would otherwise use
+  libdnnl-dev           # oneDNN 2.6 (the one LibTorch links): the fused attention's tile products
   graphviz              # bitbyte graph --format svg|png (the demo draws the training graph)
   chromium              # the report test renders bitbyte report's HTML in headless Chromium
   clang libclang-rt-14-dev  # scripts/fuzz.sh (libFuzzer, ASan, UBSan) and scripts/tsan.sh (ThreadSanitizer)

@@ -40,15 +40,26 @@ void AttentionForwardBackward(benchmark::State& state, bool fused, bool bf16) {
 
 BENCHMARK_CAPTURE(AttentionForwardBackward, fused_fp32, true, false)
     ->Arg(256)
+    ->Arg(512)
+    ->Arg(1024)
     ->Arg(2048)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(AttentionForwardBackward, composed_fp32, false, false)
     ->Arg(256)
+    ->Arg(512)
+    ->Arg(1024)
     ->Arg(2048)
     ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(AttentionForwardBackward, fused_bf16, true, true)->Arg(256)->Arg(2048)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(AttentionForwardBackward, fused_bf16, true, true)
+    ->Arg(256)
+    ->Arg(512)
+    ->Arg(1024)
+    ->Arg(2048)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(AttentionForwardBackward, composed_bf16, false, true)
     ->Arg(256)
+    ->Arg(512)
+    ->Arg(1024)
     ->Arg(2048)
     ->Unit(benchmark::kMillisecond);
 
