@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "models/adamw.h"
 #include "models/precision.h"
 #include "models/registry.h"
 #include "train/config.h"
@@ -166,11 +167,8 @@ void Trainer::AdamW(double lr) {
   for (Param& q : params_) {
     const torch::Tensor& g = q.p.grad();
     if (!g.defined()) continue;
-    if (q.decay && o.weight_decay() > 0) q.p.mul_(1.0 - lr * o.weight_decay());
-    q.exp_avg.mul_(o.beta1()).add_(g, 1.0 - o.beta1());
-    q.exp_avg_sq.mul_(o.beta2()).addcmul_(g, g, 1.0 - o.beta2());
-    const torch::Tensor denom = (q.exp_avg_sq.sqrt() / bc2_sqrt).add_(o.eps());
-    q.p.addcdiv_(q.exp_avg, denom, -lr / bc1);
+    const models::AdamWHyper h{lr, o.beta1(), o.beta2(), o.eps(), q.decay ? o.weight_decay() : 0.0, bc1, bc2_sqrt};
+    models::AdamWUpdate(q.p, g, q.exp_avg, q.exp_avg_sq, h);  // one pass per parameter (models/adamw.h)
   }
 }
 
