@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "models/adamw.h"
+#include "models/cross_entropy.h"
 #include "models/precision.h"
 #include "models/registry.h"
 #include "train/config.h"
@@ -127,7 +128,7 @@ StepStats Trainer::Step(const Batch& batch) {
       // bf16: the forward pass's matrix products in bf16; the loss in float32 (models/precision.h).
       models::Bf16Scope scope(device_, bf16_);
       const torch::Tensor logits = model_->forward(x);
-      loss = torch::nn::functional::cross_entropy(models::FullPrecision(logits).reshape({-1, 256}), y.reshape(-1));
+      loss = models::CrossEntropy(logits.reshape({-1, 256}), y.reshape(-1));  // in float32 (models/cross_entropy.h)
     }
     const double value = loss.item<double>();
     if (!std::isfinite(value))
