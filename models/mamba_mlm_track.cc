@@ -36,7 +36,7 @@ int64_t Parameters(const pb::ModelConfig& config) {
 
 double TrainFlopsPerByte(const pb::ModelConfig& config, int64_t /*seq_len*/) {
   const pb::MambaMLMConfig& c = config.mamba_mlm();
-  const double d = c.d_model(), e = double{c.expand()} * d, n = c.d_state(), k = c.d_conv();
+  const double d = c.d_model(), e = static_cast<double>(c.expand()) * d, n = c.d_state(), k = c.d_conv();
   const double r = c.dt_rank() > 0 ? c.dt_rank() : (c.d_model() + 15) / 16;
   // Per byte, forward: the matmuls (in_proj, x_proj, dt_proj, out_proj; the head) at 2 FLOPs a
   // weight, the depthwise convolution, and the scan's 7 per channel and state (exp(delta A),

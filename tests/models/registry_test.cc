@@ -170,7 +170,7 @@ TEST(Registry, TrainFlopsCountEveryLinearWeightOnRandomConfigs) {
         other = 3.0 * b.n_layer() * 2 * b.d_model() * (seq + 1);
       } else {
         const auto& m = c.mamba_mlm();
-        const double e = double{m.expand()} * m.d_model();
+        const double e = static_cast<double>(m.expand()) * m.d_model();
         other = 3.0 * m.n_layer() * (2 * e * m.d_conv() + 7 * e * m.d_state());
       }
       EXPECT_NEAR(t.train_flops_per_byte(c, seq), 6 * linear + other, 1e-6 * (6 * linear + other))
