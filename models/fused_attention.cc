@@ -19,7 +19,7 @@ using kernels::ExpInPlace;
 using kernels::Isa;
 using kernels::LaneSum;
 
-constexpr int64_t kTile = 128;  // queries and keys per tile
+constexpr int64_t kTile = 256;  // queries and keys per tile
 
 // Row-major C[m, n] = alpha op(A)[m, k] op(B)[k, n] + beta C, op = transpose when t*. float32:
 // oneDNN's sgemm, which picks its own JIT kernel for this CPU (measured on 128 x 128 x 128 tiles,

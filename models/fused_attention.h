@@ -7,7 +7,7 @@
 // or copy is needed on either side: qkv [B, T, 3 d] holds q, k, v one after the other in its last
 // dimension, each [H, d / H]; the result is [B, T, d] with the heads side by side (the input of
 // the output projection). float32 and float64 are computed in their own type; bf16 and fp16 inputs
-// (autocast) in float32, with the output in the input's type. Tiles of 64 queries x 64 keys; the
+// (autocast) in float32, with the output in the input's type. Tiles of 256 queries x 256 keys; the
 // tile products run on the BLAS LibTorch uses (single-threaded inside the OpenMP team that
 // splits the work over batch, heads and query tiles).
 #include <torch/torch.h>

@@ -1,5 +1,5 @@
 // The fused causal attention against the composed ops: values and all gradients, in float64
-// (tight) and float32, on random shapes with tiles cut anywhere (T below, at and above the 64-row
+// (tight) and float32, on random shapes with tiles cut anywhere (T below, at and above the 256-row
 // tile, one head or several, head widths from 1); bf16 input gives bf16 output close to float32.
 // ctest runs this file for each instruction set of the kernel (BITBYTE_KERNEL_ISA).
 #include "models/fused_attention.h"
@@ -20,8 +20,10 @@ struct Case {
 
 std::vector<Case> Cases() {
   std::mt19937 rng(5);
-  std::vector<Case> cases = {{1, 1, 1, 1}, {2, 64, 2, 8}, {1, 65, 1, 4}, {1, 129, 3, 16}, {2, 200, 4, 16}};
-  for (int i = 0; i < 8; ++i) cases.push_back({1 + rng() % 3, 1 + rng() % 170, 1 + rng() % 4, 1 + rng() % 20});
+  // Tiles are 256 rows: T below, at and above one and two tiles.
+  std::vector<Case> cases = {{1, 1, 1, 1},   {2, 64, 2, 8},  {1, 255, 1, 4}, {1, 256, 3, 16},
+                             {1, 257, 2, 8}, {2, 300, 1, 5}, {1, 512, 1, 3}, {1, 600, 2, 4}};
+  for (int i = 0; i < 6; ++i) cases.push_back({1 + rng() % 2, 1 + rng() % 700, 1 + rng() % 3, 1 + rng() % 12});
   return cases;
 }
 
