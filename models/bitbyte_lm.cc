@@ -5,12 +5,14 @@
 #include <cstdlib>
 #include <memory>
 #include <sstream>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "models/attention.h"
 #include "models/fused_attention.h"
 #include "models/gelu.h"
+#include "models/precision.h"
 
 namespace bitbyte::models {
 namespace nn = torch::nn;
@@ -29,14 +31,17 @@ void InitLinear(nn::Linear& l, double std) {
   if (l->bias.defined()) l->bias.zero_();
 }
 
-// The fused kernel on the CPU unless BITBYTE_ATTENTION=composed (to measure one against the other
-// end to end; docs/benchmarks.md).
-bool UseFusedAttention() {
-  static const bool fused = [] {
+// Which attention a block runs: on the CPU the fused kernel, except for bf16 (autocast) windows of
+// up to 256 bytes, where the composed ops' bf16 batched products (oneDNN) were measured faster
+// (docs/benchmarks.md: 14.5 against 17.2 ms forward + backward at T 256; the fused kernel wins from
+// T 512 on, 6.7x there). BITBYTE_ATTENTION=fused|composed forces one (to measure them end to end).
+bool UseFusedAttention(const torch::Tensor& qkv) {
+  static const std::string forced = [] {
     const char* v = std::getenv("BITBYTE_ATTENTION");
-    return v == nullptr || std::string(v) != "composed";
+    return std::string(v != nullptr ? v : "");
   }();
-  return fused;
+  if (forced == "fused" || forced == "composed") return forced == "fused";
+  return !(IsReduced(qkv) && qkv.size(1) <= 256);
 }
 
 }  // namespace
@@ -62,8 +67,8 @@ torch::Tensor TransformerBlockImpl::Dropout(const torch::Tensor& x) {
 
 torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x) {
   const torch::Tensor qkv = Apply(qkv_, ln1_(x));  // [B, T, 3 d]
-  const torch::Tensor y =
-      x.device().is_cpu() && UseFusedAttention() ? FusedCausalAttention(qkv, n_head_) : ComposedAttention(qkv, n_head_);
+  const torch::Tensor y = x.device().is_cpu() && UseFusedAttention(qkv) ? FusedCausalAttention(qkv, n_head_)
+                                                                        : ComposedAttention(qkv, n_head_);
   torch::Tensor out = x + Dropout(Apply(proj_, y));
   return out + Dropout(Apply(fc2_, Gelu(Apply(fc1_, ln2_(out)))));
 }
