@@ -9,9 +9,6 @@
 namespace bitbyte::models {
 namespace {
 
-using kernels::CpuIsa;
-using kernels::Isa;
-
 struct Coefficients {
   float keep;     // 1 - lr * decay
   float b1, c1;   // beta1, 1 - beta1
@@ -21,8 +18,9 @@ struct Coefficients {
   float step;  // -lr / (1 - beta1^t)
 };
 
-BITBYTE_KERNEL_INLINE void Update(float* __restrict p, const float* __restrict g, float* __restrict m,
-                                  float* __restrict v, const Coefficients& k, int64_t begin, int64_t end) {
+template <typename T>
+BITBYTE_KERNEL_INLINE void Update(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v,
+                                  const Coefficients& k, int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end; ++i) {
     const float gi = g[i];
     const float mi = m[i] * k.b1 + gi * k.c1;
@@ -33,29 +31,7 @@ BITBYTE_KERNEL_INLINE void Update(float* __restrict p, const float* __restrict g
   }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma"))) void UpdateAvx512(float* p, const float* g,
-                                                                                         float* m, float* v,
-                                                                                         const Coefficients& k,
-                                                                                         int64_t begin, int64_t end) {
-  Update(p, g, m, v, k, begin, end);
-}
-__attribute__((target("avx2,fma"))) void UpdateAvx2(float* p, const float* g, float* m, float* v, const Coefficients& k,
-                                                    int64_t begin, int64_t end) {
-  Update(p, g, m, v, k, begin, end);
-}
-#endif
-
-void UpdateRange(float* p, const float* g, float* m, float* v, const Coefficients& k, int64_t begin, int64_t end) {
-#if defined(__x86_64__) && defined(__GNUC__)
-  switch (CpuIsa()) {
-    case Isa::kAvx512: return UpdateAvx512(p, g, m, v, k, begin, end);
-    case Isa::kAvx2: return UpdateAvx2(p, g, m, v, k, begin, end);
-    case Isa::kBase: break;
-  }
-#endif
-  Update(p, g, m, v, k, begin, end);
-}
+BITBYTE_KERNEL_DISPATCH(UpdateRange, Update)
 
 }  // namespace
 
@@ -83,7 +59,7 @@ void AdamWUpdate(torch::Tensor& p, const torch::Tensor& g, torch::Tensor& exp_av
   float *pp = p.data_ptr<float>(), *pm = exp_avg.data_ptr<float>(), *pv = exp_avg_sq.data_ptr<float>();
   const float* pg = g.data_ptr<float>();
   at::parallel_for(0, p.numel(), 1 << 15,
-                   [&](int64_t begin, int64_t end) { UpdateRange(pp, pg, pm, pv, k, begin, end); });
+                   [&](int64_t begin, int64_t end) { UpdateRange<float>(pp, pg, pm, pv, k, begin, end); });
 }
 
 }  // namespace bitbyte::models

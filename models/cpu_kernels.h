@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 namespace bitbyte::models::kernels {
 
@@ -15,6 +16,40 @@ enum class Isa { kBase, kAvx2, kAvx512 };
 // The best instruction set this CPU runs (probed once). BITBYTE_KERNEL_ISA=base|avx2 caps it, to
 // test and time the other builds.
 Isa CpuIsa();
+
+// Defines the function template NAME<T>(args...), which calls IMPL<T>(args...) compiled for the
+// best instruction set CpuIsa() names: the build targets baseline x86-64 (SSE2), so IMPL is
+// compiled three times, as is everything it calls (BITBYTE_KERNEL_INLINE helpers).
+#if defined(__x86_64__) && defined(__GNUC__)
+#define BITBYTE_KERNEL_DISPATCH(NAME, IMPL)                                                            \
+  template <typename T, typename... A>                                                                 \
+  void NAME##Base(A&&... a) {                                                                          \
+    IMPL<T>(std::forward<A>(a)...);                                                                    \
+  }                                                                                                    \
+  template <typename T, typename... A>                                                                 \
+  __attribute__((target("avx2,fma"))) void NAME##Avx2(A&&... a) {                                      \
+    IMPL<T>(std::forward<A>(a)...);                                                                    \
+  }                                                                                                    \
+  template <typename T, typename... A>                                                                 \
+  __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma"))) void NAME##Avx512(A&&... a) { \
+    IMPL<T>(std::forward<A>(a)...);                                                                    \
+  }                                                                                                    \
+  template <typename T, typename... A>                                                                 \
+  void NAME(A&&... a) {                                                                                \
+    switch (::bitbyte::models::kernels::CpuIsa()) {                                                    \
+      case ::bitbyte::models::kernels::Isa::kAvx512: return NAME##Avx512<T>(std::forward<A>(a)...);    \
+      case ::bitbyte::models::kernels::Isa::kAvx2: return NAME##Avx2<T>(std::forward<A>(a)...);        \
+      case ::bitbyte::models::kernels::Isa::kBase: break;                                              \
+    }                                                                                                  \
+    NAME##Base<T>(std::forward<A>(a)...);                                                              \
+  }
+#else
+#define BITBYTE_KERNEL_DISPATCH(NAME, IMPL) \
+  template <typename T, typename... A>      \
+  void NAME(A&&... a) {                     \
+    IMPL<T>(std::forward<A>(a)...);         \
+  }
+#endif
 
 // Every helper is forced inline so that it is compiled for the instruction set of the kernel entry
 // point that calls it (an entry point compiled with __attribute__((target(...)))).

@@ -14,9 +14,7 @@
 namespace bitbyte::models {
 namespace {
 
-using kernels::CpuIsa;
 using kernels::ExpInPlace;
-using kernels::Isa;
 using kernels::LaneSum;
 
 // Row r of the logits as float32 into buf; returns its log-sum-exp (buf then holds exp(x - max)).
@@ -53,51 +51,8 @@ BITBYTE_KERNEL_INLINE void BackwardRows(const T* x, const int64_t* t, const floa
   }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define BITBYTE_CE_KERNELS(SUFFIX, TARGET)                                                                           \
-  template <typename T>                                                                                              \
-  TARGET void Forward##SUFFIX(const T* x, const int64_t* t, float* lse, float* loss, int64_t v, int64_t b,           \
-                              int64_t e) {                                                                           \
-    ForwardRows<T>(x, t, lse, loss, v, b, e);                                                                        \
-  }                                                                                                                  \
-  template <typename T>                                                                                              \
-  TARGET void Backward##SUFFIX(const T* x, const int64_t* t, const float* lse, float s, T* gx, int64_t v, int64_t b, \
-                               int64_t e) {                                                                          \
-    BackwardRows<T>(x, t, lse, s, gx, v, b, e);                                                                      \
-  }
-BITBYTE_CE_KERNELS(Base, )
-BITBYTE_CE_KERNELS(Avx2, __attribute__((target("avx2,fma"))))
-BITBYTE_CE_KERNELS(Avx512, __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma"))))
-#undef BITBYTE_CE_KERNELS
-
-template <typename T>
-void Forward(const T* x, const int64_t* t, float* lse, float* loss, int64_t v, int64_t b, int64_t e) {
-  switch (CpuIsa()) {
-    case Isa::kAvx512: return ForwardAvx512<T>(x, t, lse, loss, v, b, e);
-    case Isa::kAvx2: return ForwardAvx2<T>(x, t, lse, loss, v, b, e);
-    case Isa::kBase: break;
-  }
-  ForwardBase<T>(x, t, lse, loss, v, b, e);
-}
-template <typename T>
-void Backward(const T* x, const int64_t* t, const float* lse, float s, T* gx, int64_t v, int64_t b, int64_t e) {
-  switch (CpuIsa()) {
-    case Isa::kAvx512: return BackwardAvx512<T>(x, t, lse, s, gx, v, b, e);
-    case Isa::kAvx2: return BackwardAvx2<T>(x, t, lse, s, gx, v, b, e);
-    case Isa::kBase: break;
-  }
-  BackwardBase<T>(x, t, lse, s, gx, v, b, e);
-}
-#else
-template <typename T>
-void Forward(const T* x, const int64_t* t, float* lse, float* loss, int64_t v, int64_t b, int64_t e) {
-  ForwardRows<T>(x, t, lse, loss, v, b, e);
-}
-template <typename T>
-void Backward(const T* x, const int64_t* t, const float* lse, float s, T* gx, int64_t v, int64_t b, int64_t e) {
-  BackwardRows<T>(x, t, lse, s, gx, v, b, e);
-}
-#endif
+BITBYTE_KERNEL_DISPATCH(Forward, ForwardRows)
+BITBYTE_KERNEL_DISPATCH(Backward, BackwardRows)
 
 constexpr int64_t kRowGrain = 64;
 

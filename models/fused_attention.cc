@@ -14,9 +14,7 @@
 namespace bitbyte::models {
 namespace {
 
-using kernels::CpuIsa;
 using kernels::ExpInPlace;
-using kernels::Isa;
 using kernels::LaneSum;
 
 constexpr int64_t kTile = 256;  // queries and keys per tile
@@ -169,52 +167,8 @@ BITBYTE_KERNEL_INLINE void BackwardTasks(const Shape& sh, const T* qkv, const T*
 
 // Entry points per instruction set (models/cpu_kernels.h): the exp and row loops vectorise for
 // the widest one the CPU has.
-#if defined(__x86_64__) && defined(__GNUC__)
-#define BITBYTE_ATTENTION_KERNELS(SUFFIX, TARGET)                                                                      \
-  template <typename T>                                                                                                \
-  TARGET void ForwardTasks##SUFFIX(const Shape& sh, const T* qkv, T* out, T* lse, int64_t begin, int64_t end) {        \
-    ForwardTasks<T>(sh, qkv, out, lse, begin, end);                                                                    \
-  }                                                                                                                    \
-  template <typename T>                                                                                                \
-  TARGET void BackwardTasks##SUFFIX(const Shape& sh, const T* qkv, const T* out, const T* lse, const T* gout, T* gqkv, \
-                                    int64_t begin, int64_t end) {                                                      \
-    BackwardTasks<T>(sh, qkv, out, lse, gout, gqkv, begin, end);                                                       \
-  }
-BITBYTE_ATTENTION_KERNELS(Base, )
-BITBYTE_ATTENTION_KERNELS(Avx2, __attribute__((target("avx2,fma"))))
-BITBYTE_ATTENTION_KERNELS(Avx512, __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma"))))
-#undef BITBYTE_ATTENTION_KERNELS
-
-template <typename T>
-void Forward(const Shape& sh, const T* qkv, T* out, T* lse, int64_t begin, int64_t end) {
-  switch (CpuIsa()) {
-    case Isa::kAvx512: return ForwardTasksAvx512<T>(sh, qkv, out, lse, begin, end);
-    case Isa::kAvx2: return ForwardTasksAvx2<T>(sh, qkv, out, lse, begin, end);
-    case Isa::kBase: break;
-  }
-  ForwardTasksBase<T>(sh, qkv, out, lse, begin, end);
-}
-template <typename T>
-void Backward(const Shape& sh, const T* qkv, const T* out, const T* lse, const T* gout, T* gqkv, int64_t begin,
-              int64_t end) {
-  switch (CpuIsa()) {
-    case Isa::kAvx512: return BackwardTasksAvx512<T>(sh, qkv, out, lse, gout, gqkv, begin, end);
-    case Isa::kAvx2: return BackwardTasksAvx2<T>(sh, qkv, out, lse, gout, gqkv, begin, end);
-    case Isa::kBase: break;
-  }
-  BackwardTasksBase<T>(sh, qkv, out, lse, gout, gqkv, begin, end);
-}
-#else
-template <typename T>
-void Forward(const Shape& sh, const T* qkv, T* out, T* lse, int64_t begin, int64_t end) {
-  ForwardTasks<T>(sh, qkv, out, lse, begin, end);
-}
-template <typename T>
-void Backward(const Shape& sh, const T* qkv, const T* out, const T* lse, const T* gout, T* gqkv, int64_t begin,
-              int64_t end) {
-  BackwardTasks<T>(sh, qkv, out, lse, gout, gqkv, begin, end);
-}
-#endif
+BITBYTE_KERNEL_DISPATCH(Forward, ForwardTasks)
+BITBYTE_KERNEL_DISPATCH(Backward, BackwardTasks)
 
 Shape ShapeOf(const torch::Tensor& qkv, int64_t n_head) {
   if (qkv.dim() != 3 || qkv.size(2) % 3 != 0 || n_head < 1 || (qkv.size(2) / 3) % n_head != 0)

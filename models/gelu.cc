@@ -10,9 +10,7 @@
 namespace bitbyte::models {
 namespace {
 
-using kernels::CpuIsa;
 using kernels::ExpInPlace;
-using kernels::Isa;
 
 constexpr int64_t kBlock = 256;  // elements per pass through the stack buffers
 
@@ -63,49 +61,8 @@ BITBYTE_KERNEL_INLINE void BackwardRange(const T* x, const T* gy, T* gx, int64_t
   }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define BITBYTE_GELU_KERNELS(SUFFIX, TARGET)                                                 \
-  template <typename T>                                                                      \
-  TARGET void Forward##SUFFIX(const T* x, T* y, int64_t begin, int64_t end) {                \
-    ForwardRange<T>(x, y, begin, end);                                                       \
-  }                                                                                          \
-  template <typename T>                                                                      \
-  TARGET void Backward##SUFFIX(const T* x, const T* gy, T* gx, int64_t begin, int64_t end) { \
-    BackwardRange<T>(x, gy, gx, begin, end);                                                 \
-  }
-BITBYTE_GELU_KERNELS(Base, )
-BITBYTE_GELU_KERNELS(Avx2, __attribute__((target("avx2,fma"))))
-BITBYTE_GELU_KERNELS(Avx512, __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma"))))
-#undef BITBYTE_GELU_KERNELS
-
-template <typename T>
-void Forward(const T* x, T* y, int64_t begin, int64_t end) {
-  switch (CpuIsa()) {
-    case Isa::kAvx512: return ForwardAvx512<T>(x, y, begin, end);
-    case Isa::kAvx2: return ForwardAvx2<T>(x, y, begin, end);
-    case Isa::kBase: break;
-  }
-  ForwardBase<T>(x, y, begin, end);
-}
-template <typename T>
-void Backward(const T* x, const T* gy, T* gx, int64_t begin, int64_t end) {
-  switch (CpuIsa()) {
-    case Isa::kAvx512: return BackwardAvx512<T>(x, gy, gx, begin, end);
-    case Isa::kAvx2: return BackwardAvx2<T>(x, gy, gx, begin, end);
-    case Isa::kBase: break;
-  }
-  BackwardBase<T>(x, gy, gx, begin, end);
-}
-#else
-template <typename T>
-void Forward(const T* x, T* y, int64_t begin, int64_t end) {
-  ForwardRange<T>(x, y, begin, end);
-}
-template <typename T>
-void Backward(const T* x, const T* gy, T* gx, int64_t begin, int64_t end) {
-  BackwardRange<T>(x, gy, gx, begin, end);
-}
-#endif
+BITBYTE_KERNEL_DISPATCH(Forward, ForwardRange)
+BITBYTE_KERNEL_DISPATCH(Backward, BackwardRange)
 
 constexpr int64_t kGrain = 1 << 14;
 

@@ -20,9 +20,7 @@
 namespace bitbyte::models {
 namespace {
 
-using kernels::CpuIsa;
 using kernels::ExpInPlace;
-using kernels::Isa;
 using kernels::LaneSum;
 
 // Chunk length of kChunked.
@@ -273,52 +271,8 @@ BITBYTE_KERNEL_INLINE void BackwardTasks(const Operands<T>& o, const T* gy, cons
 
 // Instruction sets: the kernels' entry points, compiled three times (the build targets baseline
 // x86-64, SSE2) and picked at run time by CpuIsa() (models/cpu_kernels.h).
-#if defined(__x86_64__) && defined(__GNUC__)
-#define BITBYTE_SCAN_KERNELS(SUFFIX, TARGET)                                                                  \
-  template <typename T>                                                                                       \
-  TARGET void ForwardRows##SUFFIX(const Operands<T>& o, T* y, int64_t begin, int64_t end) {                   \
-    ForwardRows<T>(o, y, begin, end);                                                                         \
-  }                                                                                                           \
-  template <typename T>                                                                                       \
-  TARGET void BackwardTasks##SUFFIX(const Operands<T>& o, const T* gy, const BackwardOut& out, int64_t begin, \
-                                    int64_t end) {                                                            \
-    BackwardTasks<T>(o, gy, out, begin, end);                                                                 \
-  }
-BITBYTE_SCAN_KERNELS(Base, )
-BITBYTE_SCAN_KERNELS(Avx2, __attribute__((target("avx2,fma"))))
-BITBYTE_SCAN_KERNELS(Avx512, __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma"))))
-#undef BITBYTE_SCAN_KERNELS
-
-template <typename T>
-void ForwardKernel(const Operands<T>& o, T* y, int64_t begin, int64_t end) {
-  switch (CpuIsa()) {
-    case Isa::kAvx512: return ForwardRowsAvx512<T>(o, y, begin, end);
-    case Isa::kAvx2: return ForwardRowsAvx2<T>(o, y, begin, end);
-    case Isa::kBase: break;
-  }
-  ForwardRowsBase<T>(o, y, begin, end);
-}
-
-template <typename T>
-void BackwardKernel(const Operands<T>& o, const T* gy, const BackwardOut& out, int64_t begin, int64_t end) {
-  switch (CpuIsa()) {
-    case Isa::kAvx512: return BackwardTasksAvx512<T>(o, gy, out, begin, end);
-    case Isa::kAvx2: return BackwardTasksAvx2<T>(o, gy, out, begin, end);
-    case Isa::kBase: break;
-  }
-  BackwardTasksBase<T>(o, gy, out, begin, end);
-}
-#else
-template <typename T>
-void ForwardKernel(const Operands<T>& o, T* y, int64_t begin, int64_t end) {
-  ForwardRows<T>(o, y, begin, end);
-}
-
-template <typename T>
-void BackwardKernel(const Operands<T>& o, const T* gy, const BackwardOut& out, int64_t begin, int64_t end) {
-  BackwardTasks<T>(o, gy, out, begin, end);
-}
-#endif
+BITBYTE_KERNEL_DISPATCH(ForwardKernel, ForwardRows)
+BITBYTE_KERNEL_DISPATCH(BackwardKernel, BackwardTasks)
 
 template <typename T>
 Operands<T> MakeOperands(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& a,

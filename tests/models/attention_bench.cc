@@ -5,15 +5,12 @@
 // figures in docs/benchmarks.md (targets >= 3x at T 256, >= 10x at T 2048). Run: build/release/bin/attention_bench
 // [--threads N] [--benchmark_repetitions=3]
 #include <benchmark/benchmark.h>
-#include <malloc.h>
 #include <torch/torch.h>
-
-#include <cstdlib>
-#include <cstring>
 
 #include "models/attention.h"
 #include "models/fused_attention.h"
 #include "models/precision.h"
+#include "tests/models/bench_main.h"
 
 namespace {
 
@@ -63,18 +60,4 @@ BENCHMARK_CAPTURE(AttentionForwardBackward, composed_bf16, false, true)
     ->Arg(2048)
     ->Unit(benchmark::kMillisecond);
 
-int main(int argc, char** argv) {
-  // The heap as bitbyte's model commands set it (apps/main.cc): freed tensors are reused, not
-  // handed back to the kernel and faulted in again, which would slow the composed ops' large
-  // temporaries more than the fused kernel.
-  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  ::mallopt(M_ARENA_MAX, 1);
-  int threads = 2;
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], "--threads") == 0) threads = std::atoi(argv[i + 1]);
-  at::set_num_threads(threads);
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  return 0;
-}
+int main(int argc, char** argv) { return bitbyte::testing::BenchMain(argc, argv); }

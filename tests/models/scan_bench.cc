@@ -1,15 +1,13 @@
 // Benchmark (not a test): the fused CPU selective scan against the reference tensor ops,
 // forward + backward, the MambaMLM default shape (d_model 256 -> D 512 channels, N 16), T 1024,
-// float, on --threads LibTorch threads (default 2). The ratio of the two is the figure in
-// docs/benchmarks.md (target >= 10x). Run: build/release/bin/scan_bench [--threads N]
+// float, on --threads LibTorch threads (default 2), the heap tuned as the model commands tune it. The ratio of the two
+// is the figure in docs/benchmarks.md (target >= 10x). Run: build/release/bin/scan_bench [--threads N]
 //   [--benchmark_repetitions=3]
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
-#include <cstdlib>
-#include <cstring>
-
 #include "models/selective_scan.h"
+#include "tests/models/bench_main.h"
 
 namespace {
 
@@ -40,12 +38,4 @@ BENCHMARK_CAPTURE(ScanForwardBackward, reference, ScanImpl::kReference)
     ->Unit(benchmark::kMillisecond)
     ->Iterations(3);
 
-int main(int argc, char** argv) {
-  int threads = 2;
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], "--threads") == 0) threads = std::atoi(argv[i + 1]);
-  at::set_num_threads(threads);
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  return 0;
-}
+int main(int argc, char** argv) { return bitbyte::testing::BenchMain(argc, argv); }
