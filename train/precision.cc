@@ -14,8 +14,8 @@
 #include "base/hash.h"
 #include "models/blas.h"
 #include "models/model.h"
-#include "models/precision.h"
 #include "models/registry.h"
+#include "train/trainer.h"
 
 namespace bitbyte::train {
 namespace {
@@ -73,13 +73,7 @@ std::pair<double, double> MeasurePrecisions(const pb::TrainConfig& config, torch
   const torch::Tensor y = bytes.narrow(1, 1, config.data().seq_len());
   auto pass = [&](bool bf16) {
     const auto t0 = std::chrono::steady_clock::now();
-    torch::Tensor loss;
-    {
-      models::Bf16Scope scope(device, bf16);
-      const torch::Tensor logits = model->forward(x);
-      loss = torch::nn::functional::cross_entropy(models::FullPrecision(logits).reshape({-1, 256}), y.reshape(-1));
-    }
-    loss.backward();
+    ForwardLoss(*model, x, y, device, bf16).backward();
     // Reading a value waits for the device (CUDA); on the CPU the pass has finished already.
     (void)model->parameters().front().grad().sum().item<double>();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -87,7 +81,7 @@ std::pair<double, double> MeasurePrecisions(const pb::TrainConfig& config, torch
     return s;
   };
   // One untimed pass each (allocation, kernel set-up), then alternate: the best of up to 3 each,
-  // fewer when a pass is slow (the probe stays under about 10 s of a large model's passes).
+  // as many as fit in about 5 s, at least 1.
   double fp32 = pass(false), bf16 = pass(true);
   const int rounds = std::max(1.0, std::min(3.0, 5.0 / std::max(1e-3, fp32 + bf16)));
   fp32 = bf16 = 1e30;

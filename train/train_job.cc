@@ -282,22 +282,21 @@ TrainSummary RunTraining(const TrainOptions& o) {
                                 : io::JoinPath(cwd, data_dir);
     runs::WriteRunJson(fs, run_file, Environment(threads, device), abs, dataset_id);
   }
+  // ---- threads: one budget for TBB and LibTorch ----
+  // LibTorch computes with `threads` OpenMP threads on the train thread (and on the eval thread
+  // while an evaluation runs), from here on (the precision probe too).
+  UseTorchThreads(threads);
   // precision "auto" becomes what this machine runs faster, measured (cached), before config.txtpb
   // records the run's config: a resume goes on in the same precision.
-  UseTorchThreads(threads);
   const PrecisionChoice precision =
       WithoutTorchFrames("precision probe", [&] { return ResolvePrecision(config, device, threads); });
   config.set_precision(precision.precision);
   log("precision: " + precision.Describe());
   io::WriteFileAtomic(fs, io::JoinPath(o.run_dir, kConfigFile), ConfigToText(config));
 
-  // ---- threads: one budget for TBB and LibTorch ----
-  // LibTorch computes with `threads` OpenMP threads on the train thread (and on the eval thread
-  // while an evaluation runs). TBB gets `threads` for data preparation and the sinks, plus the
-  // two TBB threads that only wait on the train and eval threads, so neither wait can starve
-  // the prefetch.
+  // TBB gets `threads` for data preparation and the sinks, plus the two TBB threads that only wait
+  // on the train and eval threads, so neither wait can starve the prefetch.
   pipeline::ScopedParallelism parallelism(threads + 2);
-  UseTorchThreads(threads);
 
   // ---- the model side ----
   const uint64_t val_len = config.eval().max_bytes() > 0

@@ -46,6 +46,12 @@ void FromBlob(const TensorBlob* b, const std::string& name, torch::Tensor& dst) 
 
 }  // namespace
 
+torch::Tensor ForwardLoss(models::ByteModel& model, const torch::Tensor& x, const torch::Tensor& y,
+                          torch::Device device, bool bf16) {
+  models::Bf16Scope scope(device, bf16);
+  return models::CrossEntropy(model.forward(x).reshape({-1, 256}), y.reshape(-1));  // float32 (cross_entropy.h)
+}
+
 void UseTorchThreads(int threads) {
   if (threads > 0 && at::get_num_threads() != threads) at::set_num_threads(threads);
 }
@@ -123,13 +129,7 @@ StepStats Trainer::Step(const Batch& batch) {
     const torch::Tensor rows = all.narrow(0, int64_t{m} * micro_rows, micro_rows);
     const torch::Tensor x = rows.narrow(1, 0, batch.cols - 1);
     const torch::Tensor y = rows.narrow(1, 1, batch.cols - 1);
-    torch::Tensor loss;
-    {
-      // bf16: the forward pass's matrix products in bf16; the loss in float32 (models/precision.h).
-      models::Bf16Scope scope(device_, bf16_);
-      const torch::Tensor logits = model_->forward(x);
-      loss = models::CrossEntropy(logits.reshape({-1, 256}), y.reshape(-1));  // in float32 (models/cross_entropy.h)
-    }
+    torch::Tensor loss = ForwardLoss(*model_, x, y, device_, bf16_);
     const double value = loss.item<double>();
     if (!std::isfinite(value))
       throw NonFiniteLoss("loss is " + std::string(std::isnan(value) ? "nan" : "inf") + " at step " +

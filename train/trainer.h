@@ -57,6 +57,12 @@ class Trainer {
   uint64_t dataset_id_ = 0;
 };
 
+// The training loss of one micro-batch: the model's forward pass on x, bf16 matrix products when
+// `bf16` (models/precision.h), and the mean cross-entropy against y in float32. The trainer and the
+// precision probe (train/precision.h) both run this, so the probe times what a step does.
+torch::Tensor ForwardLoss(models::ByteModel& model, const torch::Tensor& x, const torch::Tensor& y,
+                          torch::Device device, bool bf16);
+
 // Appends a module's parameters and buffers to `snap` as "<prefix><name>" tensors (CPU copies).
 void SaveModule(const torch::nn::Module& module, const std::string& prefix, Snapshot& snap);
 // Copies "<prefix><name>" tensors of `snap` into the module. Throws DataError on a mismatch.
