@@ -638,6 +638,61 @@ t_bench_generate() {
   end
 }
 
+t_bench_train() {
+  begin "bench train: every peer configuration runs, bitbyte is compared with the best, MFU from measured peaks"
+  # A stand-in for scripts/bench_train.py (no torch needed): bf16 twice as fast as fp32, fp32 on
+  # a forced OPENBLAS_CORETYPE faster than as the environment gives it; GEMM peaks likewise.
+  cat >"$T/peer.py" <<'PY'
+import json, os, sys
+a = sys.argv[1:]
+forced = os.environ.get("OPENBLAS_CORETYPE", "") == os.environ.get("WANT_CORE", "-")
+if "--gemm-peak" in a:
+    print(json.dumps({"fp32_gflops": 200.0 if forced else 100.0, "bf16_gflops": 400.0}))
+    sys.exit(0)
+with open(os.environ["PEER_LOG"], "a") as log:
+    log.write("%s %s\n" % (a[a.index("--precision") + 1], os.environ.get("OPENBLAS_CORETYPE", "")))
+step = {"fp32": 0.016 if forced else 0.032, "bf16": 0.008}[a[a.index("--precision") + 1]]  # 128-byte steps
+print(json.dumps({"median_step_s": step}))
+PY
+  local want_core="" f all=1
+  for f in avx512f avx512bw avx512vl avx512dq avx512cd; do grep -qw "$f" /proc/cpuinfo || all=0; done
+  if ((all)); then want_core=SkylakeX; elif grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then want_core=Haswell; fi
+  : >"$T/peers.log"
+  RC=0
+  { env PEER_LOG="$T/peers.log" WANT_CORE="${want_core:--}" "$BIN" bench train --data ds --python python3 \
+    --script "$T/peer.py" --set model.bitbyte_lm.d_model=32 --set model.bitbyte_lm.n_layer=1 \
+    --set model.bitbyte_lm.n_head=2 --set model.bitbyte_lm.context=32 --set data.seq_len=32 \
+    --set data.batch_size=4 --steps 2 --warmup 1 --rounds 2 --threads 2 >"$T/out" 2>"$T/err"; } 2>/dev/null || RC=$?
+  want_rc 0 "bench train with a stand-in peer"
+  local peers=2
+  [[ -n $want_core && $want_core != "${OPENBLAS_CORETYPE:-}" ]] && peers=4
+  [[ $(wc -l <"$T/peers.log") == $((2 * peers)) ]] || fail "want $peers peer runs a round: $(tr '\n' ';' <"$T/peers.log")"
+  if ((peers == 4)); then
+    grep -qx "fp32 $want_core" "$T/peers.log" || fail "no fp32 run on OPENBLAS_CORETYPE=$want_core"
+    grep -qx "bf16 $want_core" "$T/peers.log" || fail "no bf16 run on OPENBLAS_CORETYPE=$want_core"
+    want_out "GEMM peaks (2048^3, 2 threads): fp32 100 GFLOPS" "bench train: fp32 peak as the environment gives it"
+    want_out "fp32 200 ($want_core), bf16 400" "bench train: fp32 peak on $want_core and bf16 peak"
+  fi
+  want_out "best overall: py bf16" "bench train: the best peer (bf16 is twice as fast)"
+  # The ratio is against the best peer: bitbyte's bytes/s over bf16's 128 bytes / 0.008 s.
+  python3 - "$T/out" >"$T/chk" <<'PY' || true
+import re, sys
+text = open(sys.argv[1]).read()
+rows = re.findall(r"^(\d+) +(\d+)((?: +\d+)+) +([0-9.]+)x$", text, re.M)
+if len(rows) != 2:
+    print("want 2 round rows, got %d:\n%s" % (len(rows), text))
+for r in rows:
+    ours, peers, ratio = float(r[1]), [float(x) for x in r[2].split()], float(r[3])
+    if abs(ours / max(peers) - ratio) > 0.011 or max(peers) != 16000:
+        print("round %s: ratio %s is not bitbyte %s over the best peer %s" % (r[0], ratio, ours, peers))
+m = re.search(r"MFU: bitbyte ([0-9.]+) GFLOPS = ([0-9.]+)% of the faster GEMM peak", text)
+if not m or abs(float(m.group(1)) / 400 * 100 - float(m.group(2))) > 1:
+    print("MFU of bitbyte is not against the 400 GFLOPS bf16 peak: %s" % (m.group(0) if m else "missing"))
+PY
+  [[ ! -s $T/chk ]] || fail "$(cat "$T/chk")"
+  end
+}
+
 t_generate() {
   begin "generate: same seed same text, another seed another text, output starts with the prompt"
   local prompt="Call me Ishmael. " g
@@ -1020,6 +1075,7 @@ group t_damage
 group t_eval
 group t_generate
 group t_bench_generate
+group t_bench_train
 group t_print_config
 group t_data_identity
 group t_mamba
