@@ -19,6 +19,7 @@
 #include "base/error.h"
 #include "base/file_io.h"
 #include "base/numbers.h"
+#include "models/blas.h"
 #include "models/blas_choice.h"
 #include "models/tracks.h"
 #include "pipeline/graph.h"
@@ -128,7 +129,6 @@ void AddBenchTrainCommand(CLI::App& bench) {
     SpawnOptions to_file;
     to_file.stdout_path = train_bin;
     Spawn({kSelfExe, "cat", a->data, "--split", "train"}, to_file);
-    const char* core = std::getenv("OPENBLAS_CORETYPE");
     const uint64_t bytes_per_step =
         static_cast<uint64_t>(cfg.data().batch_size()) * cfg.data().grad_accum() * cfg.data().seq_len();
 
@@ -165,7 +165,14 @@ void AddBenchTrainCommand(CLI::App& bench) {
     struct Peer {
       std::string name, precision, core;  // core: OPENBLAS_CORETYPE to set ("" = as the environment has it)
     };
-    const std::string env_core = core ? core : "";
+    // "As the environment gives it" is the user's environment, not the core bitbyte set for itself:
+    // those peers run with OPENBLAS_CORETYPE unset then.
+    const std::string env_core = models::UserOpenBlasCore();
+    const auto set_core = [&](SpawnOptions& so, const std::string& core) {
+      so.unset_env.push_back(models::kBlasChoiceMarker);
+      if (!core.empty() || env_core.empty()) so.unset_env.push_back("OPENBLAS_CORETYPE");
+      if (!core.empty()) so.set_env.emplace_back("OPENBLAS_CORETYPE", core);
+    };
     const std::string best_core = models::PreferredOpenBlasCore(cpu::This());
     std::vector<Peer> peers = {{"py fp32", "fp32", ""}};
     const bool other_core = !best_core.empty() && best_core != env_core;
@@ -175,7 +182,7 @@ void AddBenchTrainCommand(CLI::App& bench) {
     auto run_python = [&](const Peer& peer, Side& side) {
       SpawnOptions so;
       so.stdout_path = io::JoinPath(a->work, "python.json");
-      if (!peer.core.empty()) so.set_env.emplace_back("OPENBLAS_CORETYPE", peer.core);
+      set_core(so, peer.core);
       std::vector<std::string> argv = py;
       argv.insert(argv.end(), {"--precision", peer.precision});
       const RunResult r = Spawn(argv, so);
@@ -188,10 +195,10 @@ void AddBenchTrainCommand(CLI::App& bench) {
     };
     // GEMM peaks of this machine, measured in this run through the same LibTorch: fp32 on the
     // environment's core and on the best one, bf16 (oneDNN).
-    auto gemm_peak = [&](const std::string& set_core) {
+    auto gemm_peak = [&](const std::string& core) {
       SpawnOptions so;
       so.stdout_path = io::JoinPath(a->work, "gemm.json");
-      if (!set_core.empty()) so.set_env.emplace_back("OPENBLAS_CORETYPE", set_core);
+      set_core(so, core);
       Spawn({a->python, script, "--gemm-peak", "2048", "--threads", std::to_string(threads)}, so);
       const json j = json::parse(io::ReadFile(io::Default(), so.stdout_path), nullptr, false);
       if (!j.is_object() || !j.contains("fp32_gflops") || !j["fp32_gflops"].is_number() || !j.contains("bf16_gflops") ||
@@ -204,10 +211,11 @@ void AddBenchTrainCommand(CLI::App& bench) {
 
     std::printf(
         "bench train: %s d_model %d, %d layers, %d heads, seq %d, batch %d; %d threads; %lld+%lld steps; "
-        "OPENBLAS_CORETYPE %s; %s\n",
+        "OPENBLAS_CORETYPE %s; bitbyte on %s (%s); %s\n",
         cfg.model().name().c_str(), m.d_model(), m.n_layer(), m.n_head(), cfg.data().seq_len(),
         cfg.data().batch_size() * cfg.data().grad_accum(), threads, (long long)a->warmup, (long long)a->steps,
-        core ? core : "unset (OpenBLAS detects the CPU)", cpu::This().Summary().c_str());
+        env_core.empty() ? "unset (OpenBLAS detects the CPU)" : env_core.c_str(), models::BlasInUse().core.c_str(),
+        models::BlasInUse().chosen_by.c_str(), cpu::This().Summary().c_str());
     std::printf("model FLOPs per training byte: %.3g (%.3g GFLOP a step)\n", flops_per_byte,
                 flops_per_byte * static_cast<double>(bytes_per_step) / 1e9);
     std::printf("%-6s %14s", "round", "bitbyte B/s");

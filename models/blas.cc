@@ -18,19 +18,17 @@
 namespace bitbyte::models {
 namespace {
 
-constexpr char kMarker[] = "BITBYTE_BLAS_CHOSEN";
-
 // OpenBLAS's own choice, as the decision sees it. Test hook (tests/cli/train_test.sh): what
 // OpenBLAS would have chosen on a CPU it falls back on.
 std::string OpenBlasCoreNow() {
   const char* pretend = std::getenv("BITBYTE_TEST_OPENBLAS_CORE");
-  if (pretend != nullptr && std::getenv(kMarker) == nullptr) return pretend;
+  if (pretend != nullptr && std::getenv(kBlasChoiceMarker) == nullptr) return pretend;
   return OpenBlasCore();
 }
 
 BlasDecision& Decision() {
   static BlasDecision d =
-      DecideBlasCore(std::getenv("OPENBLAS_CORETYPE"), std::getenv(kMarker), OpenBlasCoreNow(), cpu::This());
+      DecideBlasCore(std::getenv("OPENBLAS_CORETYPE"), std::getenv(kBlasChoiceMarker), OpenBlasCoreNow(), cpu::This());
   return d;
 }
 
@@ -44,7 +42,7 @@ BlasDecision& Decision() {
 void ChooseBlasCore(char** argv) {
   const BlasDecision& d = Decision();
   if (!d.reexec) return;
-  ::setenv(kMarker, ("bitbyte:" + OpenBlasCoreNow()).c_str(), 1);
+  ::setenv(kBlasChoiceMarker, ("bitbyte:" + OpenBlasCoreNow()).c_str(), 1);
   ::setenv("OPENBLAS_CORETYPE", d.core.c_str(), 1);
   RunAgain(argv);
 }
@@ -89,13 +87,13 @@ void CheckBlas(char** argv) {
   if (fails_on != nullptr && Decision().core == fails_on) bad = "forced to fail on " + Decision().core;
   if (bad.empty()) return;
   const BlasDecision& d = Decision();
-  const char* marker = std::getenv(kMarker);
+  const char* marker = std::getenv(kBlasChoiceMarker);
   const std::string m = marker ? marker : "";
   if (d.chosen_by == "bitbyte" && m.rfind("bitbyte:", 0) == 0 && m.size() > 8) {
     std::fprintf(stderr, "warning: OpenBLAS core %s failed the GEMM self-check (%s); running on %s\n", d.core.c_str(),
                  bad.c_str(), m.substr(8).c_str());
     ::setenv("OPENBLAS_CORETYPE", m.substr(8).c_str(), 1);
-    ::setenv(kMarker, ("fallback:" + d.core).c_str(), 1);
+    ::setenv(kBlasChoiceMarker, ("fallback:" + d.core).c_str(), 1);
     RunAgain(argv);
   }
   throw Error("the matrix products of this LibTorch/BLAS (OpenBLAS core '" + d.core + "', " + d.chosen_by +

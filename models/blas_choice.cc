@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 
 namespace bitbyte::models {
 namespace {
@@ -71,6 +72,12 @@ BlasDecision DecideBlasCore(const char* env_core, const char* marker, const std:
   }
   d.detail = "its own choice on " + f.Summary();
   return d;
+}
+
+std::string UserOpenBlasCore() {
+  if (std::getenv(kBlasChoiceMarker) != nullptr) return "";  // bitbyte re-ran itself: the user set none
+  const char* env = std::getenv("OPENBLAS_CORETYPE");
+  return env != nullptr ? env : "";
 }
 
 }  // namespace bitbyte::models

@@ -30,4 +30,11 @@ struct BlasDecision {
 BlasDecision DecideBlasCore(const char* env_core, const char* marker, const std::string& openblas_core,
                             const cpu::Features& f);
 
+// The variable bitbyte sets ("bitbyte:CORE" or "fallback:CORE") when it runs itself again with
+// an OPENBLAS_CORETYPE of its own choosing; its children inherit both.
+inline constexpr char kBlasChoiceMarker[] = "BITBYTE_BLAS_CHOSEN";
+
+// OPENBLAS_CORETYPE as the user's environment gave it ("" when unset): not bitbyte's own setting.
+std::string UserOpenBlasCore();
+
 }  // namespace bitbyte::models

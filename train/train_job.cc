@@ -54,12 +54,11 @@ std::string CpuModel() {
 // What the numbers depend on besides the config: recorded in run.json.
 json Environment(int threads, const torch::Device& device) {
   const std::string core = models::OpenBlasCore();
-  const char* env = std::getenv("OPENBLAS_CORETYPE");
   return {{"threads", threads},
           {"device", device.str()},
           {"libtorch", TORCH_VERSION},
           {"blas_core", core.empty() ? "unknown (not OpenBLAS)" : core},
-          {"openblas_coretype_env", env ? env : ""},
+          {"openblas_coretype_env", models::UserOpenBlasCore()},
           {"blas_chosen_by", models::BlasInUse().chosen_by},
           {"blas_choice", models::BlasInUse().detail},
           {"cpu_features", cpu::This().Summary()},
