@@ -116,8 +116,8 @@ void AddGenerateCommand(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--seed", o->seed, "Sampling seed (same seed, same text)")->capture_default_str();
   c->add_flag("!--no-recurrent", o->recurrent,
-              "Re-run the model over sliding windows even when it has a recurrent form (MambaMLM steps one byte "
-              "at a time with O(1) state by default)");
+              "Re-run the model over a sliding window for every byte instead of its recurrent form (by default "
+              "BitByteLM keeps a key/value cache and MambaMLM its scan state)");
   AddRuntimeOptions(c, &o->threads, &o->device);
   c->callback([o] {
     // The prompt goes out with the first sampled byte, so a bad checkpoint prints nothing.

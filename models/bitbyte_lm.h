@@ -8,18 +8,29 @@
 // sqrt(2 n_layer)) so the residual variance does not grow with depth; biases 0; LayerNorm 1, 0.
 #include <torch/torch.h>
 
+#include <vector>
+
 #include "models/model.h"
 #include "models/model_config.pb.h"
 
 namespace bitbyte::models {
 
+struct DecodeBuffers;  // scratch of the float32 CPU generation step (bitbyte_lm.cc)
+
 class TransformerBlockImpl : public torch::nn::Module {
  public:
   TransformerBlockImpl(const pb::BitByteLMConfig& c);
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x) { return Forward(x, nullptr); }
+  // forward(), also handing out the attention's input projection [B, T, 3 d] (queries, keys,
+  // values side by side) when `qkv` is not null: generation fills its key/value cache from it.
+  torch::Tensor Forward(const torch::Tensor& x, torch::Tensor* qkv);
   // One position of forward() for generation, with a key/value cache: x [B, 1, d] at position
-  // `pos`; k_cache and v_cache [B, H, window, d/H] hold positions 0..pos-1 and get pos's.
+  // `pos`; k_cache and v_cache [B, window, d] (heads side by side) hold positions 0..pos-1 and get
+  // pos's. Any device and precision, in LibTorch ops.
   torch::Tensor Step(const torch::Tensor& x, torch::Tensor& k_cache, torch::Tensor& v_cache, int64_t pos);
+  // The same step on float32 CPU parameters, in bitbyte's decode kernels (decode.h) on raw arrays:
+  // x [b, d] is updated in place; the caches are [b, window, d] float arrays.
+  void StepCpu(float* x, int64_t b, float* k_cache, float* v_cache, int64_t window, int64_t pos, DecodeBuffers& s);
   int64_t n_head() const { return n_head_; }
 
  private:
@@ -44,6 +55,8 @@ class BitByteLM : public ByteModel {
 
  private:
   class KvStepper;
+  // forward(), also collecting every block's qkv projection when `qkv` is not null.
+  torch::Tensor Forward(const torch::Tensor& bytes, std::vector<torch::Tensor>* qkv);
   pb::BitByteLMConfig config_;
   torch::nn::Embedding tok_emb_{nullptr}, pos_emb_{nullptr};
   torch::nn::ModuleList blocks_{nullptr};

@@ -105,6 +105,8 @@ class GeluFn : public torch::autograd::Function<GeluFn> {
 
 }  // namespace
 
+void GeluForward(const float* x, float* y, int64_t n) { Forward<float>(x, y, int64_t{0}, n); }
+
 torch::Tensor Gelu(const torch::Tensor& x) {
   const bool ours = x.device().is_cpu() && (x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kBFloat16);
   return ours ? GeluFn::apply(x) : torch::gelu(x);

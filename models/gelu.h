@@ -11,4 +11,7 @@ namespace bitbyte::models {
 
 torch::Tensor Gelu(const torch::Tensor& x);
 
+// y[i] = GELU(x[i]) for i < n on raw float32 arrays (y may be x), on the calling thread.
+void GeluForward(const float* x, float* y, int64_t n);
+
 }  // namespace bitbyte::models

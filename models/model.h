@@ -29,6 +29,13 @@ class ByteModel : public torch::nn::Module {
    public:
     virtual ~Stepper() = default;
     virtual torch::Tensor Step(const torch::Tensor& bytes) = 0;
+    // Steps bytes [B, T] (T >= 1) in order and returns the logits after the last; a track may do it
+    // in one pass (BitByteLM fills its cache from one forward pass over a prompt).
+    virtual torch::Tensor Feed(const torch::Tensor& bytes) {
+      torch::Tensor last;
+      for (int64_t t = 0; t < bytes.size(1); ++t) last = Step(bytes.select(1, t));
+      return last;
+    }
   };
   // nullptr (the default): the model has no recurrent form, and generation re-runs forward over
   // a sliding window of context() bytes. `window`: the longest run of positions the stepper may

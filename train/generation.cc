@@ -32,7 +32,8 @@ torch::Tensor NextByte::Logits(const std::string& text) {
   if (text.size() < stepped_) throw InternalError("NextByte: the text must only grow");
   if (!primed_) stepped_ = text.size() - std::min(text.size(), window_);  // first call: its last window
   primed_ = true;
-  for (; stepped_ < text.size(); ++stepped_) last_ = stepper_->Step(Bytes(text.data() + stepped_, 1).squeeze(0));
+  if (stepped_ < text.size()) last_ = stepper_->Feed(Bytes(text.data() + stepped_, text.size() - stepped_));
+  stepped_ = text.size();
   return last_.squeeze(0).to(torch::kCPU, torch::kDouble);
 }
 
