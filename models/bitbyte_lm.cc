@@ -13,6 +13,7 @@
 #include "models/decode.h"
 #include "models/fused_attention.h"
 #include "models/gelu.h"
+#include "models/linear.h"
 #include "models/precision.h"
 
 namespace bitbyte::models {
@@ -21,10 +22,6 @@ namespace nn = torch::nn;
 namespace {
 
 int64_t FeedForwardWidth(const pb::BitByteLMConfig& c) { return c.d_ff() > 0 ? c.d_ff() : 4 * int64_t{c.d_model()}; }
-
-// at::linear fuses the bias into the matmul (addmm) for contiguous 3-D input; the C++
-// frontend's nn::Linear::forward in LibTorch 1.13 does matmul, then a separate bias add.
-torch::Tensor Apply(const nn::Linear& l, const torch::Tensor& x) { return torch::linear(x, l->weight, l->bias); }
 
 void InitLinear(nn::Linear& l, double std) {
   torch::NoGradGuard no_grad;
@@ -67,18 +64,18 @@ torch::Tensor TransformerBlockImpl::Dropout(const torch::Tensor& x) {
 }
 
 torch::Tensor TransformerBlockImpl::Forward(const torch::Tensor& x, torch::Tensor* qkv_out) {
-  const torch::Tensor qkv = Apply(qkv_, ln1_(x));  // [B, T, 3 d]
+  const torch::Tensor qkv = Linear(qkv_, ln1_(x));  // [B, T, 3 d]
   if (qkv_out != nullptr) *qkv_out = qkv;
   const torch::Tensor y = x.device().is_cpu() && UseFusedAttention(qkv) ? FusedCausalAttention(qkv, n_head_)
                                                                         : ComposedAttention(qkv, n_head_);
-  torch::Tensor out = x + Dropout(Apply(proj_, y));
-  return out + Dropout(Apply(fc2_, Gelu(Apply(fc1_, ln2_(out)))));
+  torch::Tensor out = x + Dropout(Linear(proj_, y));
+  return out + Dropout(Linear(fc2_, Gelu(Linear(fc1_, ln2_(out)))));
 }
 
 torch::Tensor TransformerBlockImpl::Step(const torch::Tensor& x, torch::Tensor& k_cache, torch::Tensor& v_cache,
                                          int64_t pos) {
   const int64_t b = x.size(0), d = x.size(2), dh = d / n_head_;
-  const torch::Tensor qkv = Apply(qkv_, ln1_(x));  // [B, 1, 3 d]
+  const torch::Tensor qkv = Linear(qkv_, ln1_(x));  // [B, 1, 3 d]
   k_cache.narrow(1, pos, 1).copy_(qkv.narrow(2, d, d));
   v_cache.narrow(1, pos, 1).copy_(qkv.narrow(2, 2 * d, d));
   // [B, n, d] -> [B, H, n, dh]
@@ -87,8 +84,8 @@ torch::Tensor TransformerBlockImpl::Step(const torch::Tensor& x, torch::Tensor& 
   // [B, H, 1, dh] x [B, H, dh, pos + 1]: the new position attends to every earlier one.
   const torch::Tensor scores = torch::matmul(heads(qkv.narrow(2, 0, d)), keys.transpose(2, 3)) / std::sqrt(double(dh));
   const torch::Tensor y = torch::matmul(torch::softmax(scores, -1), values).transpose(1, 2).reshape({b, 1, d});
-  torch::Tensor out = x + Apply(proj_, y);
-  return out + Apply(fc2_, Gelu(Apply(fc1_, ln2_(out))));
+  torch::Tensor out = x + Linear(proj_, y);
+  return out + Linear(fc2_, Gelu(Linear(fc1_, ln2_(out))));
 }
 
 struct DecodeBuffers {
@@ -185,7 +182,7 @@ class BitByteLM::KvStepper : public ByteModel::Stepper {
       ++i;
     }
     ++pos_;
-    return Apply(model_.head_, model_.ln_f_(x)).squeeze(1);
+    return Linear(model_.head_, model_.ln_f_(x)).squeeze(1);
   }
 
   torch::Tensor AdvanceOnCpu(const torch::Tensor& byte) {
@@ -274,7 +271,7 @@ torch::Tensor BitByteLM::Forward(const torch::Tensor& bytes, std::vector<torch::
     if (qkv != nullptr) out = &qkv->emplace_back();
     x = block->as<TransformerBlock>()->Forward(x, out);
   }
-  return Apply(head_, ln_f_(x));
+  return Linear(head_, ln_f_(x));
 }
 
 std::string BitByteLM::Describe() const {

@@ -14,6 +14,7 @@
 #include "base/cpu.h"
 #include "base/error.h"
 #include "base/thread_cpu.h"
+#include "models/linear.h"
 
 namespace bitbyte::models {
 namespace {
@@ -56,27 +57,7 @@ std::string OpenBlasCore() {
 }
 
 std::string GemmSelfCheck() {
-  torch::NoGradGuard no_grad;
-  std::mt19937_64 rng(1234);
-  const int64_t sizes[] = {1, 3, 16, 17, 31, 64, 67};
-  for (int i = 0; i < 24; ++i) {
-    const int64_t m = sizes[rng() % 7], k = sizes[rng() % 7], n = sizes[rng() % 7];
-    const bool ta = rng() % 2, tb = rng() % 2;
-    torch::Tensor a = ta ? torch::randn({k, m}).t() : torch::randn({m, k});
-    torch::Tensor b = tb ? torch::randn({n, k}).t() : torch::randn({k, n});
-    const torch::Tensor got = torch::mm(a, b).to(torch::kDouble);
-    const torch::Tensor want = torch::mm(a.to(torch::kDouble), b.to(torch::kDouble));
-    const double err = (got - want).abs().max().item<double>();
-    const double bound = 1e-4 * std::sqrt(static_cast<double>(k)) * (1 + want.abs().max().item<double>());
-    if (!(err <= bound)) {
-      char buf[200];
-      std::snprintf(buf, sizeof buf, "%lldx%lld by %lldx%lld%s%s: max error %.3g, allowed %.3g", (long long)m,
-                    (long long)k, (long long)k, (long long)n, ta ? " (a transposed)" : "", tb ? " (b transposed)" : "",
-                    err, bound);
-      return buf;
-    }
-  }
-  return "";
+  return CheckMatmul([](const torch::Tensor& a, const torch::Tensor& b) { return torch::mm(a, b); });
 }
 
 void CheckBlas(char** argv) {

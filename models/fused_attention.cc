@@ -1,7 +1,6 @@
 #include "models/fused_attention.h"
 
 #include <ATen/Parallel.h>
-#include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +9,7 @@
 
 #include "base/error.h"
 #include "models/cpu_kernels.h"
+#include "models/linear.h"
 
 namespace bitbyte::models {
 namespace {
@@ -25,9 +25,7 @@ constexpr int64_t kTile = 256;  // queries and keys per tile
 // environment set there); called inside the OpenMP team it runs on the calling thread alone.
 void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
           int64_t ldb, float beta, float* c, int64_t ldc) {
-  const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  if (st != dnnl_success)
-    throw InternalError("FusedCausalAttention: dnnl_sgemm failed with status " + std::to_string(st));
+  OneDnnGemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 // float64 (the tests' exact comparison): plain loops.
 void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "models/linear.h"
 #include "models/precision.h"
 #include "models/selective_scan.h"
 
@@ -10,8 +11,6 @@ namespace bitbyte::models {
 namespace nn = torch::nn;
 
 namespace {
-
-torch::Tensor Apply(const nn::Linear& l, const torch::Tensor& x) { return torch::linear(x, l->weight, l->bias); }
 
 void Normal(const torch::Tensor& w, double std) {
   torch::NoGradGuard no_grad;
@@ -58,33 +57,33 @@ MambaBlockImpl::MambaBlockImpl(const pb::MambaMLMConfig& c)
 
 torch::Tensor MambaBlockImpl::forward(const torch::Tensor& x) {
   const int64_t t = x.size(1);
-  const std::vector<torch::Tensor> xz = Apply(in_proj_, x).chunk(2, -1);  // [B, T, E] each
+  const std::vector<torch::Tensor> xz = Linear(in_proj_, x).chunk(2, -1);  // [B, T, E] each
   // Causal depthwise convolution: padded on both sides by d_conv - 1, keep the first T outputs.
   const torch::Tensor u = torch::silu(conv1d_(xz[0].transpose(1, 2)).narrow(2, 0, t)).contiguous();  // [B, E, T]
-  const torch::Tensor x_dbl = Apply(x_proj_, u.transpose(1, 2));                                     // [B, T, R + 2N]
+  const torch::Tensor x_dbl = Linear(x_proj_, u.transpose(1, 2));                                    // [B, T, R + 2N]
   const std::vector<torch::Tensor> parts = x_dbl.split_with_sizes({rank_, state_, state_}, -1);
   // The scan and its step sizes run in float32 even when bf16 autocast ran the projections
   // (models/precision.h); FullPrecision is a no-op in float32 training.
   const torch::Tensor delta =
-      torch::softplus(FullPrecision(Apply(dt_proj_, parts[0]))).transpose(1, 2).contiguous();  // [B, E, T]
+      torch::softplus(FullPrecision(Linear(dt_proj_, parts[0]))).transpose(1, 2).contiguous();  // [B, E, T]
   const torch::Tensor Bm = FullPrecision(parts[1]).transpose(1, 2).contiguous(),
                       C = FullPrecision(parts[2]).transpose(1, 2).contiguous();                    // [B, N, T]
   const torch::Tensor y = SelectiveScan(FullPrecision(u), delta, -torch::exp(A_log_), Bm, C, D_);  // [B, E, T]
-  return Apply(out_proj_, y.transpose(1, 2) * torch::silu(xz[1]));
+  return Linear(out_proj_, y.transpose(1, 2) * torch::silu(xz[1]));
 }
 
 torch::Tensor MambaBlockImpl::Step(const torch::Tensor& x, torch::Tensor& conv_state, torch::Tensor& ssm_state) {
-  const std::vector<torch::Tensor> xz = Apply(in_proj_, x).chunk(2, -1);  // [B, E] each
+  const std::vector<torch::Tensor> xz = Linear(in_proj_, x).chunk(2, -1);  // [B, E] each
   // Shift the window left by one and append this input; the convolution's output at this
   // position is the window weighted by the kernel (oldest input against the first tap).
   conv_state.copy_(torch::cat({conv_state.narrow(2, 1, conv_ - 1), xz[0].unsqueeze(2)}, 2));
   torch::Tensor c = (conv_state * conv1d_->weight.squeeze(1)).sum(-1);
   if (conv1d_->bias.defined()) c = c + conv1d_->bias;
   const torch::Tensor u = torch::silu(c);  // [B, E]
-  const std::vector<torch::Tensor> parts = Apply(x_proj_, u).split_with_sizes({rank_, state_, state_}, -1);
-  const torch::Tensor delta = torch::softplus(Apply(dt_proj_, parts[0]));  // [B, E]
+  const std::vector<torch::Tensor> parts = Linear(x_proj_, u).split_with_sizes({rank_, state_, state_}, -1);
+  const torch::Tensor delta = torch::softplus(Linear(dt_proj_, parts[0]));  // [B, E]
   const torch::Tensor y = SelectiveScanStep(ssm_state, u, delta, -torch::exp(A_log_), parts[1], parts[2], D_);
-  return Apply(out_proj_, y * torch::silu(xz[1]));
+  return Linear(out_proj_, y * torch::silu(xz[1]));
 }
 
 class MambaMLM::RecurrentStepper : public ByteModel::Stepper {
@@ -102,7 +101,7 @@ class MambaMLM::RecurrentStepper : public ByteModel::Stepper {
     torch::Tensor x = m_.emb_(bytes);  // [B, d]
     for (size_t i = 0; i < m_.blocks_->size(); ++i)
       x = x + m_.blocks_[i]->as<MambaBlock>()->Step(m_.norms_[i]->as<RMSNorm>()->forward(x), conv_[i], ssm_[i]);
-    return Apply(m_.head_, m_.norm_f_(x));
+    return Linear(m_.head_, m_.norm_f_(x));
   }
 
  private:
@@ -134,7 +133,7 @@ torch::Tensor MambaMLM::forward(const torch::Tensor& bytes) {
   torch::Tensor x = emb_(bytes);
   for (size_t i = 0; i < blocks_->size(); ++i)
     x = x + blocks_[i]->as<MambaBlock>()->forward(norms_[i]->as<RMSNorm>()->forward(x));
-  return Apply(head_, norm_f_(x));
+  return Linear(head_, norm_f_(x));
 }
 
 bool MambaMLM::Decays(const std::string& name, const torch::Tensor& param) const {

@@ -25,6 +25,8 @@ void SetDtype(bool cuda, at::ScalarType t) {
 
 }  // namespace
 
+bool CpuAutocastEnabled() { return Enabled(false); }
+
 const char* PrecisionName(Precision p) { return p == Precision::kBf16 ? "bf16" : "fp32"; }
 
 Bf16Scope::Bf16Scope(torch::Device device, bool on) : on_(on), cuda_(device.is_cuda()) {

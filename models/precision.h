@@ -30,6 +30,9 @@ class Bf16Scope {
   at::ScalarType was_dtype_ = at::kBFloat16;
 };
 
+// Whether LibTorch's autocast is on for the CPU on this thread (a Bf16Scope is open).
+bool CpuAutocastEnabled();
+
 // `t` as float32 when it is bf16 or fp16 (autocast's outputs), else itself (float32, or float64
 // in gradient checks): for the ops a model keeps in full precision.
 inline bool IsReduced(const torch::Tensor& t) {

@@ -16,6 +16,7 @@
 #include "base/stop_signals.h"
 #include "base/version.h"
 #include "models/blas.h"
+#include "models/linear.h"
 #include "models/registry.h"
 #include "pipeline/graph.h"
 #include "pipeline/monitor.h"
@@ -61,6 +62,8 @@ json Environment(int threads, const torch::Device& device) {
           {"openblas_coretype_env", models::UserOpenBlasCore()},
           {"blas_chosen_by", models::BlasInUse().chosen_by},
           {"blas_choice", models::BlasInUse().detail},
+          {"linear_matmul", models::MatmulPathName(models::LinearPath().path)},
+          {"linear_matmul_choice", models::LinearPath().detail},
           {"cpu_features", cpu::This().Summary()},
           {"bitbyte", kVersion},
           {"tbb", TBB_VERSION_STRING},
@@ -342,7 +345,8 @@ TrainSummary RunTraining(const TrainOptions& o) {
   if (device.is_cpu()) {
     const models::BlasDecision& blas = models::BlasInUse();
     log("BLAS: OpenBLAS core " + (blas.core.empty() ? std::string("(none)") : blas.core) + ", chosen by " +
-        blas.chosen_by + " (" + blas.detail + ")");
+        blas.chosen_by + " (" + blas.detail + "); float32 Linear layers on " +
+        models::MatmulPathName(models::LinearPath().path) + " (" + models::LinearPath().detail + ")");
   }
 
   runs::MetricsLog metrics(io::JoinPath(o.run_dir, kMetricsFile), start, fs);
