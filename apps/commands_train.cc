@@ -62,6 +62,14 @@ void AddTrainCommand(CLI::App& app) {
   });
 }
 
+void AddQuantizeOption(CLI::App* c, std::string* scheme) {
+  c->add_option("--quantize", *scheme,
+                "Run the Linear layers quantized, computed from the checkpoint's float32 weights as it loads: "
+                "int8 (weights per output channel, activations per token, integer products; the output head "
+                "stays float32; CPU only)")
+      ->check(CLI::IsMember({"int8"}));
+}
+
 void AddEvalCommand(CLI::App& app) {
   struct Args {
     train::EvalOptions o;
@@ -84,13 +92,14 @@ void AddEvalCommand(CLI::App& app) {
       ->check(CLI::Range(1, train::limits::kMaxBatch))
       ->capture_default_str();
   AddRuntimeOptions(c, &a->o.threads, &a->o.device);
-  c->add_flag("--json", a->json, "Print {\"bpb\": ..., \"bytes\": ...}");
+  AddQuantizeOption(c, &a->o.quantize);
+  c->add_flag("--json", a->json, "Print {\"bpb\": ..., \"bytes\": ..., \"seconds\": ...}");
   c->callback([a] {
     if (a->o.data_dir.empty() == a->o.files.empty()) throw UsageError("give exactly one of --data DIR or FILE...");
     train::ValidateEvalOptions(a->o);
     const train::EvalSummary s = train::RunEval(a->o);
     if (a->json) {
-      std::printf("%s\n", nlohmann::json({{"bpb", s.bpb}, {"bytes", s.bytes}}).dump().c_str());
+      std::printf("%s\n", nlohmann::json({{"bpb", s.bpb}, {"bytes", s.bytes}, {"seconds", s.seconds}}).dump().c_str());
     } else {
       std::printf("val bpb %.4f over %llu bytes (%s, %.1f s)\n", s.bpb, (unsigned long long)s.bytes,
                   s.checkpoint.c_str(), s.seconds);
@@ -119,6 +128,7 @@ void AddGenerateCommand(CLI::App& app) {
               "Re-run the model over a sliding window for every byte instead of its recurrent form (by default "
               "BitByteLM keeps a key/value cache and MambaMLM its scan state)");
   AddRuntimeOptions(c, &o->threads, &o->device);
+  AddQuantizeOption(c, &o->quantize);
   c->callback([o] {
     // The prompt goes out with the first sampled byte, so a bad checkpoint prints nothing.
     bool started = false;

@@ -15,6 +15,7 @@
 #include "models/gelu.h"
 #include "models/linear.h"
 #include "models/precision.h"
+#include "models/quant.h"
 
 namespace bitbyte::models {
 namespace nn = torch::nn;
@@ -156,10 +157,12 @@ class BitByteLM::KvStepper : public ByteModel::Stepper {
   }
 
  private:
-  // Whether every parameter is a float32 CPU tensor: the step then runs in the decode kernels.
+  // Whether every parameter is a float32 CPU tensor and no Linear layer is quantized: the step
+  // then runs in the decode kernels.
   static bool OnCpuInFloat(const BitByteLM& model) {
     for (const torch::Tensor& p : model.parameters())
-      if (!p.device().is_cpu() || p.scalar_type() != torch::kFloat || !p.is_contiguous()) return false;
+      if (!p.device().is_cpu() || p.scalar_type() != torch::kFloat || !p.is_contiguous() || quant::Find(p))
+        return false;
     return true;
   }
 

@@ -40,7 +40,8 @@ std::string CheckMatmul(const std::function<torch::Tensor(const torch::Tensor&, 
 std::string OneDnnSelfCheck();
 
 // y = x w^T + b (b may be undefined), x [..., in], w [out, in]: torch::linear's contract, on the
-// path above; differentiable.
+// path above; differentiable. A weight a live quant::QuantizedModel covers runs its int8 form
+// instead (inference only).
 torch::Tensor Linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b);
 inline torch::Tensor Linear(const torch::nn::Linear& l, const torch::Tensor& x) {
   return Linear(x, l->weight, l->bias);

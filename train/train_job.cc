@@ -17,6 +17,7 @@
 #include "base/version.h"
 #include "models/blas.h"
 #include "models/linear.h"
+#include "models/quant.h"
 #include "models/registry.h"
 #include "pipeline/graph.h"
 #include "pipeline/monitor.h"
@@ -406,8 +407,26 @@ InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, co
 
 }  // namespace
 
+namespace {
+
+// --quantize: "" or "int8", on the CPU (the integer kernels are CPU ones).
+void CheckQuantize(const std::string& scheme, const std::string& device) {
+  if (scheme.empty()) return;
+  if (scheme != "int8") throw UsageError("--quantize '" + scheme + "': the schemes are int8");
+  if (device != "cpu") throw UsageError("--quantize " + scheme + " runs on the CPU, not on " + device);
+}
+
+// The model's Linear layers in int8 while the result lives, when `scheme` says so.
+std::unique_ptr<models::quant::QuantizedModel> Quantize(models::ByteModel& model, const std::string& scheme) {
+  if (scheme.empty()) return nullptr;
+  return std::make_unique<models::quant::QuantizedModel>(model, models::quant::QuantizeOptions{});
+}
+
+}  // namespace
+
 void ValidateEvalOptions(const EvalOptions& o) {
   CheckThreads(o.threads);
+  CheckQuantize(o.quantize, o.device);
   if (o.max_bytes < 0 || o.max_bytes > limits::kMaxEvalBytes)
     throw UsageError("--max-bytes must be in [0, " + std::to_string(limits::kMaxEvalBytes) + "] (0: all), got " +
                      std::to_string(o.max_bytes));
@@ -418,6 +437,7 @@ void ValidateEvalOptions(const EvalOptions& o) {
 
 void ValidateGenerateOptions(const GenerateOptions& o) {
   CheckThreads(o.threads);
+  CheckQuantize(o.quantize, o.device);
   if (!(o.temperature == 0 || (o.temperature >= limits::kMinTemperature && o.temperature <= limits::kMaxTemperature))) {
     char buf[160];
     std::snprintf(buf, sizeof buf, "--temperature must be 0 (greedy) or in [%g, %g], got %g", limits::kMinTemperature,
@@ -461,6 +481,7 @@ EvalSummary RunEval(const EvalOptions& o) {
   std::vector<std::string_view> streams(owned.begin(), owned.end());
   if (PredictedBytes(streams) == 0)
     throw UsageError("the inputs have no byte to predict (each needs at least 2 bytes)");
+  const auto quantized = Quantize(*m.model, o.quantize);
   const EvalResult r = WithoutTorchFrames(
       "evaluation", [&] { return EvaluateBpb(*m.model, streams, m.window, o.batch_size, m.device); });
   return {r.bpb, r.bytes, r.seconds, m.dir};
@@ -469,6 +490,7 @@ EvalSummary RunEval(const EvalOptions& o) {
 std::string Generate(const GenerateOptions& o, const std::function<void(char)>& emit) {
   ValidateGenerateOptions(o);
   const InferenceModel m = LoadInferenceModel(o.checkpoint, o.threads, o.device);
+  const auto quantized = Quantize(*m.model, o.quantize);
   return WithoutTorchFrames("generate", [&] {
     models::ByteModel& model = *m.model;
     torch::NoGradGuard no_grad;

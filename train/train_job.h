@@ -79,6 +79,7 @@ struct EvalOptions {
   int batch_size = 16;
   int threads = 0;
   std::string device = "cpu";
+  std::string quantize;  // "" (as trained) or "int8": the Linear layers quantized in memory (models/quant.h)
 };
 struct EvalSummary {
   double bpb = 0;
@@ -101,6 +102,7 @@ struct GenerateOptions {
   uint64_t seed = 1;
   int threads = 0;
   std::string device = "cpu";
+  std::string quantize;  // as EvalOptions::quantize
   // Use the model's recurrent form (O(1) per byte) when it has one; false: re-run forward over
   // sliding windows, as for any model (the same bytes while prompt + output fit in a window).
   bool recurrent = true;

@@ -625,6 +625,23 @@ t_eval() {
   want_fail "eval --checkpoint nosuch-dir"
   want_err "nosuch-dir" "eval --checkpoint nosuch-dir"
   end
+
+  begin "eval and generate --quantize int8: the same bytes, a bpb near float32's, other schemes and devices refused"
+  bb_to evq.json eval --checkpoint A --data ds --json --threads 2 --quantize int8
+  want_rc 0 "eval --quantize int8"
+  [[ $(json_get evq.json 'j["bytes"]') == $(json_get ev1.json 'j["bytes"]') ]] || fail "int8 eval predicted other bytes"
+  python3 -c 'import sys; q, f = float(sys.argv[1]), float(sys.argv[2]); assert q != f and abs(q - f) < 0.05 * f, (q, f)' \
+    "$(json_get evq.json 'repr(j["bpb"])')" "$(json_get ev1.json 'repr(j["bpb"])')" 2>/dev/null ||
+    fail "int8 bpb $(json_get evq.json 'j["bpb"]') against float32 $(json_get ev1.json 'j["bpb"]'): want different but within 5%"
+  bb_to gq.txt generate --checkpoint A --prompt "Call me " -n 32 --temperature 0 --quantize int8 --threads 2
+  want_rc 0 "generate --quantize int8"
+  [[ $(head -c 8 gq.txt) == "Call me " && $(wc -c <gq.txt) == 41 ]] || fail "generate --quantize int8: $(wc -c <gq.txt) bytes, want prompt + 32 + newline"
+  bb eval --checkpoint A --data ds --threads 2 --quantize int3
+  want_rc 2 "eval --quantize int3"
+  bb eval --checkpoint A --data ds --threads 2 --quantize int8 --device cuda
+  want_rc 2 "eval --quantize int8 --device cuda"
+  want_err "CPU" "eval --quantize int8 --device cuda"
+  end
 }
 
 # 7. generate.

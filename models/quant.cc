@@ -1,0 +1,189 @@
+#include "models/quant.h"
+
+#include <ATen/Parallel.h>
+#include <oneapi/dnnl/dnnl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+
+#include "base/error.h"
+#include "models/cpu_kernels.h"
+
+namespace bitbyte::models::quant {
+namespace {
+
+// Quantized weights by the TensorImpl of their float32 weight. `count` lets every Linear call of
+// an unquantized model skip the lock.
+struct Registry {
+  std::shared_mutex mu;
+  std::unordered_map<const void*, std::shared_ptr<const Int8Linear>> by_weight;
+  std::atomic<int64_t> count{0};
+};
+
+Registry& TheRegistry() {
+  static Registry r;
+  return r;
+}
+
+const void* Key(const torch::Tensor& weight) { return weight.unsafeGetTensorImpl(); }
+
+constexpr int kLanes = 16;
+
+// max |x[i]| over n floats. On the bits: with the sign cleared, the order of IEEE floats is that
+// of their bit patterns as unsigned integers, and integer maxima vectorise (float ones do not
+// without -ffast-math). A NaN comes out as a NaN.
+using AliasedBits = uint32_t __attribute__((may_alias));
+BITBYTE_KERNEL_INLINE float AbsMax(const float* x, int64_t n) {
+  const auto* bits = reinterpret_cast<const AliasedBits*>(x);
+  uint32_t lane[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) lane[j] = std::max(lane[j], bits[i + j] & 0x7fffffffu);
+  uint32_t m = 0;
+  for (int j = 0; j < kLanes; ++j) m = std::max(m, lane[j]);
+  for (; i < n; ++i) m = std::max(m, bits[i] & 0x7fffffffu);
+  float f;
+  std::memcpy(&f, &m, sizeof f);
+  return f;
+}
+
+// Rows of x to int8 (QuantizeRows). Written to vectorise: the maximum over lanes, rounding to
+// nearest (ties to even) by adding and subtracting 1.5 * 2^23 (exact for |v| <= 127.5).
+template <typename T>
+BITBYTE_KERNEL_INLINE void QuantizeRowsImpl(const T* x, int64_t rows, int64_t cols, int8_t* q, T* scale) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* __restrict xr = x + r * cols;
+    int8_t* __restrict qr = q + r * cols;
+    const T m = AbsMax(xr, cols);
+    const T s = m > 0 ? m / T{127} : T{1};
+    const T inv = T{1} / s;
+    for (int64_t c = 0; c < cols; ++c) {
+      T v = xr[c] * inv;
+      v = std::min(T{127}, std::max(T{-127}, v));
+      v = (v + T{12582912}) - T{12582912};
+      qr[c] = static_cast<int8_t>(static_cast<int32_t>(v));
+    }
+    scale[r] = s;
+  }
+}
+
+// y[r, o] = acc[r, o] sx[r] sw[o] + bias[o] for rows [begin, end).
+template <typename T>
+BITBYTE_KERNEL_INLINE void DequantizeRowsImpl(const int32_t* acc, const T* sx, const T* sw, const T* bias, int64_t out,
+                                              T* y, int64_t begin, int64_t end) {
+  for (int64_t r = begin; r < end; ++r) {
+    const int32_t* __restrict a = acc + r * out;
+    T* __restrict yr = y + r * out;
+    const T s = sx[r];
+    if (bias != nullptr) {
+      for (int64_t o = 0; o < out; ++o) yr[o] = static_cast<T>(a[o]) * s * sw[o] + bias[o];
+    } else {
+      for (int64_t o = 0; o < out; ++o) yr[o] = static_cast<T>(a[o]) * s * sw[o];
+    }
+  }
+}
+
+BITBYTE_KERNEL_DISPATCH(QuantizeKernel, QuantizeRowsImpl)
+BITBYTE_KERNEL_DISPATCH(DequantizeKernel, DequantizeRowsImpl)
+
+}  // namespace
+
+void QuantizeRows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scale) {
+  QuantizeKernel<float>(x, rows, cols, q, scale);
+}
+
+void GemmInt8(const int8_t* a, const int8_t* b, int64_t m, int64_t n, int64_t k, int32_t* c) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    std::fill(c, c + m * n, 0);
+    return;
+  }
+  const int32_t offset = 0;
+  const dnnl_status_t st = dnnl_gemm_s8s8s32('N', 'T', 'F', m, n, k, 1.0f, a, k, 0, b, k, 0, 0.0f, c, n, &offset);
+  if (st != dnnl_success) throw InternalError("dnnl_gemm_s8s8s32 failed with status " + std::to_string(st));
+}
+
+Int8Linear QuantizeLinear(const torch::Tensor& weight, const torch::Tensor& bias) {
+  TORCH_CHECK(weight.dim() == 2, "QuantizeLinear: weight must be [out, in], got ", weight.sizes());
+  const torch::Tensor w = weight.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  Int8Linear l;
+  l.q = torch::empty(w.sizes(), torch::kInt8);
+  l.scale = torch::empty({w.size(0)}, torch::kFloat);
+  QuantizeRows(w.data_ptr<float>(), w.size(0), w.size(1), l.q.data_ptr<int8_t>(), l.scale.data_ptr<float>());
+  if (bias.defined()) l.bias = bias.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  return l;
+}
+
+torch::Tensor Dequantize(const Int8Linear& l) { return l.q.to(torch::kFloat) * l.scale.unsqueeze(1); }
+
+torch::Tensor Apply(const Int8Linear& l, const torch::Tensor& input) {
+  const int64_t in = l.q.size(1), out = l.q.size(0);
+  TORCH_CHECK(input.size(-1) == in, "int8 Linear: input has ", input.size(-1), " features, the layer ", in);
+  const torch::Tensor x = input.detach().to(torch::kCPU, torch::kFloat).reshape({-1, in}).contiguous();
+  const int64_t m = x.size(0);
+  torch::Tensor y = torch::empty({m, out}, torch::kFloat);
+  const float* px = x.data_ptr<float>();
+  float* py = y.data_ptr<float>();
+  const int8_t* wq = l.q.data_ptr<int8_t>();
+  const float* sw = l.scale.data_ptr<float>();
+  const float* bias = l.bias.defined() ? l.bias.data_ptr<float>() : nullptr;
+  // Blocks of rows, each quantized, multiplied and scaled back by one thread while its rows are
+  // in cache (oneDNN's GEMM runs on the calling thread inside the team). Scratch without
+  // initialisation: every element is written before it is read.
+  constexpr int64_t kRows = 128;
+  at::parallel_for(0, (m + kRows - 1) / kRows, 1, [&](int64_t b, int64_t e) {
+    const std::unique_ptr<int8_t[]> xq(new int8_t[static_cast<size_t>(kRows * in)]);
+    const std::unique_ptr<int32_t[]> acc(new int32_t[static_cast<size_t>(kRows * out)]);
+    float sx[kRows];
+    for (int64_t block = b; block < e; ++block) {
+      const int64_t r0 = block * kRows, rows = std::min(kRows, m - r0);
+      QuantizeKernel<float>(px + r0 * in, rows, in, xq.get(), sx);
+      GemmInt8(xq.get(), wq, rows, out, in, acc.get());
+      DequantizeKernel<float>(acc.get(), sx, sw, bias, out, py + r0 * out, int64_t{0}, rows);
+    }
+  });
+  std::vector<int64_t> shape = input.sizes().vec();
+  shape.back() = out;
+  return y.view(shape).to(input.device());
+}
+
+QuantizedModel::QuantizedModel(torch::nn::Module& model, const QuantizeOptions& options) {
+  Registry& r = TheRegistry();
+  std::unique_lock lock(r.mu);
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    auto* linear = dynamic_cast<torch::nn::LinearImpl*>(item.value().get());
+    if (linear == nullptr) continue;
+    if (!options.head && item.key() == "head") continue;
+    auto l = std::make_shared<const Int8Linear>(QuantizeLinear(linear->weight, linear->bias));
+    bytes_ += l->q.numel() + 4 * l->scale.numel();
+    const void* key = Key(linear->weight);
+    if (!r.by_weight.emplace(key, std::move(l)).second)
+      throw UsageError("Linear layer '" + item.key() + "' is already quantized by another QuantizedModel");
+    keys_.push_back(key);
+    layers_.push_back(item.key());
+  }
+  r.count += static_cast<int64_t>(keys_.size());
+}
+
+QuantizedModel::~QuantizedModel() {
+  Registry& r = TheRegistry();
+  std::unique_lock lock(r.mu);
+  for (const void* key : keys_) r.by_weight.erase(key);
+  r.count -= static_cast<int64_t>(keys_.size());
+}
+
+std::shared_ptr<const Int8Linear> Find(const torch::Tensor& weight) {
+  Registry& r = TheRegistry();
+  if (r.count.load(std::memory_order_acquire) == 0) return nullptr;
+  std::shared_lock lock(r.mu);
+  const auto it = r.by_weight.find(Key(weight));
+  return it == r.by_weight.end() ? nullptr : it->second;
+}
+
+}  // namespace bitbyte::models::quant

@@ -1,0 +1,117 @@
+// int8 post-training quantization (models/quant.h): round trips within half a step, the integer
+// GEMM exact against integer loops, the int8 Linear within its worst-case rounding bound of the
+// float32 one, and a quantized model's logits near the float32 model's.
+#include "models/quant.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "models/linear.h"
+#include "models/model.h"
+#include "models/registry.h"
+
+namespace bitbyte::models::quant {
+namespace {
+
+int64_t Draw(std::mt19937_64& rng, int64_t lo, int64_t hi) {
+  return lo + static_cast<int64_t>(rng() % static_cast<uint64_t>(hi - lo + 1));
+}
+
+TEST(Quant, RowRoundTripIsWithinHalfAStep) {
+  std::mt19937_64 rng(1);
+  for (int i = 0; i < 20; ++i) {
+    const int64_t rows = Draw(rng, 1, 9), cols = Draw(rng, 1, 300);
+    torch::manual_seed(i);
+    torch::Tensor x = torch::randn({rows, cols}) * std::pow(10.0, Draw(rng, -3, 3));
+    if (i % 4 == 0) x[0].zero_();  // a row of zeros: scale 1, all q 0
+    torch::Tensor q = torch::empty({rows, cols}, torch::kInt8), s = torch::empty({rows});
+    QuantizeRows(x.data_ptr<float>(), rows, cols, q.data_ptr<int8_t>(), s.data_ptr<float>());
+    EXPECT_LE(q.abs().max().item<int>(), 127);
+    const torch::Tensor back = q.to(torch::kFloat) * s.unsqueeze(1);
+    const torch::Tensor err = (back - x).abs(), half = s.unsqueeze(1) / 2 * (1 + 1e-5);
+    EXPECT_TRUE((err <= half).all().item<bool>()) << "rows " << rows << " cols " << cols;
+    // The largest |x| of a non-zero row maps to +-127 exactly.
+    for (int64_t r = 0; r < rows; ++r)
+      if (x[r].abs().max().item<float>() > 0) EXPECT_EQ(q[r].abs().max().item<int>(), 127);
+  }
+}
+
+TEST(Quant, Int8GemmEqualsIntegerLoops) {
+  std::mt19937_64 rng(2);
+  for (int i = 0; i < 20; ++i) {
+    const int64_t m = Draw(rng, 1, 70), n = Draw(rng, 1, 70), k = Draw(rng, 1, 300);
+    torch::manual_seed(i);
+    const torch::Tensor a = torch::randint(-127, 128, {m, k}, torch::kInt8);
+    const torch::Tensor b = torch::randint(-127, 128, {n, k}, torch::kInt8);
+    std::vector<int32_t> c(static_cast<size_t>(m * n));
+    GemmInt8(a.data_ptr<int8_t>(), b.data_ptr<int8_t>(), m, n, k, c.data());
+    const int8_t* pa = a.data_ptr<int8_t>();
+    const int8_t* pb = b.data_ptr<int8_t>();
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t o = 0; o < n; ++o) {
+        int64_t want = 0;
+        for (int64_t j = 0; j < k; ++j) want += int64_t{pa[r * k + j]} * pb[o * k + j];
+        ASSERT_EQ(c[r * n + o], want) << "m " << m << " n " << n << " k " << k << " at " << r << "," << o;
+      }
+  }
+}
+
+// |x w - xq wq| <= sum_k |x_k| sw/2 + |w_k| sx/2 + sx sw/4 (each operand within half a step).
+TEST(Quant, Int8LinearIsWithinTheRoundingBound) {
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 20; ++i) {
+    const int64_t in = Draw(rng, 1, 200), out = Draw(rng, 1, 90), t = Draw(rng, 1, 30);
+    torch::manual_seed(i);
+    const torch::Tensor x = torch::randn({2, t, in}), w = torch::randn({out, in}) * 0.1;
+    const torch::Tensor b = i % 2 ? torch::randn({out}) : torch::Tensor();
+    const Int8Linear l = QuantizeLinear(w, b);
+    const torch::Tensor got = Apply(l, x).to(torch::kDouble);
+    const torch::Tensor want =
+        torch::linear(x.to(torch::kDouble), w.to(torch::kDouble), b.defined() ? b.to(torch::kDouble) : torch::Tensor());
+    const torch::Tensor xd = x.to(torch::kDouble).reshape({-1, in});
+    const torch::Tensor sx = xd.abs().amax(1, true) / 127, sw = l.scale.to(torch::kDouble).unsqueeze(0);
+    const torch::Tensor bound =
+        torch::mm(xd.abs(), torch::ones({in, out}, torch::kDouble)) * sw / 2 +
+        torch::mm(torch::ones({xd.size(0), in}, torch::kDouble), w.to(torch::kDouble).abs().t()) * sx / 2 +
+        double(in) * sx * sw / 4 + 1e-4;
+    EXPECT_TRUE(((got.reshape({-1, out}) - want.reshape({-1, out})).abs() <= bound).all().item<bool>())
+        << "in " << in << " out " << out;
+    EXPECT_LT(Dequantize(l).sub(w).abs().max().item<double>(), l.scale.max().item<double>() / 2 * 1.0001);
+  }
+}
+
+// Through models::Linear: a QuantizedModel changes the model's outputs a little, and they are the
+// float32 ones again once it is gone. The head stays float32 unless asked.
+TEST(Quant, QuantizedModelIsCloseAndScoped) {
+  for (const char* track : {"bitbyte_lm", "mamba_mlm"}) {
+    pb::ModelConfig c;
+    c.set_name(track);
+    torch::manual_seed(5);
+    auto model = CreateModel(c);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    const torch::Tensor bytes = torch::randint(256, {2, 64}, torch::kLong);
+    const torch::Tensor ref = model->forward(bytes);
+    torch::Tensor got;
+    {
+      QuantizedModel q(*model, {});
+      EXPECT_FALSE(q.layers().empty());
+      for (const std::string& name : q.layers()) EXPECT_NE(name, "head") << track;
+      got = model->forward(bytes);
+      EXPECT_FALSE(torch::equal(got, ref)) << track << ": quantization changed nothing";
+      const double rel = (got - ref).abs().mean().item<double>() / ref.abs().mean().item<double>();
+      EXPECT_LT(rel, 0.05) << track;
+      EXPECT_THROW(QuantizedModel again(*model, {}), std::exception) << "a layer quantized twice";
+    }
+    EXPECT_TRUE(torch::equal(model->forward(bytes), ref)) << track << ": still quantized after the scope";
+    QuantizedModel with_head(*model, QuantizeOptions{true});
+    EXPECT_EQ(std::count(with_head.layers().begin(), with_head.layers().end(), "head"), 1) << track;
+  }
+}
+
+}  // namespace
+}  // namespace bitbyte::models::quant
