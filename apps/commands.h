@@ -20,6 +20,7 @@ void AddBenchTrainCommand(CLI::App& bench);     // bench train, under bench (bit
 void AddBenchTracksCommand(CLI::App& bench);    // bench tracks, under bench (bitbyte-ml)
 void AddBenchGenerateCommand(CLI::App& bench);  // bench generate, under bench (bitbyte-ml)
 void AddEvalCommand(CLI::App& app);
+void AddQuantizeCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
 // graph shard, and graph train when given how to describe the train graph (bitbyte-ml).
 using DescribeTrain = std::string (*)(const train::TrainOptions&);

@@ -70,6 +70,29 @@ void AddQuantizeOption(CLI::App* c, std::string* scheme) {
       ->check(CLI::IsMember({"int8"}));
 }
 
+void AddQuantizeCommand(CLI::App& app) {
+  auto o = std::make_shared<train::QuantizeOptions>();
+  CLI::App* c = app.add_subcommand(
+      "quantize",
+      "Write a quantized checkpoint of a checkpoint's model: int8 Linear layers (weights per output\n"
+      "channel; activations per token as it runs), the output head, embeddings and norms in float32,\n"
+      "no optimizer state. 'bitbyte eval' and 'generate' take it like any checkpoint\n"
+      "(docs/quantization.md).");
+  c->add_option("--checkpoint", o->checkpoint, "Checkpoint directory, or a run directory (its newest good one)")
+      ->required();
+  c->add_option("-o,--out", o->out, "Directory to write the quantized checkpoint in (new, or without checkpoints)")
+      ->required();
+  c->add_option("--scheme", o->scheme, "Quantization scheme")->check(CLI::IsMember({"int8"}))->capture_default_str();
+  c->add_option("--threads", o->threads, "Threads (default: all cores)")
+      ->check(CLI::Range(0, train::limits::kMaxThreads));
+  c->callback([o] {
+    const train::QuantizeSummary s = train::RunQuantize(*o);
+    std::printf("wrote %s: %s, %zu Linear layers; %.2f MB against %.2f MB of the source checkpoint (%.2fx)\n",
+                s.written.c_str(), o->scheme.c_str(), s.layers.size(), s.bytes / 1e6, s.source_bytes / 1e6,
+                s.source_bytes > 0 ? static_cast<double>(s.bytes) / static_cast<double>(s.source_bytes) : 0.0);
+  });
+}
+
 void AddEvalCommand(CLI::App& app) {
   struct Args {
     train::EvalOptions o;

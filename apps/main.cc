@@ -84,7 +84,7 @@ bool IsModelCommand(int argc, char** argv) {
     if (argv[i][0] != '-') command = argv[i];
   if (command == nullptr) return false;
   const std::string cmd = command;
-  return cmd == "train" || cmd == "eval" || cmd == "generate" || cmd == "bench";
+  return cmd == "train" || cmd == "eval" || cmd == "quantize" || cmd == "generate" || cmd == "bench";
 }
 
 void TuneMallocForModels(int argc, char** argv) {
@@ -157,6 +157,7 @@ int main(int argc, char** argv) {
 #if BITBYTE_ML
   bitbyte::cli::AddTrainCommand(app);
   bitbyte::cli::AddEvalCommand(app);
+  bitbyte::cli::AddQuantizeCommand(app);
   bitbyte::cli::AddGenerateCommand(app);
   bitbyte::cli::AddBenchTrainCommand(*bench);
   bitbyte::cli::AddBenchTracksCommand(*bench);

@@ -154,28 +154,64 @@ torch::Tensor Apply(const Int8Linear& l, const torch::Tensor& input) {
 }
 
 QuantizedModel::QuantizedModel(torch::nn::Module& model, const QuantizeOptions& options) {
-  Registry& r = TheRegistry();
-  std::unique_lock lock(r.mu);
-  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
-    auto* linear = dynamic_cast<torch::nn::LinearImpl*>(item.value().get());
-    if (linear == nullptr) continue;
-    if (!options.head && item.key() == "head") continue;
-    auto l = std::make_shared<const Int8Linear>(QuantizeLinear(linear->weight, linear->bias));
-    bytes_ += l->q.numel() + 4 * l->scale.numel();
-    const void* key = Key(linear->weight);
-    if (!r.by_weight.emplace(key, std::move(l)).second)
-      throw UsageError("Linear layer '" + item.key() + "' is already quantized by another QuantizedModel");
-    keys_.push_back(key);
-    layers_.push_back(item.key());
+  try {
+    for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+      auto* linear = dynamic_cast<torch::nn::LinearImpl*>(item.value().get());
+      if (linear == nullptr || (!options.head && item.key() == "head")) continue;
+      Register(item.key(), *linear, std::make_shared<const Int8Linear>(QuantizeLinear(linear->weight, linear->bias)));
+    }
+  } catch (...) {
+    Unregister();  // no destructor runs for a constructor that throws
+    throw;
   }
-  r.count += static_cast<int64_t>(keys_.size());
 }
 
-QuantizedModel::~QuantizedModel() {
+QuantizedModel::QuantizedModel(torch::nn::Module& model, const std::vector<std::pair<std::string, Int8Linear>>& forms) {
+  try {
+    Add(model, forms);
+  } catch (...) {
+    Unregister();
+    throw;
+  }
+}
+
+void QuantizedModel::Add(torch::nn::Module& model, const std::vector<std::pair<std::string, Int8Linear>>& forms) {
+  const auto modules = model.named_modules("", /*include_self=*/false);
+  for (const auto& [name, form] : forms) {
+    const auto* found = modules.find(name);
+    auto* linear = found != nullptr ? dynamic_cast<torch::nn::LinearImpl*>(found->get()) : nullptr;
+    if (linear == nullptr) throw UsageError("int8 form of '" + name + "': the model has no Linear layer of that name");
+    if (form.q.scalar_type() != torch::kInt8 || form.q.sizes() != linear->weight.sizes() ||
+        form.scale.scalar_type() != torch::kFloat || form.scale.dim() != 1 || form.scale.size(0) != form.q.size(0))
+      throw UsageError("int8 form of '" + name + "': int8 weight " + c10::str(form.q.sizes()) + " and scale " +
+                       c10::str(form.scale.sizes()) + " do not fit the layer's weight " +
+                       c10::str(linear->weight.sizes()));
+    Register(name, *linear, std::make_shared<const Int8Linear>(form));
+  }
+}
+
+void QuantizedModel::Register(const std::string& name, torch::nn::LinearImpl& linear,
+                              std::shared_ptr<const Int8Linear> form) {
+  Registry& r = TheRegistry();
+  std::unique_lock lock(r.mu);
+  const void* key = Key(linear.weight);
+  if (!r.by_weight.emplace(key, form).second)
+    throw UsageError("Linear layer '" + name + "' is already quantized by another QuantizedModel");
+  r.count += 1;
+  bytes_ += form->q.numel() + 4 * form->scale.numel();
+  keys_.push_back(key);
+  layers_.push_back(name);
+  forms_.push_back(std::move(form));
+}
+
+QuantizedModel::~QuantizedModel() { Unregister(); }
+
+void QuantizedModel::Unregister() {
   Registry& r = TheRegistry();
   std::unique_lock lock(r.mu);
   for (const void* key : keys_) r.by_weight.erase(key);
   r.count -= static_cast<int64_t>(keys_.size());
+  keys_.clear();
 }
 
 std::shared_ptr<const Int8Linear> Find(const torch::Tensor& weight) {

@@ -13,6 +13,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace bitbyte::models::quant {
@@ -50,6 +51,9 @@ struct QuantizeOptions {
 class QuantizedModel {
  public:
   QuantizedModel(torch::nn::Module& model, const QuantizeOptions& options);
+  // The int8 forms given, by module name (a quantized checkpoint's): each names a Linear module of
+  // `model` whose weight has the form's shape; UsageError otherwise.
+  QuantizedModel(torch::nn::Module& model, const std::vector<std::pair<std::string, Int8Linear>>& forms);
   ~QuantizedModel();
   QuantizedModel(const QuantizedModel&) = delete;
   QuantizedModel& operator=(const QuantizedModel&) = delete;
@@ -57,9 +61,15 @@ class QuantizedModel {
   // Names of the quantized Linear layers (module names), and bytes of their int8 weights and scales.
   const std::vector<std::string>& layers() const { return layers_; }
   int64_t bytes() const { return bytes_; }
+  // The int8 form of layers()[i].
+  const Int8Linear& form(size_t i) const { return *forms_[i]; }
 
  private:
+  void Add(torch::nn::Module& model, const std::vector<std::pair<std::string, Int8Linear>>& forms);
+  void Register(const std::string& name, torch::nn::LinearImpl& linear, std::shared_ptr<const Int8Linear> form);
+  void Unregister();
   std::vector<std::string> layers_;
+  std::vector<std::shared_ptr<const Int8Linear>> forms_;
   std::vector<const void*> keys_;
   int64_t bytes_ = 0;
 };

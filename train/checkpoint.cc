@@ -38,6 +38,11 @@ std::string Hex(uint64_t v) {
   return buf;
 }
 
+// The COMMIT file: the marker, meta.pb's size and XXH64.
+std::string CommitText(uint64_t meta_size, uint64_t meta_hash) {
+  return "bitbyte-checkpoint 1\nmeta_size " + std::to_string(meta_size) + "\nmeta_xxh64 " + Hex(meta_hash) + "\n";
+}
+
 bool ParseStep(const std::string& name, int64_t* step) {
   if (name.rfind(kPrefix, 0) != 0 || name.size() == sizeof(kPrefix) - 1) return false;
   const std::string digits = name.substr(sizeof(kPrefix) - 1);
@@ -108,9 +113,7 @@ std::string WriteCheckpoint(io::FileSystem& fs, const std::string& ckpt_dir, con
   const std::string meta_bytes = meta.SerializeAsString();
   WriteSynced(fs, io::JoinPath(tmp, kMetaFile), meta_bytes);
   // Written last: a directory without a valid COMMIT is never taken for a checkpoint.
-  WriteSynced(fs, io::JoinPath(tmp, kCommitFile),
-              "bitbyte-checkpoint 1\nmeta_size " + std::to_string(meta_bytes.size()) + "\nmeta_xxh64 " +
-                  Hex(Xxh64(meta_bytes)) + "\n");
+  WriteSynced(fs, io::JoinPath(tmp, kCommitFile), CommitText(meta_bytes.size(), Xxh64(meta_bytes)));
   fs.SyncDir(tmp);
   if (fs.Exists(final_dir)) {  // the same step again (a resumed run retraced it): swap it out
     const std::string old = io::JoinPath(ckpt_dir, kOldPrefix + name);
@@ -142,6 +145,9 @@ Snapshot ReadCheckpoint(io::FileSystem& fs, const std::string& dir) {
       if (v < 0) throw DataError(commit_path + ": not a bitbyte checkpoint marker");
       meta_hash = meta_hash << 4 | static_cast<uint64_t>(v);
     }
+    // Exactly the text WriteCheckpoint writes: a changed separator, a lost final newline or
+    // anything after it is damage too.
+    if (in.str() != CommitText(meta_size, meta_hash)) throw DataError(commit_path + ": damaged checkpoint marker");
   }
   const std::string meta_path = io::JoinPath(dir, kMetaFile);
   const std::string meta_bytes = io::ReadFile(fs, meta_path);

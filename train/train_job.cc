@@ -32,6 +32,7 @@
 #include "train/evaluator.h"
 #include "train/generation.h"
 #include "train/precision.h"
+#include "train/quantized_checkpoint.h"
 #include "train/train_graph.h"
 #include "train/trainer.h"
 
@@ -383,6 +384,10 @@ struct InferenceModel {
   std::shared_ptr<models::ByteModel> model;
   int64_t window;       // data.seq_len it was trained with: evaluation windows, as during training
   uint64_t dataset_id;  // the data it was trained on (0: not recorded)
+  // A quantized checkpoint's int8 forms, registered while this lives (declared after `model`:
+  // destroyed before it).
+  std::shared_ptr<models::quant::QuantizedModel> quantized;
+  Snapshot source;  // the checkpoint's tensors (for `quantize`)
 };
 
 InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, const std::string& device_name) {
@@ -400,9 +405,19 @@ InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, co
   } catch (const UsageError& e) {
     throw DataError(ckpt.dir + "/meta.pb: the checkpoint's config is not usable: " + e.what());
   }
-  auto model = WithoutTorchFrames("loading " + ckpt.dir,
-                                  [&] { return ModelFromSnapshot(ckpt.snapshot, config.model(), device); });
-  return {ckpt.dir, device, model, config.data().seq_len(), ckpt.snapshot.dataset_id};
+  const std::string scheme = QuantScheme(ckpt.snapshot);
+  if (!scheme.empty() && !device.is_cpu())
+    throw UsageError(ckpt.dir + " is a quantized checkpoint (" + scheme + "): it runs on the CPU, not on " +
+                     device.str());
+  std::unique_ptr<models::quant::QuantizedModel> quantized;
+  auto model = WithoutTorchFrames("loading " + ckpt.dir, [&] {
+    return scheme.empty() ? ModelFromSnapshot(ckpt.snapshot, config.model(), device)
+                          : ModelFromQuantizedSnapshot(ckpt.snapshot, config.model(), &quantized);
+  });
+  InferenceModel m{ckpt.dir, device, model, config.data().seq_len(), ckpt.snapshot.dataset_id, std::move(quantized),
+                   {}};
+  m.source = std::move(ckpt.snapshot);
+  return m;
 }
 
 }  // namespace
@@ -417,12 +432,35 @@ void CheckQuantize(const std::string& scheme, const std::string& device) {
 }
 
 // The model's Linear layers in int8 while the result lives, when `scheme` says so.
-std::unique_ptr<models::quant::QuantizedModel> Quantize(models::ByteModel& model, const std::string& scheme) {
+std::unique_ptr<models::quant::QuantizedModel> Quantize(const InferenceModel& m, const std::string& scheme) {
   if (scheme.empty()) return nullptr;
-  return std::make_unique<models::quant::QuantizedModel>(model, models::quant::QuantizeOptions{});
+  if (m.quantized) throw UsageError("--quantize " + scheme + ": " + m.dir + " is already a quantized checkpoint");
+  return std::make_unique<models::quant::QuantizedModel>(*m.model, models::quant::QuantizeOptions{});
 }
 
 }  // namespace
+
+QuantizeSummary RunQuantize(const QuantizeOptions& o) {
+  CheckThreads(o.threads);
+  CheckQuantize(o.scheme, "cpu");
+  if (o.scheme.empty()) throw UsageError("--scheme: the schemes are int8");
+  if (o.out.empty()) throw UsageError("-o OUT: the directory to write the quantized checkpoint in");
+  if (io::Default().Exists(o.out) && !ListCheckpoints(io::Default(), o.out).empty())
+    throw UsageError("-o " + o.out + " already holds checkpoints: give a new directory");
+  const InferenceModel m = LoadInferenceModel(o.checkpoint, o.threads, "cpu");
+  if (m.quantized) throw UsageError(m.dir + " is already a quantized checkpoint (" + QuantScheme(m.source) + ")");
+  return WithoutTorchFrames("quantize", [&] {
+    const models::quant::QuantizedModel q(*m.model, models::quant::QuantizeOptions{});
+    const Snapshot snap = QuantizedSnapshot(*m.model, q, m.source);
+    QuantizeSummary s;
+    io::Default().CreateDirs(o.out);
+    s.written = WriteCheckpoint(io::Default(), o.out, snap);
+    s.layers = q.layers();
+    for (const TensorBlob& t : m.source.tensors) s.source_bytes += t.data.size();
+    for (const TensorBlob& t : snap.tensors) s.bytes += t.data.size();
+    return s;
+  });
+}
 
 void ValidateEvalOptions(const EvalOptions& o) {
   CheckThreads(o.threads);
@@ -481,7 +519,7 @@ EvalSummary RunEval(const EvalOptions& o) {
   std::vector<std::string_view> streams(owned.begin(), owned.end());
   if (PredictedBytes(streams) == 0)
     throw UsageError("the inputs have no byte to predict (each needs at least 2 bytes)");
-  const auto quantized = Quantize(*m.model, o.quantize);
+  const auto quantized = Quantize(m, o.quantize);
   const EvalResult r = WithoutTorchFrames(
       "evaluation", [&] { return EvaluateBpb(*m.model, streams, m.window, o.batch_size, m.device); });
   return {r.bpb, r.bytes, r.seconds, m.dir};
@@ -490,7 +528,7 @@ EvalSummary RunEval(const EvalOptions& o) {
 std::string Generate(const GenerateOptions& o, const std::function<void(char)>& emit) {
   ValidateGenerateOptions(o);
   const InferenceModel m = LoadInferenceModel(o.checkpoint, o.threads, o.device);
-  const auto quantized = Quantize(*m.model, o.quantize);
+  const auto quantized = Quantize(m, o.quantize);
   return WithoutTorchFrames("generate", [&] {
     models::ByteModel& model = *m.model;
     torch::NoGradGuard no_grad;

@@ -93,6 +93,21 @@ void ValidateEvalOptions(const EvalOptions& options);
 // on (evaluating on other data is legitimate; the figure is then not the run's val bpb).
 EvalSummary RunEval(const EvalOptions& options);
 
+// bitbyte quantize: a quantized checkpoint (train/quantized_checkpoint.h) of a checkpoint's model,
+// written as OUT/<the source's step name> (atomically, verified like every checkpoint).
+struct QuantizeOptions {
+  std::string checkpoint;
+  std::string out;
+  std::string scheme = "int8";
+  int threads = 0;
+};
+struct QuantizeSummary {
+  std::string written;                   // the checkpoint directory
+  std::vector<std::string> layers;       // the quantized Linear layers
+  uint64_t source_bytes = 0, bytes = 0;  // tensor bytes of the source checkpoint and of the written one
+};
+QuantizeSummary RunQuantize(const QuantizeOptions& options);
+
 struct GenerateOptions {
   std::string checkpoint;
   std::string prompt;

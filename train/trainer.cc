@@ -12,6 +12,7 @@
 #include "models/precision.h"
 #include "models/registry.h"
 #include "train/config.h"
+#include "train/quantized_checkpoint.h"
 
 namespace bitbyte::train {
 namespace {
@@ -20,16 +21,6 @@ constexpr char kModelPrefix[] = "model/";
 constexpr char kExpAvgPrefix[] = "optim/exp_avg/";
 constexpr char kExpAvgSqPrefix[] = "optim/exp_avg_sq/";
 constexpr char kRngBlob[] = "rng/cpu";
-
-TensorBlob ToBlob(const std::string& name, const torch::Tensor& t) {
-  const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
-  TensorBlob b;
-  b.name = name;
-  b.dtype = c10::toString(c.scalar_type());
-  b.shape = c.sizes().vec();
-  b.data.assign(static_cast<const char*>(c.data_ptr()), c.nbytes());
-  return b;
-}
 
 void FromBlob(const TensorBlob* b, const std::string& name, torch::Tensor& dst) {
   if (b == nullptr) throw DataError("checkpoint has no tensor '" + name + "' (another architecture?)");
@@ -45,6 +36,16 @@ void FromBlob(const TensorBlob* b, const std::string& name, torch::Tensor& dst) 
 }
 
 }  // namespace
+
+TensorBlob ToBlob(const std::string& name, const torch::Tensor& t) {
+  const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+  TensorBlob b;
+  b.name = name;
+  b.dtype = c10::toString(c.scalar_type());
+  b.shape = c.sizes().vec();
+  b.data.assign(static_cast<const char*>(c.data_ptr()), c.nbytes());
+  return b;
+}
 
 torch::Tensor ForwardLoss(models::ByteModel& model, const torch::Tensor& x, const torch::Tensor& y,
                           torch::Device device, bool bf16) {
@@ -191,6 +192,9 @@ std::shared_ptr<Snapshot> Trainer::TakeSnapshot(bool with_optimizer) const {
 }
 
 void Trainer::Restore(const Snapshot& snap) {
+  if (const std::string* scheme = snap.FindBlob(kQuantSchemeBlob))
+    throw UsageError("the checkpoint is quantized (" + *scheme +
+                     "): it can be evaluated and generated from, not trained; resume from the run's own checkpoints");
   LoadModule(*model_, kModelPrefix, snap);
   for (Param& q : params_) {
     FromBlob(snap.Find(kExpAvgPrefix + q.name), kExpAvgPrefix + q.name, q.exp_avg);

@@ -63,6 +63,8 @@ class Trainer {
 torch::Tensor ForwardLoss(models::ByteModel& model, const torch::Tensor& x, const torch::Tensor& y,
                           torch::Device device, bool bf16);
 
+// A CPU copy of `t` as the checkpoint tensor `name`.
+TensorBlob ToBlob(const std::string& name, const torch::Tensor& t);
 // Appends a module's parameters and buffers to `snap` as "<prefix><name>" tensors (CPU copies).
 void SaveModule(const torch::nn::Module& module, const std::string& prefix, Snapshot& snap);
 // Copies "<prefix><name>" tensors of `snap` into the module. Throws DataError on a mismatch.

@@ -644,6 +644,53 @@ t_eval() {
   end
 }
 
+t_quantize() {
+  local last qd
+  last="A/checkpoints/$(ckpt_name "$STEPS")"
+  begin "quantize: an int8 checkpoint of a fraction of the size that eval and generate take like any other"
+  rm -rf Q
+  bb quantize --checkpoint A -o Q --threads 2
+  want_rc 0 "quantize"
+  want_out "int8, 8 Linear layers" "quantize: the reference run's 2 blocks x 4 Linear layers (the head kept)"
+  qd=$(find Q -mindepth 1 -maxdepth 1 -name 'step-*' | head -1)
+  [[ -n $qd && -f $qd/COMMIT ]] || fail "quantize wrote no checkpoint in Q: $(ls Q 2>&1)"
+  python3 -c 'import os, sys; q, a = (os.path.getsize(p) for p in sys.argv[1:]); assert q <= 0.3 * a, (q, a)' \
+    "$qd/tensors.bin" "$last/tensors.bin" 2>/dev/null || fail "quantized tensors.bin is not <= 0.3x the source's"
+  bb_to evq_ckpt.json eval --checkpoint Q --data ds --json --threads 2
+  want_rc 0 "eval of the quantized checkpoint"
+  bb_to evq_mem.json eval --checkpoint "$last" --data ds --json --threads 2 --quantize int8
+  [[ $(json_get evq_ckpt.json 'repr(j["bpb"])') == "$(json_get evq_mem.json 'repr(j["bpb"])')" ]] ||
+    fail "the quantized checkpoint's bpb $(json_get evq_ckpt.json 'j["bpb"]') is not eval --quantize int8's $(json_get evq_mem.json 'j["bpb"]')"
+  bb_to gq_ckpt.txt generate --checkpoint Q --prompt "Call me " -n 24 --temperature 0 --threads 2
+  want_rc 0 "generate from the quantized checkpoint"
+  bb_to gq_mem.txt generate --checkpoint "$last" --prompt "Call me " -n 24 --temperature 0 --threads 2 --quantize int8
+  cmp -s gq_ckpt.txt gq_mem.txt || fail "generate: the quantized checkpoint and --quantize int8 made different bytes"
+  end
+
+  begin "quantize: refusals (already quantized, an -o with checkpoints, training from it, damage)"
+  bb eval --checkpoint Q --data ds --threads 2 --quantize int8
+  want_rc 2 "eval --quantize int8 of a quantized checkpoint"
+  want_err "already" "eval --quantize int8 of a quantized checkpoint"
+  bb quantize --checkpoint Q -o Q2 --threads 2
+  want_rc 2 "quantize of a quantized checkpoint"
+  bb quantize --checkpoint A -o Q --threads 2
+  want_rc 2 "quantize into a directory with checkpoints"
+  rm -rf RQ
+  cp -a A RQ
+  rm -rf RQ/checkpoints/step-* RQ/checkpoints/latest RQ/checkpoints/best
+  cp -a "$qd" RQ/checkpoints/
+  bb train --resume RQ --threads 2
+  want_rc 2 "train --resume from a quantized checkpoint"
+  want_err "quantized" "train --resume from a quantized checkpoint"
+  rm -rf QD
+  cp -a Q QD
+  flip_byte "QD/$(basename "$qd")/tensors.bin" 100
+  bb eval --checkpoint "QD/$(basename "$qd")" --data ds --threads 2
+  want_rc 3 "eval of a damaged quantized checkpoint"
+  want_err "tensors.bin" "eval of a damaged quantized checkpoint"
+  end
+}
+
 # 7. generate.
 t_bench_generate() {
   begin "bench generate: recurrent form against the sliding window, same bytes while the text fits the window"
@@ -1090,6 +1137,7 @@ group t_signals
 group t_bad_input
 group t_damage
 group t_eval
+group t_quantize
 group t_generate
 group t_bench_generate
 group t_bench_train

@@ -98,14 +98,14 @@ TEST(Quant, QuantizedModelIsCloseAndScoped) {
     const torch::Tensor ref = model->forward(bytes);
     torch::Tensor got;
     {
-      QuantizedModel q(*model, {});
+      QuantizedModel q(*model, QuantizeOptions{});
       EXPECT_FALSE(q.layers().empty());
       for (const std::string& name : q.layers()) EXPECT_NE(name, "head") << track;
       got = model->forward(bytes);
       EXPECT_FALSE(torch::equal(got, ref)) << track << ": quantization changed nothing";
       const double rel = (got - ref).abs().mean().item<double>() / ref.abs().mean().item<double>();
       EXPECT_LT(rel, 0.05) << track;
-      EXPECT_THROW(QuantizedModel again(*model, {}), std::exception) << "a layer quantized twice";
+      EXPECT_THROW(QuantizedModel again(*model, QuantizeOptions{}), std::exception) << "a layer quantized twice";
     }
     EXPECT_TRUE(torch::equal(model->forward(bytes), ref)) << track << ": still quantized after the scope";
     QuantizedModel with_head(*model, QuantizeOptions{true});

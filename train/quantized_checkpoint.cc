@@ -1,0 +1,112 @@
+#include "train/quantized_checkpoint.h"
+
+#include <cstring>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "base/error.h"
+#include "models/registry.h"
+#include "train/trainer.h"
+
+namespace bitbyte::train {
+namespace {
+
+constexpr char kModelPrefix[] = "model/";
+constexpr char kQuantPrefix[] = "quant/";
+
+// The stored tensor `name` as a new CPU tensor of `dtype`; DataError when absent or malformed.
+torch::Tensor Read(const Snapshot& snap, const std::string& name, torch::ScalarType dtype) {
+  const TensorBlob* b = snap.Find(name);
+  if (b == nullptr) throw DataError("quantized checkpoint has no tensor '" + name + "'");
+  if (b->dtype != c10::toString(dtype))
+    throw DataError("quantized checkpoint tensor '" + name + "' is " + b->dtype + ", want " + c10::toString(dtype));
+  torch::Tensor t = torch::empty(b->shape, torch::TensorOptions().dtype(dtype));
+  if (static_cast<size_t>(t.nbytes()) != b->data.size())
+    throw DataError("quantized checkpoint tensor '" + name + "' has the wrong size");
+  std::memcpy(t.data_ptr(), b->data.data(), b->data.size());
+  return t;
+}
+
+}  // namespace
+
+std::string QuantScheme(const Snapshot& snap) {
+  const std::string* s = snap.FindBlob(kQuantSchemeBlob);
+  return s != nullptr ? *s : "";
+}
+
+Snapshot QuantizedSnapshot(const torch::nn::Module& model, const models::quant::QuantizedModel& q,
+                           const Snapshot& source) {
+  Snapshot snap;
+  snap.step = source.step;
+  snap.config_text = source.config_text;
+  snap.dataset_id = source.dataset_id;
+  std::set<std::string> quantized;
+  for (size_t i = 0; i < q.layers().size(); ++i) {
+    const std::string& layer = q.layers()[i];
+    quantized.insert(layer + ".weight");
+    snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".q", q.form(i).q));
+    snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".scale", q.form(i).scale));
+  }
+  for (const auto& p : model.named_parameters())
+    if (!quantized.count(p.key())) snap.tensors.push_back(ToBlob(kModelPrefix + p.key(), p.value()));
+  for (const auto& b : model.named_buffers()) snap.tensors.push_back(ToBlob(kModelPrefix + b.key(), b.value()));
+  snap.blobs.emplace_back(kQuantSchemeBlob, "int8");
+  return snap;
+}
+
+std::shared_ptr<models::ByteModel> ModelFromQuantizedSnapshot(
+    const Snapshot& snap, const models::pb::ModelConfig& config,
+    std::unique_ptr<models::quant::QuantizedModel>* quantized) {
+  const std::string scheme = QuantScheme(snap);
+  if (scheme != "int8") throw DataError("quantized checkpoint of scheme '" + scheme + "': this bitbyte reads int8");
+  std::shared_ptr<models::ByteModel> model = models::CreateModel(config);
+  model->eval();
+  // The quantized layers: every "quant/<layer>.q" names one.
+  std::vector<std::pair<std::string, models::quant::Int8Linear>> forms;
+  std::set<std::string> weights;
+  const std::string suffix = ".q";
+  for (const TensorBlob& t : snap.tensors) {
+    if (t.name.rfind(kQuantPrefix, 0) != 0 || t.name.size() <= suffix.size() + 6 ||
+        t.name.compare(t.name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    const std::string layer = t.name.substr(6, t.name.size() - 6 - suffix.size());
+    models::quant::Int8Linear f;
+    f.q = Read(snap, t.name, torch::kChar);
+    f.scale = Read(snap, kQuantPrefix + layer + ".scale", torch::kFloat);
+    if (f.q.dim() != 2 || f.scale.dim() != 1 || f.scale.size(0) != f.q.size(0))
+      throw DataError("quantized checkpoint tensors of '" + layer + "' do not fit together: int8 weight " +
+                      c10::str(f.q.sizes()) + ", scale " + c10::str(f.scale.sizes()));
+    forms.emplace_back(layer, std::move(f));
+    weights.insert(layer + ".weight");
+  }
+  torch::NoGradGuard no_grad;
+  const auto modules = model->named_modules("", /*include_self=*/false);
+  for (auto& [layer, f] : forms) {
+    const auto* m = modules.find(layer);
+    auto* linear = m != nullptr ? dynamic_cast<torch::nn::LinearImpl*>(m->get()) : nullptr;
+    if (linear == nullptr) throw DataError("quantized checkpoint quantizes '" + layer + "', which the model lacks");
+    if (f.q.sizes() != linear->weight.sizes())
+      throw DataError("quantized checkpoint tensor 'quant/" + layer + ".q' is " + c10::str(f.q.sizes()) +
+                      ", the model's weight " + c10::str(linear->weight.sizes()));
+    linear->weight.copy_(models::quant::Dequantize(f));
+    if (linear->bias.defined()) f.bias = Read(snap, kModelPrefix + layer + ".bias", torch::kFloat);
+  }
+  for (auto& p : model->named_parameters()) {
+    if (weights.count(p.key())) continue;
+    const torch::Tensor t = Read(snap, kModelPrefix + p.key(), p.value().scalar_type());
+    if (t.sizes() != p.value().sizes())
+      throw DataError("quantized checkpoint tensor 'model/" + p.key() + "' is " + c10::str(t.sizes()) +
+                      ", the model has " + c10::str(p.value().sizes()));
+    p.value().copy_(t);
+  }
+  for (auto& b : model->named_buffers()) b.value().copy_(Read(snap, kModelPrefix + b.key(), b.value().scalar_type()));
+  try {
+    *quantized = std::make_unique<models::quant::QuantizedModel>(*model, forms);
+  } catch (const UsageError& e) {
+    throw DataError(std::string("quantized checkpoint: ") + e.what());
+  }
+  return model;
+}
+
+}  // namespace bitbyte::train
