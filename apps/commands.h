@@ -24,7 +24,8 @@ void AddQuantizeCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
 // graph shard, and graph train when given how to describe the train graph (bitbyte-ml).
 using DescribeTrain = std::string (*)(const train::TrainOptions&);
-void AddGraphCommand(CLI::App& app, DescribeTrain describe_train);
+using DescribeQuantize = std::string (*)(const train::QuantizeOptions&);
+void AddGraphCommand(CLI::App& app, DescribeTrain describe_train, DescribeQuantize describe_quantize);
 void AddTopCommand(CLI::App& app);
 void AddReportCommand(CLI::App& app);
 

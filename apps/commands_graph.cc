@@ -156,7 +156,7 @@ void Emit(const std::string& document, const std::string& source, const GraphArg
 
 }  // namespace
 
-void AddGraphCommand(CLI::App& app, DescribeTrain describe_train) {
+void AddGraphCommand(CLI::App& app, DescribeTrain describe_train, DescribeQuantize describe_quantize) {
   CLI::App* graph =
       app.add_subcommand("graph",
                          "Print the flow graph a job would build, without running it: every node with its kind,\n"
@@ -193,6 +193,20 @@ void AddGraphCommand(CLI::App& app, DescribeTrain describe_train) {
   train->callback([ta, describe_train] {
     if (!ta->g.figures.empty()) return Emit(FiguresDocument(ta->g.figures, "train"), ta->g.figures, ta->g);
     Emit(describe_train(TrainOptionsOf(ta->job)), "train graph", ta->g);
+  });
+
+  if (!describe_quantize) return;
+  struct QuantizeGraph {
+    train::QuantizeOptions job;
+    GraphArgs g;
+  };
+  auto qa = std::make_shared<QuantizeGraph>();
+  CLI::App* quantize = graph->add_subcommand("quantize", "The graph of 'bitbyte quantize' for these options");
+  AddQuantizeJobOptions(quantize, &qa->job);
+  AddGraphOutputOptions(quantize, &qa->g);
+  quantize->callback([qa, describe_quantize] {
+    if (!qa->g.figures.empty()) throw UsageError("graph quantize: --figures: quantize writes no pipeline.json");
+    Emit(describe_quantize(qa->job), "quantize graph", qa->g);
   });
 }
 

@@ -76,20 +76,19 @@ void AddQuantizeCommand(CLI::App& app) {
       "quantize",
       "Write a quantized checkpoint of a checkpoint's model: int8 Linear layers (weights per output\n"
       "channel; activations per token as it runs), the output head, embeddings and norms in float32,\n"
-      "no optimizer state. 'bitbyte eval' and 'generate' take it like any checkpoint\n"
-      "(docs/quantization.md).");
-  c->add_option("--checkpoint", o->checkpoint, "Checkpoint directory, or a run directory (its newest good one)")
-      ->required();
-  c->add_option("-o,--out", o->out, "Directory to write the quantized checkpoint in (new, or without checkpoints)")
-      ->required();
-  c->add_option("--scheme", o->scheme, "Quantization scheme")->check(CLI::IsMember({"int8"}))->capture_default_str();
-  c->add_option("--threads", o->threads, "Threads (default: all cores)")
-      ->check(CLI::Range(0, train::limits::kMaxThreads));
+      "no optimizer state. 'bitbyte eval' and 'generate' take it like any checkpoint. One flow graph:\n"
+      "load -> quantize -> write, and with --data the float32 and the quantized model evaluated on the\n"
+      "validation split beside the write ('bitbyte graph quantize' draws it; docs/quantization.md).");
+  AddQuantizeJobOptions(c, o.get());
   c->callback([o] {
     const train::QuantizeSummary s = train::RunQuantize(*o);
     std::printf("wrote %s: %s, %zu Linear layers; %.2f MB against %.2f MB of the source checkpoint (%.2fx)\n",
                 s.written.c_str(), o->scheme.c_str(), s.layers.size(), s.bytes / 1e6, s.source_bytes / 1e6,
                 s.source_bytes > 0 ? static_cast<double>(s.bytes) / static_cast<double>(s.source_bytes) : 0.0);
+    if (s.evaluated)
+      std::printf("val bpb over %llu bytes: float32 %.6f, %s %.6f (%+.6f); eval %.2f s and %.2f s (side by side)\n",
+                  (unsigned long long)s.eval_bytes, s.reference_bpb, o->scheme.c_str(), s.quantized_bpb,
+                  s.quantized_bpb - s.reference_bpb, s.reference_seconds, s.quantized_seconds);
   });
 }
 

@@ -140,4 +140,19 @@ train::TrainOptions TrainOptionsOf(const TrainArgs& a) {
   return o;
 }
 
+void AddQuantizeJobOptions(CLI::App* c, train::QuantizeOptions* o) {
+  c->add_option("--checkpoint", o->checkpoint, "Checkpoint directory, or a run directory (its newest good one)")
+      ->required();
+  c->add_option("-o,--out", o->out, "Directory to write the quantized checkpoint in (new, or without checkpoints)")
+      ->required();
+  c->add_option("--scheme", o->scheme, "Quantization scheme")->check(CLI::IsMember({"int8"}))->capture_default_str();
+  c->add_option("--data", o->data_dir,
+                "Dataset directory: evaluate the float32 and the quantized model on its validation split, in "
+                "parallel with the write");
+  c->add_option("--max-bytes", o->max_bytes, "With --data: only the first N bytes of the validation split (0: all)")
+      ->check(CLI::Range(int64_t{0}, train::limits::kMaxEvalBytes));
+  c->add_option("--threads", o->threads, "Threads (default: all cores)")
+      ->check(CLI::Range(0, train::limits::kMaxThreads));
+}
+
 }  // namespace bitbyte::cli

@@ -47,4 +47,7 @@ struct TrainArgs {
 void AddTrainJobOptions(CLI::App* c, TrainArgs* a, bool for_job);
 train::TrainOptions TrainOptionsOf(const TrainArgs& a);  // --out/--resume resolved; throws UsageError
 
+// The options of `bitbyte quantize` (and of `bitbyte graph quantize`, which takes the same).
+void AddQuantizeJobOptions(CLI::App* c, train::QuantizeOptions* o);
+
 }  // namespace bitbyte::cli

@@ -162,12 +162,12 @@ int main(int argc, char** argv) {
   bitbyte::cli::AddBenchTrainCommand(*bench);
   bitbyte::cli::AddBenchTracksCommand(*bench);
   bitbyte::cli::AddBenchGenerateCommand(*bench);
-  bitbyte::cli::AddGraphCommand(app, bitbyte::train::DescribeTrainJob);
+  bitbyte::cli::AddGraphCommand(app, bitbyte::train::DescribeTrainJob, bitbyte::train::DescribeQuantizeJob);
   bitbyte::cli::AddTopCommand(app);
   bitbyte::cli::AddReportCommand(app);
 #else
   (void)bench;
-  bitbyte::cli::AddGraphCommand(app, nullptr);
+  bitbyte::cli::AddGraphCommand(app, nullptr, nullptr);
 #endif
   try {
 #if BITBYTE_ML

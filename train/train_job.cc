@@ -440,26 +440,133 @@ std::unique_ptr<models::quant::QuantizedModel> Quantize(const InferenceModel& m,
 
 }  // namespace
 
+namespace {
+
+// What the quantize graph's bodies share: the options, the validation text, the results.
+struct QuantizeRun {
+  const QuantizeOptions& o;
+  int threads = 1;
+  std::string val;  // the validation text both models are evaluated on ("": no evaluation)
+  QuantizeSummary s;
+  bool loaded = false;
+};
+
+// The float32 model and a second copy to quantize (the int8 forms are registered by weight, so the
+// reference must not share them).
+struct LoadedModels {
+  std::shared_ptr<InferenceModel> reference, target;
+};
+struct QuantizedModels {
+  std::shared_ptr<LoadedModels> loaded;
+  std::unique_ptr<models::quant::QuantizedModel> q;  // after `loaded`: unregistered first
+  Snapshot snap;
+};
+using LoadedPtr = std::shared_ptr<LoadedModels>;
+using QuantizedPtr = std::shared_ptr<QuantizedModels>;
+
+// load -> quantize -> write; with --data, load -> eval-reference and quantize -> eval-<scheme>.
+// One wiring for the run and for `bitbyte graph quantize` (which never runs the bodies).
+void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
+  const auto none = [](const auto&) { return uint64_t{0}; };
+  const auto evaluate = [&r](models::ByteModel& model, int64_t window) {
+    return WithoutTorchFrames("evaluation", [&] {
+      return EvaluateBpb(model, {std::string_view(r.val)}, window, 16, torch::Device(torch::kCPU));
+    });
+  };
+  auto& load = g.Source<LoadedPtr>("load", [&r](LoadedPtr& out) {
+    if (r.loaded) return false;
+    r.loaded = true;
+    out = std::make_shared<LoadedModels>();
+    out->reference = std::make_shared<InferenceModel>(LoadInferenceModel(r.o.checkpoint, r.threads, "cpu"));
+    if (out->reference->quantized)
+      throw UsageError(out->reference->dir + " is already a quantized checkpoint (" +
+                       QuantScheme(out->reference->source) + ")");
+    out->target = std::make_shared<InferenceModel>(LoadInferenceModel(out->reference->dir, r.threads, "cpu"));
+    return true;
+  });
+  auto& quantize = g.Function<LoadedPtr, QuantizedPtr>(
+      "quantize", 1,
+      [](const LoadedPtr& in) {
+        auto out = std::make_shared<QuantizedModels>();
+        out->loaded = in;
+        WithoutTorchFrames("quantize", [&] {
+          out->q =
+              std::make_unique<models::quant::QuantizedModel>(*in->target->model, models::quant::QuantizeOptions{});
+          out->snap = QuantizedSnapshot(*in->target->model, *out->q, in->target->source);
+        });
+        return out;
+      },
+      none);
+  auto& write = g.Function<QuantizedPtr, int>(
+      "write", 1,
+      [&r](const QuantizedPtr& in) {
+        io::Default().CreateDirs(r.o.out);
+        r.s.written = WriteCheckpoint(io::Default(), r.o.out, in->snap);
+        r.s.layers = in->q->layers();
+        for (const TensorBlob& t : in->loaded->target->source.tensors) r.s.source_bytes += t.data.size();
+        for (const TensorBlob& t : in->snap.tensors) r.s.bytes += t.data.size();
+        return 0;
+      },
+      none);
+  g.Connect(load, quantize, "model");
+  g.Connect(quantize, write, "quantized model");
+  if (r.o.data_dir.empty()) return;
+  auto& eval_reference = g.Function<LoadedPtr, int>(
+      "eval-reference", 1,
+      [&r, evaluate](const LoadedPtr& in) {
+        const EvalResult e = evaluate(*in->reference->model, in->reference->window);
+        r.s.reference_bpb = e.bpb;
+        r.s.reference_seconds = e.seconds;
+        r.s.eval_bytes = e.bytes;
+        return 0;
+      },
+      none);
+  auto& eval_quantized = g.Function<QuantizedPtr, int>(
+      "eval-" + r.o.scheme, 1,
+      [&r, evaluate](const QuantizedPtr& in) {
+        const EvalResult e = evaluate(*in->loaded->target->model, in->loaded->target->window);
+        r.s.quantized_bpb = e.bpb;
+        r.s.quantized_seconds = e.seconds;
+        return 0;
+      },
+      none);
+  g.Connect(load, eval_reference, "float32 model");
+  g.Connect(quantize, eval_quantized, "quantized model");
+  r.s.evaluated = true;
+}
+
+}  // namespace
+
+std::string DescribeQuantizeJob(const QuantizeOptions& o) {
+  pipeline::Graph g("quantize");
+  QuantizeRun r{o};
+  WireQuantize(g, r);  // no run: the bodies never execute
+  return pipeline::DescribeJson("quantize", {g.Describe()});
+}
+
 QuantizeSummary RunQuantize(const QuantizeOptions& o) {
   CheckThreads(o.threads);
   CheckQuantize(o.scheme, "cpu");
   if (o.scheme.empty()) throw UsageError("--scheme: the schemes are int8");
   if (o.out.empty()) throw UsageError("-o OUT: the directory to write the quantized checkpoint in");
+  if (o.max_bytes < 0 || o.max_bytes > limits::kMaxEvalBytes)
+    throw UsageError("--max-bytes must be in [0, " + std::to_string(limits::kMaxEvalBytes) + "] (0: all)");
   if (io::Default().Exists(o.out) && !ListCheckpoints(io::Default(), o.out).empty())
     throw UsageError("-o " + o.out + " already holds checkpoints: give a new directory");
-  const InferenceModel m = LoadInferenceModel(o.checkpoint, o.threads, "cpu");
-  if (m.quantized) throw UsageError(m.dir + " is already a quantized checkpoint (" + QuantScheme(m.source) + ")");
-  return WithoutTorchFrames("quantize", [&] {
-    const models::quant::QuantizedModel q(*m.model, models::quant::QuantizeOptions{});
-    const Snapshot snap = QuantizedSnapshot(*m.model, q, m.source);
-    QuantizeSummary s;
-    io::Default().CreateDirs(o.out);
-    s.written = WriteCheckpoint(io::Default(), o.out, snap);
-    s.layers = q.layers();
-    for (const TensorBlob& t : m.source.tensors) s.source_bytes += t.data.size();
-    for (const TensorBlob& t : snap.tensors) s.bytes += t.data.size();
-    return s;
-  });
+  QuantizeRun r{o};
+  r.threads = o.threads > 0 ? o.threads : pipeline::DefaultThreads();
+  if (!o.data_dir.empty()) {
+    const auto data = shard::Dataset::Open(o.data_dir);
+    CheckDataset(*data);
+    const uint64_t n = data->SplitBytes(shard::Split::kVal);
+    r.val = data->Read(shard::Split::kVal, 0, o.max_bytes > 0 ? std::min<uint64_t>(n, o.max_bytes) : n);
+    if (PredictedBytes({r.val}) == 0) throw UsageError(o.data_dir + ": the validation split has no byte to predict");
+  }
+  pipeline::ScopedParallelism parallelism(r.threads);
+  pipeline::Graph g("quantize");
+  WireQuantize(g, r);
+  g.Run();
+  return r.s;
 }
 
 void ValidateEvalOptions(const EvalOptions& o) {

@@ -94,19 +94,28 @@ void ValidateEvalOptions(const EvalOptions& options);
 EvalSummary RunEval(const EvalOptions& options);
 
 // bitbyte quantize: a quantized checkpoint (train/quantized_checkpoint.h) of a checkpoint's model,
-// written as OUT/<the source's step name> (atomically, verified like every checkpoint).
+// written as OUT/<the source's step name> (atomically, verified like every checkpoint). A flow
+// graph: load -> quantize -> write; with `data_dir` the float32 model (from load) and the quantized
+// one (from quantize) are evaluated on its validation split beside the write.
 struct QuantizeOptions {
   std::string checkpoint;
   std::string out;
   std::string scheme = "int8";
+  std::string data_dir;   // "": no evaluation
+  int64_t max_bytes = 0;  // of the validation split; 0: all
   int threads = 0;
 };
 struct QuantizeSummary {
   std::string written;                   // the checkpoint directory
   std::vector<std::string> layers;       // the quantized Linear layers
   uint64_t source_bytes = 0, bytes = 0;  // tensor bytes of the source checkpoint and of the written one
+  bool evaluated = false;                // with data_dir: the two evaluations
+  double reference_bpb = 0, quantized_bpb = 0, reference_seconds = 0, quantized_seconds = 0;
+  uint64_t eval_bytes = 0;
 };
 QuantizeSummary RunQuantize(const QuantizeOptions& options);
+// The graph RunQuantize builds for these options, as pipeline::DescribeJson (bitbyte graph).
+std::string DescribeQuantizeJob(const QuantizeOptions& options);
 
 struct GenerateOptions {
   std::string checkpoint;

@@ -649,8 +649,9 @@ t_quantize() {
   last="A/checkpoints/$(ckpt_name "$STEPS")"
   begin "quantize: an int8 checkpoint of a fraction of the size that eval and generate take like any other"
   rm -rf Q
-  bb quantize --checkpoint A -o Q --threads 2
+  bb quantize --checkpoint A -o Q --data ds --threads 2
   want_rc 0 "quantize"
+  cp "$T/out" quantize.out
   want_out "int8, 8 Linear layers" "quantize: the reference run's 2 blocks x 4 Linear layers (the head kept)"
   qd=$(find Q -mindepth 1 -maxdepth 1 -name 'step-*' | head -1)
   [[ -n $qd && -f $qd/COMMIT ]] || fail "quantize wrote no checkpoint in Q: $(ls Q 2>&1)"
@@ -661,6 +662,18 @@ t_quantize() {
   bb_to evq_mem.json eval --checkpoint "$last" --data ds --json --threads 2 --quantize int8
   [[ $(json_get evq_ckpt.json 'repr(j["bpb"])') == "$(json_get evq_mem.json 'repr(j["bpb"])')" ]] ||
     fail "the quantized checkpoint's bpb $(json_get evq_ckpt.json 'j["bpb"]') is not eval --quantize int8's $(json_get evq_mem.json 'j["bpb"]')"
+  # The graph's two evaluations (side by side) are those of eval on the source and on what it wrote.
+  bb_to ev_src.json eval --checkpoint "$last" --data ds --json --threads 2
+  python3 - quantize.out ev_src.json evq_ckpt.json >chk_q <<'PY' || true
+import json, re, sys
+m = re.search(r"val bpb over (\d+) bytes: float32 ([0-9.]+), int8 ([0-9.]+)", open(sys.argv[1]).read())
+ref, q = (json.load(open(p)) for p in sys.argv[2:])
+if not m:
+    print("quantize --data printed no evaluation")
+elif int(m.group(1)) != ref["bytes"] or m.group(2) != "%.6f" % ref["bpb"] or m.group(3) != "%.6f" % q["bpb"]:
+    print("quantize: %s; eval: float32 %.6f, int8 %.6f over %d bytes" % (m.group(0), ref["bpb"], q["bpb"], ref["bytes"]))
+PY
+  [[ ! -s chk_q ]] || fail "$(cat chk_q)"
   bb_to gq_ckpt.txt generate --checkpoint Q --prompt "Call me " -n 24 --temperature 0 --threads 2
   want_rc 0 "generate from the quantized checkpoint"
   bb_to gq_mem.txt generate --checkpoint "$last" --prompt "Call me " -n 24 --temperature 0 --threads 2 --quantize int8
@@ -688,6 +701,19 @@ t_quantize() {
   bb eval --checkpoint "QD/$(basename "$qd")" --data ds --threads 2
   want_rc 3 "eval of a damaged quantized checkpoint"
   want_err "tensors.bin" "eval of a damaged quantized checkpoint"
+  end
+
+  begin "graph quantize: load -> quantize -> write, and with --data the two evaluations, without running"
+  bb_to gq.json graph quantize --checkpoint A -o QG --data ds --format json
+  want_rc 0 "graph quantize --data"
+  [[ $(json_get gq.json '" ".join(sorted(n["name"] for n in j["graphs"][0]["nodes"]))') == "eval-int8 eval-reference load quantize write" ]] ||
+    fail "graph quantize --data nodes: $(json_get gq.json '[n["name"] for n in j["graphs"][0]["nodes"]]')"
+  [[ $(json_get gq.json '" ".join(sorted(e["from"] + ">" + e["to"] for e in j["graphs"][0]["edges"]))') == "load>eval-reference load>quantize quantize>eval-int8 quantize>write" ]] ||
+    fail "graph quantize --data edges: $(json_get gq.json '[(e["from"], e["to"]) for e in j["graphs"][0]["edges"]]')"
+  bb_to gq0.json graph quantize --checkpoint A -o QG --format json
+  [[ $(json_get gq0.json '" ".join(sorted(n["name"] for n in j["graphs"][0]["nodes"]))') == "load quantize write" ]] ||
+    fail "graph quantize without --data: $(json_get gq0.json '[n["name"] for n in j["graphs"][0]["nodes"]]')"
+  [[ ! -e QG ]] || fail "graph quantize wrote QG"
   end
 }
 
