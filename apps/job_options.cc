@@ -151,6 +151,14 @@ void AddQuantizeJobOptions(CLI::App* c, train::QuantizeOptions* o) {
                 "parallel with the write");
   c->add_option("--max-bytes", o->max_bytes, "With --data: only the first N bytes of the validation split (0: all)")
       ->check(CLI::Range(int64_t{0}, train::limits::kMaxEvalBytes));
+  c->add_option("--activations", o->activations,
+                "dynamic: each input row scaled to int8 as it comes; static: one scale per layer, calibrated on "
+                "--data's train split")
+      ->check(CLI::IsMember({"dynamic", "static"}))
+      ->capture_default_str();
+  c->add_option("--calib-bytes", o->calib_bytes, "With --activations static: bytes of calibration text")
+      ->check(CLI::Range(int64_t{1}, train::limits::kMaxEvalBytes))
+      ->capture_default_str();
   c->add_option("--threads", o->threads, "Threads (default: all cores)")
       ->check(CLI::Range(0, train::limits::kMaxThreads));
 }

@@ -167,6 +167,7 @@ std::string OneDnnSelfCheck() {
 
 torch::Tensor Linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
   if (const auto q = quant::Find(w)) return quant::Apply(*q, x);  // a quantized model (quant.h)
+  quant::Observe(w, x);                                           // a calibration (quant.h)
   const bool ours = x.device().is_cpu() && x.scalar_type() == torch::kFloat && w.scalar_type() == torch::kFloat &&
                     (!b.defined() || b.scalar_type() == torch::kFloat) && !CpuAutocastEnabled() &&
                     LinearPath().path == MatmulPath::kOneDnn;

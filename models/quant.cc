@@ -33,6 +33,37 @@ Registry& TheRegistry() {
 
 const void* Key(const torch::Tensor& weight) { return weight.unsafeGetTensorImpl(); }
 
+}  // namespace
+
+struct Calibrator::Layer {
+  std::mutex mu;
+  float abs_max = 0;
+};
+
+namespace {
+
+struct Observers {
+  std::shared_mutex mu;
+  std::unordered_map<const void*, std::shared_ptr<Calibrator::Layer>> by_weight;
+  std::atomic<int64_t> count{0};
+};
+
+Observers& TheObservers() {
+  static Observers o;
+  return o;
+}
+
+// The Linear layers `options` quantizes, by module name.
+std::vector<std::pair<std::string, torch::nn::LinearImpl*>> Covered(torch::nn::Module& model,
+                                                                    const QuantizeOptions& options) {
+  std::vector<std::pair<std::string, torch::nn::LinearImpl*>> out;
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    auto* linear = dynamic_cast<torch::nn::LinearImpl*>(item.value().get());
+    if (linear != nullptr && (options.head || item.key() != "head")) out.emplace_back(item.key(), linear);
+  }
+  return out;
+}
+
 constexpr int kLanes = 16;
 
 // max |x[i]| over n floats. On the bits: with the sign cleared, the order of IEEE floats is that
@@ -55,13 +86,14 @@ BITBYTE_KERNEL_INLINE float AbsMax(const float* x, int64_t n) {
 
 // Rows of x to int8 (QuantizeRows). Written to vectorise: the maximum over lanes, rounding to
 // nearest (ties to even) by adding and subtracting 1.5 * 2^23 (exact for |v| <= 127.5).
+// `fixed` > 0: that scale for every row (static activations; values beyond it clamp).
 template <typename T>
-BITBYTE_KERNEL_INLINE void QuantizeRowsImpl(const T* x, int64_t rows, int64_t cols, int8_t* q, T* scale) {
+BITBYTE_KERNEL_INLINE void QuantizeRowsImpl(const T* x, int64_t rows, int64_t cols, int8_t* q, T* scale, T fixed) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* __restrict xr = x + r * cols;
     int8_t* __restrict qr = q + r * cols;
-    const T m = AbsMax(xr, cols);
-    const T s = m > 0 ? m / T{127} : T{1};
+    const T m = fixed > 0 ? T{0} : AbsMax(xr, cols);
+    const T s = fixed > 0 ? fixed : m > 0 ? m / T{127} : T{1};
     const T inv = T{1} / s;
     for (int64_t c = 0; c < cols; ++c) {
       T v = xr[c] * inv;
@@ -95,7 +127,7 @@ BITBYTE_KERNEL_DISPATCH(DequantizeKernel, DequantizeRowsImpl)
 }  // namespace
 
 void QuantizeRows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scale) {
-  QuantizeKernel<float>(x, rows, cols, q, scale);
+  QuantizeKernel<float>(x, rows, cols, q, scale, 0.0f);
 }
 
 void GemmInt8(const int8_t* a, const int8_t* b, int64_t m, int64_t n, int64_t k, int32_t* c) {
@@ -143,7 +175,7 @@ torch::Tensor Apply(const Int8Linear& l, const torch::Tensor& input) {
     float sx[kRows];
     for (int64_t block = b; block < e; ++block) {
       const int64_t r0 = block * kRows, rows = std::min(kRows, m - r0);
-      QuantizeKernel<float>(px + r0 * in, rows, in, xq.get(), sx);
+      QuantizeKernel<float>(px + r0 * in, rows, in, xq.get(), sx, l.act_scale);
       GemmInt8(xq.get(), wq, rows, out, in, acc.get());
       DequantizeKernel<float>(acc.get(), sx, sw, bias, out, py + r0 * out, int64_t{0}, rows);
     }
@@ -153,12 +185,64 @@ torch::Tensor Apply(const Int8Linear& l, const torch::Tensor& input) {
   return y.view(shape).to(input.device());
 }
 
+Calibrator::Calibrator(torch::nn::Module& model, const QuantizeOptions& options) {
+  Observers& o = TheObservers();
+  std::unique_lock lock(o.mu);
+  for (const auto& [name, linear] : Covered(model, options)) {
+    auto layer = std::make_shared<Layer>();
+    if (!o.by_weight.emplace(Key(linear->weight), layer).second) {
+      for (const void* key : keys_) o.by_weight.erase(key);
+      throw UsageError("Linear layer '" + name + "' is already being calibrated");
+    }
+    keys_.push_back(Key(linear->weight));
+    layers_.emplace_back(name, std::move(layer));
+  }
+  o.count += static_cast<int64_t>(keys_.size());
+}
+
+Calibrator::~Calibrator() {
+  Observers& o = TheObservers();
+  std::unique_lock lock(o.mu);
+  for (const void* key : keys_) o.by_weight.erase(key);
+  o.count -= static_cast<int64_t>(keys_.size());
+}
+
+float Calibrator::AbsMax(const std::string& name) const {
+  for (const auto& [n, layer] : layers_)
+    if (n == name) {
+      std::lock_guard lock(layer->mu);
+      return layer->abs_max;
+    }
+  return 0;
+}
+
+void Observe(const torch::Tensor& weight, const torch::Tensor& input) {
+  Observers& o = TheObservers();
+  if (o.count.load(std::memory_order_acquire) == 0) return;
+  std::shared_ptr<Calibrator::Layer> layer;
+  {
+    std::shared_lock lock(o.mu);
+    const auto it = o.by_weight.find(Key(weight));
+    if (it == o.by_weight.end()) return;
+    layer = it->second;
+  }
+  const float m = input.detach().abs().max().to(torch::kCPU, torch::kFloat).item<float>();
+  std::lock_guard lock(layer->mu);
+  layer->abs_max = std::max(layer->abs_max, m);
+}
+
 QuantizedModel::QuantizedModel(torch::nn::Module& model, const QuantizeOptions& options) {
   try {
-    for (const auto& item : model.named_modules("", /*include_self=*/false)) {
-      auto* linear = dynamic_cast<torch::nn::LinearImpl*>(item.value().get());
-      if (linear == nullptr || (!options.head && item.key() == "head")) continue;
-      Register(item.key(), *linear, std::make_shared<const Int8Linear>(QuantizeLinear(linear->weight, linear->bias)));
+    for (const auto& [name, linear] : Covered(model, options)) {
+      Int8Linear form = QuantizeLinear(linear->weight, linear->bias);
+      if (options.calibration != nullptr) {
+        const float m = options.calibration->AbsMax(name);
+        if (!(m > 0) || !std::isfinite(m))
+          throw UsageError("calibration saw no usable input for Linear layer '" + name + "' (max |x| " +
+                           std::to_string(m) + ")");
+        form.act_scale = m / 127.0f;
+      }
+      Register(name, *linear, std::make_shared<const Int8Linear>(std::move(form)));
     }
   } catch (...) {
     Unregister();  // no destructor runs for a constructor that throws

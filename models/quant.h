@@ -30,6 +30,7 @@ struct Int8Linear {
   torch::Tensor q;      // [out, in] int8
   torch::Tensor scale;  // [out] float32
   torch::Tensor bias;   // [out] float32, or undefined
+  float act_scale = 0;  // > 0: static activations, x ~ act_scale * int8 (clamped); 0: per row
 };
 
 // The int8 form of a float32 weight [out, in] (and its bias, kept in float32).
@@ -39,10 +40,36 @@ torch::Tensor Dequantize(const Int8Linear& l);
 // y = x w^T + b with w in int8 and x quantized per row: x [..., in] float32 -> [..., out].
 torch::Tensor Apply(const Int8Linear& l, const torch::Tensor& x);
 
-// Which Linear layers a scheme quantizes. The output head is kept in float32 unless asked.
+class Calibrator;
+
+// Which Linear layers a scheme quantizes (the output head is kept in float32 unless asked), and
+// with a calibration, static activation scales: max |input| seen / 127 per layer.
 struct QuantizeOptions {
   bool head = false;
+  const Calibrator* calibration = nullptr;
 };
+
+// While it lives, records the largest |input| each Linear layer of `model` that `options` would
+// quantize sees (models::Linear reports every call): run calibration batches through the model
+// in float32, then quantize with it.
+class Calibrator {
+ public:
+  Calibrator(torch::nn::Module& model, const QuantizeOptions& options);
+  ~Calibrator();
+  Calibrator(const Calibrator&) = delete;
+  Calibrator& operator=(const Calibrator&) = delete;
+  // max |x| over the inputs layer `name` has seen; 0 when it has seen none.
+  float AbsMax(const std::string& name) const;
+
+  struct Layer;  // one layer's record (quant.cc)
+
+ private:
+  std::vector<std::pair<std::string, std::shared_ptr<Layer>>> layers_;
+  std::vector<const void*> keys_;
+};
+
+// Called by models::Linear with every input: a live Calibrator covering `weight` records it.
+void Observe(const torch::Tensor& weight, const torch::Tensor& input);
 
 // The int8 forms of a model's Linear layers (every torch::nn::Linear module, the head only with
 // `head`), registered for models::Linear while this object lives. The model must outlive it and

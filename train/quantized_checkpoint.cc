@@ -1,5 +1,6 @@
 #include "train/quantized_checkpoint.h"
 
+#include <cmath>
 #include <cstring>
 #include <set>
 #include <utility>
@@ -47,6 +48,8 @@ Snapshot QuantizedSnapshot(const torch::nn::Module& model, const models::quant::
     quantized.insert(layer + ".weight");
     snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".q", q.form(i).q));
     snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".scale", q.form(i).scale));
+    if (q.form(i).act_scale > 0)
+      snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".act_scale", torch::full({1}, q.form(i).act_scale)));
   }
   for (const auto& p : model.named_parameters())
     if (!quantized.count(p.key())) snap.tensors.push_back(ToBlob(kModelPrefix + p.key(), p.value()));
@@ -74,6 +77,12 @@ std::shared_ptr<models::ByteModel> ModelFromQuantizedSnapshot(
     models::quant::Int8Linear f;
     f.q = Read(snap, t.name, torch::kChar);
     f.scale = Read(snap, kQuantPrefix + layer + ".scale", torch::kFloat);
+    if (snap.Find(kQuantPrefix + layer + ".act_scale") != nullptr) {  // static activations
+      const torch::Tensor a = Read(snap, kQuantPrefix + layer + ".act_scale", torch::kFloat);
+      if (a.numel() != 1 || !(a.item<float>() > 0) || !std::isfinite(a.item<float>()))
+        throw DataError("quantized checkpoint tensor 'quant/" + layer + ".act_scale' is not one positive scale");
+      f.act_scale = a.item<float>();
+    }
     if (f.q.dim() != 2 || f.scale.dim() != 1 || f.scale.size(0) != f.q.size(0))
       throw DataError("quantized checkpoint tensors of '" + layer + "' do not fit together: int8 weight " +
                       c10::str(f.q.sizes()) + ", scale " + c10::str(f.scale.sizes()));

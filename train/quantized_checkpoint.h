@@ -4,6 +4,7 @@
 //   "model/<name>"        every float32 parameter and buffer except the quantized weights
 //   "quant/<layer>.q"     a quantized Linear layer's int8 weight [out, in] (dtype Char)
 //   "quant/<layer>.scale" its float32 scale per output channel [out]
+//   "quant/<layer>.act_scale"  with static activations: the input's float32 scale [1]
 //   blob "quant/scheme"   the scheme ("int8")
 // and the config, step and dataset of the checkpoint it was made from. No optimizer state and no
 // RNG: it can be evaluated and generated from, not trained (Trainer::Restore refuses it).

@@ -442,11 +442,20 @@ std::unique_ptr<models::quant::QuantizedModel> Quantize(const InferenceModel& m,
 
 namespace {
 
+// data.seq_len of the checkpoint's config (the calibration windows' length).
+int64_t CheckpointWindow(const std::string& checkpoint) {
+  const LoadedCheckpoint ckpt = LoadForInference(checkpoint, [](const std::string&) {});
+  pb::TrainConfig config = ParseConfigText(ckpt.snapshot.config_text, ckpt.dir + "/meta.pb");
+  FillDefaults(config);
+  return config.data().seq_len();
+}
+
 // What the quantize graph's bodies share: the options, the validation text, the results.
 struct QuantizeRun {
   const QuantizeOptions& o;
   int threads = 1;
-  std::string val;  // the validation text both models are evaluated on ("": no evaluation)
+  std::string val;                 // the validation text both models are evaluated on ("": no evaluation)
+  std::vector<std::string> calib;  // static activations: the calibration windows (train split)
   QuantizeSummary s;
   bool loaded = false;
 };
@@ -455,6 +464,7 @@ struct QuantizeRun {
 // reference must not share them).
 struct LoadedModels {
   std::shared_ptr<InferenceModel> reference, target;
+  std::shared_ptr<models::quant::Calibrator> calibration;  // after `target`: unregistered first
 };
 struct QuantizedModels {
   std::shared_ptr<LoadedModels> loaded;
@@ -490,8 +500,10 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
         auto out = std::make_shared<QuantizedModels>();
         out->loaded = in;
         WithoutTorchFrames("quantize", [&] {
-          out->q =
-              std::make_unique<models::quant::QuantizedModel>(*in->target->model, models::quant::QuantizeOptions{});
+          models::quant::QuantizeOptions qo;
+          qo.calibration = in->calibration.get();  // static activations: the calibrated scales
+          out->q = std::make_unique<models::quant::QuantizedModel>(*in->target->model, qo);
+          in->calibration.reset();  // its scales are in the int8 forms now
           out->snap = QuantizedSnapshot(*in->target->model, *out->q, in->target->source);
         });
         return out;
@@ -508,7 +520,35 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
         return 0;
       },
       none);
-  g.Connect(load, quantize, "model");
+  if (r.o.activations == "static") {
+    // Calibration: the target model in float32 over the calibration windows, each Linear layer's
+    // largest |input| recorded (quant::Calibrator), 16 windows a forward pass.
+    auto& calibrate = g.Function<LoadedPtr, LoadedPtr>(
+        "calibrate", 1,
+        [&r](const LoadedPtr& in) {
+          const auto t0 = std::chrono::steady_clock::now();
+          WithoutTorchFrames("calibration", [&] {
+            torch::NoGradGuard no_grad;
+            models::ByteModel& model = *in->target->model;
+            in->calibration = std::make_shared<models::quant::Calibrator>(model, models::quant::QuantizeOptions{});
+            for (size_t i = 0; i < r.calib.size(); i += 16) {
+              const size_t n = std::min<size_t>(16, r.calib.size() - i);
+              const int64_t len = static_cast<int64_t>(r.calib[i].size());
+              torch::Tensor x = torch::empty({static_cast<int64_t>(n), len}, torch::kUInt8);
+              for (size_t k = 0; k < n; ++k) std::memcpy(x[k].data_ptr(), r.calib[i + k].data(), len);
+              model.forward(x.to(torch::kLong));
+              r.s.calib_bytes += n * len;
+            }
+          });
+          r.s.calib_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          return in;
+        },
+        none);
+    g.Connect(load, calibrate, "model");
+    g.Connect(calibrate, quantize, "model, calibrated");
+  } else {
+    g.Connect(load, quantize, "model");
+  }
   g.Connect(quantize, write, "quantized model");
   if (r.o.data_dir.empty()) return;
   auto& eval_reference = g.Function<LoadedPtr, int>(
@@ -551,6 +591,12 @@ QuantizeSummary RunQuantize(const QuantizeOptions& o) {
   if (o.out.empty()) throw UsageError("-o OUT: the directory to write the quantized checkpoint in");
   if (o.max_bytes < 0 || o.max_bytes > limits::kMaxEvalBytes)
     throw UsageError("--max-bytes must be in [0, " + std::to_string(limits::kMaxEvalBytes) + "] (0: all)");
+  if (o.activations != "dynamic" && o.activations != "static")
+    throw UsageError("--activations '" + o.activations + "': dynamic or static");
+  if (o.activations == "static" && o.data_dir.empty())
+    throw UsageError("--activations static calibrates on a dataset's train split: give --data DIR");
+  if (o.calib_bytes < 1 || o.calib_bytes > limits::kMaxEvalBytes)
+    throw UsageError("--calib-bytes must be in [1, " + std::to_string(limits::kMaxEvalBytes) + "]");
   if (io::Default().Exists(o.out) && !ListCheckpoints(io::Default(), o.out).empty())
     throw UsageError("-o " + o.out + " already holds checkpoints: give a new directory");
   QuantizeRun r{o};
@@ -561,6 +607,20 @@ QuantizeSummary RunQuantize(const QuantizeOptions& o) {
     const uint64_t n = data->SplitBytes(shard::Split::kVal);
     r.val = data->Read(shard::Split::kVal, 0, o.max_bytes > 0 ? std::min<uint64_t>(n, o.max_bytes) : n);
     if (PredictedBytes({r.val}) == 0) throw UsageError(o.data_dir + ": the validation split has no byte to predict");
+    if (o.activations == "static") {
+      // Windows of the training length, spread evenly over the train split (a function of the
+      // split and --calib-bytes only). The window length comes from the checkpoint's config.
+      const int64_t window = CheckpointWindow(o.checkpoint);
+      const uint64_t train = data->SplitBytes(shard::Split::kTrain);
+      if (train < static_cast<uint64_t>(window))
+        throw UsageError(o.data_dir + ": the train split (" + std::to_string(train) + " bytes) is shorter than one " +
+                         std::to_string(window) + "-byte calibration window");
+      const uint64_t windows = std::max<uint64_t>(1, static_cast<uint64_t>(o.calib_bytes) / window);
+      for (uint64_t i = 0; i < windows; ++i) {
+        const uint64_t at = windows == 1 ? 0 : i * (train - window) / (windows - 1);
+        r.calib.push_back(data->Read(shard::Split::kTrain, at, window));
+      }
+    }
   }
   pipeline::ScopedParallelism parallelism(r.threads);
   pipeline::Graph g("quantize");

@@ -703,6 +703,31 @@ PY
   want_err "tensors.bin" "eval of a damaged quantized checkpoint"
   end
 
+  begin "quantize --activations static: a calibrate node, scales stored, eval of the checkpoint equals the graph's"
+  rm -rf QS
+  bb quantize --checkpoint A -o QS --data ds --activations static --calib-bytes 2048 --threads 2
+  want_rc 0 "quantize --activations static"
+  want_out "calibrated static activation scales on" "quantize --activations static reports its calibration"
+  cp "$T/out" quantize_static.out
+  bb_to evqs.json eval --checkpoint QS --data ds --json --threads 2
+  want_rc 0 "eval of the static int8 checkpoint"
+  python3 - quantize_static.out evqs.json evq_ckpt.json >chk_qs <<'PY' || true
+import json, re, sys
+m = re.search(r"int8 ([0-9.]+) \(", open(sys.argv[1]).read())
+st, dyn = (json.load(open(p)) for p in sys.argv[2:])
+if not m or m.group(1) != "%.6f" % st["bpb"]:
+    print("quantize --activations static printed %s, eval of QS %.6f" % (m.group(0) if m else "no int8 bpb", st["bpb"]))
+elif st["bpb"] == dyn["bpb"]:
+    print("static and dynamic activations gave the same bpb %r: the scales were not used" % st["bpb"])
+PY
+  [[ ! -s chk_qs ]] || fail "$(cat chk_qs)"
+  bb quantize --checkpoint A -o QS2 --activations static --threads 2
+  want_rc 2 "quantize --activations static without --data"
+  bb_to gqs.json graph quantize --checkpoint A -o QG --data ds --activations static --format json
+  [[ $(json_get gqs.json '" ".join(sorted(e["from"] + ">" + e["to"] for e in j["graphs"][0]["edges"]))') == "calibrate>quantize load>calibrate load>eval-reference quantize>eval-int8 quantize>write" ]] ||
+    fail "graph quantize --activations static edges: $(json_get gqs.json '[(e["from"], e["to"]) for e in j["graphs"][0]["edges"]]')"
+  end
+
   begin "graph quantize: load -> quantize -> write, and with --data the two evaluations, without running"
   bb_to gq.json graph quantize --checkpoint A -o QG --data ds --format json
   want_rc 0 "graph quantize --data"

@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "base/error.h"
 #include "models/linear.h"
 #include "models/model.h"
 #include "models/registry.h"
@@ -111,6 +112,48 @@ TEST(Quant, QuantizedModelIsCloseAndScoped) {
     QuantizedModel with_head(*model, QuantizeOptions{true});
     EXPECT_EQ(std::count(with_head.layers().begin(), with_head.layers().end(), "head"), 1) << track;
   }
+}
+
+// A module with one Linear layer "fc", as the tracks hold theirs.
+struct OneLinear : torch::nn::Module {
+  explicit OneLinear(int64_t in, int64_t out) { fc = register_module("fc", torch::nn::Linear(in, out)); }
+  torch::nn::Linear fc{nullptr};
+};
+
+TEST(Quant, CalibratorRecordsTheLargestInputAndStaticScalesUseIt) {
+  torch::manual_seed(9);
+  OneLinear m(40, 24);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x1 = torch::randn({3, 5, 40}), x2 = torch::randn({7, 40}) * 3;
+  float want = 0;
+  {
+    Calibrator c(m, QuantizeOptions{});
+    EXPECT_EQ(c.AbsMax("fc"), 0.0f);
+    models::Linear(m.fc, x1);
+    models::Linear(m.fc, x2);
+    want = std::max(x1.abs().max().item<float>(), x2.abs().max().item<float>());
+    EXPECT_EQ(c.AbsMax("fc"), want);
+    QuantizedModel q(m, QuantizeOptions{false, &c});
+    ASSERT_EQ(q.layers().size(), 1u);
+    EXPECT_FLOAT_EQ(q.form(0).act_scale, want / 127);
+  }
+  {
+    Calibrator c(m, QuantizeOptions{});  // nothing observed: no static scale to make
+    EXPECT_THROW(QuantizedModel(m, QuantizeOptions{false, &c}), UsageError);
+  }
+  // Static activations: within the rounding bound with sx = act_scale for inputs inside its range;
+  // beyond it they clamp.
+  Int8Linear l = QuantizeLinear(m.fc->weight, m.fc->bias);
+  l.act_scale = want / 127;
+  const torch::Tensor y = Apply(l, x2).to(torch::kDouble);
+  const torch::Tensor ref =
+      torch::linear(x2.to(torch::kDouble), m.fc->weight.to(torch::kDouble), m.fc->bias.to(torch::kDouble));
+  const double sx = l.act_scale, sw = l.scale.max().item<double>();
+  const double bound =
+      40 * (x2.abs().max().item<double>() * sw / 2 + m.fc->weight.abs().max().item<double>() * sx / 2 + sx * sw / 4);
+  EXPECT_LT((y - ref).abs().max().item<double>(), bound + 1e-4);
+  l.act_scale = want / 127 / 4;  // a quarter of the range: large inputs clamp, the result differs
+  EXPECT_GT((Apply(l, x2).to(torch::kDouble) - ref).abs().max().item<double>(), bound);
 }
 
 }  // namespace

@@ -60,35 +60,46 @@ TEST(QuantizedCheckpoint, RoundTripGivesTheQuantizedModelsLogitsExactly) {
     std::shared_ptr<models::ByteModel> model = ModelFromSnapshot(*source, c.model(), torch::kCPU);
     torch::NoGradGuard no_grad;
     const torch::Tensor bytes = torch::randint(256, {2, 16}, torch::kLong);
-    torch::Tensor want;
-    Snapshot snap;
-    {
-      const models::quant::QuantizedModel q(*model, models::quant::QuantizeOptions{});
-      want = model->forward(bytes);
-      snap = QuantizedSnapshot(*model, q, *source);
-    }
-    EXPECT_EQ(QuantScheme(snap), "int8");
-    EXPECT_EQ(QuantScheme(*source), "");
-    TempDir t;
-    const std::string dir = WriteCheckpoint(io::Default(), t.path(), snap);
-    const Snapshot read = ReadCheckpoint(io::Default(), dir);
-    EXPECT_EQ(read.step, source->step);
-    std::unique_ptr<models::quant::QuantizedModel> q2;
-    std::shared_ptr<models::ByteModel> loaded = ModelFromQuantizedSnapshot(read, c.model(), &q2);
-    ASSERT_NE(q2, nullptr);
-    EXPECT_TRUE(torch::equal(loaded->forward(bytes), want)) << track;
-    uint64_t quantized = 0, full = 0;
-    for (const TensorBlob& b : read.tensors) quantized += b.data.size();
-    for (const TensorBlob& b : source->tensors) full += b.data.size();
-    EXPECT_LT(quantized, full / 3) << track << ": no smaller than a third of the training checkpoint";
+    for (const bool calibrated : {false, true}) {
+      torch::Tensor want;
+      Snapshot snap;
+      {
+        // Static activation scales from a calibration on other bytes, or dynamic ones.
+        std::unique_ptr<models::quant::Calibrator> calibration;
+        if (calibrated) {
+          calibration = std::make_unique<models::quant::Calibrator>(*model, models::quant::QuantizeOptions{});
+          model->forward(torch::randint(256, {4, 16}, torch::kLong));
+        }
+        const models::quant::QuantizedModel q(*model, models::quant::QuantizeOptions{false, calibration.get()});
+        calibration.reset();
+        EXPECT_EQ(q.form(0).act_scale > 0, calibrated);
+        want = model->forward(bytes);
+        snap = QuantizedSnapshot(*model, q, *source);
+      }
+      EXPECT_EQ(QuantScheme(snap), "int8");
+      EXPECT_EQ(QuantScheme(*source), "");
+      TempDir t;
+      const std::string dir = WriteCheckpoint(io::Default(), t.path(), snap);
+      const Snapshot read = ReadCheckpoint(io::Default(), dir);
+      EXPECT_EQ(read.step, source->step);
+      std::unique_ptr<models::quant::QuantizedModel> q2;
+      std::shared_ptr<models::ByteModel> loaded = ModelFromQuantizedSnapshot(read, c.model(), &q2);
+      ASSERT_NE(q2, nullptr);
+      EXPECT_TRUE(torch::equal(loaded->forward(bytes), want)) << track;
+      uint64_t quantized = 0, full = 0;
+      for (const TensorBlob& b : read.tensors) quantized += b.data.size();
+      for (const TensorBlob& b : source->tensors) full += b.data.size();
+      EXPECT_LT(quantized, full / 3) << track << ": no smaller than a third of the training checkpoint";
+      for (size_t i = 0; i < q2->layers().size(); ++i) EXPECT_EQ(q2->form(i).act_scale > 0, calibrated) << track;
 
-    // Not a training checkpoint.
-    Trainer again(c, torch::kCPU);
-    try {
-      again.Restore(read);
-      ADD_FAILURE() << "a quantized checkpoint resumed training";
-    } catch (const UsageError& e) {
-      EXPECT_NE(std::string(e.what()).find("quantized"), std::string::npos) << e.what();
+      // Not a training checkpoint.
+      Trainer again(c, torch::kCPU);
+      try {
+        again.Restore(read);
+        ADD_FAILURE() << "a quantized checkpoint resumed training";
+      } catch (const UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("quantized"), std::string::npos) << e.what();
+      }
     }
   }
 }
