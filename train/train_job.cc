@@ -527,6 +527,7 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
         "calibrate", 1,
         [&r](const LoadedPtr& in) {
           const auto t0 = std::chrono::steady_clock::now();
+          double next_report = 10;
           WithoutTorchFrames("calibration", [&] {
             torch::NoGradGuard no_grad;
             models::ByteModel& model = *in->target->model;
@@ -538,6 +539,11 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
               for (size_t k = 0; k < n; ++k) std::memcpy(x[k].data_ptr(), r.calib[i + k].data(), len);
               model.forward(x.to(torch::kLong));
               r.s.calib_bytes += n * len;
+              const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+              if (t >= next_report && i + n < r.calib.size()) {  // long work says how far it is
+                std::fprintf(stderr, "calibrating: %zu of %zu windows, %.0f s\n", i + n, r.calib.size(), t);
+                next_report = t + 10;
+              }
             }
           });
           r.s.calib_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -615,7 +621,10 @@ QuantizeSummary RunQuantize(const QuantizeOptions& o) {
       if (train < static_cast<uint64_t>(window))
         throw UsageError(o.data_dir + ": the train split (" + std::to_string(train) + " bytes) is shorter than one " +
                          std::to_string(window) + "-byte calibration window");
-      const uint64_t windows = std::max<uint64_t>(1, static_cast<uint64_t>(o.calib_bytes) / window);
+      if (o.calib_bytes < window)
+        throw UsageError("--calib-bytes " + std::to_string(o.calib_bytes) + " is less than one calibration window (" +
+                         std::to_string(window) + " bytes, the checkpoint's data.seq_len)");
+      const uint64_t windows = static_cast<uint64_t>(o.calib_bytes) / window;
       for (uint64_t i = 0; i < windows; ++i) {
         const uint64_t at = windows == 1 ? 0 : i * (train - window) / (windows - 1);
         r.calib.push_back(data->Read(shard::Split::kTrain, at, window));

@@ -723,6 +723,10 @@ PY
   [[ ! -s chk_qs ]] || fail "$(cat chk_qs)"
   bb quantize --checkpoint A -o QS2 --activations static --threads 2
   want_rc 2 "quantize --activations static without --data"
+  bb quantize --checkpoint A -o QS2 --data ds --activations static --calib-bytes 3 --threads 2
+  want_rc 2 "quantize --calib-bytes 3 (less than one window)"
+  want_err "calibration window" "quantize --calib-bytes 3 (less than one window)"
+  [[ ! -e QS2 ]] || fail "a refused quantize made QS2"
   bb_to gqs.json graph quantize --checkpoint A -o QG --data ds --activations static --format json
   [[ $(json_get gqs.json '" ".join(sorted(e["from"] + ">" + e["to"] for e in j["graphs"][0]["edges"]))') == "calibrate>quantize load>calibrate load>eval-reference quantize>eval-int8 quantize>write" ]] ||
     fail "graph quantize --activations static edges: $(json_get gqs.json '[(e["from"], e["to"]) for e in j["graphs"][0]["edges"]]')"
