@@ -18,20 +18,40 @@
 namespace bitbyte::models::quant {
 namespace {
 
-// Quantized weights by the TensorImpl of their float32 weight. `count` lets every Linear call of
-// an unquantized model skip the lock.
-struct Registry {
-  std::shared_mutex mu;
-  std::unordered_map<const void*, std::shared_ptr<const Int8Linear>> by_weight;
-  std::atomic<int64_t> count{0};
+// Values by the TensorImpl of a Linear layer's float32 weight, for models::Linear to look up on
+// every call: `count` lets the calls of a model nothing covers skip the lock.
+template <typename V>
+class ByWeight {
+ public:
+  // Adds `value` for `weight`; UsageError naming `layer` when another one covers it already.
+  void Add(const torch::Tensor& weight, std::shared_ptr<V> value, const std::string& layer, const char* what) {
+    std::unique_lock lock(mu_);
+    if (!map_.emplace(Key(weight), std::move(value)).second)
+      throw UsageError("Linear layer '" + layer + "' is already " + what);
+    count_ += 1;
+  }
+  void Remove(const std::vector<const void*>& keys) {
+    std::unique_lock lock(mu_);
+    for (const void* key : keys) count_ -= static_cast<int64_t>(map_.erase(key));
+  }
+  std::shared_ptr<V> Find(const torch::Tensor& weight) const {
+    if (count_.load(std::memory_order_acquire) == 0) return nullptr;
+    std::shared_lock lock(mu_);
+    const auto it = map_.find(Key(weight));
+    return it == map_.end() ? nullptr : it->second;
+  }
+  static const void* Key(const torch::Tensor& weight) { return weight.unsafeGetTensorImpl(); }
+
+ private:
+  mutable std::shared_mutex mu_;
+  std::unordered_map<const void*, std::shared_ptr<V>> map_;
+  std::atomic<int64_t> count_{0};
 };
 
-Registry& TheRegistry() {
-  static Registry r;
+ByWeight<const Int8Linear>& Quantized() {
+  static ByWeight<const Int8Linear> r;
   return r;
 }
-
-const void* Key(const torch::Tensor& weight) { return weight.unsafeGetTensorImpl(); }
 
 }  // namespace
 
@@ -42,15 +62,9 @@ struct Calibrator::Layer {
 
 namespace {
 
-struct Observers {
-  std::shared_mutex mu;
-  std::unordered_map<const void*, std::shared_ptr<Calibrator::Layer>> by_weight;
-  std::atomic<int64_t> count{0};
-};
-
-Observers& TheObservers() {
-  static Observers o;
-  return o;
+ByWeight<Calibrator::Layer>& Observed() {
+  static ByWeight<Calibrator::Layer> r;
+  return r;
 }
 
 // The Linear layers `options` quantizes, by module name.
@@ -186,26 +200,20 @@ torch::Tensor Apply(const Int8Linear& l, const torch::Tensor& input) {
 }
 
 Calibrator::Calibrator(torch::nn::Module& model, const QuantizeOptions& options) {
-  Observers& o = TheObservers();
-  std::unique_lock lock(o.mu);
-  for (const auto& [name, linear] : Covered(model, options)) {
-    auto layer = std::make_shared<Layer>();
-    if (!o.by_weight.emplace(Key(linear->weight), layer).second) {
-      for (const void* key : keys_) o.by_weight.erase(key);
-      throw UsageError("Linear layer '" + name + "' is already being calibrated");
+  try {
+    for (const auto& [name, linear] : Covered(model, options)) {
+      auto layer = std::make_shared<Layer>();
+      Observed().Add(linear->weight, layer, name, "being calibrated");
+      keys_.push_back(ByWeight<Layer>::Key(linear->weight));
+      layers_.emplace_back(name, std::move(layer));
     }
-    keys_.push_back(Key(linear->weight));
-    layers_.emplace_back(name, std::move(layer));
+  } catch (...) {
+    Observed().Remove(keys_);  // no destructor runs for a constructor that throws
+    throw;
   }
-  o.count += static_cast<int64_t>(keys_.size());
 }
 
-Calibrator::~Calibrator() {
-  Observers& o = TheObservers();
-  std::unique_lock lock(o.mu);
-  for (const void* key : keys_) o.by_weight.erase(key);
-  o.count -= static_cast<int64_t>(keys_.size());
-}
+Calibrator::~Calibrator() { Observed().Remove(keys_); }
 
 float Calibrator::AbsMax(const std::string& name) const {
   for (const auto& [n, layer] : layers_)
@@ -217,15 +225,8 @@ float Calibrator::AbsMax(const std::string& name) const {
 }
 
 void Observe(const torch::Tensor& weight, const torch::Tensor& input) {
-  Observers& o = TheObservers();
-  if (o.count.load(std::memory_order_acquire) == 0) return;
-  std::shared_ptr<Calibrator::Layer> layer;
-  {
-    std::shared_lock lock(o.mu);
-    const auto it = o.by_weight.find(Key(weight));
-    if (it == o.by_weight.end()) return;
-    layer = it->second;
-  }
+  const std::shared_ptr<Calibrator::Layer> layer = Observed().Find(weight);
+  if (layer == nullptr) return;
   const float m = input.detach().abs().max().to(torch::kCPU, torch::kFloat).item<float>();
   std::lock_guard lock(layer->mu);
   layer->abs_max = std::max(layer->abs_max, m);
@@ -276,14 +277,9 @@ void QuantizedModel::Add(torch::nn::Module& model, const std::vector<std::pair<s
 
 void QuantizedModel::Register(const std::string& name, torch::nn::LinearImpl& linear,
                               std::shared_ptr<const Int8Linear> form) {
-  Registry& r = TheRegistry();
-  std::unique_lock lock(r.mu);
-  const void* key = Key(linear.weight);
-  if (!r.by_weight.emplace(key, form).second)
-    throw UsageError("Linear layer '" + name + "' is already quantized by another QuantizedModel");
-  r.count += 1;
+  Quantized().Add(linear.weight, form, name, "quantized by another QuantizedModel");
   bytes_ += form->q.numel() + 4 * form->scale.numel();
-  keys_.push_back(key);
+  keys_.push_back(ByWeight<const Int8Linear>::Key(linear.weight));
   layers_.push_back(name);
   forms_.push_back(std::move(form));
 }
@@ -291,19 +287,10 @@ void QuantizedModel::Register(const std::string& name, torch::nn::LinearImpl& li
 QuantizedModel::~QuantizedModel() { Unregister(); }
 
 void QuantizedModel::Unregister() {
-  Registry& r = TheRegistry();
-  std::unique_lock lock(r.mu);
-  for (const void* key : keys_) r.by_weight.erase(key);
-  r.count -= static_cast<int64_t>(keys_.size());
+  Quantized().Remove(keys_);
   keys_.clear();
 }
 
-std::shared_ptr<const Int8Linear> Find(const torch::Tensor& weight) {
-  Registry& r = TheRegistry();
-  if (r.count.load(std::memory_order_acquire) == 0) return nullptr;
-  std::shared_lock lock(r.mu);
-  const auto it = r.by_weight.find(Key(weight));
-  return it == r.by_weight.end() ? nullptr : it->second;
-}
+std::shared_ptr<const Int8Linear> Find(const torch::Tensor& weight) { return Quantized().Find(weight); }
 
 }  // namespace bitbyte::models::quant

@@ -387,7 +387,9 @@ struct InferenceModel {
   // A quantized checkpoint's int8 forms, registered while this lives (declared after `model`:
   // destroyed before it).
   std::shared_ptr<models::quant::QuantizedModel> quantized;
-  Snapshot source;  // the checkpoint's tensors (for `quantize`)
+  models::pb::ModelConfig model_config;
+  Snapshot header;            // the checkpoint's step, config, dataset and blobs, without its tensors
+  uint64_t tensor_bytes = 0;  // of the tensors it held
 };
 
 InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, const std::string& device_name) {
@@ -414,10 +416,31 @@ InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, co
     return scheme.empty() ? ModelFromSnapshot(ckpt.snapshot, config.model(), device)
                           : ModelFromQuantizedSnapshot(ckpt.snapshot, config.model(), &quantized);
   });
-  InferenceModel m{ckpt.dir, device, model, config.data().seq_len(), ckpt.snapshot.dataset_id, std::move(quantized),
-                   {}};
-  m.source = std::move(ckpt.snapshot);
+  InferenceModel m{
+      ckpt.dir,       device, model, config.data().seq_len(), ckpt.snapshot.dataset_id, std::move(quantized),
+      config.model(), {}};
+  for (const TensorBlob& t : ckpt.snapshot.tensors) m.tensor_bytes += t.data.size();
+  ckpt.snapshot.tensors.clear();  // the model holds the weights: the checkpoint's copy is not kept
+  m.header = std::move(ckpt.snapshot);
   return m;
+}
+
+// A second float32 model with `m`'s weights (from memory, not the checkpoint again).
+InferenceModel CopyInferenceModel(const InferenceModel& m) {
+  InferenceModel copy = m;
+  copy.quantized = nullptr;
+  copy.model = WithoutTorchFrames("copying the model", [&] {
+    std::shared_ptr<models::ByteModel> model = models::CreateModel(m.model_config);
+    torch::NoGradGuard no_grad;
+    const auto from = m.model->named_parameters();
+    for (auto& p : model->named_parameters()) p.value().copy_(from[p.key()]);
+    const auto buffers = m.model->named_buffers();
+    for (auto& b : model->named_buffers()) b.value().copy_(buffers[b.key()]);
+    model->to(m.device);
+    model->eval();
+    return model;
+  });
+  return copy;
 }
 
 }  // namespace
@@ -442,20 +465,29 @@ std::unique_ptr<models::quant::QuantizedModel> Quantize(const InferenceModel& m,
 
 namespace {
 
-// data.seq_len of the checkpoint's config (the calibration windows' length).
-int64_t CheckpointWindow(const std::string& checkpoint) {
-  const LoadedCheckpoint ckpt = LoadForInference(checkpoint, [](const std::string&) {});
-  pb::TrainConfig config = ParseConfigText(ckpt.snapshot.config_text, ckpt.dir + "/meta.pb");
-  FillDefaults(config);
-  return config.data().seq_len();
+// Calibration windows of the training length, spread evenly over the train split (a function of
+// the split and --calib-bytes only).
+std::vector<std::string> CalibrationWindows(const shard::Dataset& data, const QuantizeOptions& o, int64_t window) {
+  const uint64_t train = data.SplitBytes(shard::Split::kTrain);
+  if (train < static_cast<uint64_t>(window))
+    throw UsageError(o.data_dir + ": the train split (" + std::to_string(train) + " bytes) is shorter than one " +
+                     std::to_string(window) + "-byte calibration window");
+  if (o.calib_bytes < window)
+    throw UsageError("--calib-bytes " + std::to_string(o.calib_bytes) + " is less than one calibration window (" +
+                     std::to_string(window) + " bytes, the checkpoint's data.seq_len)");
+  const uint64_t n = static_cast<uint64_t>(o.calib_bytes) / window;
+  std::vector<std::string> out;
+  for (uint64_t i = 0; i < n; ++i)
+    out.push_back(data.Read(shard::Split::kTrain, n == 1 ? 0 : i * (train - window) / (n - 1), window));
+  return out;
 }
 
 // What the quantize graph's bodies share: the options, the validation text, the results.
 struct QuantizeRun {
   const QuantizeOptions& o;
   int threads = 1;
-  std::string val;                 // the validation text both models are evaluated on ("": no evaluation)
-  std::vector<std::string> calib;  // static activations: the calibration windows (train split)
+  std::string val;                       // the validation text both models are evaluated on ("": no evaluation)
+  std::unique_ptr<shard::Dataset> data;  // with --data: its train split feeds the calibration
   QuantizeSummary s;
   bool loaded = false;
 };
@@ -490,8 +522,8 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
     out->reference = std::make_shared<InferenceModel>(LoadInferenceModel(r.o.checkpoint, r.threads, "cpu"));
     if (out->reference->quantized)
       throw UsageError(out->reference->dir + " is already a quantized checkpoint (" +
-                       QuantScheme(out->reference->source) + ")");
-    out->target = std::make_shared<InferenceModel>(LoadInferenceModel(out->reference->dir, r.threads, "cpu"));
+                       QuantScheme(out->reference->header) + ")");
+    out->target = std::make_shared<InferenceModel>(CopyInferenceModel(*out->reference));
     return true;
   });
   auto& quantize = g.Function<LoadedPtr, QuantizedPtr>(
@@ -504,7 +536,7 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
           qo.calibration = in->calibration.get();  // static activations: the calibrated scales
           out->q = std::make_unique<models::quant::QuantizedModel>(*in->target->model, qo);
           in->calibration.reset();  // its scales are in the int8 forms now
-          out->snap = QuantizedSnapshot(*in->target->model, *out->q, in->target->source);
+          out->snap = QuantizedSnapshot(*in->target->model, *out->q, in->target->header);
         });
         return out;
       },
@@ -515,7 +547,7 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
         io::Default().CreateDirs(r.o.out);
         r.s.written = WriteCheckpoint(io::Default(), r.o.out, in->snap);
         r.s.layers = in->q->layers();
-        for (const TensorBlob& t : in->loaded->target->source.tensors) r.s.source_bytes += t.data.size();
+        r.s.source_bytes = in->loaded->target->tensor_bytes;
         for (const TensorBlob& t : in->snap.tensors) r.s.bytes += t.data.size();
         return 0;
       },
@@ -528,20 +560,21 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
         [&r](const LoadedPtr& in) {
           const auto t0 = std::chrono::steady_clock::now();
           double next_report = 10;
+          const std::vector<std::string> windows = CalibrationWindows(*r.data, r.o, in->target->window);
           WithoutTorchFrames("calibration", [&] {
             torch::NoGradGuard no_grad;
             models::ByteModel& model = *in->target->model;
             in->calibration = std::make_shared<models::quant::Calibrator>(model, models::quant::QuantizeOptions{});
-            for (size_t i = 0; i < r.calib.size(); i += 16) {
-              const size_t n = std::min<size_t>(16, r.calib.size() - i);
-              const int64_t len = static_cast<int64_t>(r.calib[i].size());
+            for (size_t i = 0; i < windows.size(); i += 16) {
+              const size_t n = std::min<size_t>(16, windows.size() - i);
+              const int64_t len = static_cast<int64_t>(windows[i].size());
               torch::Tensor x = torch::empty({static_cast<int64_t>(n), len}, torch::kUInt8);
-              for (size_t k = 0; k < n; ++k) std::memcpy(x[k].data_ptr(), r.calib[i + k].data(), len);
+              for (size_t k = 0; k < n; ++k) std::memcpy(x[k].data_ptr(), windows[i + k].data(), len);
               model.forward(x.to(torch::kLong));
               r.s.calib_bytes += n * len;
               const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-              if (t >= next_report && i + n < r.calib.size()) {  // long work says how far it is
-                std::fprintf(stderr, "calibrating: %zu of %zu windows, %.0f s\n", i + n, r.calib.size(), t);
+              if (t >= next_report && i + n < windows.size()) {  // long work says how far it is
+                std::fprintf(stderr, "calibrating: %zu of %zu windows, %.0f s\n", i + n, windows.size(), t);
                 next_report = t + 10;
               }
             }
@@ -608,28 +641,12 @@ QuantizeSummary RunQuantize(const QuantizeOptions& o) {
   QuantizeRun r{o};
   r.threads = o.threads > 0 ? o.threads : pipeline::DefaultThreads();
   if (!o.data_dir.empty()) {
-    const auto data = shard::Dataset::Open(o.data_dir);
+    std::unique_ptr<shard::Dataset> data = shard::Dataset::Open(o.data_dir);
     CheckDataset(*data);
     const uint64_t n = data->SplitBytes(shard::Split::kVal);
     r.val = data->Read(shard::Split::kVal, 0, o.max_bytes > 0 ? std::min<uint64_t>(n, o.max_bytes) : n);
     if (PredictedBytes({r.val}) == 0) throw UsageError(o.data_dir + ": the validation split has no byte to predict");
-    if (o.activations == "static") {
-      // Windows of the training length, spread evenly over the train split (a function of the
-      // split and --calib-bytes only). The window length comes from the checkpoint's config.
-      const int64_t window = CheckpointWindow(o.checkpoint);
-      const uint64_t train = data->SplitBytes(shard::Split::kTrain);
-      if (train < static_cast<uint64_t>(window))
-        throw UsageError(o.data_dir + ": the train split (" + std::to_string(train) + " bytes) is shorter than one " +
-                         std::to_string(window) + "-byte calibration window");
-      if (o.calib_bytes < window)
-        throw UsageError("--calib-bytes " + std::to_string(o.calib_bytes) + " is less than one calibration window (" +
-                         std::to_string(window) + " bytes, the checkpoint's data.seq_len)");
-      const uint64_t windows = static_cast<uint64_t>(o.calib_bytes) / window;
-      for (uint64_t i = 0; i < windows; ++i) {
-        const uint64_t at = windows == 1 ? 0 : i * (train - window) / (windows - 1);
-        r.calib.push_back(data->Read(shard::Split::kTrain, at, window));
-      }
-    }
+    r.data = std::move(data);
   }
   pipeline::ScopedParallelism parallelism(r.threads);
   pipeline::Graph g("quantize");
