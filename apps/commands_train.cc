@@ -65,19 +65,21 @@ void AddTrainCommand(CLI::App& app) {
 void AddQuantizeOption(CLI::App* c, std::string* scheme) {
   c->add_option("--quantize", *scheme,
                 "Run the Linear layers quantized, computed from the checkpoint's float32 weights as it loads: "
-                "int8 (weights per output channel, activations per token, integer products; the output head "
-                "stays float32; CPU only)")
-      ->check(CLI::IsMember({"int8"}));
+                "int8 (weights per output channel, activations per token, integer products) or int4 (weights "
+                "only, groups of 64, rounded to nearest: 'bitbyte quantize' calibrates better ones); the output "
+                "head stays float32; CPU only")
+      ->check(CLI::IsMember({"int8", "int4"}));
 }
 
 void AddQuantizeCommand(CLI::App& app) {
   auto o = std::make_shared<train::QuantizeOptions>();
   CLI::App* c = app.add_subcommand(
       "quantize",
-      "Write a quantized checkpoint of a checkpoint's model: int8 Linear layers (weights per output\n"
-      "channel; activations per token as it runs), the output head, embeddings and norms in float32,\n"
-      "no optimizer state. 'bitbyte eval' and 'generate' take it like any checkpoint. One flow graph:\n"
-      "load -> quantize -> write, and with --data the float32 and the quantized model evaluated on the\n"
+      "Write a quantized checkpoint of a checkpoint's model: its Linear layers in int8 (weights per\n"
+      "output channel; activations per token as it runs) or int4 (weights only, group-wise, GPTQ or\n"
+      "round-to-nearest), the output head, embeddings and norms in float32, no optimizer state.\n"
+      "'bitbyte eval' and 'generate' take it like any checkpoint. One flow graph: load -> (calibrate)\n"
+      "-> quantize -> write, and with --data the float32 and the quantized model evaluated on the\n"
       "validation split beside the write ('bitbyte graph quantize' draws it; docs/quantization.md).");
   AddQuantizeJobOptions(c, o.get());
   c->callback([o] {
@@ -86,8 +88,9 @@ void AddQuantizeCommand(CLI::App& app) {
                 s.written.c_str(), o->scheme.c_str(), s.layers.size(), s.bytes / 1e6, s.source_bytes / 1e6,
                 s.source_bytes > 0 ? static_cast<double>(s.bytes) / static_cast<double>(s.source_bytes) : 0.0);
     if (s.calib_bytes > 0)
-      std::printf("calibrated static activation scales on %llu bytes of the train split in %.1f s\n",
-                  (unsigned long long)s.calib_bytes, s.calib_seconds);
+      std::printf("calibrated %s on %llu bytes of the train split in %.1f s\n",
+                  o->scheme == "int4" ? "GPTQ Hessians" : "static activation scales", (unsigned long long)s.calib_bytes,
+                  s.calib_seconds);
     if (s.evaluated)
       std::printf("val bpb over %llu bytes: float32 %.6f, %s %.6f (%+.6f); eval %.2f s and %.2f s (side by side)\n",
                   (unsigned long long)s.eval_bytes, s.reference_bpb, o->scheme.c_str(), s.quantized_bpb,

@@ -145,7 +145,11 @@ void AddQuantizeJobOptions(CLI::App* c, train::QuantizeOptions* o) {
       ->required();
   c->add_option("-o,--out", o->out, "Directory to write the quantized checkpoint in (new, or without checkpoints)")
       ->required();
-  c->add_option("--scheme", o->scheme, "Quantization scheme")->check(CLI::IsMember({"int8"}))->capture_default_str();
+  c->add_option("--scheme", o->scheme,
+                "int8: weights per output channel and activations in int8, integer products; int4: weights "
+                "only, in groups of --group-size inputs with a scale and zero point each")
+      ->check(CLI::IsMember({"int8", "int4"}))
+      ->capture_default_str();
   c->add_option("--data", o->data_dir,
                 "Dataset directory: evaluate the float32 and the quantized model on its validation split, in "
                 "parallel with the write");
@@ -156,7 +160,16 @@ void AddQuantizeJobOptions(CLI::App* c, train::QuantizeOptions* o) {
                 "--data's train split")
       ->check(CLI::IsMember({"dynamic", "static"}))
       ->capture_default_str();
-  c->add_option("--calib-bytes", o->calib_bytes, "With --activations static: bytes of calibration text")
+  c->add_option("--group-size", o->group, "int4: inputs per group (even)")
+      ->check(CLI::Range(int64_t{2}, int64_t{4096}))
+      ->capture_default_str();
+  c->add_option("--rounding", o->rounding,
+                "int4: gptq (error feedback through each layer's input Hessian, calibrated on --data's train "
+                "split) or nearest (round to nearest, no calibration)")
+      ->check(CLI::IsMember({"gptq", "nearest"}))
+      ->capture_default_str();
+  c->add_option("--calib-bytes", o->calib_bytes,
+                "Bytes of calibration text from --data's train split (int8 --activations static; int4 gptq)")
       ->check(CLI::Range(int64_t{1}, train::limits::kMaxEvalBytes))
       ->capture_default_str();
   c->add_option("--threads", o->threads, "Threads (default: all cores)")

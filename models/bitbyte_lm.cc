@@ -102,6 +102,7 @@ void Norm(const nn::LayerNorm& ln, const float* x, int64_t rows, int64_t d, floa
 }
 
 void Project(const nn::Linear& l, const float* x, int64_t rows, float* y, bool accumulate) {
+  if (const auto q = quant::Find(l->weight)) return quant::ApplyRows(*q, x, rows, y, accumulate);  // quant.h
   decode::Linear(Data(l->weight), Data(l->bias), l->weight.size(1), l->weight.size(0), x, rows, y, accumulate);
 }
 
@@ -157,12 +158,11 @@ class BitByteLM::KvStepper : public ByteModel::Stepper {
   }
 
  private:
-  // Whether every parameter is a float32 CPU tensor and no Linear layer is quantized: the step
-  // then runs in the decode kernels.
+  // Whether every parameter is a float32 CPU tensor: the step then runs in the decode kernels
+  // (a quantized Linear layer in its quantized kernel).
   static bool OnCpuInFloat(const BitByteLM& model) {
     for (const torch::Tensor& p : model.parameters())
-      if (!p.device().is_cpu() || p.scalar_type() != torch::kFloat || !p.is_contiguous() || quant::Find(p))
-        return false;
+      if (!p.device().is_cpu() || p.scalar_type() != torch::kFloat || !p.is_contiguous()) return false;
     return true;
   }
 

@@ -1,14 +1,22 @@
 #pragma once
-// Post-training int8 quantization of Linear layers (docs/quantization.md).
+// Post-training quantization of Linear layers (docs/quantization.md), two schemes:
 //
-// Weights: symmetric int8 per output channel, w[o, i] ~ scale[o] q[o, i], q in [-127, 127],
-// scale[o] = max_i |w[o, i]| / 127. Activations: symmetric int8 per row (token), computed as each
-// Linear runs (dynamic). The product runs on integers: oneDNN's int8 GEMM (its own JIT kernels:
-// VNNI where the CPU has it) accumulates exactly in int32, then y = acc sx[m] scale[o] + bias.
+// int8: weights symmetric int8 per output channel, w[o, i] ~ scale[o] q[o, i], q in [-127, 127],
+// scale[o] = max_i |w[o, i]| / 127. Activations symmetric int8 per row (token), computed as each
+// Linear runs (dynamic), or one scale per layer from a calibration (static). The product runs on
+// integers: oneDNN's int8 GEMM (its own JIT kernels: VNNI where the CPU has it) accumulates
+// exactly in int32, then y = acc sx[m] scale[o] + bias.
+//
+// int4: weights only, asymmetric per group of `group` consecutive inputs of an output channel:
+// w[o, i] ~ scale[o, g] (q[o, i] - zero[o, g]), q and zero in [0, 15], two weights a byte. The
+// rounding is to nearest, or GPTQ's (error feedback through the inverse Hessian of the layer's
+// calibration inputs). A few rows (generation) run in a kernel that reads the packed weights
+// directly; many rows (evaluation, a prompt) dequantize the weight once a call and run a float32
+// GEMM on it.
 //
 // A model is quantized by a QuantizedModel over it: while it lives, every models::Linear call whose
-// weight it quantized runs the int8 product instead (linear.h); the module itself is unchanged,
-// so the same code path serves every track.
+// weight it quantized runs the quantized product instead (linear.h); the module itself is
+// unchanged, so the same code path serves every track.
 #include <torch/torch.h>
 
 #include <memory>
@@ -26,32 +34,60 @@ void QuantizeRows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* 
 // on oneDNN's integer GEMM; c is overwritten.
 void GemmInt8(const int8_t* a, const int8_t* b, int64_t m, int64_t n, int64_t k, int32_t* c);
 
-struct Int8Linear {
-  torch::Tensor q;      // [out, in] int8
-  torch::Tensor scale;  // [out] float32
+enum class Scheme { kInt8, kInt4 };
+const char* SchemeName(Scheme s);  // "int8", "int4"
+// "int8" or "int4"; UsageError naming the schemes otherwise.
+Scheme ParseScheme(const std::string& name);
+
+struct QuantLinear {
+  Scheme scheme = Scheme::kInt8;
+  int64_t in = 0;       // input features
+  torch::Tensor q;      // int8: [out, in] int8; int4: [out, PackedBytes(in, group)] uint8
+  torch::Tensor scale;  // int8: [out] float32; int4: [out, Groups(in, group)] float32
+  torch::Tensor zero;   // int4: [out, Groups(in, group)] uint8 in [0, 15]
   torch::Tensor bias;   // [out] float32, or undefined
-  float act_scale = 0;  // > 0: static activations, x ~ act_scale * int8 (clamped); 0: per row
+  int64_t group = 0;    // int4: inputs per group (even)
+  float act_scale = 0;  // int8: > 0: static activations, x ~ act_scale * int8 (clamped); 0: per row
+  int64_t out() const { return q.size(0); }
 };
 
+// int4 layout: group k covers inputs [k group, min(in, (k + 1) group)); its L inputs take
+// (L + 1) / 2 bytes from byte k group / 2 of the row on: byte j holds input j in its low nibble and
+// input j + (L + 1) / 2 in its high one (0 past the group's end), so a kernel reads both halves of
+// the input contiguously.
+int64_t Groups(int64_t in, int64_t group);
+int64_t PackedBytes(int64_t in, int64_t group);
+
 // The int8 form of a float32 weight [out, in] (and its bias, kept in float32).
-Int8Linear QuantizeLinear(const torch::Tensor& weight, const torch::Tensor& bias);
-// scale[o] q[o, i] as float32 [out, in].
-torch::Tensor Dequantize(const Int8Linear& l);
-// y = x w^T + b with w in int8 and x quantized per row: x [..., in] float32 -> [..., out].
-torch::Tensor Apply(const Int8Linear& l, const torch::Tensor& x);
+QuantLinear QuantizeLinear(const torch::Tensor& weight, const torch::Tensor& bias);
+// The int4 form with groups of `group` inputs (even, >= 2): rounded to nearest when `hessian` is
+// undefined, else by GPTQ with that Hessian (sum of x^T x over calibration inputs, [in, in]).
+QuantLinear QuantizeLinearInt4(const torch::Tensor& weight, const torch::Tensor& bias, int64_t group,
+                               const torch::Tensor& hessian);
+// The weight a form stands for, float32 [out, in].
+torch::Tensor Dequantize(const QuantLinear& l);
+// y = x w^T + b with the quantized w: x [..., in] float32 -> [..., out].
+torch::Tensor Apply(const QuantLinear& l, const torch::Tensor& x);
+// The same on raw float32 rows x [rows, in] -> y [rows, out]; with `accumulate` added to y (the
+// generation step's kernels, decode.h).
+void ApplyRows(const QuantLinear& l, const float* x, int64_t rows, float* y, bool accumulate);
 
 class Calibrator;
 
-// Which Linear layers a scheme quantizes (the output head is kept in float32 unless asked), and
-// with a calibration, static activation scales: max |input| seen / 127 per layer.
+// Which Linear layers are quantized and how: the output head is kept in float32 unless asked.
+// With a calibration: int8 gets static activation scales (max |input| seen / 127 per layer), int4
+// GPTQ rounding (else int4 rounds to nearest).
 struct QuantizeOptions {
   bool head = false;
   const Calibrator* calibration = nullptr;
+  Scheme scheme = Scheme::kInt8;
+  int64_t group = 64;  // int4
 };
 
-// While it lives, records the largest |input| each Linear layer of `model` that `options` would
-// quantize sees (models::Linear reports every call): run calibration batches through the model
-// in float32, then quantize with it.
+// While it lives, records what `options`' scheme needs of the inputs each Linear layer of `model`
+// that it would quantize sees (models::Linear reports every call): int8 the largest |input|, int4
+// the sum of x^T x over input rows (GPTQ's Hessian, up to a factor). Run calibration batches
+// through the model in float32, then quantize with it.
 class Calibrator {
  public:
   Calibrator(torch::nn::Module& model, const QuantizeOptions& options);
@@ -60,10 +96,15 @@ class Calibrator {
   Calibrator& operator=(const Calibrator&) = delete;
   // max |x| over the inputs layer `name` has seen; 0 when it has seen none.
   float AbsMax(const std::string& name) const;
+  // Sum of x^T x over the input rows layer `name` has seen [in, in] float32 (int4), and the rows;
+  // undefined / 0 when it has seen none.
+  torch::Tensor Hessian(const std::string& name) const;
+  int64_t Rows(const std::string& name) const;
 
   struct Layer;  // one layer's record (quant.cc)
 
  private:
+  std::shared_ptr<Layer> Find(const std::string& name) const;
   std::vector<std::pair<std::string, std::shared_ptr<Layer>>> layers_;
   std::vector<const void*> keys_;
 };
@@ -71,37 +112,38 @@ class Calibrator {
 // Called by models::Linear with every input: a live Calibrator covering `weight` records it.
 void Observe(const torch::Tensor& weight, const torch::Tensor& input);
 
-// The int8 forms of a model's Linear layers (every torch::nn::Linear module, the head only with
-// `head`), registered for models::Linear while this object lives. The model must outlive it and
+// The quantized forms of a model's Linear layers (every torch::nn::Linear module, the head only
+// with `head`), registered for models::Linear while this object lives. The model must outlive it and
 // keep its weights (a quantized model is for inference: changing a weight does not change its
 // int8 form).
 class QuantizedModel {
  public:
   QuantizedModel(torch::nn::Module& model, const QuantizeOptions& options);
-  // The int8 forms given, by module name (a quantized checkpoint's): each names a Linear module of
+  // The forms given, by module name (a quantized checkpoint's): each names a Linear module of
   // `model` whose weight has the form's shape; UsageError otherwise.
-  QuantizedModel(torch::nn::Module& model, const std::vector<std::pair<std::string, Int8Linear>>& forms);
+  QuantizedModel(torch::nn::Module& model, const std::vector<std::pair<std::string, QuantLinear>>& forms);
   ~QuantizedModel();
   QuantizedModel(const QuantizedModel&) = delete;
   QuantizedModel& operator=(const QuantizedModel&) = delete;
 
-  // Names of the quantized Linear layers (module names), and bytes of their int8 weights and scales.
+  // Names of the quantized Linear layers (module names), and bytes of their quantized weights,
+  // scales and zero points.
   const std::vector<std::string>& layers() const { return layers_; }
   int64_t bytes() const { return bytes_; }
-  // The int8 form of layers()[i].
-  const Int8Linear& form(size_t i) const { return *forms_[i]; }
+  // The quantized form of layers()[i].
+  const QuantLinear& form(size_t i) const { return *forms_[i]; }
 
  private:
-  void Add(torch::nn::Module& model, const std::vector<std::pair<std::string, Int8Linear>>& forms);
-  void Register(const std::string& name, torch::nn::LinearImpl& linear, std::shared_ptr<const Int8Linear> form);
+  void Add(torch::nn::Module& model, const std::vector<std::pair<std::string, QuantLinear>>& forms);
+  void Register(const std::string& name, torch::nn::LinearImpl& linear, std::shared_ptr<const QuantLinear> form);
   void Unregister();
   std::vector<std::string> layers_;
-  std::vector<std::shared_ptr<const Int8Linear>> forms_;
+  std::vector<std::shared_ptr<const QuantLinear>> forms_;
   std::vector<const void*> keys_;
   int64_t bytes_ = 0;
 };
 
-// The int8 form registered for this weight, or null (no QuantizedModel covers it).
-std::shared_ptr<const Int8Linear> Find(const torch::Tensor& weight);
+// The quantized form registered for this weight, or null (no QuantizedModel covers it).
+std::shared_ptr<const QuantLinear> Find(const torch::Tensor& weight);
 
 }  // namespace bitbyte::models::quant

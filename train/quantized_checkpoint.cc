@@ -43,18 +43,33 @@ Snapshot QuantizedSnapshot(const torch::nn::Module& model, const models::quant::
   snap.config_text = source.config_text;
   snap.dataset_id = source.dataset_id;
   std::set<std::string> quantized;
+  std::string scheme = "int8";
+  int64_t group = 0;
   for (size_t i = 0; i < q.layers().size(); ++i) {
     const std::string& layer = q.layers()[i];
+    const models::quant::QuantLinear& f = q.form(i);
+    if (i == 0) {
+      scheme = models::quant::SchemeName(f.scheme);
+      group = f.group;
+    } else if (models::quant::SchemeName(f.scheme) != scheme || f.group != group) {
+      throw UsageError("a quantized checkpoint holds one scheme and group size: layer '" + layer + "' differs");
+    }
     quantized.insert(layer + ".weight");
-    snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".q", q.form(i).q));
-    snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".scale", q.form(i).scale));
-    if (q.form(i).act_scale > 0)
-      snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".act_scale", torch::full({1}, q.form(i).act_scale)));
+    if (f.scheme == models::quant::Scheme::kInt4) {
+      snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".q4", f.q));
+      snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".zero", f.zero));
+    } else {
+      snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".q", f.q));
+    }
+    snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".scale", f.scale));
+    if (f.act_scale > 0)
+      snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".act_scale", torch::full({1}, f.act_scale)));
   }
   for (const auto& p : model.named_parameters())
     if (!quantized.count(p.key())) snap.tensors.push_back(ToBlob(kModelPrefix + p.key(), p.value()));
   for (const auto& b : model.named_buffers()) snap.tensors.push_back(ToBlob(kModelPrefix + b.key(), b.value()));
-  snap.blobs.emplace_back(kQuantSchemeBlob, "int8");
+  snap.blobs.emplace_back(kQuantSchemeBlob, scheme);
+  if (scheme == "int4") snap.blobs.emplace_back(kQuantGroupBlob, std::to_string(group));
   return snap;
 }
 
@@ -62,29 +77,51 @@ std::shared_ptr<models::ByteModel> ModelFromQuantizedSnapshot(
     const Snapshot& snap, const models::pb::ModelConfig& config,
     std::unique_ptr<models::quant::QuantizedModel>* quantized) {
   const std::string scheme = QuantScheme(snap);
-  if (scheme != "int8") throw DataError("quantized checkpoint of scheme '" + scheme + "': this bitbyte reads int8");
+  if (scheme != "int8" && scheme != "int4")
+    throw DataError("quantized checkpoint of scheme '" + scheme + "': this bitbyte reads int8 and int4");
+  const bool int4 = scheme == "int4";
+  int64_t group = 0;
+  if (int4) {
+    const std::string* g = snap.FindBlob(kQuantGroupBlob);
+    if (g == nullptr) throw DataError("int4 quantized checkpoint has no '" + std::string(kQuantGroupBlob) + "'");
+    try {
+      size_t used = 0;
+      group = std::stoll(*g, &used);
+      if (used != g->size()) group = 0;
+    } catch (const std::exception&) {
+      group = 0;
+    }
+    if (group < 2 || group % 2 != 0 || group > (int64_t{1} << 20))
+      throw DataError("int4 quantized checkpoint: '" + std::string(kQuantGroupBlob) + "' is '" + *g +
+                      "', not an even group size");
+  }
   std::shared_ptr<models::ByteModel> model = models::CreateModel(config);
   model->eval();
-  // The quantized layers: every "quant/<layer>.q" names one.
-  std::vector<std::pair<std::string, models::quant::Int8Linear>> forms;
+  // The quantized layers: every "quant/<layer>.q" (int4: ".q4") names one.
+  std::vector<std::pair<std::string, models::quant::QuantLinear>> forms;
   std::set<std::string> weights;
-  const std::string suffix = ".q";
+  const std::string suffix = int4 ? ".q4" : ".q";
   for (const TensorBlob& t : snap.tensors) {
     if (t.name.rfind(kQuantPrefix, 0) != 0 || t.name.size() <= suffix.size() + 6 ||
         t.name.compare(t.name.size() - suffix.size(), suffix.size(), suffix) != 0)
       continue;
     const std::string layer = t.name.substr(6, t.name.size() - 6 - suffix.size());
-    models::quant::Int8Linear f;
-    f.q = Read(snap, t.name, torch::kChar);
+    models::quant::QuantLinear f;
+    f.scheme = int4 ? models::quant::Scheme::kInt4 : models::quant::Scheme::kInt8;
+    f.q = Read(snap, t.name, int4 ? torch::kByte : torch::kChar);
     f.scale = Read(snap, kQuantPrefix + layer + ".scale", torch::kFloat);
+    if (int4) {
+      f.zero = Read(snap, kQuantPrefix + layer + ".zero", torch::kByte);
+      f.group = group;
+    }
     if (snap.Find(kQuantPrefix + layer + ".act_scale") != nullptr) {  // static activations
       const torch::Tensor a = Read(snap, kQuantPrefix + layer + ".act_scale", torch::kFloat);
       if (a.numel() != 1 || !(a.item<float>() > 0) || !std::isfinite(a.item<float>()))
         throw DataError("quantized checkpoint tensor 'quant/" + layer + ".act_scale' is not one positive scale");
       f.act_scale = a.item<float>();
     }
-    if (f.q.dim() != 2 || f.scale.dim() != 1 || f.scale.size(0) != f.q.size(0))
-      throw DataError("quantized checkpoint tensors of '" + layer + "' do not fit together: int8 weight " +
+    if (f.q.dim() != 2 || f.scale.dim() != (int4 ? 2 : 1) || f.scale.size(0) != f.q.size(0))
+      throw DataError("quantized checkpoint tensors of '" + layer + "' do not fit together: " + scheme + " weight " +
                       c10::str(f.q.sizes()) + ", scale " + c10::str(f.scale.sizes()));
     forms.emplace_back(layer, std::move(f));
     weights.insert(layer + ".weight");
@@ -95,9 +132,18 @@ std::shared_ptr<models::ByteModel> ModelFromQuantizedSnapshot(
     const auto* m = modules.find(layer);
     auto* linear = m != nullptr ? dynamic_cast<torch::nn::LinearImpl*>(m->get()) : nullptr;
     if (linear == nullptr) throw DataError("quantized checkpoint quantizes '" + layer + "', which the model lacks");
-    if (f.q.sizes() != linear->weight.sizes())
-      throw DataError("quantized checkpoint tensor 'quant/" + layer + ".q' is " + c10::str(f.q.sizes()) +
-                      ", the model's weight " + c10::str(linear->weight.sizes()));
+    const int64_t out = linear->weight.size(0), in = linear->weight.size(1);
+    f.in = in;
+    const std::vector<int64_t> want =
+        int4 ? std::vector<int64_t>{out, models::quant::PackedBytes(in, group)} : std::vector<int64_t>{out, in};
+    if (f.q.sizes() != c10::IntArrayRef(want))
+      throw DataError("quantized checkpoint tensor 'quant/" + layer + suffix + "' is " + c10::str(f.q.sizes()) +
+                      ", want " + c10::str(want) + " for the model's weight " + c10::str(linear->weight.sizes()));
+    if (int4 && (f.scale.size(1) != models::quant::Groups(in, group) || f.zero.sizes() != f.scale.sizes() ||
+                 f.zero.max().item<int>() > 15))
+      throw DataError("quantized checkpoint tensors 'quant/" + layer + ".scale' " + c10::str(f.scale.sizes()) +
+                      " and '.zero' " + c10::str(f.zero.sizes()) + " do not fit " + std::to_string(in) +
+                      " inputs in groups of " + std::to_string(group) + " (zero points in 0..15)");
     linear->weight.copy_(models::quant::Dequantize(f));
     if (linear->bias.defined()) f.bias = Read(snap, kModelPrefix + layer + ".bias", torch::kFloat);
   }

@@ -447,18 +447,34 @@ InferenceModel CopyInferenceModel(const InferenceModel& m) {
 
 namespace {
 
-// --quantize: "" or "int8", on the CPU (the integer kernels are CPU ones).
+// --quantize: "", "int8" or "int4", on the CPU (the integer kernels are CPU ones).
 void CheckQuantize(const std::string& scheme, const std::string& device) {
   if (scheme.empty()) return;
-  if (scheme != "int8") throw UsageError("--quantize '" + scheme + "': the schemes are int8");
+  models::quant::ParseScheme(scheme);
   if (device != "cpu") throw UsageError("--quantize " + scheme + " runs on the CPU, not on " + device);
 }
 
-// The model's Linear layers in int8 while the result lives, when `scheme` says so.
+// The model's Linear layers quantized while the result lives, when `scheme` says so (int4: rounded
+// to nearest in groups of 64: no calibration data here).
 std::unique_ptr<models::quant::QuantizedModel> Quantize(const InferenceModel& m, const std::string& scheme) {
   if (scheme.empty()) return nullptr;
   if (m.quantized) throw UsageError("--quantize " + scheme + ": " + m.dir + " is already a quantized checkpoint");
-  return std::make_unique<models::quant::QuantizedModel>(*m.model, models::quant::QuantizeOptions{});
+  models::quant::QuantizeOptions qo;
+  qo.scheme = models::quant::ParseScheme(scheme);
+  return std::make_unique<models::quant::QuantizedModel>(*m.model, qo);
+}
+
+// The quantize options of `bitbyte quantize`'s, without a calibration.
+models::quant::QuantizeOptions QuantOptions(const QuantizeOptions& o) {
+  models::quant::QuantizeOptions qo;
+  qo.scheme = models::quant::ParseScheme(o.scheme);
+  qo.group = o.group;
+  return qo;
+}
+
+// Whether `bitbyte quantize` calibrates: int8 with static activations, int4 with GPTQ.
+bool Calibrates(const QuantizeOptions& o) {
+  return o.scheme == "int4" ? o.rounding == "gptq" : o.activations == "static";
 }
 
 }  // namespace
@@ -528,14 +544,14 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
   });
   auto& quantize = g.Function<LoadedPtr, QuantizedPtr>(
       "quantize", 1,
-      [](const LoadedPtr& in) {
+      [&r](const LoadedPtr& in) {
         auto out = std::make_shared<QuantizedModels>();
         out->loaded = in;
         WithoutTorchFrames("quantize", [&] {
-          models::quant::QuantizeOptions qo;
-          qo.calibration = in->calibration.get();  // static activations: the calibrated scales
+          models::quant::QuantizeOptions qo = QuantOptions(r.o);
+          qo.calibration = in->calibration.get();  // static activation scales, or GPTQ's Hessians
           out->q = std::make_unique<models::quant::QuantizedModel>(*in->target->model, qo);
-          in->calibration.reset();  // its scales are in the int8 forms now
+          in->calibration.reset();  // what it recorded is in the quantized forms now
           out->snap = QuantizedSnapshot(*in->target->model, *out->q, in->target->header);
         });
         return out;
@@ -552,9 +568,9 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
         return 0;
       },
       none);
-  if (r.o.activations == "static") {
-    // Calibration: the target model in float32 over the calibration windows, each Linear layer's
-    // largest |input| recorded (quant::Calibrator), 16 windows a forward pass.
+  if (Calibrates(r.o)) {
+    // Calibration: the target model in float32 over the calibration windows, what the scheme
+    // needs of each Linear layer's inputs recorded (quant::Calibrator), 16 windows a forward pass.
     auto& calibrate = g.Function<LoadedPtr, LoadedPtr>(
         "calibrate", 1,
         [&r](const LoadedPtr& in) {
@@ -564,7 +580,7 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
           WithoutTorchFrames("calibration", [&] {
             torch::NoGradGuard no_grad;
             models::ByteModel& model = *in->target->model;
-            in->calibration = std::make_shared<models::quant::Calibrator>(model, models::quant::QuantizeOptions{});
+            in->calibration = std::make_shared<models::quant::Calibrator>(model, QuantOptions(r.o));
             for (size_t i = 0; i < windows.size(); i += 16) {
               const size_t n = std::min<size_t>(16, windows.size() - i);
               const int64_t len = static_cast<int64_t>(windows[i].size());
@@ -625,8 +641,8 @@ std::string DescribeQuantizeJob(const QuantizeOptions& o) {
 
 QuantizeSummary RunQuantize(const QuantizeOptions& o) {
   CheckThreads(o.threads);
+  if (o.scheme.empty()) throw UsageError("--scheme: the schemes are int8 and int4");
   CheckQuantize(o.scheme, "cpu");
-  if (o.scheme.empty()) throw UsageError("--scheme: the schemes are int8");
   if (o.out.empty()) throw UsageError("-o OUT: the directory to write the quantized checkpoint in");
   if (o.max_bytes < 0 || o.max_bytes > limits::kMaxEvalBytes)
     throw UsageError("--max-bytes must be in [0, " + std::to_string(limits::kMaxEvalBytes) + "] (0: all)");
@@ -634,6 +650,16 @@ QuantizeSummary RunQuantize(const QuantizeOptions& o) {
     throw UsageError("--activations '" + o.activations + "': dynamic or static");
   if (o.activations == "static" && o.data_dir.empty())
     throw UsageError("--activations static calibrates on a dataset's train split: give --data DIR");
+  if (o.scheme == "int4" && o.activations != "dynamic")
+    throw UsageError("--activations is for int8: int4 quantizes weights only (activations stay float32)");
+  if (o.rounding != "gptq" && o.rounding != "nearest")
+    throw UsageError("--rounding '" + o.rounding + "': gptq or nearest");
+  if (o.scheme == "int4" && o.rounding == "gptq" && o.data_dir.empty())
+    throw UsageError(
+        "int4 with --rounding gptq calibrates on a dataset's train split: give --data DIR, or "
+        "--rounding nearest");
+  if (o.group < 2 || o.group % 2 != 0 || o.group > 4096)
+    throw UsageError("--group-size must be even and in [2, 4096], got " + std::to_string(o.group));
   if (o.calib_bytes < 1 || o.calib_bytes > limits::kMaxEvalBytes)
     throw UsageError("--calib-bytes must be in [1, " + std::to_string(limits::kMaxEvalBytes) + "]");
   if (io::Default().Exists(o.out) && !ListCheckpoints(io::Default(), o.out).empty())

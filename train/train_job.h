@@ -103,9 +103,13 @@ struct QuantizeOptions {
   std::string scheme = "int8";
   std::string data_dir;   // "": no evaluation
   int64_t max_bytes = 0;  // of the validation split; 0: all
-  // "dynamic": activations scaled per row as they come; "static": one scale per layer, from a
-  // calibration over calib_bytes of data_dir's train split (a "calibrate" node before quantize).
+  // int8: "dynamic": activations scaled per row as they come; "static": one scale per layer, from
+  // a calibration over calib_bytes of data_dir's train split (a "calibrate" node before quantize).
   std::string activations = "dynamic";
+  // int4: inputs per group; "gptq": GPTQ rounding with Hessians from the same calibration, or
+  // "nearest": round to nearest (no calibration).
+  int64_t group = 64;
+  std::string rounding = "gptq";
   int64_t calib_bytes = int64_t{1} << 20;
   int threads = 0;
 };
@@ -116,7 +120,7 @@ struct QuantizeSummary {
   bool evaluated = false;                // with data_dir: the two evaluations
   double reference_bpb = 0, quantized_bpb = 0, reference_seconds = 0, quantized_seconds = 0;
   uint64_t eval_bytes = 0;
-  uint64_t calib_bytes = 0;  // static: the bytes the calibration ran over, and its seconds
+  uint64_t calib_bytes = 0;  // with a calibration: the bytes it ran over, and its seconds
   double calib_seconds = 0;
 };
 QuantizeSummary RunQuantize(const QuantizeOptions& options);

@@ -645,7 +645,7 @@ t_eval() {
 }
 
 t_quantize() {
-  local last qd
+  local last qd q4
   last="A/checkpoints/$(ckpt_name "$STEPS")"
   begin "quantize: an int8 checkpoint of a fraction of the size that eval and generate take like any other"
   rm -rf Q
@@ -730,6 +730,49 @@ PY
   bb_to gqs.json graph quantize --checkpoint A -o QG --data ds --activations static --format json
   [[ $(json_get gqs.json '" ".join(sorted(e["from"] + ">" + e["to"] for e in j["graphs"][0]["edges"]))') == "calibrate>quantize load>calibrate load>eval-reference quantize>eval-int8 quantize>write" ]] ||
     fail "graph quantize --activations static edges: $(json_get gqs.json '[(e["from"], e["to"]) for e in j["graphs"][0]["edges"]]')"
+  end
+
+  begin "quantize --scheme int4: GPTQ (a calibrate node) and round-to-nearest, smaller than int8; eval and generate take it"
+  rm -rf Q4 Q4N
+  bb quantize --checkpoint A -o Q4 --data ds --scheme int4 --group-size 16 --calib-bytes 4096 --threads 2
+  want_rc 0 "quantize --scheme int4"
+  want_out "calibrated GPTQ Hessians on" "quantize int4 reports its calibration"
+  cp "$T/out" quantize4.out
+  bb quantize --checkpoint A -o Q4N --data ds --scheme int4 --group-size 16 --rounding nearest --threads 2
+  want_rc 0 "quantize --scheme int4 --rounding nearest"
+  cp "$T/out" quantize4n.out
+  q4=$(find Q4 -mindepth 1 -maxdepth 1 -name 'step-*' | head -1)
+  python3 -c 'import os, sys; a, b = (os.path.getsize(p) for p in sys.argv[1:]); assert a < b, (a, b)' \
+    "$q4/tensors.bin" "$qd/tensors.bin" 2>/dev/null || fail "the int4 tensors.bin is not smaller than the int8 one"
+  bb_to evq4.json eval --checkpoint Q4 --data ds --json --threads 2
+  want_rc 0 "eval of the int4 checkpoint"
+  bb_to evq4n.json eval --checkpoint Q4N --data ds --json --threads 2
+  python3 - quantize4.out evq4.json quantize4n.out evq4n.json >chk_q4 <<'PY' || true
+import json, re, sys
+for out, ev in ((sys.argv[1], sys.argv[2]), (sys.argv[3], sys.argv[4])):
+    m = re.search(r"int4 ([0-9.]+) \(", open(out).read())
+    e = json.load(open(ev))
+    if not m or m.group(1) != "%.6f" % e["bpb"]:
+        print("%s printed %s, eval of its checkpoint %.6f" % (out, m.group(0) if m else "no int4 bpb", e["bpb"]))
+if json.load(open(sys.argv[2]))["bpb"] == json.load(open(sys.argv[4]))["bpb"]:
+    print("GPTQ and round-to-nearest gave the same bpb: the Hessians were not used")
+PY
+  [[ ! -s chk_q4 ]] || fail "$(cat chk_q4)"
+  bb_to gq4.txt generate --checkpoint Q4N --prompt "Call me " -n 24 --temperature 0 --threads 2
+  want_rc 0 "generate from the int4 checkpoint"
+  bb_to gq4_mem.txt generate --checkpoint "$last" --prompt "Call me " -n 24 --temperature 0 --threads 2 --quantize int4
+  want_rc 0 "generate --quantize int4"
+  bb quantize --checkpoint A -o Q4X --scheme int4 --threads 2
+  want_rc 2 "quantize int4 (gptq) without --data"
+  want_err "rounding nearest" "quantize int4 (gptq) without --data"
+  bb quantize --checkpoint A -o Q4X --data ds --scheme int4 --activations static --threads 2
+  want_rc 2 "quantize int4 --activations static"
+  bb quantize --checkpoint A -o Q4X --data ds --scheme int4 --group-size 7 --threads 2
+  want_rc 2 "quantize int4 --group-size 7"
+  [[ ! -e Q4X ]] || fail "a refused quantize made Q4X"
+  bb_to gq4.json graph quantize --checkpoint A -o QG --data ds --scheme int4 --format json
+  [[ $(json_get gq4.json '" ".join(sorted(e["from"] + ">" + e["to"] for e in j["graphs"][0]["edges"]))') == "calibrate>quantize load>calibrate load>eval-reference quantize>eval-int4 quantize>write" ]] ||
+    fail "graph quantize --scheme int4 edges: $(json_get gq4.json '[(e["from"], e["to"]) for e in j["graphs"][0]["edges"]]')"
   end
 
   begin "graph quantize: load -> quantize -> write, and with --data the two evaluations, without running"

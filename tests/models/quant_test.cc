@@ -1,6 +1,7 @@
-// int8 post-training quantization (models/quant.h): round trips within half a step, the integer
-// GEMM exact against integer loops, the int8 Linear within its worst-case rounding bound of the
-// float32 one, and a quantized model's logits near the float32 model's.
+// Post-training quantization (models/quant.h): int8 and int4 round trips within half a step, the
+// integer GEMM exact against integer loops, the int8 Linear within its worst-case rounding bound of
+// the float32 one, the int4 kernels equal to the dequantized weight's product, GPTQ below
+// round-to-nearest, and a quantized model's logits near the float32 model's.
 #include "models/quant.h"
 
 #include <gtest/gtest.h>
@@ -69,7 +70,7 @@ TEST(Quant, Int8LinearIsWithinTheRoundingBound) {
     torch::manual_seed(i);
     const torch::Tensor x = torch::randn({2, t, in}), w = torch::randn({out, in}) * 0.1;
     const torch::Tensor b = i % 2 ? torch::randn({out}) : torch::Tensor();
-    const Int8Linear l = QuantizeLinear(w, b);
+    const QuantLinear l = QuantizeLinear(w, b);
     const torch::Tensor got = Apply(l, x).to(torch::kDouble);
     const torch::Tensor want =
         torch::linear(x.to(torch::kDouble), w.to(torch::kDouble), b.defined() ? b.to(torch::kDouble) : torch::Tensor());
@@ -83,6 +84,103 @@ TEST(Quant, Int8LinearIsWithinTheRoundingBound) {
         << "in " << in << " out " << out;
     EXPECT_LT(Dequantize(l).sub(w).abs().max().item<double>(), l.scale.max().item<double>() / 2 * 1.0001);
   }
+}
+
+// A module with one Linear layer "fc", as the tracks hold theirs.
+struct OneLinear : torch::nn::Module {
+  explicit OneLinear(int64_t in, int64_t out) { fc = register_module("fc", torch::nn::Linear(in, out)); }
+  torch::nn::Linear fc{nullptr};
+};
+
+QuantizeOptions Int4(int64_t group, const Calibrator* calibration = nullptr) {
+  QuantizeOptions o;
+  o.scheme = Scheme::kInt4;
+  o.group = group;
+  o.calibration = calibration;
+  return o;
+}
+
+// Every weight within half a step of its group's grid, zero points in 0..15, the layout's sizes;
+// odd input counts and partial last groups included.
+TEST(Quant, Int4RoundTripIsWithinHalfAStep) {
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 30; ++i) {
+    const int64_t out = Draw(rng, 1, 40), in = Draw(rng, 1, 300), group = 2 * Draw(rng, 1, 70);
+    torch::manual_seed(i);
+    torch::Tensor w = torch::randn({out, in}) * std::pow(10.0, Draw(rng, -3, 1));
+    if (i % 3 == 0) w.abs_();  // all positive: the range still holds 0
+    if (i % 5 == 0) w[0].zero_();
+    const QuantLinear l = QuantizeLinearInt4(w, torch::Tensor(), group, torch::Tensor());
+    const int64_t groups = (in + group - 1) / group;
+    ASSERT_EQ(l.q.sizes(), (std::vector<int64_t>{out, PackedBytes(in, group)}));
+    ASSERT_EQ(PackedBytes(in, group), in / group * (group / 2) + (in % group + 1) / 2);
+    ASSERT_EQ(l.scale.sizes(), (std::vector<int64_t>{out, groups}));
+    EXPECT_LE(l.zero.max().item<int>(), 15);
+    const torch::Tensor step = l.scale.repeat_interleave(group, 1).narrow(1, 0, in);
+    const torch::Tensor err = (Dequantize(l) - w).abs();
+    EXPECT_TRUE((err <= step / 2 * (1 + 1e-4) + 1e-7).all().item<bool>())
+        << "out " << out << " in " << in << " group " << group << ": " << (err - step / 2).max().item<float>();
+  }
+}
+
+// The packed kernel (a few rows) and the dequantize-and-GEMM path (more) both equal the float64
+// product with the dequantized weight, with and without bias and accumulation.
+TEST(Quant, Int4ProductsEqualTheDequantizedWeightsProduct) {
+  std::mt19937_64 rng(12);
+  for (int i = 0; i < 30; ++i) {
+    const int64_t out = Draw(rng, 1, 70), in = Draw(rng, 1, 300), group = 2 * Draw(rng, 1, 70), rows = Draw(rng, 1, 9);
+    torch::manual_seed(i);
+    const torch::Tensor w = torch::randn({out, in}) * 0.1, b = i % 2 ? torch::randn({out}) : torch::Tensor();
+    const QuantLinear l = QuantizeLinearInt4(w, b, group, torch::Tensor());
+    const torch::Tensor x = torch::randn({rows, in}), y0 = torch::randn({rows, out});
+    const torch::Tensor wd = Dequantize(l).to(torch::kDouble);
+    const torch::Tensor want = torch::linear(x.to(torch::kDouble), wd, b.defined() ? b.to(torch::kDouble) : b);
+    const torch::Tensor tol = torch::mm(x.abs().to(torch::kDouble), wd.abs().t()) * 1e-5 + 1e-5;
+    for (const bool accumulate : {false, true}) {
+      torch::Tensor y = y0.clone();
+      ApplyRows(l, x.data_ptr<float>(), rows, y.data_ptr<float>(), accumulate);
+      const torch::Tensor expect = accumulate ? want + y0.to(torch::kDouble) : want;
+      EXPECT_TRUE(((y.to(torch::kDouble) - expect).abs() <= tol).all().item<bool>())
+          << "out " << out << " in " << in << " group " << group << " rows " << rows << " accumulate " << accumulate;
+    }
+    EXPECT_TRUE(((Apply(l, x.view({rows, 1, in})).view({rows, out}).to(torch::kDouble) - want).abs() <= tol)
+                    .all()
+                    .item<bool>());
+  }
+}
+
+// GPTQ minimises the layer's output error on its calibration inputs, which round-to-nearest
+// ignores: with correlated inputs it comes out lower on every draw. The calibrator's Hessian is
+// the sum of x^T x.
+TEST(Quant, GptqBeatsRoundToNearestOnItsCalibrationInputs) {
+  for (int seed = 0; seed < 5; ++seed) {
+    torch::manual_seed(100 + seed);
+    OneLinear m(96, 40);
+    torch::NoGradGuard no_grad;
+    const torch::Tensor mix = torch::randn({96, 96}) / 8 + torch::eye(96);
+    const torch::Tensor x = torch::mm(torch::randn({600, 96}) * torch::rand({1, 96}) * 3, mix);
+    Calibrator c(m, Int4(32));
+    models::Linear(m.fc, x.view({2, 300, 96}));
+    ASSERT_EQ(c.Rows("fc"), 600);
+    const torch::Tensor h = c.Hessian("fc").to(torch::kDouble), xd = x.to(torch::kDouble);
+    EXPECT_LT((h - torch::mm(xd.t(), xd)).abs().max().item<double>(), 1e-3 * h.abs().max().item<double>());
+    const QuantLinear gptq = QuantizeLinearInt4(m.fc->weight, m.fc->bias, 32, c.Hessian("fc"));
+    const QuantLinear rtn = QuantizeLinearInt4(m.fc->weight, m.fc->bias, 32, torch::Tensor());
+    const auto error = [&](const QuantLinear& l) {
+      return torch::mm(xd, (Dequantize(l).to(torch::kDouble) - m.fc->weight.to(torch::kDouble)).t())
+          .pow(2)
+          .sum()
+          .item<double>();
+    };
+    EXPECT_LT(error(gptq), 0.9 * error(rtn)) << "seed " << seed;
+    const QuantizedModel q(m, Int4(32, &c));  // the same through QuantizedModel
+    EXPECT_TRUE(torch::equal(q.form(0).q, gptq.q));
+  }
+  OneLinear m(8, 4);
+  Calibrator nothing(m, Int4(4));
+  EXPECT_THROW(QuantizedModel(m, Int4(4, &nothing)), UsageError);  // GPTQ without inputs
+  EXPECT_THROW(QuantizeLinearInt4(m.fc->weight, m.fc->bias, 3, torch::Tensor()), UsageError);
+  EXPECT_THROW(ParseScheme("int3"), UsageError);
 }
 
 // Through models::Linear: a QuantizedModel changes the model's outputs a little, and they are the
@@ -99,26 +197,22 @@ TEST(Quant, QuantizedModelIsCloseAndScoped) {
     const torch::Tensor ref = model->forward(bytes);
     torch::Tensor got;
     {
-      QuantizedModel q(*model, QuantizeOptions{});
-      EXPECT_FALSE(q.layers().empty());
-      for (const std::string& name : q.layers()) EXPECT_NE(name, "head") << track;
-      got = model->forward(bytes);
-      EXPECT_FALSE(torch::equal(got, ref)) << track << ": quantization changed nothing";
-      const double rel = (got - ref).abs().mean().item<double>() / ref.abs().mean().item<double>();
-      EXPECT_LT(rel, 0.05) << track;
-      EXPECT_THROW(QuantizedModel again(*model, QuantizeOptions{}), std::exception) << "a layer quantized twice";
+      for (const QuantizeOptions& o : {QuantizeOptions{}, Int4(64)}) {
+        QuantizedModel q(*model, o);
+        EXPECT_FALSE(q.layers().empty());
+        for (const std::string& name : q.layers()) EXPECT_NE(name, "head") << track;
+        got = model->forward(bytes);
+        EXPECT_FALSE(torch::equal(got, ref)) << track << ": quantization changed nothing";
+        const double rel = (got - ref).abs().mean().item<double>() / ref.abs().mean().item<double>();
+        EXPECT_LT(rel, o.scheme == Scheme::kInt8 ? 0.05 : 0.25) << track << " " << SchemeName(o.scheme);
+        EXPECT_THROW(QuantizedModel again(*model, QuantizeOptions{}), std::exception) << "a layer quantized twice";
+      }
     }
     EXPECT_TRUE(torch::equal(model->forward(bytes), ref)) << track << ": still quantized after the scope";
     QuantizedModel with_head(*model, QuantizeOptions{true});
     EXPECT_EQ(std::count(with_head.layers().begin(), with_head.layers().end(), "head"), 1) << track;
   }
 }
-
-// A module with one Linear layer "fc", as the tracks hold theirs.
-struct OneLinear : torch::nn::Module {
-  explicit OneLinear(int64_t in, int64_t out) { fc = register_module("fc", torch::nn::Linear(in, out)); }
-  torch::nn::Linear fc{nullptr};
-};
 
 TEST(Quant, CalibratorRecordsTheLargestInputAndStaticScalesUseIt) {
   torch::manual_seed(9);
@@ -143,7 +237,7 @@ TEST(Quant, CalibratorRecordsTheLargestInputAndStaticScalesUseIt) {
   }
   // Static activations: within the rounding bound with sx = act_scale for inputs inside its range;
   // beyond it they clamp.
-  Int8Linear l = QuantizeLinear(m.fc->weight, m.fc->bias);
+  QuantLinear l = QuantizeLinear(m.fc->weight, m.fc->bias);
   l.act_scale = want / 127;
   const torch::Tensor y = Apply(l, x2).to(torch::kDouble);
   const torch::Tensor ref =
