@@ -19,6 +19,7 @@
 #include "base/error.h"
 #include "models/cpu_kernels.h"
 #include "models/linear.h"
+#include "models/precision.h"
 
 namespace bitbyte::models::quant {
 namespace {
@@ -589,8 +590,11 @@ void Observe(const torch::Tensor& weight, const torch::Tensor& input) {
   std::lock_guard lock(layer->mu);
   if (layer->hessian) {
     if (!layer->h.defined()) layer->h = torch::zeros({x.size(1), x.size(1)});
-    layer->h.addmm_(x.t(), x);
-    layer->rows += x.size(0);
+    // Every kHessianStride-th row, in float32 (also under bf16 autocast: sums rounded to bf16 left
+    // Hessians that were not positive definite).
+    const torch::Tensor rows = x.slice(0, 0, x.size(0), kHessianStride).contiguous();
+    layer->h.addmm_(rows.t(), rows);  // in place: autocast leaves it in float32
+    layer->rows += rows.size(0);
   } else {
     layer->abs_max = std::max(layer->abs_max, x.abs().max().item<float>());
     layer->rows += x.size(0);

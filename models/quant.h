@@ -84,10 +84,15 @@ struct QuantizeOptions {
   int64_t group = 64;  // int4
 };
 
+// The Hessian takes every kHessianStride-th input row of each call (each row costs in^2 multiply-
+// adds, more than the layer's own product for the MLP's second layer; a quarter of 1 MiB of text
+// is still 256K rows, as many as GPTQ's paper used).
+inline constexpr int64_t kHessianStride = 4;
+
 // While it lives, records what `options`' scheme needs of the inputs each Linear layer of `model`
 // that it would quantize sees (models::Linear reports every call): int8 the largest |input|, int4
-// the sum of x^T x over input rows (GPTQ's Hessian, up to a factor). Run calibration batches
-// through the model in float32, then quantize with it.
+// the sum of x^T x over input rows (GPTQ's Hessian, up to a factor; every kHessianStride-th row). Run calibration
+// batches through the model in float32, then quantize with it.
 class Calibrator {
  public:
   Calibrator(torch::nn::Module& model, const QuantizeOptions& options);

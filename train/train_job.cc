@@ -17,6 +17,7 @@
 #include "base/version.h"
 #include "models/blas.h"
 #include "models/linear.h"
+#include "models/precision.h"
 #include "models/quant.h"
 #include "models/registry.h"
 #include "pipeline/graph.h"
@@ -578,6 +579,13 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
           double next_report = 10;
           const std::vector<std::string> windows = CalibrationWindows(*r.data, r.o, in->target->window);
           WithoutTorchFrames("calibration", [&] {
+            // Forward passes for statistics only: in the precision this machine runs the model
+            // faster in (train/precision.h, measured once and cached).
+            pb::TrainConfig config = ParseConfigText(in->target->header.config_text, in->target->dir);
+            FillDefaults(config);
+            config.set_precision("auto");
+            r.s.calib_precision = ResolvePrecision(config, torch::kCPU, r.threads).precision;
+            models::Bf16Scope bf16(torch::kCPU, r.s.calib_precision == "bf16");
             torch::NoGradGuard no_grad;
             models::ByteModel& model = *in->target->model;
             in->calibration = std::make_shared<models::quant::Calibrator>(model, QuantOptions(r.o));

@@ -120,8 +120,9 @@ struct QuantizeSummary {
   bool evaluated = false;                // with data_dir: the two evaluations
   double reference_bpb = 0, quantized_bpb = 0, reference_seconds = 0, quantized_seconds = 0;
   uint64_t eval_bytes = 0;
-  uint64_t calib_bytes = 0;  // with a calibration: the bytes it ran over, and its seconds
+  uint64_t calib_bytes = 0;  // with a calibration: the bytes it ran over, its seconds and precision
   double calib_seconds = 0;
+  std::string calib_precision;
 };
 QuantizeSummary RunQuantize(const QuantizeOptions& options);
 // The graph RunQuantize builds for these options, as pipeline::DescribeJson (bitbyte graph).
