@@ -30,6 +30,8 @@ std::string MetricsLog::Prepare(io::FileSystem& fs, const std::string& path, int
     std::vector<bool> keep(c.metrics_lines + 1, false);
     for (const StepRecord& r : c.steps)
       if (r.step <= keep_through) keep[r.line] = true;
+    for (const QuantEvalRecord& r : c.quant_evals)
+      if (r.step <= keep_through) keep[r.line] = true;
     for (const EvalRecord& r : c.evals) {
       if (r.step > keep_through) continue;
       keep[r.line] = true;

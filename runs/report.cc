@@ -156,6 +156,23 @@ json ReportData(const RunDirContents& r) {
     evals["wall_s"] = Column(wall);
     d["evals"] = std::move(evals);
   }
+  {
+    json q;
+    q["step"] = json::array();
+    std::vector<double> wall, int8, int4;
+    for (const QuantEvalRecord& e : r.quant_evals) {
+      q["step"].push_back(e.step);
+      wall.push_back(e.wall_s);
+      double v8 = NAN, v4 = NAN;
+      for (const auto& [scheme, bpb] : e.val_bpb) (scheme == "int8" ? v8 : v4) = bpb;
+      int8.push_back(v8);
+      int4.push_back(v4);
+    }
+    q["wall_s"] = Column(wall);
+    q["val_bpb_int8"] = Column(int8);
+    q["val_bpb_int4"] = Column(int4);
+    d["quant_evals"] = std::move(q);
+  }
   json pipeline = nullptr;
   if (r.pipeline) {
     pipeline = json::parse(r.pipeline->json, nullptr, false);
@@ -229,6 +246,24 @@ void Summary(Html& h, const RunDirContents& r) {
   Row(h, "latest val bpb", le ? Fmt(le->val_bpb) + " at step " + std::to_string(le->step) : kNone);
   const EvalRecord* be = r.BestEval();
   Row(h, "best val bpb", be ? Fmt(be->val_bpb) + " at step " + std::to_string(be->step) : kNone);
+  if (!r.quant_evals.empty()) {  // the newest quantized evaluation, against the float32 one of its step
+    const QuantEvalRecord& q =
+        *std::max_element(r.quant_evals.begin(), r.quant_evals.end(),
+                          [](const QuantEvalRecord& a, const QuantEvalRecord& b) { return a.step < b.step; });
+    const EvalRecord* same = nullptr;
+    for (const EvalRecord& e : r.evals)
+      if (e.step == q.step) same = &e;
+    std::string text;
+    for (const auto& [scheme, bpb] : q.val_bpb) {
+      text += (text.empty() ? "" : ", ") + scheme + " " + Fmt(bpb);
+      if (same != nullptr) {
+        char d[32];
+        std::snprintf(d, sizeof d, " (%+.4f)", bpb - same->val_bpb);
+        text += d;
+      }
+    }
+    Row(h, "latest quantized val bpb", text + " at step " + std::to_string(q.step));
+  }
   if (!r.steps.empty()) {
     const size_t from = r.steps.size() > 20 ? r.steps.size() - 20 : 0;
     std::vector<double> bps, wait;
@@ -344,7 +379,7 @@ void Pipeline(Html& h, const RunDirContents& r) {
   h.raw("</section>\n");
 }
 
-void Charts(Html& h) {
+void Charts(Html& h, const RunDirContents& r) {
   h.raw(
       "<section id=\"charts\">\n<h2>Training</h2>\n<div class=\"xaxis\" role=\"radiogroup\">x axis: "
       "<label><input type=\"radio\" name=\"xaxis\" value=\"step\" checked> step</label> "
@@ -355,8 +390,18 @@ void Charts(Html& h) {
                              {"throughput", "throughput (bytes_per_s)"},
                              {"wait", "data wait (data_wait_frac, % of the step)"},
                              {"stall", "checkpoint stall (ckpt_stall_s, ms)"}};
-  for (const auto& c : charts) {
-    h.raw("<figure class=\"chart\" id=\"chart-").raw(c[0]).raw("\"><figcaption>").text(c[1]);
+  std::vector<std::pair<std::string, std::string>> shown;
+  for (const auto& c : charts) shown.emplace_back(c[0], c[1]);
+  for (const char* scheme : {"int8", "int4"}) {  // quantized evaluations, when the run has them
+    bool any = false;
+    for (const QuantEvalRecord& e : r.quant_evals)
+      for (const auto& v : e.val_bpb) any = any || v.first == scheme;
+    if (any)
+      shown.emplace_back(std::string("bpb_") + scheme,
+                         std::string("validation bits per byte, Linear layers in ") + scheme + " (quant_eval)");
+  }
+  for (const auto& [id, caption] : shown) {
+    h.raw("<figure class=\"chart\" id=\"chart-").raw(id).raw("\"><figcaption>").text(caption);
     h.raw("</figcaption><div class=\"plot\"></div><div class=\"tip\" hidden></div></figure>\n");
   }
   h.raw("</div>\n</section>\n");
@@ -516,7 +561,7 @@ std::string RenderReport(const RunDirContents& r) {
   Summary(h, r);
   Problems(h, r);
   Pipeline(h, r);
-  Charts(h);
+  Charts(h, r);
   Checkpoints(h, r);
   Config(h, r);
   Environment(h, r);

@@ -251,6 +251,21 @@ void ParseMetrics(const std::string& text, RunDirContents& c) {
             c.evals.push_back(r);
             kept = true;
           }
+        } else if (j.contains("val_bpb_int8") || j.contains("val_bpb_int4")) {
+          QuantEvalRecord r;
+          r.step = *step;
+          for (const char* scheme : {"int8", "int4"}) {
+            const double v = Num(j, (std::string("val_bpb_") + scheme).c_str());
+            if (!std::isnan(v)) r.val_bpb.emplace_back(scheme, v);
+          }
+          r.quant_eval_s = Num(j, "quant_eval_s");
+          r.elapsed_s = Num(j, "elapsed_s");
+          r.line = line_no;
+          if (!r.val_bpb.empty()) {
+            r.wall_s = wall(r.elapsed_s);
+            c.quant_evals.push_back(r);
+            kept = true;
+          }
         } else if (j.contains("loss")) {
           StepRecord r;
           r.step = *step;

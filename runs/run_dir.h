@@ -8,7 +8,8 @@
 // The files (docs/training.md, "Run directory"):
 //   run.json        environment of the run (threads, device, libtorch, blas_core, data, ...)
 //   config.txtpb    effective config (protobuf text)
-//   metrics.jsonl   one JSON object per line: a step record ("loss") or an evaluation ("val_bpb")
+//   metrics.jsonl   one JSON object per line: a step record ("loss"), an evaluation ("val_bpb")
+//                   or a quantized evaluation ("val_bpb_int8", "val_bpb_int4")
 //   pipeline.json   figures of the job's flow graph(s), rewritten every few seconds by the job
 //   checkpoints/    step-NNNNNNNNN/{tensors.bin, meta.pb, COMMIT}, latest, best
 #include <cstdint>
@@ -37,6 +38,15 @@ struct StepRecord {
 struct EvalRecord {
   int64_t step = 0;
   double val_bpb = 0, val_bytes = 0, eval_s = 0, elapsed_s = 0, wall_s = 0;
+  size_t line = 0;
+};
+
+// One quantized-evaluation record of metrics.jsonl (train config quant_eval): val_bpb_<scheme>
+// for each scheme it holds (at least one).
+struct QuantEvalRecord {
+  int64_t step = 0;
+  std::vector<std::pair<std::string, double>> val_bpb;  // by scheme ("int8", "int4"), in file order
+  double quant_eval_s = 0, elapsed_s = 0, wall_s = 0;
   size_t line = 0;
 };
 
@@ -101,6 +111,7 @@ struct RunDirContents {
 
   std::vector<StepRecord> steps;             // in file order
   std::vector<EvalRecord> evals;             // in file order
+  std::vector<QuantEvalRecord> quant_evals;  // in file order
   size_t metrics_lines = 0;                  // lines in metrics.jsonl, kept or not
   size_t skipped_lines = 0;                  // torn or invalid lines, skipped
   std::vector<size_t> skipped_line_numbers;  // the first few (1-based)

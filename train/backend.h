@@ -4,6 +4,7 @@
 // TorchBackend (train/train_job.cc) is the LibTorch implementation every track uses.
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "base/error.h"
 #include "train/batches.h"
@@ -47,6 +48,11 @@ class TrainBackend {
   virtual std::shared_ptr<const Snapshot> TakeSnapshot(bool with_optimizer) = 0;
   // Validation bits per byte of the weights in `weights`.
   virtual EvalResult Evaluate(const Snapshot& weights) = 0;
+  // Quantized evaluation (config quant_eval), from a third thread: the weights in `weights`
+  // quantized by `scheme` ("int8", "int4": calibrated on the train split) as a quantized
+  // checkpoint's snapshot, and the validation bits per byte of such a snapshot.
+  virtual std::shared_ptr<const Snapshot> Quantize(const Snapshot& weights, const std::string& scheme) = 0;
+  virtual EvalResult EvaluateQuantized(const Snapshot& quantized) = 0;
   // Test hook (BITBYTE_TEST_NAN_AT_STEP): makes the next step's loss non-finite.
   virtual void PoisonWeights() = 0;
 };

@@ -409,6 +409,18 @@ void ValidateConfig(const pb::TrainConfig& c, uint64_t memory_bytes) {
   Check(int64_t{c.eval().batch_size()} * data.seq_len() <= kMaxEvalMicroBatchBytes, "eval.batch_size",
         "eval.batch_size x data.seq_len = " + std::to_string(int64_t{c.eval().batch_size()} * data.seq_len()) +
             " bytes a forward pass; at most " + std::to_string(kMaxEvalMicroBatchBytes));
+  const auto& q = c.quant_eval();
+  CheckRange("quant_eval.every", q.every(), 0, kMaxSteps, " (0: never)");
+  Check(!QuantEvalSchemes(c).empty(), "quant_eval.schemes",
+        "a comma-separated list of int8 and int4, each once, got '" + q.schemes() + "'");
+  CheckRange("quant_eval.group", q.group(), 2, 4096);
+  Check(q.group() % 2 == 0, "quant_eval.group", "must be even, got " + std::to_string(q.group()));
+  CheckRange("quant_eval.calib_bytes", q.calib_bytes(), 1, kMaxEvalBytes);
+  const auto schemes = QuantEvalSchemes(c);
+  if (q.every() > 0 && std::find(schemes.begin(), schemes.end(), "int4") != schemes.end())
+    Check(q.calib_bytes() >= data.seq_len(), "quant_eval.calib_bytes",
+          "int4's calibration needs at least one data.seq_len window (" + std::to_string(data.seq_len()) +
+              " bytes), got " + std::to_string(q.calib_bytes()));
   CheckRange("checkpoint.every", c.checkpoint().every(), 0, kMaxSteps, " (0: only after the last step)");
   CheckRange("checkpoint.keep", c.checkpoint().keep(), 1, kMaxKeep);
   CheckRange("steps", c.steps(), 1, kMaxSteps);
@@ -438,12 +450,26 @@ std::string ConfigToText(const pb::TrainConfig& config) {
   return out;
 }
 
+std::vector<std::string> QuantEvalSchemes(const pb::TrainConfig& config) {
+  std::vector<std::string> out;
+  const std::string& s = config.quant_eval().schemes();
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    const size_t comma = std::min(s.find(',', pos), s.size());
+    const std::string name = s.substr(pos, comma - pos);
+    if ((name != "int8" && name != "int4") || std::find(out.begin(), out.end(), name) != out.end()) return {};
+    out.push_back(name);
+    pos = comma + 1;
+  }
+  return out;
+}
+
 std::string IncompatibleField(const pb::TrainConfig& saved, const pb::TrainConfig& requested) {
   pb::TrainConfig a = saved, b = requested;
   FillDefaults(a);
   FillDefaults(b);
-  return FirstDifference(a, b, "",
-                         {"steps", "log_every", "eval.every", "checkpoint.every", "checkpoint.keep", "precision"});
+  return FirstDifference(
+      a, b, "", {"steps", "log_every", "eval.every", "checkpoint.every", "checkpoint.keep", "precision", "quant_eval"});
 }
 
 int64_t ConfigTotalSteps(const std::string& text) {

@@ -72,8 +72,13 @@ int64_t ConfigTotalSteps(const std::string& text);
 // Text format with every field shown.
 std::string ConfigToText(const pb::TrainConfig& config);
 
+// quant_eval.schemes as a list ("int8", "int4"); empty when it is not a comma-separated list of
+// those, each once.
+std::vector<std::string> QuantEvalSchemes(const pb::TrainConfig& config);
+
 // For resume: the first field whose value differs, other than the ones a resumed run may change
-// (steps, log_every, eval.every, checkpoint.every, checkpoint.keep). Empty when compatible.
+// (steps, log_every, eval.every, checkpoint.every, checkpoint.keep, precision, quant_eval.*).
+// Empty when compatible.
 std::string IncompatibleField(const pb::TrainConfig& saved, const pb::TrainConfig& requested);
 
 }  // namespace bitbyte::train

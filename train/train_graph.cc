@@ -13,6 +13,7 @@
 #include "pipeline/progress.h"
 #include "runs/metrics_log.h"
 #include "runs/tensorboard.h"
+#include "train/config.h"
 
 namespace bitbyte::train {
 namespace {
@@ -108,6 +109,22 @@ void TrainGraph::Wire(pipeline::Graph& g, const pb::TrainConfig& config, int64_t
   g.Connect(metrics_order, metrics, "in step order");
   g.Connect(train_step, eval, "weights snapshot");
   g.Connect(eval, metrics, "val bpb");
+  if (config.quant_eval().every() > 0) {
+    auto& calibrate = g.Function<EventPtr, QuantizedPtr>(
+        "calibrate", 1, [n](const EventPtr& in) { return n->Calibrate(in); },
+        [](const QuantizedPtr& q) { return q ? q->by_scheme.size() : 0; });
+    auto& quant_eval = g.Function<QuantizedPtr, EventPtr>(
+        "quant_eval", 1, [n](const QuantizedPtr& in) { return n->QuantEval(in); },
+        [](const EventPtr& e) {
+          uint64_t bytes = 0;
+          if (e)
+            for (const auto& [scheme, r] : std::get<QuantEvalEvent>(*e).by_scheme) bytes += r.bytes;
+          return bytes;
+        });
+    g.Connect(train_step, calibrate, "weights snapshot");
+    g.Connect(calibrate, quant_eval, "quantized weights");
+    g.Connect(quant_eval, metrics, "val bpb quantized");
+  }
   g.Connect(metrics, checkpoint, "snapshot, val bpb");
 }
 
@@ -153,7 +170,10 @@ EventPtr TrainGraph::TrainStep(const BatchPtr& batch) {
   ev.want_checkpoint = halted_ || Due(ev.step, config_.checkpoint().every(), total_);
   ev.want_eval = !halted_ && Due(ev.step, config_.eval().every(), total_);
   if (ev.want_eval) latest_eval_ = ev.step;
-  if (ev.want_checkpoint || ev.want_eval) {
+  ev.want_quant_eval =
+      !halted_ && config_.quant_eval().every() > 0 && Due(ev.step, config_.quant_eval().every(), total_);
+  if (ev.want_quant_eval) latest_quant_eval_ = ev.step;
+  if (ev.want_checkpoint || ev.want_eval || ev.want_quant_eval) {
     const auto t0 = Clock::now();
     const bool with_optimizer = ev.want_checkpoint;
     ev.snapshot = train_thread_.Run([&] { return backend_.TakeSnapshot(with_optimizer); });
@@ -182,10 +202,65 @@ EventPtr TrainGraph::Eval(const EventPtr& in) {
   return std::make_shared<const Event>(std::move(ev));
 }
 
+// Quantized evaluation, like eval: work of a step older than the newest due, or after a stop,
+// is skipped.
+bool TrainGraph::QuantStale(int64_t step) const { return stop_.load() || step < latest_quant_eval_.load(); }
+
+QuantizedPtr TrainGraph::Calibrate(const EventPtr& in) {
+  const StepEvent& s = Step(in);
+  if (s.skipped || !s.want_quant_eval || QuantStale(s.step)) return nullptr;
+  const auto t0 = Clock::now();
+  auto out = std::make_shared<QuantizedWeights>();
+  out->step = s.step;
+  for (const std::string& scheme : QuantEvalSchemes(config_)) {
+    if (QuantStale(s.step)) return nullptr;
+    out->by_scheme.emplace_back(scheme, quant_thread_.Run([&] { return backend_.Quantize(*s.snapshot, scheme); }));
+  }
+  out->seconds = Since(t0);
+  return out;
+}
+
+EventPtr TrainGraph::QuantEval(const QuantizedPtr& in) {
+  if (!in || QuantStale(in->step)) return nullptr;
+  const auto t0 = Clock::now();
+  QuantEvalEvent ev;
+  ev.step = in->step;
+  for (const auto& [scheme, snap] : in->by_scheme) {
+    if (QuantStale(in->step)) return nullptr;
+    ev.by_scheme.emplace_back(scheme,
+                              quant_thread_.Run([&, &snap = snap] { return backend_.EvaluateQuantized(*snap); }));
+  }
+  ev.seconds = in->seconds + Since(t0);
+  return std::make_shared<const Event>(std::move(ev));
+}
+
+void TrainGraph::RecordQuantEval(const QuantEvalEvent& e) {
+  json rec = {{"step", e.step}, {"quant_eval_s", e.seconds}, {"elapsed_s", Elapsed()}};
+  std::vector<std::pair<std::string, double>> scalars;
+  std::string line = "quant eval  step " + std::to_string(e.step);
+  for (const auto& [scheme, r] : e.by_scheme) {
+    rec["val_bpb_" + scheme] = r.bpb;
+    scalars.emplace_back("val/bpb_" + scheme, r.bpb);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "  val_bpb_%s %.4f", scheme.c_str(), r.bpb);
+    line += buf;
+  }
+  sinks_.metrics.Write(rec);
+  sinks_.events.AddScalars(e.step, pipeline::UnixSeconds(), scalars);
+  sinks_.events.Flush();
+  char tail[48];
+  std::snprintf(tail, sizeof tail, "  (%.1f s)", e.seconds);
+  if (sinks_.log) sinks_.log(line + tail);
+}
+
 EventPtr TrainGraph::Metrics(const EventPtr& e) {
   if (!e) return e;
   if (const auto* ev = std::get_if<EvalEvent>(e.get())) {
     RecordEval(ev->step, ev->eval);
+    return e;
+  }
+  if (const auto* ev = std::get_if<QuantEvalEvent>(e.get())) {
+    RecordQuantEval(*ev);
     return e;
   }
   const StepEvent& s = Step(e);
@@ -230,6 +305,7 @@ void TrainGraph::Checkpoint(const EventPtr& e) {
     sinks_.checkpoints.RecordEval(ev->step, ev->eval.bpb);
     return;
   }
+  if (std::holds_alternative<QuantEvalEvent>(*e)) return;  // `best` goes by the float32 val bpb
   const StepEvent& s = Step(e);
   if (!s.skipped && s.want_checkpoint) sinks_.checkpoints.Submit(s.snapshot);
 }

@@ -7,6 +7,8 @@
 //     -> train_step (serial; returns the token) -> metrics_order -> metrics (serial: metrics.jsonl,
 //        TensorBoard, console) -> checkpoint (hands snapshots to the CheckpointSink)
 //                                               -> eval (serial, val bpb of a snapshot) -> metrics
+//                                               -> calibrate -> quant_eval (serial, with quant_eval.every:
+//                                                  val bpb of the snapshot quantized) -> metrics
 //
 // Adding a node: its body as a member function of TrainGraph, one line in Wire().
 #include <atomic>
@@ -17,7 +19,9 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include "base/file_io.h"
 #include "train/backend.h"
@@ -49,7 +53,7 @@ struct StepEvent {
   StepStats stats;
   double wait_s = 0, stall_s = 0;
   uint64_t bytes = 0;
-  bool want_eval = false, want_checkpoint = false;
+  bool want_eval = false, want_checkpoint = false, want_quant_eval = false;
   std::shared_ptr<const Snapshot> snapshot;  // when an evaluation or a checkpoint wants one
 };
 // An evaluation's result.
@@ -57,8 +61,21 @@ struct EvalEvent {
   int64_t step = 0;
   EvalResult eval;
 };
-using Event = std::variant<StepEvent, EvalEvent>;
-using EventPtr = std::shared_ptr<const Event>;  // null: an evaluation that was skipped
+// The snapshot of a step, quantized by each scheme of quant_eval (calibrate -> quant_eval).
+struct QuantizedWeights {
+  int64_t step = 0;
+  std::vector<std::pair<std::string, std::shared_ptr<const Snapshot>>> by_scheme;
+  double seconds = 0;  // calibrating and quantizing
+};
+// A quantized evaluation's results, by scheme.
+struct QuantEvalEvent {
+  int64_t step = 0;
+  std::vector<std::pair<std::string, EvalResult>> by_scheme;
+  double seconds = 0;  // calibrate and evaluate together
+};
+using Event = std::variant<StepEvent, EvalEvent, QuantEvalEvent>;
+using QuantizedPtr = std::shared_ptr<const QuantizedWeights>;  // null: skipped
+using EventPtr = std::shared_ptr<const Event>;                 // null: an evaluation that was skipped
 using BatchPtr = std::shared_ptr<const Batch>;
 
 // Whether `step` is due for something done `every` steps (and always at the last step).
@@ -94,15 +111,20 @@ class TrainGraph {
   TrainSummary Run(const pipeline::MonitorOptions& figures);
 
   // ---- the node bodies (public for tests) ----
-  bool NextStep(int64_t& step);               // batch_source
-  BatchPtr Prepare(int64_t step) const;       // prepare
-  EventPtr TrainStep(const BatchPtr& batch);  // train_step (serial)
-  EventPtr Eval(const EventPtr& in);          // eval (serial)
-  EventPtr Metrics(const EventPtr& e);        // metrics (serial)
-  void Checkpoint(const EventPtr& e);         // checkpoint (serial)
+  bool NextStep(int64_t& step);                // batch_source
+  BatchPtr Prepare(int64_t step) const;        // prepare
+  EventPtr TrainStep(const BatchPtr& batch);   // train_step (serial)
+  EventPtr Eval(const EventPtr& in);           // eval (serial)
+  QuantizedPtr Calibrate(const EventPtr& in);  // calibrate (serial)
+  EventPtr QuantEval(const QuantizedPtr& in);  // quant_eval (serial)
+  EventPtr Metrics(const EventPtr& e);         // metrics (serial)
+  void Checkpoint(const EventPtr& e);          // checkpoint (serial)
 
  private:
   void RecordEval(int64_t step, const EvalResult& r);
+  void RecordQuantEval(const QuantEvalEvent& e);
+  // Whether quantized work of `step` is stale: a newer one is due, or a stop came.
+  bool QuantStale(int64_t step) const;
   double Elapsed() const;
   std::string LastGood() const;
 
@@ -118,7 +140,7 @@ class TrainGraph {
   const Clock::time_point t_start_;
 
   // Set by the train step, read by the source and eval nodes (other threads).
-  std::atomic<int64_t> last_ckpt_step_{-1}, latest_eval_{-1};
+  std::atomic<int64_t> last_ckpt_step_{-1}, latest_eval_{-1}, latest_quant_eval_{-1};
   // A non-finite loss stops the run like a signal does (the steps before it reach metrics and
   // the checkpoint sink), then Run reports it as an error.
   std::atomic<bool> failed_{false};
@@ -133,7 +155,7 @@ class TrainGraph {
   // The metrics node's (serial), and Run's before and after the graph.
   std::optional<double> last_bpb_;
   // The train step's and the eval node's backend calls each run on one thread of their own.
-  PinnedThread train_thread_{"train-step"}, eval_thread_{"eval"};
+  PinnedThread train_thread_{"train-step"}, eval_thread_{"eval"}, quant_thread_{"quant-eval"};
 };
 
 }  // namespace bitbyte::train

@@ -123,10 +123,54 @@ void CheckDataset(const shard::Dataset& data) {
 
 // The LibTorch side of the training graph: the trainer, and a second model for evaluating
 // snapshots on the eval thread while training goes on.
+// Calibration windows of `window` bytes, spread evenly over the train split: calib_bytes / window
+// of them (a function of the split and calib_bytes only). `what` names the option for errors.
+std::vector<std::string> CalibrationWindows(const shard::Dataset& data, const std::string& dir, int64_t calib_bytes,
+                                            int64_t window, const std::string& what) {
+  const uint64_t train = data.SplitBytes(shard::Split::kTrain);
+  if (train < static_cast<uint64_t>(window))
+    throw UsageError(dir + ": the train split (" + std::to_string(train) + " bytes) is shorter than one " +
+                     std::to_string(window) + "-byte calibration window");
+  if (calib_bytes < window)
+    throw UsageError(what + " " + std::to_string(calib_bytes) + " is less than one calibration window (" +
+                     std::to_string(window) + " bytes, the checkpoint's data.seq_len)");
+  const uint64_t n = static_cast<uint64_t>(calib_bytes) / window;
+  std::vector<std::string> out;
+  for (uint64_t i = 0; i < n; ++i)
+    out.push_back(data.Read(shard::Split::kTrain, n == 1 ? 0 : i * (train - window) / (n - 1), window));
+  return out;
+}
+
+// Runs `windows` (of equal length) through `model`, 16 a forward pass, for a live
+// quant::Calibrator to record what it needs; `bf16`: under bf16 autocast. `progress(done)` after
+// each pass. Returns the bytes run.
+uint64_t RunCalibration(models::ByteModel& model, const std::vector<std::string>& windows, bool bf16,
+                        const std::function<void(size_t)>& progress) {
+  models::Bf16Scope scope(torch::kCPU, bf16);
+  torch::NoGradGuard no_grad;
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < windows.size(); i += 16) {
+    const size_t n = std::min<size_t>(16, windows.size() - i);
+    const int64_t len = static_cast<int64_t>(windows[i].size());
+    torch::Tensor x = torch::empty({static_cast<int64_t>(n), len}, torch::kUInt8);
+    for (size_t k = 0; k < n; ++k) std::memcpy(x[k].data_ptr(), windows[i + k].data(), len);
+    model.forward(x.to(torch::kLong));
+    bytes += n * len;
+    if (progress) progress(i + n);
+  }
+  return bytes;
+}
+
 class TorchBackend : public TrainBackend {
  public:
-  TorchBackend(const pb::TrainConfig& config, torch::Device device, int threads, std::string val_bytes)
-      : config_(config), device_(device), threads_(threads), val_bytes_(std::move(val_bytes)) {
+  // `calibration`: windows of the train split for quant_eval's int4 calibration.
+  TorchBackend(const pb::TrainConfig& config, torch::Device device, int threads, std::string val_bytes,
+               std::vector<std::string> calibration)
+      : config_(config),
+        device_(device),
+        threads_(threads),
+        val_bytes_(std::move(val_bytes)),
+        calibration_(std::move(calibration)) {
     WithoutTorchFrames("building the model", [&] {
       trainer_.emplace(config, device);
       // Built before Restore: its initialisation draws from the generator Restore then resets, so a
@@ -156,6 +200,39 @@ class TorchBackend : public TrainBackend {
                          config_.eval().batch_size(), device_);
     });
   }
+  std::shared_ptr<const Snapshot> Quantize(const Snapshot& weights, const std::string& scheme) override {
+    UseTorchThreads(threads_);
+    return WithoutTorchFrames("quantization (" + scheme + ")", [&] {
+      if (!quant_model_) {
+        quant_model_ = models::CreateModel(config_.model());
+        quant_model_->eval();
+      }
+      LoadModule(*quant_model_, "model/", weights);
+      models::quant::QuantizeOptions qo;
+      qo.scheme = models::quant::ParseScheme(scheme);
+      qo.group = config_.quant_eval().group();
+      std::unique_ptr<models::quant::Calibrator> calibration;
+      if (qo.scheme == models::quant::Scheme::kInt4) {  // GPTQ's Hessians
+        calibration = std::make_unique<models::quant::Calibrator>(*quant_model_, qo);
+        RunCalibration(*quant_model_, calibration_, config_.precision() == "bf16", nullptr);
+        qo.calibration = calibration.get();
+      }
+      const models::quant::QuantizedModel q(*quant_model_, qo);
+      calibration.reset();
+      return std::make_shared<const Snapshot>(QuantizedSnapshot(*quant_model_, q, weights));
+    });
+  }
+  EvalResult EvaluateQuantized(const Snapshot& quantized) override {
+    UseTorchThreads(threads_);
+    return WithoutTorchFrames("quantized evaluation", [&] {
+      std::unique_ptr<models::quant::QuantizedModel> q;
+      const std::shared_ptr<models::ByteModel> model = ModelFromQuantizedSnapshot(quantized, config_.model(), &q);
+      const EvalResult r = EvaluateBpb(*model, {std::string_view(val_bytes_)}, config_.data().seq_len(),
+                                       config_.eval().batch_size(), torch::kCPU);
+      q.reset();  // unregistered before its model goes
+      return r;
+    });
+  }
   void PoisonWeights() override {
     torch::NoGradGuard no_grad;
     trainer_->model().parameters().front().fill_(NAN);
@@ -166,9 +243,11 @@ class TorchBackend : public TrainBackend {
   const torch::Device device_;
   const int threads_;
   const std::string val_bytes_;
+  const std::vector<std::string> calibration_;
   bool named_train_team_ = false, named_eval_team_ = false;  // each on its own thread: no race
   std::optional<Trainer> trainer_;
   std::shared_ptr<models::ByteModel> eval_model_;
+  std::shared_ptr<models::ByteModel> quant_model_;  // quant_eval's (its own thread)
 };
 
 void CheckThreads(int threads) {
@@ -204,7 +283,8 @@ pb::TrainConfig ResolveConfig(const TrainOptions& o) {
     const std::string diff = IncompatibleField(*saved, config);
     if (!diff.empty())
       throw UsageError("--resume " + o.run_dir + ": the requested config differs from the run's in " + diff +
-                       "; only steps, log_every, eval.every, precision and checkpoint.* may change on resume");
+                       "; only steps, log_every, eval.every, precision, checkpoint.* and quant_eval.* may change on "
+                       "resume");
   }
   return config;
 }
@@ -307,7 +387,17 @@ TrainSummary RunTraining(const TrainOptions& o) {
   const uint64_t val_len = config.eval().max_bytes() > 0
                                ? std::min<uint64_t>(config.eval().max_bytes(), data->SplitBytes(shard::Split::kVal))
                                : data->SplitBytes(shard::Split::kVal);
-  TorchBackend backend(config, device, threads, data->Read(shard::Split::kVal, 0, val_len));
+  std::vector<std::string> calibration;
+  const std::vector<std::string> quant_schemes = QuantEvalSchemes(config);
+  if (config.quant_eval().every() > 0) {
+    if (device.type() != torch::kCPU)
+      throw UsageError("config quant_eval.every: quantized evaluation runs on the CPU, not on " + device.str() +
+                       " (set quant_eval.every=0)");
+    if (std::find(quant_schemes.begin(), quant_schemes.end(), "int4") != quant_schemes.end())
+      calibration = CalibrationWindows(*data, data_dir, config.quant_eval().calib_bytes(), config.data().seq_len(),
+                                       "config quant_eval.calib_bytes");
+  }
+  TorchBackend backend(config, device, threads, data->Read(shard::Split::kVal, 0, val_len), std::move(calibration));
   Trainer& trainer = backend.trainer();
   trainer.set_dataset_id(dataset_id);
   int64_t start = 0;
@@ -482,23 +572,6 @@ bool Calibrates(const QuantizeOptions& o) {
 
 namespace {
 
-// Calibration windows of the training length, spread evenly over the train split (a function of
-// the split and --calib-bytes only).
-std::vector<std::string> CalibrationWindows(const shard::Dataset& data, const QuantizeOptions& o, int64_t window) {
-  const uint64_t train = data.SplitBytes(shard::Split::kTrain);
-  if (train < static_cast<uint64_t>(window))
-    throw UsageError(o.data_dir + ": the train split (" + std::to_string(train) + " bytes) is shorter than one " +
-                     std::to_string(window) + "-byte calibration window");
-  if (o.calib_bytes < window)
-    throw UsageError("--calib-bytes " + std::to_string(o.calib_bytes) + " is less than one calibration window (" +
-                     std::to_string(window) + " bytes, the checkpoint's data.seq_len)");
-  const uint64_t n = static_cast<uint64_t>(o.calib_bytes) / window;
-  std::vector<std::string> out;
-  for (uint64_t i = 0; i < n; ++i)
-    out.push_back(data.Read(shard::Split::kTrain, n == 1 ? 0 : i * (train - window) / (n - 1), window));
-  return out;
-}
-
 // What the quantize graph's bodies share: the options, the validation text, the results.
 struct QuantizeRun {
   const QuantizeOptions& o;
@@ -577,7 +650,8 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
         [&r](const LoadedPtr& in) {
           const auto t0 = std::chrono::steady_clock::now();
           double next_report = 10;
-          const std::vector<std::string> windows = CalibrationWindows(*r.data, r.o, in->target->window);
+          const std::vector<std::string> windows =
+              CalibrationWindows(*r.data, r.o.data_dir, r.o.calib_bytes, in->target->window, "--calib-bytes");
           WithoutTorchFrames("calibration", [&] {
             // Forward passes for statistics only: in the precision this machine runs the model
             // faster in (train/precision.h, measured once and cached).
@@ -585,23 +659,15 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
             FillDefaults(config);
             config.set_precision("auto");
             r.s.calib_precision = ResolvePrecision(config, torch::kCPU, r.threads).precision;
-            models::Bf16Scope bf16(torch::kCPU, r.s.calib_precision == "bf16");
-            torch::NoGradGuard no_grad;
-            models::ByteModel& model = *in->target->model;
-            in->calibration = std::make_shared<models::quant::Calibrator>(model, QuantOptions(r.o));
-            for (size_t i = 0; i < windows.size(); i += 16) {
-              const size_t n = std::min<size_t>(16, windows.size() - i);
-              const int64_t len = static_cast<int64_t>(windows[i].size());
-              torch::Tensor x = torch::empty({static_cast<int64_t>(n), len}, torch::kUInt8);
-              for (size_t k = 0; k < n; ++k) std::memcpy(x[k].data_ptr(), windows[i + k].data(), len);
-              model.forward(x.to(torch::kLong));
-              r.s.calib_bytes += n * len;
-              const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-              if (t >= next_report && i + n < windows.size()) {  // long work says how far it is
-                std::fprintf(stderr, "calibrating: %zu of %zu windows, %.0f s\n", i + n, windows.size(), t);
-                next_report = t + 10;
-              }
-            }
+            in->calibration = std::make_shared<models::quant::Calibrator>(*in->target->model, QuantOptions(r.o));
+            r.s.calib_bytes =
+                RunCalibration(*in->target->model, windows, r.s.calib_precision == "bf16", [&](size_t done) {
+                  const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                  if (t >= next_report && done < windows.size()) {  // long work says how far it is
+                    std::fprintf(stderr, "calibrating: %zu of %zu windows, %.0f s\n", done, windows.size(), t);
+                    next_report = t + 10;
+                  }
+                });
           });
           r.s.calib_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           return in;

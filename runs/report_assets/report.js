@@ -254,6 +254,8 @@
   var CHARTS = [
     { id: 'loss', src: 'steps', key: 'loss', label: 'loss', y: 'loss (nats/byte)' },
     { id: 'bpb', src: 'evals', key: 'val_bpb', label: 'val bpb', y: 'bits per byte', markers: true },
+    { id: 'bpb_int8', src: 'quant_evals', key: 'val_bpb_int8', label: 'val bpb int8', y: 'bits per byte', markers: true },
+    { id: 'bpb_int4', src: 'quant_evals', key: 'val_bpb_int4', label: 'val bpb int4', y: 'bits per byte', markers: true },
     { id: 'throughput', src: 'steps', key: 'bytes_per_s', label: 'throughput', y: 'B/s', bytes: true, zero: true },
     { id: 'wait', src: 'steps', key: 'data_wait_frac', label: 'data wait', y: '% of step', scale: 100, zero: true, unit: '%' },
     { id: 'stall', src: 'steps', key: 'ckpt_stall_s', label: 'checkpoint stall', y: 'ms', scale: 1000, zero: true, unit: ' ms', markers: true }

@@ -227,6 +227,13 @@ const std::vector<Limit>& Limits() {
       // D8: 1 byte predicts nothing (the first byte of a stream never is).
       {"eval.max_bytes", {}, {"0", "2", "1099511627776"}, {"-1", "1", "1099511627777"}},
       {"eval.batch_size", {}, {"1", "65536"}, {"0", "65537"}},
+      {"quant_eval.every", {}, {"0", "999999999"}, {"-1", "1000000000"}},
+      {"quant_eval.schemes",
+       {},
+       {"int8", "int4", "int8,int4", "int4,int8"},
+       {"", "int3", "int8,int8", "int8,", " int8"}},
+      {"quant_eval.group", {}, {"2", "4096"}, {"0", "1", "3", "4097"}},
+      {"quant_eval.calib_bytes", {}, {"1", "1099511627776"}, {"0", "1099511627777"}},
       {"checkpoint.every", {}, {"0", "999999999"}, {"-1", "1000000000"}},
       {"checkpoint.keep", {}, {"1", "1000"}, {"0", "1001"}},
       {"model.name", {}, {"bitbyte_lm", "mamba_mlm"}, {"nosuch", ""}},
@@ -267,6 +274,16 @@ std::string Validate(const std::vector<std::string>& sets, uint64_t memory = kNo
     FillDefaults(c);
     ValidateConfig(c, memory);
   });
+}
+
+// int4's calibration in quant_eval needs one window of the train split; int8 none.
+TEST(ConfigLimits, QuantEvalCalibrationNeedsOneWindowWhenInt4IsEvaluated) {
+  const std::vector<std::string> base = {"quant_eval.every=5", "data.seq_len=16"};
+  EXPECT_EQ(Validate(Plus(base, {"quant_eval.calib_bytes=16"})), "(no error)");
+  EXPECT_NE(Validate(Plus(base, {"quant_eval.calib_bytes=15"})).find("config field quant_eval.calib_bytes"),
+            std::string::npos);
+  EXPECT_EQ(Validate(Plus(base, {"quant_eval.calib_bytes=15", "quant_eval.schemes=int8"})), "(no error)");
+  EXPECT_EQ(Validate({"data.seq_len=16", "quant_eval.calib_bytes=15"}), "(no error)");  // quant_eval off
 }
 
 TEST(ConfigLimits, EachFieldAcceptsJustInsideAndRefusesJustOutsideNamingIt) {

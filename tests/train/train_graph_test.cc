@@ -83,12 +83,30 @@ class FakeBackend : public TrainBackend {
     r.bytes = 100;
     return r;
   }
+  // Quantized: the weights' step, tagged with the scheme; its "bpb" 9 / (1 + step) for int8 and
+  // 10 / (1 + step) for int4.
+  std::shared_ptr<const Snapshot> Quantize(const Snapshot& weights, const std::string& scheme) override {
+    std::this_thread::sleep_for(eval_time);
+    auto s = std::make_shared<Snapshot>();
+    s->step = weights.step;
+    s->blobs.emplace_back("quant/scheme", scheme);
+    return s;
+  }
+  EvalResult EvaluateQuantized(const Snapshot& quantized) override {
+    std::this_thread::sleep_for(eval_time);
+    quant_evaluated_.fetch_add(1);
+    EvalResult r;
+    r.bpb = (*quantized.FindBlob("quant/scheme") == "int8" ? 9.0 : 10.0) / static_cast<double>(1 + quantized.step);
+    r.bytes = 100;
+    return r;
+  }
   void PoisonWeights() override { poisoned_ = true; }
   int evaluated() const { return evaluated_.load(); }
+  int quant_evaluated() const { return quant_evaluated_.load(); }
 
  private:
   std::atomic<int64_t> steps_{0};
-  std::atomic<int> evaluated_{0};
+  std::atomic<int> evaluated_{0}, quant_evaluated_{0};
   double weights_ = 0;
   bool poisoned_ = false;
 };
@@ -221,6 +239,65 @@ TEST(TrainGraph, AnEvaluationOvertakenByANewerOneIsSkipped) {
   EXPECT_LT(m.evals.size(), 30u) << "every evaluation ran although each took longer than a step";
   EXPECT_EQ(m.evals.back().step, 30);
   EXPECT_EQ(static_cast<size_t>(h.backend.evaluated()), m.evals.size());
+}
+
+// quant_eval: calibrate -> quant_eval records val_bpb_<scheme> of the step's snapshot at its
+// cadence (and the last step), beside eval; stale quantized work is skipped like eval's; the
+// records survive a resume's rewrite of metrics.jsonl.
+TEST(TrainGraph, QuantizedEvaluationsAtTheirStepsBesideTraining) {
+  TempDir t;
+  const auto data = MakeDataset(t, 11, 20, 2000);
+  pb::TrainConfig c = Config(30, 10, 10);
+  ApplyOverride(c, "quant_eval.every=10");
+  {
+    Harness h(c);
+    h.Run(*data, t / "run");
+    const runs::RunDirContents m = Metrics(t / "run");
+    EXPECT_EQ(m.skipped_lines, 0u);
+    EXPECT_EQ(m.steps.size(), 30u);
+    ASSERT_EQ(m.quant_evals.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+      const runs::QuantEvalRecord& q = m.quant_evals[i];
+      EXPECT_EQ(q.step, 10 * static_cast<int64_t>(i + 1));
+      ASSERT_EQ(q.val_bpb.size(), 2u);
+      EXPECT_EQ(q.val_bpb[0].first, "int8");
+      EXPECT_DOUBLE_EQ(q.val_bpb[0].second, 9.0 / (1 + q.step));
+      EXPECT_EQ(q.val_bpb[1].first, "int4");
+      EXPECT_DOUBLE_EQ(q.val_bpb[1].second, 10.0 / (1 + q.step));
+    }
+    EXPECT_EQ(h.backend.quant_evaluated(), 6);
+    // A resume from step 20 keeps the quantized records up to it.
+    runs::MetricsLog again(t / "run/metrics.jsonl", 20);
+    const runs::RunDirContents kept = Metrics(t / "run");
+    ASSERT_EQ(kept.quant_evals.size(), 2u);
+    EXPECT_EQ(kept.quant_evals.back().step, 20);
+    EXPECT_EQ(kept.steps.size(), 20u);
+  }
+  {  // only int4, slower than a step: never piling up, the last one kept
+    ApplyOverride(c, "quant_eval.every=1");
+    ApplyOverride(c, "quant_eval.schemes=int4");
+    Harness h(c);
+    h.backend.eval_time = std::chrono::milliseconds(20);
+    h.Run(*data, t / "run2");
+    const runs::RunDirContents m = Metrics(t / "run2");
+    ASSERT_FALSE(m.quant_evals.empty());
+    EXPECT_LT(m.quant_evals.size(), 30u) << "every quantized evaluation ran although each took longer than a step";
+    EXPECT_EQ(m.quant_evals.back().step, 30);
+    for (const runs::QuantEvalRecord& q : m.quant_evals) {
+      ASSERT_EQ(q.val_bpb.size(), 1u);
+      EXPECT_EQ(q.val_bpb[0].first, "int4");
+    }
+  }
+  // Without quant_eval.every the graph has no such nodes.
+  const auto names = [](const pb::TrainConfig& config) {
+    pipeline::Graph g("train");
+    TrainGraph::Wire(g, config, 0, nullptr);
+    std::string out;
+    for (const auto& n : g.Describe().nodes) out += n.name + " ";
+    return out;
+  };
+  EXPECT_EQ(names(Config(30, 10, 10)).find("quant_eval"), std::string::npos);
+  EXPECT_NE(names(c).find("calibrate quant_eval"), std::string::npos) << names(c);
 }
 
 TEST(TrainGraph, ANonFiniteLossStopsTheRunNamingTheStepAndKeepsWhatCameBefore) {
