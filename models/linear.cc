@@ -53,7 +53,10 @@ torch::Tensor Forward(torch::autograd::AutogradContext* ctx, const torch::Tensor
   const int64_t in = weight.size(1), out = weight.size(0);
   const torch::Tensor x = input.reshape({-1, in}).contiguous(), w = weight.contiguous();
   const int64_t m = x.size(0);
-  torch::Tensor y = bias != nullptr ? bias->expand({m, out}).contiguous() : torch::empty({m, out}, x.options());
+  // A copy of the bias to accumulate into, never the bias itself (expand(...).contiguous() of one
+  // row is the bias's own storage: the product would have been added to the parameter).
+  torch::Tensor y = torch::empty({m, out}, x.options());
+  if (bias != nullptr) y.copy_(bias->expand({m, out}));
   if (m > 0 && out > 0)
     OneDnnGemm(false, true, m, out, in, 1.0f, x.data_ptr<float>(), in, w.data_ptr<float>(), in,
                bias != nullptr ? 1.0f : 0.0f, y.data_ptr<float>(), out);

@@ -47,6 +47,26 @@ TEST(Linear, ValuesAndGradientsEqualFloat64Reference) {
   }
 }
 
+// The product never writes into its operands: a one-row input once accumulated into the bias
+// itself (its expand-to-one-row was the bias's own storage), changing the parameter each call.
+TEST(Linear, OperandsAreLeftAsTheyWere) {
+  for (const int64_t rows : {1, 2, 7}) {
+    torch::manual_seed(rows);
+    const torch::Tensor x = torch::randn({rows, 12}), w = torch::randn({5, 12}), b = torch::randn({5});
+    const torch::Tensor x0 = x.clone(), w0 = w.clone(), b0 = b.clone();
+    torch::Tensor y;
+    {
+      torch::NoGradGuard no_grad;
+      for (int call = 0; call < 3; ++call) y = Linear(x, w, b);
+    }
+    EXPECT_TRUE(torch::equal(b, b0)) << rows << " rows: the bias changed";
+    EXPECT_TRUE(torch::equal(w, w0)) << rows << " rows";
+    EXPECT_TRUE(torch::equal(x, x0)) << rows << " rows";
+    const torch::Tensor want = torch::linear(x.to(torch::kDouble), w.to(torch::kDouble), b.to(torch::kDouble));
+    EXPECT_LT((y.to(torch::kDouble) - want).abs().max().item<double>(), 1e-4) << rows << " rows";
+  }
+}
+
 TEST(Linear, Bf16AutocastStillApplies) {
   torch::manual_seed(3);
   const torch::Tensor x = torch::randn({4, 8, 32}), w = torch::randn({16, 32}), b = torch::randn({16});
