@@ -757,6 +757,8 @@ QuantizeSummary RunQuantize(const QuantizeOptions& o) {
 
 void ValidateEvalOptions(const EvalOptions& o) {
   CheckThreads(o.threads);
+  if (o.precision != "fp32" && o.precision != "bf16")
+    throw UsageError("--precision '" + o.precision + "': fp32 or bf16");
   CheckQuantize(o.quantize, o.device);
   if (o.max_bytes < 0 || o.max_bytes > limits::kMaxEvalBytes)
     throw UsageError("--max-bytes must be in [0, " + std::to_string(limits::kMaxEvalBytes) + "] (0: all), got " +
@@ -813,8 +815,12 @@ EvalSummary RunEval(const EvalOptions& o) {
   if (PredictedBytes(streams) == 0)
     throw UsageError("the inputs have no byte to predict (each needs at least 2 bytes)");
   const auto quantized = Quantize(m, o.quantize);
-  const EvalResult r = WithoutTorchFrames(
-      "evaluation", [&] { return EvaluateBpb(*m.model, streams, m.window, o.batch_size, m.device); });
+  const EvalResult r = WithoutTorchFrames("evaluation", [&] {
+    // bf16: the matrix products in bfloat16 through autocast, as a bf16 training step runs them
+    // (models/precision.h); a quantized layer keeps its own kernels.
+    models::Bf16Scope bf16(m.device, o.precision == "bf16");
+    return EvaluateBpb(*m.model, streams, m.window, o.batch_size, m.device);
+  });
   return {r.bpb, r.bytes, r.seconds, m.dir};
 }
 

@@ -79,7 +79,8 @@ struct EvalOptions {
   int batch_size = 16;
   int threads = 0;
   std::string device = "cpu";
-  std::string quantize;  // "" (as trained) or "int8": the Linear layers quantized in memory (models/quant.h)
+  std::string quantize;            // "", "int8" or "int4": the Linear layers quantized in memory (models/quant.h)
+  std::string precision = "fp32";  // "bf16": the float matrix products under bf16 autocast
 };
 struct EvalSummary {
   double bpb = 0;

@@ -255,22 +255,28 @@ TEST(TrainGraph, QuantizedEvaluationsAtTheirStepsBesideTraining) {
     const runs::RunDirContents m = Metrics(t / "run");
     EXPECT_EQ(m.skipped_lines, 0u);
     EXPECT_EQ(m.steps.size(), 30u);
-    ASSERT_EQ(m.quant_evals.size(), 3u);
-    for (size_t i = 0; i < 3; ++i) {
+    // At multiples of quant_eval.every, increasing (one overtaken by a newer one on a loaded
+    // machine is skipped, as eval's are), and always the last step's.
+    ASSERT_FALSE(m.quant_evals.empty());
+    size_t up_to_20 = 0;
+    for (size_t i = 0; i < m.quant_evals.size(); ++i) {
       const runs::QuantEvalRecord& q = m.quant_evals[i];
-      EXPECT_EQ(q.step, 10 * static_cast<int64_t>(i + 1));
+      EXPECT_EQ(q.step % 10, 0);
+      if (i > 0) EXPECT_GT(q.step, m.quant_evals[i - 1].step);
+      up_to_20 += q.step <= 20;
       ASSERT_EQ(q.val_bpb.size(), 2u);
       EXPECT_EQ(q.val_bpb[0].first, "int8");
       EXPECT_DOUBLE_EQ(q.val_bpb[0].second, 9.0 / (1 + q.step));
       EXPECT_EQ(q.val_bpb[1].first, "int4");
       EXPECT_DOUBLE_EQ(q.val_bpb[1].second, 10.0 / (1 + q.step));
     }
-    EXPECT_EQ(h.backend.quant_evaluated(), 6);
+    EXPECT_EQ(m.quant_evals.back().step, 30);
+    EXPECT_EQ(static_cast<size_t>(h.backend.quant_evaluated()), 2 * m.quant_evals.size());
     // A resume from step 20 keeps the quantized records up to it.
     runs::MetricsLog again(t / "run/metrics.jsonl", 20);
     const runs::RunDirContents kept = Metrics(t / "run");
-    ASSERT_EQ(kept.quant_evals.size(), 2u);
-    EXPECT_EQ(kept.quant_evals.back().step, 20);
+    EXPECT_EQ(kept.quant_evals.size(), up_to_20);
+    for (const runs::QuantEvalRecord& q : kept.quant_evals) EXPECT_LE(q.step, 20);
     EXPECT_EQ(kept.steps.size(), 20u);
   }
   {  // only int4, slower than a step: never piling up, the last one kept
