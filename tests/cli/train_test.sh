@@ -762,6 +762,12 @@ PY
   want_rc 0 "generate from the int4 checkpoint"
   bb_to gq4_mem.txt generate --checkpoint "$last" --prompt "Call me " -n 24 --temperature 0 --threads 2 --quantize int4
   want_rc 0 "generate --quantize int4"
+  bb_to ev_bf16.json eval --checkpoint "$last" --data ds --json --threads 2 --precision bf16
+  want_rc 0 "eval --precision bf16"
+  python3 -c 'import json, sys; a, b = (json.load(open(p))["bpb"] for p in sys.argv[1:]); assert a != b and abs(a - b) < 0.02 * b, (a, b)' \
+    ev_bf16.json ev_src.json 2>/dev/null || fail "eval --precision bf16: bpb $(json_get ev_bf16.json 'j["bpb"]') not a slightly different one from float32's $(json_get ev_src.json 'j["bpb"]')"
+  bb eval --checkpoint "$last" --data ds --threads 2 --precision fp16
+  want_rc 2 "eval --precision fp16"
   bb quantize --checkpoint A -o Q4X --scheme int4 --threads 2
   want_rc 2 "quantize int4 (gptq) without --data"
   want_err "rounding nearest" "quantize int4 (gptq) without --data"
