@@ -141,7 +141,11 @@ std::vector<std::string> CalibrationWindows(const shard::Dataset& data, const st
   return out;
 }
 
-// Runs `windows` (of equal length) through `model`, 16 a forward pass, for a live
+// Windows a calibration forward pass: measured 1 MiB of int8 static calibration on 2 cores
+// (AMD EPYC, bf16): 4 windows 32.7 s, 8 30.2 s, 16 36.2 s, 64 133.6 s.
+constexpr size_t kCalibrationBatch = 8;
+
+// Runs `windows` (of equal length) through `model`, kCalibrationBatch a forward pass, for a live
 // quant::Calibrator to record what it needs; `bf16`: under bf16 autocast. `progress(done)` after
 // each pass. Returns the bytes run.
 uint64_t RunCalibration(models::ByteModel& model, const std::vector<std::string>& windows, bool bf16,
@@ -149,8 +153,8 @@ uint64_t RunCalibration(models::ByteModel& model, const std::vector<std::string>
   models::Bf16Scope scope(torch::kCPU, bf16);
   torch::NoGradGuard no_grad;
   uint64_t bytes = 0;
-  for (size_t i = 0; i < windows.size(); i += 16) {
-    const size_t n = std::min<size_t>(16, windows.size() - i);
+  for (size_t i = 0; i < windows.size(); i += kCalibrationBatch) {
+    const size_t n = std::min<size_t>(kCalibrationBatch, windows.size() - i);
     const int64_t len = static_cast<int64_t>(windows[i].size());
     torch::Tensor x = torch::empty({static_cast<int64_t>(n), len}, torch::kUInt8);
     for (size_t k = 0; k < n; ++k) std::memcpy(x[k].data_ptr(), windows[i + k].data(), len);
@@ -644,7 +648,7 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
       none);
   if (Calibrates(r.o)) {
     // Calibration: the target model in float32 over the calibration windows, what the scheme
-    // needs of each Linear layer's inputs recorded (quant::Calibrator), 16 windows a forward pass.
+    // needs of each Linear layer's inputs recorded (quant::Calibrator), kCalibrationBatch windows a forward pass.
     auto& calibrate = g.Function<LoadedPtr, LoadedPtr>(
         "calibrate", 1,
         [&r](const LoadedPtr& in) {
