@@ -128,15 +128,21 @@ BITBYTE_KERNEL_INLINE void QuantizeRowsImpl(const T* x, int64_t rows, int64_t co
   }
 }
 
-// y[r, o] = acc[r, o] sx[r] sw[o] + bias[o] for rows [begin, end).
+// y[r, o] = acc[r, o] sx[r] sw[o] + bias[o] for rows [begin, end); with `accumulate` added to y.
 template <typename T>
 BITBYTE_KERNEL_INLINE void DequantizeRowsImpl(const int32_t* acc, const T* sx, const T* sw, const T* bias, int64_t out,
-                                              T* y, int64_t begin, int64_t end) {
+                                              T* y, int64_t begin, int64_t end, bool accumulate) {
   for (int64_t r = begin; r < end; ++r) {
     const int32_t* __restrict a = acc + r * out;
     T* __restrict yr = y + r * out;
     const T s = sx[r];
-    if (bias != nullptr) {
+    if (accumulate) {
+      if (bias != nullptr) {
+        for (int64_t o = 0; o < out; ++o) yr[o] += static_cast<T>(a[o]) * s * sw[o] + bias[o];
+      } else {
+        for (int64_t o = 0; o < out; ++o) yr[o] += static_cast<T>(a[o]) * s * sw[o];
+      }
+    } else if (bias != nullptr) {
       for (int64_t o = 0; o < out; ++o) yr[o] = static_cast<T>(a[o]) * s * sw[o] + bias[o];
     } else {
       for (int64_t o = 0; o < out; ++o) yr[o] = static_cast<T>(a[o]) * s * sw[o];
@@ -153,7 +159,7 @@ template <typename T>
 BITBYTE_KERNEL_INLINE void Int4Rows(const uint8_t* q, const T* scale, const uint8_t* zero, const T* bias, int64_t in,
                                     int64_t group, int64_t out, const T* x, const T* xsum, int64_t rows, T* y,
                                     bool accumulate, int64_t o0, int64_t o1) {
-  const int64_t groups = (in + group - 1) / group, bytes = in / group * (group / 2) + ((in % group) + 1) / 2;
+  const int64_t groups = Groups(in, group), bytes = PackedBytes(in, group);
   for (int64_t o = o0; o < o1; o += 4) {
     const int64_t n = std::min<int64_t>(4, o1 - o);
     int64_t row[4];
@@ -212,7 +218,7 @@ BITBYTE_KERNEL_INLINE void Int4Rows(const uint8_t* q, const T* scale, const uint
 template <typename T>
 BITBYTE_KERNEL_INLINE void Int4Dequantize(const uint8_t* q, const T* scale, const uint8_t* zero, int64_t in,
                                           int64_t group, T* w, int64_t o0, int64_t o1) {
-  const int64_t groups = (in + group - 1) / group, bytes = in / group * (group / 2) + ((in % group) + 1) / 2;
+  const int64_t groups = Groups(in, group), bytes = PackedBytes(in, group);
   for (int64_t o = o0; o < o1; ++o)
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t start = g * group, len = std::min(group, in - start), half = (len + 1) / 2;
@@ -240,7 +246,7 @@ BITBYTE_KERNEL_DISPATCH(Int4GenericKernel, Int4Rows)
 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma"))) void Int4RowsAvx512(
     const uint8_t* q, const float* scale, const uint8_t* zero, const float* bias, int64_t in, int64_t group,
     int64_t out, const float* x, const float* xsum, int64_t rows, float* y, bool accumulate, int64_t o0, int64_t o1) {
-  const int64_t groups = (in + group - 1) / group, bytes = in / group * (group / 2) + ((in % group) + 1) / 2;
+  const int64_t groups = Groups(in, group), bytes = PackedBytes(in, group);
   const __m128i mask = _mm_set1_epi8(0x0f);
   for (int64_t o = o0; o < o1; o += 4) {
     const int64_t n = std::min<int64_t>(4, o1 - o);
@@ -468,16 +474,12 @@ void ApplyInt8(const QuantLinear& l, const float* px, int64_t m, float* py, bool
   at::parallel_for(0, (m + kRows - 1) / kRows, 1, [&](int64_t b, int64_t e) {
     const std::unique_ptr<int8_t[]> xq(new int8_t[static_cast<size_t>(kRows * in)]);
     const std::unique_ptr<int32_t[]> acc(new int32_t[static_cast<size_t>(kRows * out)]);
-    const std::unique_ptr<float[]> tmp(accumulate ? new float[static_cast<size_t>(kRows * out)] : nullptr);
     float sx[kRows];
     for (int64_t block = b; block < e; ++block) {
       const int64_t r0 = block * kRows, rows = std::min(kRows, m - r0);
       QuantizeKernel<float>(px + r0 * in, rows, in, xq.get(), sx, l.act_scale);
       GemmInt8(xq.get(), wq, rows, out, in, acc.get());
-      float* y = accumulate ? tmp.get() : py + r0 * out;
-      DequantizeKernel<float>(acc.get(), sx, sw, bias, out, y, int64_t{0}, rows);
-      if (accumulate)
-        for (int64_t i = 0; i < rows * out; ++i) py[r0 * out + i] += y[i];
+      DequantizeKernel<float>(acc.get(), sx, sw, bias, out, py + r0 * out, int64_t{0}, rows, accumulate);
     }
   });
 }
@@ -528,11 +530,7 @@ torch::Tensor Apply(const QuantLinear& l, const torch::Tensor& input) {
   const torch::Tensor x = input.detach().to(torch::kCPU, torch::kFloat).reshape({-1, l.in}).contiguous();
   const int64_t m = x.size(0);
   torch::Tensor y = torch::empty({m, l.out()}, torch::kFloat);
-  if (l.scheme == Scheme::kInt4 && m > kInt4PackedRows) {
-    y = models::Linear(x, Dequantize(l), l.bias);
-  } else {
-    ApplyRows(l, x.data_ptr<float>(), m, y.data_ptr<float>(), false);
-  }
+  ApplyRows(l, x.data_ptr<float>(), m, y.data_ptr<float>(), false);
   std::vector<int64_t> shape = input.sizes().vec();
   shape.back() = l.out();
   return y.view(shape).to(input.device());

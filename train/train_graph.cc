@@ -110,11 +110,11 @@ void TrainGraph::Wire(pipeline::Graph& g, const pb::TrainConfig& config, int64_t
   g.Connect(train_step, eval, "weights snapshot");
   g.Connect(eval, metrics, "val bpb");
   if (config.quant_eval().every() > 0) {
-    auto& calibrate = g.Function<EventPtr, QuantizedPtr>(
+    auto& calibrate = g.Function<EventPtr, QuantizedWeightsPtr>(
         "calibrate", 1, [n](const EventPtr& in) { return n->Calibrate(in); },
-        [](const QuantizedPtr& q) { return q ? q->by_scheme.size() : 0; });
-    auto& quant_eval = g.Function<QuantizedPtr, EventPtr>(
-        "quant_eval", 1, [n](const QuantizedPtr& in) { return n->QuantEval(in); },
+        [](const QuantizedWeightsPtr& q) { return q ? q->by_scheme.size() : 0; });
+    auto& quant_eval = g.Function<QuantizedWeightsPtr, EventPtr>(
+        "quant_eval", 1, [n](const QuantizedWeightsPtr& in) { return n->QuantEval(in); },
         [](const EventPtr& e) {
           uint64_t bytes = 0;
           if (e)
@@ -206,7 +206,7 @@ EventPtr TrainGraph::Eval(const EventPtr& in) {
 // is skipped.
 bool TrainGraph::QuantStale(int64_t step) const { return stop_.load() || step < latest_quant_eval_.load(); }
 
-QuantizedPtr TrainGraph::Calibrate(const EventPtr& in) {
+QuantizedWeightsPtr TrainGraph::Calibrate(const EventPtr& in) {
   const StepEvent& s = Step(in);
   if (s.skipped || !s.want_quant_eval || QuantStale(s.step)) return nullptr;
   const auto t0 = Clock::now();
@@ -220,7 +220,7 @@ QuantizedPtr TrainGraph::Calibrate(const EventPtr& in) {
   return out;
 }
 
-EventPtr TrainGraph::QuantEval(const QuantizedPtr& in) {
+EventPtr TrainGraph::QuantEval(const QuantizedWeightsPtr& in) {
   if (!in || QuantStale(in->step)) return nullptr;
   const auto t0 = Clock::now();
   QuantEvalEvent ev;

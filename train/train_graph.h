@@ -74,8 +74,8 @@ struct QuantEvalEvent {
   double seconds = 0;  // calibrate and evaluate together
 };
 using Event = std::variant<StepEvent, EvalEvent, QuantEvalEvent>;
-using QuantizedPtr = std::shared_ptr<const QuantizedWeights>;  // null: skipped
-using EventPtr = std::shared_ptr<const Event>;                 // null: an evaluation that was skipped
+using QuantizedWeightsPtr = std::shared_ptr<const QuantizedWeights>;  // null: skipped
+using EventPtr = std::shared_ptr<const Event>;                        // null: an evaluation that was skipped
 using BatchPtr = std::shared_ptr<const Batch>;
 
 // Whether `step` is due for something done `every` steps (and always at the last step).
@@ -111,14 +111,14 @@ class TrainGraph {
   TrainSummary Run(const pipeline::MonitorOptions& figures);
 
   // ---- the node bodies (public for tests) ----
-  bool NextStep(int64_t& step);                // batch_source
-  BatchPtr Prepare(int64_t step) const;        // prepare
-  EventPtr TrainStep(const BatchPtr& batch);   // train_step (serial)
-  EventPtr Eval(const EventPtr& in);           // eval (serial)
-  QuantizedPtr Calibrate(const EventPtr& in);  // calibrate (serial)
-  EventPtr QuantEval(const QuantizedPtr& in);  // quant_eval (serial)
-  EventPtr Metrics(const EventPtr& e);         // metrics (serial)
-  void Checkpoint(const EventPtr& e);          // checkpoint (serial)
+  bool NextStep(int64_t& step);                       // batch_source
+  BatchPtr Prepare(int64_t step) const;               // prepare
+  EventPtr TrainStep(const BatchPtr& batch);          // train_step (serial)
+  EventPtr Eval(const EventPtr& in);                  // eval (serial)
+  QuantizedWeightsPtr Calibrate(const EventPtr& in);  // calibrate (serial)
+  EventPtr QuantEval(const QuantizedWeightsPtr& in);  // quant_eval (serial)
+  EventPtr Metrics(const EventPtr& e);                // metrics (serial)
+  void Checkpoint(const EventPtr& e);                 // checkpoint (serial)
 
  private:
   void RecordEval(int64_t step, const EvalResult& r);

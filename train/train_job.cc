@@ -121,8 +121,6 @@ void CheckDataset(const shard::Dataset& data) {
                 " bytes); shard it again with --val-fraction above 0");
 }
 
-// The LibTorch side of the training graph: the trainer, and a second model for evaluating
-// snapshots on the eval thread while training goes on.
 // Calibration windows of `window` bytes, spread evenly over the train split: calib_bytes / window
 // of them (a function of the split and calib_bytes only). `what` names the option for errors.
 std::vector<std::string> CalibrationWindows(const shard::Dataset& data, const std::string& dir, int64_t calib_bytes,
@@ -165,6 +163,8 @@ uint64_t RunCalibration(models::ByteModel& model, const std::vector<std::string>
   return bytes;
 }
 
+// The LibTorch side of the training graph: the trainer, and a second model for evaluating
+// snapshots on the eval thread while training goes on.
 class TorchBackend : public TrainBackend {
  public:
   // `calibration`: windows of the train split for quant_eval's int4 calibration.
@@ -647,8 +647,8 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
       },
       none);
   if (Calibrates(r.o)) {
-    // Calibration: the target model in float32 over the calibration windows, what the scheme
-    // needs of each Linear layer's inputs recorded (quant::Calibrator), kCalibrationBatch windows a forward pass.
+    // Calibration: the target model over the calibration windows (RunCalibration), what the
+    // scheme needs of each Linear layer's inputs recorded (quant::Calibrator).
     auto& calibrate = g.Function<LoadedPtr, LoadedPtr>(
         "calibrate", 1,
         [&r](const LoadedPtr& in) {
