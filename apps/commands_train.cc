@@ -66,8 +66,8 @@ void AddQuantizeOption(CLI::App* c, std::string* scheme) {
   c->add_option("--quantize", *scheme,
                 "Run the Linear layers quantized, computed from the checkpoint's float32 weights as it loads: "
                 "int8 (weights per output channel, activations per token, integer products) or int4 (weights "
-                "only, groups of 64, rounded to nearest: 'bitbyte quantize' calibrates better ones); the output "
-                "head stays float32; CPU only")
+                "in groups of 64, rounded to nearest: 'bitbyte quantize' calibrates better ones; activations per "
+                "token in int8, integer products); the output head stays float32; CPU only")
       ->check(CLI::IsMember({"int8", "int4"}));
 }
 
@@ -76,8 +76,9 @@ void AddQuantizeCommand(CLI::App& app) {
   CLI::App* c = app.add_subcommand(
       "quantize",
       "Write a quantized checkpoint of a checkpoint's model: its Linear layers in int8 (weights per\n"
-      "output channel; activations per token as it runs) or int4 (weights only, group-wise, GPTQ or\n"
-      "round-to-nearest), the output head, embeddings and norms in float32, no optimizer state.\n"
+      "output channel; activations per token as it runs) or int4 (weights group-wise, GPTQ or\n"
+      "round-to-nearest; activations int8 per token), the output head, embeddings and norms in float32,\n"
+      "no optimizer state.\n"
       "'bitbyte eval' and 'generate' take it like any checkpoint. One flow graph: load -> (calibrate)\n"
       "-> quantize -> write, and with --data the float32 and the quantized model evaluated on the\n"
       "validation split beside the write ('bitbyte graph quantize' draws it; docs/quantization.md).");

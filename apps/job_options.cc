@@ -146,8 +146,9 @@ void AddQuantizeJobOptions(CLI::App* c, train::QuantizeOptions* o) {
   c->add_option("-o,--out", o->out, "Directory to write the quantized checkpoint in (new, or without checkpoints)")
       ->required();
   c->add_option("--scheme", o->scheme,
-                "int8: weights per output channel and activations in int8, integer products; int4: weights "
-                "only, in groups of --group-size inputs with a scale and zero point each")
+                "int8: weights per output channel and activations in int8, integer products; int4: weights in "
+                "groups of --group-size inputs with a scale and zero point each, activations in int8 per token, "
+                "integer products")
       ->check(CLI::IsMember({"int8", "int4"}))
       ->capture_default_str();
   c->add_option("--data", o->data_dir,
@@ -156,8 +157,8 @@ void AddQuantizeJobOptions(CLI::App* c, train::QuantizeOptions* o) {
   c->add_option("--max-bytes", o->max_bytes, "With --data: only the first N bytes of the validation split (0: all)")
       ->check(CLI::Range(int64_t{0}, train::limits::kMaxEvalBytes));
   c->add_option("--activations", o->activations,
-                "dynamic: each input row scaled to int8 as it comes; static: one scale per layer, calibrated on "
-                "--data's train split")
+                "dynamic: each input row scaled to int8 as it comes; static (int8 only): one scale per layer, "
+                "calibrated on --data's train split")
       ->check(CLI::IsMember({"dynamic", "static"}))
       ->capture_default_str();
   c->add_option("--group-size", o->group, "int4: inputs per group (even)")

@@ -16,12 +16,26 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "base/cpu.h"
 #include "base/error.h"
 #include "models/cpu_kernels.h"
 #include "models/linear.h"
 #include "models/precision.h"
 
 namespace bitbyte::models::quant {
+
+// The int4 weights of a layer re-laid for its integer kernel (built once, as a form is made or
+// loaded). Outputs in blocks of 16, each group's inputs padded to a multiple of 8 (zero weights),
+// and per block a tile of 64 bytes per 8 padded inputs: byte 4 o + j holds q[o, 8 k + j] in its
+// low nibble and q[o, 8 k + 4 + j] in its high one, for the block's outputs o = 0..15 (zeros past
+// `out`). Scales and scale x zero point per block and group, 16 floats each (zeros past `out`).
+struct Int4Tiles {
+  int64_t blocks = 0, tiles = 0, in_padded = 0;  // tiles per block: in_padded / 8
+  std::vector<int64_t> group_start;              // padded column where group g starts; back(): in_padded
+  std::vector<uint8_t> w;                        // [blocks, tiles, 64]
+  std::vector<float> scale, scale_zero;          // [blocks, groups, 16]
+};
+
 namespace {
 
 // Values by the TensorImpl of a Linear layer's float32 weight, for models::Linear to look up on
@@ -150,68 +164,41 @@ BITBYTE_KERNEL_INLINE void DequantizeRowsImpl(const int32_t* acc, const T* sx, c
   }
 }
 
-// Rows o0..o1 of y = x w^T (+ bias) with w in int4, for `rows` rows of x; xsum[r, g] is the sum of
-// row r's inputs in group g (the zero points' share: scale (sum q x - zero sum x)). Four output
-// rows at a time share each load of x; nibbles become floats and meet x in lanes of 16 so that the
-// loops vectorise (byte to int to float conversions, FMAs), and each group's scale is applied to
-// the lanes, which are summed once a row.
+// The int4 product on the tile layout (Int4Tiles): rows r0..r1 (at most kTileRows) of int8
+// activations xq [rows, t.in_padded] (zeros in each group's padding), their scales sx and group
+// sums asum [rows, groups], against output blocks b0..b1. Per block and group the integer dot
+// products are exact in int32; then, per output, f += scale dot and f -= scale zero asum (fused
+// multiply-adds, groups in order), and y = f sx + bias. Written with std::fma in the same order as
+// the VNNI kernel, so every instruction set gives the same floats.
 template <typename T>
-BITBYTE_KERNEL_INLINE void Int4Rows(const uint8_t* q, const T* scale, const uint8_t* zero, const T* bias, int64_t in,
-                                    int64_t group, int64_t out, const T* x, const T* xsum, int64_t rows, T* y,
-                                    bool accumulate, int64_t o0, int64_t o1) {
-  const int64_t groups = Groups(in, group), bytes = PackedBytes(in, group);
-  for (int64_t o = o0; o < o1; o += 4) {
-    const int64_t n = std::min<int64_t>(4, o1 - o);
-    int64_t row[4];
-    for (int k = 0; k < 4; ++k) row[k] = o + std::min<int64_t>(k, n - 1);  // past o1: row o1 - 1 again
-    for (int64_t r = 0; r < rows; ++r) {
-      T a0[kLanes] = {}, a1[kLanes] = {}, a2[kLanes] = {}, a3[kLanes] = {};
-      T rest[4] = {};  // the tails and the zero points' share
+BITBYTE_KERNEL_INLINE void Int4TilesRows(const Int4Tiles& t, const int8_t* xq, const T* sx, const T* asum,
+                                         const T* bias, int64_t out, T* y, bool accumulate, int64_t r0, int64_t r1,
+                                         int64_t b0, int64_t b1) {
+  const int64_t groups = static_cast<int64_t>(t.group_start.size()) - 1;
+  for (int64_t b = b0; b < b1; ++b)
+    for (int64_t r = r0; r < r1; ++r) {
+      const int8_t* xr = xq + r * t.in_padded;
+      T f[kLanes] = {};
       for (int64_t g = 0; g < groups; ++g) {
-        const int64_t start = g * group, len = std::min(group, in - start), half = (len + 1) / 2, pairs = len / 2;
-        const T* __restrict lo = x + r * in + start;
-        const T* __restrict hi = lo + half;
-        const uint8_t* __restrict p0 = q + row[0] * bytes + start / 2;
-        const uint8_t* __restrict p1 = q + row[1] * bytes + start / 2;
-        const uint8_t* __restrict p2 = q + row[2] * bytes + start / 2;
-        const uint8_t* __restrict p3 = q + row[3] * bytes + start / 2;
-        const T s0 = scale[row[0] * groups + g], s1 = scale[row[1] * groups + g];
-        const T s2 = scale[row[2] * groups + g], s3 = scale[row[3] * groups + g];
-        T l0[kLanes] = {}, l1[kLanes] = {}, l2[kLanes] = {}, l3[kLanes] = {};
-        int64_t j = 0;
-        for (; j + kLanes <= pairs; j += kLanes)
-          for (int t = 0; t < kLanes; ++t) {
-            const T a = lo[j + t], b = hi[j + t];
-            l0[t] += static_cast<T>(p0[j + t] & 15) * a + static_cast<T>(p0[j + t] >> 4) * b;
-            l1[t] += static_cast<T>(p1[j + t] & 15) * a + static_cast<T>(p1[j + t] >> 4) * b;
-            l2[t] += static_cast<T>(p2[j + t] & 15) * a + static_cast<T>(p2[j + t] >> 4) * b;
-            l3[t] += static_cast<T>(p3[j + t] & 15) * a + static_cast<T>(p3[j + t] >> 4) * b;
-          }
-        for (int t = 0; t < kLanes; ++t) {
-          a0[t] += s0 * l0[t];
-          a1[t] += s1 * l1[t];
-          a2[t] += s2 * l2[t];
-          a3[t] += s3 * l3[t];
+        int32_t acc[kLanes] = {};
+        for (int64_t k = t.group_start[g] / 8; k < t.group_start[g + 1] / 8; ++k) {
+          const uint8_t* w = t.w.data() + (b * t.tiles + k) * 64;
+          const int8_t* x = xr + 8 * k;
+          for (int lane = 0; lane < kLanes; ++lane)
+            for (int j = 0; j < 4; ++j) acc[lane] += (w[4 * lane + j] & 15) * x[j] + (w[4 * lane + j] >> 4) * x[4 + j];
         }
-        const uint8_t* p[4] = {p0, p1, p2, p3};
-        const T sc[4] = {s0, s1, s2, s3};
-        const T xs = xsum[r * groups + g];
-        for (int k = 0; k < 4; ++k) {
-          T d = -static_cast<T>(zero[row[k] * groups + g]) * xs;
-          for (int64_t i = j; i < pairs; ++i)
-            d += static_cast<T>(p[k][i] & 15) * lo[i] + static_cast<T>(p[k][i] >> 4) * hi[i];
-          if (half != pairs) d += static_cast<T>(p[k][pairs] & 15) * lo[pairs];  // odd length: a low nibble alone
-          rest[k] += sc[k] * d;
-        }
+        const T* s = t.scale.data() + (b * groups + g) * kLanes;
+        const T* sz = t.scale_zero.data() + (b * groups + g) * kLanes;
+        const T a = asum[r * groups + g];
+        for (int lane = 0; lane < kLanes; ++lane)
+          f[lane] = std::fma(-sz[lane], a, std::fma(s[lane], static_cast<T>(acc[lane]), f[lane]));
       }
-      const T* acc[4] = {a0, a1, a2, a3};
-      for (int64_t k = 0; k < n; ++k) {
-        T v = rest[k] + (bias != nullptr ? bias[o + k] : T{0});
-        for (int t = 0; t < kLanes; ++t) v += acc[k][t];
-        y[r * out + o + k] = accumulate ? y[r * out + o + k] + v : v;
+      for (int64_t lane = 0; lane < std::min<int64_t>(kLanes, out - b * kLanes); ++lane) {
+        const int64_t o = b * kLanes + lane;
+        const T v = std::fma(f[lane], sx[r], bias != nullptr ? bias[o] : T{0});
+        y[r * out + o] = accumulate ? y[r * out + o] + v : v;
       }
     }
-  }
 }
 
 // Rows o0..o1 of the int4 weight as floats, w [out, in].
@@ -236,68 +223,78 @@ BITBYTE_KERNEL_INLINE void Int4Dequantize(const uint8_t* q, const T* scale, cons
 
 BITBYTE_KERNEL_DISPATCH(QuantizeKernel, QuantizeRowsImpl)
 BITBYTE_KERNEL_DISPATCH(DequantizeKernel, DequantizeRowsImpl)
-BITBYTE_KERNEL_DISPATCH(Int4GenericKernel, Int4Rows)
+BITBYTE_KERNEL_DISPATCH(Int4TilesGenericKernel, Int4TilesRows)
 
 #if defined(__x86_64__)
-// Int4Rows in AVX-512 by hand (the compiler vectorises the generic loop with 128-bit conversions):
-// 16 packed bytes (32 weights) of each of four rows a step: low and high nibbles masked out,
-// widened to 16 int32 and converted to 16 floats each, two FMAs against the group's two halves
-// of x. The same arithmetic as Int4Rows up to the order of the float sums.
-__attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma"))) void Int4RowsAvx512(
-    const uint8_t* q, const float* scale, const uint8_t* zero, const float* bias, int64_t in, int64_t group,
-    int64_t out, const float* x, const float* xsum, int64_t rows, float* y, bool accumulate, int64_t o0, int64_t o1) {
-  const int64_t groups = Groups(in, group), bytes = PackedBytes(in, group);
-  const __m128i mask = _mm_set1_epi8(0x0f);
-  for (int64_t o = o0; o < o1; o += 4) {
-    const int64_t n = std::min<int64_t>(4, o1 - o);
-    int64_t row[4];
-    for (int k = 0; k < 4; ++k) row[k] = o + std::min<int64_t>(k, n - 1);
-    for (int64_t r = 0; r < rows; ++r) {
-      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-      float rest[4] = {};
-      for (int64_t g = 0; g < groups; ++g) {
-        const int64_t start = g * group, len = std::min(group, in - start), half = (len + 1) / 2, pairs = len / 2;
-        const float* lo = x + r * in + start;
-        const float* hi = lo + half;
-        const uint8_t* p[4];
-        for (int k = 0; k < 4; ++k) p[k] = q + row[k] * bytes + start / 2;
-        __m512 l[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        int64_t j = 0;
-        for (; j + 16 <= pairs; j += 16) {
-          const __m512 xa = _mm512_loadu_ps(lo + j), xb = _mm512_loadu_ps(hi + j);
-          for (int k = 0; k < 4; ++k) {
-            const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p[k] + j));
-            const __m512 wl = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(b, mask)));
-            const __m512 wh = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), mask)));
-            l[k] = _mm512_fmadd_ps(wh, xb, _mm512_fmadd_ps(wl, xa, l[k]));
-          }
-        }
-        const float xs = xsum[r * groups + g];
-        for (int k = 0; k < 4; ++k) {
-          const float sc = scale[row[k] * groups + g];
-          acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(sc), l[k], acc[k]);
-          float d = -static_cast<float>(zero[row[k] * groups + g]) * xs;
-          for (int64_t i = j; i < pairs; ++i)
-            d += static_cast<float>(p[k][i] & 15) * lo[i] + static_cast<float>(p[k][i] >> 4) * hi[i];
-          if (half != pairs) d += static_cast<float>(p[k][pairs] & 15) * lo[pairs];
-          rest[k] += sc * d;
+// Int4TilesRows with AVX-512 VNNI, R rows at once (each 64-byte tile is unpacked once for all of
+// them): the low nibbles of a tile are 16 outputs x inputs 8k..8k+3, the high ones 16 x 8k+4..8k+7,
+// and vpdpbusd multiplies those unsigned bytes by four activation bytes broadcast to every lane,
+// summing into the 16 outputs' int32 lanes.
+template <int R>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma"))) void Int4TilesVnni(
+    const Int4Tiles& t, const int8_t* xq, const float* sx, const float* asum, const float* bias, int64_t out, float* y,
+    bool accumulate, int64_t r0, int64_t b0, int64_t b1) {
+  const int64_t groups = static_cast<int64_t>(t.group_start.size()) - 1;
+  const __m512i mask = _mm512_set1_epi8(0x0f);
+  const int8_t* xr[R];
+  for (int r = 0; r < R; ++r) xr[r] = xq + (r0 + r) * t.in_padded;
+  for (int64_t b = b0; b < b1; ++b) {
+    __m512 f[R];
+    for (int r = 0; r < R; ++r) f[r] = _mm512_setzero_ps();
+    const uint8_t* w = t.w.data() + b * t.tiles * 64;
+    for (int64_t g = 0; g < groups; ++g) {
+      __m512i acc[R];
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+      for (int64_t k = t.group_start[g] / 8; k < t.group_start[g + 1] / 8; ++k) {
+        const __m512i v = _mm512_loadu_si512(w + k * 64);
+        const __m512i lo = _mm512_and_si512(v, mask), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+        for (int r = 0; r < R; ++r) {
+          int32_t a, c;
+          std::memcpy(&a, xr[r] + 8 * k, 4);
+          std::memcpy(&c, xr[r] + 8 * k + 4, 4);
+          acc[r] = _mm512_dpbusd_epi32(acc[r], lo, _mm512_set1_epi32(a));
+          acc[r] = _mm512_dpbusd_epi32(acc[r], hi, _mm512_set1_epi32(c));
         }
       }
-      for (int64_t k = 0; k < n; ++k) {
-        const float v = _mm512_reduce_add_ps(acc[k]) + rest[k] + (bias != nullptr ? bias[o + k] : 0.0f);
-        y[r * out + o + k] = accumulate ? y[r * out + o + k] + v : v;
-      }
+      // (the masked conversion: GCC 12 warns of the unmasked one's undefined operand)
+      const __m512 s = _mm512_loadu_ps(t.scale.data() + (b * groups + g) * kLanes);
+      const __m512 sz = _mm512_loadu_ps(t.scale_zero.data() + (b * groups + g) * kLanes);
+      for (int r = 0; r < R; ++r)
+        f[r] = _mm512_fnmadd_ps(sz, _mm512_set1_ps(asum[(r0 + r) * groups + g]),
+                                _mm512_fmadd_ps(s, _mm512_maskz_cvtepi32_ps(0xffff, acc[r]), f[r]));
+    }
+    const int64_t n = std::min<int64_t>(kLanes, out - b * kLanes);
+    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
+    const __m512 bv = bias != nullptr ? _mm512_maskz_loadu_ps(m, bias + b * kLanes) : _mm512_setzero_ps();
+    for (int r = 0; r < R; ++r) {
+      float* yr = y + (r0 + r) * out + b * kLanes;
+      __m512 v = _mm512_fmadd_ps(f[r], _mm512_set1_ps(sx[r0 + r]), bv);
+      if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, yr), v);
+      _mm512_mask_storeu_ps(yr, m, v);
     }
   }
 }
 #endif
 
-template <typename T, typename... A>
-void Int4Kernel(A&&... a) {
+// Rows r0..r1 (up to kTileRows) against output blocks b0..b1, on the best kernel this CPU has.
+void Int4TilesKernel(const Int4Tiles& t, const int8_t* xq, const float* sx, const float* asum, const float* bias,
+                     int64_t out, float* y, bool accumulate, int64_t r0, int64_t r1, int64_t b0, int64_t b1) {
 #if defined(__x86_64__)
-  if (kernels::CpuIsa() == kernels::Isa::kAvx512) return Int4RowsAvx512(std::forward<A>(a)...);
+  if (kernels::CpuIsa() == kernels::Isa::kAvx512 && cpu::This().avx512_vnni) {
+    switch (r1 - r0) {
+      case 1: return Int4TilesVnni<1>(t, xq, sx, asum, bias, out, y, accumulate, r0, b0, b1);
+      case 2: return Int4TilesVnni<2>(t, xq, sx, asum, bias, out, y, accumulate, r0, b0, b1);
+      case 3: return Int4TilesVnni<3>(t, xq, sx, asum, bias, out, y, accumulate, r0, b0, b1);
+      case 4: return Int4TilesVnni<4>(t, xq, sx, asum, bias, out, y, accumulate, r0, b0, b1);
+      case 5: return Int4TilesVnni<5>(t, xq, sx, asum, bias, out, y, accumulate, r0, b0, b1);
+      case 6: return Int4TilesVnni<6>(t, xq, sx, asum, bias, out, y, accumulate, r0, b0, b1);
+      case 7: return Int4TilesVnni<7>(t, xq, sx, asum, bias, out, y, accumulate, r0, b0, b1);
+      case 8: return Int4TilesVnni<8>(t, xq, sx, asum, bias, out, y, accumulate, r0, b0, b1);
+      default: break;
+    }
+  }
 #endif
-  Int4GenericKernel<T>(std::forward<A>(a)...);
+  Int4TilesGenericKernel<float>(t, xq, sx, asum, bias, out, y, accumulate, r0, r1, b0, b1);
 }
 BITBYTE_KERNEL_DISPATCH(Int4DequantizeKernel, Int4Dequantize)
 
@@ -339,6 +336,7 @@ QuantLinear PackInt4(const torch::Tensor& q, const torch::Tensor& scale, const t
       for (int64_t j = 0; j < half; ++j) p[j] = static_cast<uint8_t>(v[j] | (j + half < len ? v[j + half] << 4 : 0));
     }
   if (bias.defined()) l.bias = bias.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  Prepare(l);
   return l;
 }
 
@@ -484,44 +482,104 @@ void ApplyInt8(const QuantLinear& l, const float* px, int64_t m, float* py, bool
   });
 }
 
-// int4 rows, a few: the packed kernel split over threads by output rows (about 16 KiB of packed
-// weights a task at the least).
-void ApplyInt4Packed(const QuantLinear& l, const float* x, int64_t rows, float* y, bool accumulate) {
-  const int64_t in = l.in, groups = Groups(in, l.group);
-  std::vector<float> xsum(static_cast<size_t>(rows * groups));
-  for (int64_t r = 0; r < rows; ++r)
+std::shared_ptr<const Int4Tiles> BuildTiles(const QuantLinear& l) {
+  const int64_t out = l.out(), in = l.in, groups = Groups(in, l.group), bytes = PackedBytes(in, l.group);
+  auto t = std::make_shared<Int4Tiles>();
+  t->blocks = (out + kLanes - 1) / kLanes;
+  t->group_start.push_back(0);
+  for (int64_t g = 0; g < groups; ++g)
+    t->group_start.push_back(t->group_start.back() + (std::min(l.group, in - g * l.group) + 7) / 8 * 8);
+  t->in_padded = t->group_start.back();
+  t->tiles = t->in_padded / 8;
+  // q as one value a byte in the padded columns, [blocks * 16, in_padded].
+  std::vector<uint8_t> v(static_cast<size_t>(t->blocks * kLanes * t->in_padded), 0);
+  const uint8_t* q = l.q.data_ptr<uint8_t>();
+  for (int64_t o = 0; o < out; ++o)
     for (int64_t g = 0; g < groups; ++g) {
-      float s = 0;
-      for (int64_t i = g * l.group; i < std::min(in, (g + 1) * l.group); ++i) s += x[r * in + i];
-      xsum[r * groups + g] = s;
+      const int64_t start = g * l.group, len = std::min(l.group, in - start), half = (len + 1) / 2;
+      const uint8_t* p = q + o * bytes + start / 2;
+      uint8_t* d = v.data() + o * t->in_padded + t->group_start[g];
+      for (int64_t j = 0; j < len; ++j) d[j] = j < half ? p[j] & 15 : p[j - half] >> 4;
     }
-  const int64_t grain = std::max<int64_t>(4, ((int64_t{1} << 15) / std::max<int64_t>(1, in)) & ~int64_t{3});
-  const float* bias = l.bias.defined() ? l.bias.data_ptr<float>() : nullptr;
-  at::parallel_for(0, (l.out() + 3) / 4, grain / 4, [&](int64_t b, int64_t e) {
-    Int4Kernel<float>(l.q.data_ptr<uint8_t>(), l.scale.data_ptr<float>(), l.zero.data_ptr<uint8_t>(), bias, in, l.group,
-                      l.out(), x, xsum.data(), rows, y, accumulate, 4 * b, std::min(l.out(), 4 * e));
-  });
+  t->w.assign(static_cast<size_t>(t->blocks * t->tiles * 64), 0);
+  for (int64_t b = 0; b < t->blocks; ++b)
+    for (int64_t k = 0; k < t->tiles; ++k)
+      for (int lane = 0; lane < kLanes; ++lane)
+        for (int j = 0; j < 4; ++j) {
+          const uint8_t* row = v.data() + (b * kLanes + lane) * t->in_padded + 8 * k;
+          t->w[(b * t->tiles + k) * 64 + 4 * lane + j] = static_cast<uint8_t>(row[j] | row[4 + j] << 4);
+        }
+  t->scale.assign(static_cast<size_t>(t->blocks * groups * kLanes), 0.0f);
+  t->scale_zero.assign(t->scale.size(), 0.0f);
+  const float* scale = l.scale.data_ptr<float>();
+  const uint8_t* zero = l.zero.data_ptr<uint8_t>();
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t g = 0; g < groups; ++g) {
+      const size_t at = static_cast<size_t>(((o / kLanes) * groups + g) * kLanes + o % kLanes);
+      t->scale[at] = scale[o * groups + g];
+      t->scale_zero[at] = scale[o * groups + g] * static_cast<float>(zero[o * groups + g]);
+    }
+  return t;
 }
 
-// Up to this many rows the int4 product reads the packed weights in its own kernel; beyond, the
-// weight is dequantized once (out x in floats) and the rows go through a float32 GEMM.
-constexpr int64_t kInt4PackedRows = 4;
+// int4 rows: activations to int8 per row (dynamic, as int8's; QuantizeRows) in the tiles' padded
+// columns, their group sums, then the tile kernel over chunks of rows x blocks of outputs: a
+// chunk's activations stay in cache while each block's tiles (in_padded x 8 bytes) are read once
+// for kTileRows rows at a time. Every output is computed by one call in a fixed order: the same
+// floats whatever the thread count.
+constexpr int64_t kTileRows = 8, kRowChunk = 64, kInt4InlineMacs = int64_t{1} << 20;
+void ApplyInt4(const QuantLinear& l, const float* x, int64_t m, float* y, bool accumulate) {
+  std::shared_ptr<const Int4Tiles> own = l.tiles;
+  if (own == nullptr) own = BuildTiles(l);  // a form nobody prepared (Prepare)
+  const Int4Tiles& t = *own;
+  const int64_t in = l.in, groups = Groups(in, l.group), padded = t.in_padded;
+  const std::unique_ptr<int8_t[]> xq(new int8_t[static_cast<size_t>(m * padded)]);
+  std::vector<float> sx(static_cast<size_t>(m)), asum(static_cast<size_t>(m * groups));
+  at::parallel_for(0, m, 16, [&](int64_t r0, int64_t r1) {
+    std::vector<int8_t> row(static_cast<size_t>(in));
+    for (int64_t r = r0; r < r1; ++r) {
+      QuantizeKernel<float>(x + r * in, int64_t{1}, in, row.data(), sx.data() + r, 0.0f);
+      int8_t* d = xq.get() + r * padded;
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t start = g * l.group, len = std::min(l.group, in - start);
+        const int64_t pad = t.group_start[g + 1] - t.group_start[g];
+        int32_t sum = 0;
+        for (int64_t j = 0; j < len; ++j) sum += row[start + j];
+        std::memcpy(d + t.group_start[g], row.data() + start, static_cast<size_t>(len));
+        std::memset(d + t.group_start[g] + len, 0, static_cast<size_t>(pad - len));
+        asum[r * groups + g] = static_cast<float>(sum);
+      }
+    }
+  });
+  const float* bias = l.bias.defined() ? l.bias.data_ptr<float>() : nullptr;
+  const int64_t per = std::max<int64_t>(1, (int64_t{1} << 14) / (t.tiles * 64));  // blocks a task: ~16 KiB
+  const int64_t row_chunks = (m + kRowChunk - 1) / kRowChunk, block_chunks = (t.blocks + per - 1) / per;
+  const auto run = [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t rb = u / block_chunks * kRowChunk, re = std::min(m, rb + kRowChunk);
+      const int64_t bb = u % block_chunks * per, be = std::min(t.blocks, bb + per);
+      for (int64_t b = bb; b < be; ++b)
+        for (int64_t r = rb; r < re; r += kTileRows)
+          Int4TilesKernel(t, xq.get(), sx.data(), asum.data(), bias, l.out(), y, accumulate, r,
+                          std::min(re, r + kTileRows), b, b + 1);
+    }
+  };
+  // Products under kInt4InlineMacs multiply-adds (a generation step's, on small models) take
+  // microseconds: handing half to another thread costs more than it saves.
+  if (m * t.blocks * kLanes * t.in_padded < kInt4InlineMacs) return run(0, row_chunks * block_chunks);
+  at::parallel_for(0, row_chunks * block_chunks, 1, run);
+}
 
 }  // namespace
 
 void ApplyRows(const QuantLinear& l, const float* x, int64_t rows, float* y, bool accumulate) {
   if (rows == 0) return;
   if (l.scheme == Scheme::kInt8) return ApplyInt8(l, x, rows, y, accumulate);
-  if (rows <= kInt4PackedRows) return ApplyInt4Packed(l, x, rows, y, accumulate);
-  const torch::Tensor w = Dequantize(l);
-  const torch::Tensor xt = torch::from_blob(const_cast<float*>(x), {rows, l.in});
-  torch::Tensor yt = torch::from_blob(y, {rows, l.out()});
-  const torch::Tensor r = models::Linear(xt, w, l.bias);  // the float32 GEMM path of linear.h
-  if (accumulate) {
-    yt.add_(r);
-  } else {
-    yt.copy_(r);
-  }
+  ApplyInt4(l, x, rows, y, accumulate);
+}
+
+void Prepare(QuantLinear& l) {
+  if (l.scheme == Scheme::kInt4) l.tiles = BuildTiles(l);
 }
 
 torch::Tensor Apply(const QuantLinear& l, const torch::Tensor& input) {
@@ -664,7 +722,9 @@ void QuantizedModel::Add(torch::nn::Module& model, const std::vector<std::pair<s
       throw UsageError(what + ": weight " + c10::str(form.q.sizes()) + ", scale " + c10::str(form.scale.sizes()) +
                        (form.scheme == Scheme::kInt4 ? ", group " + std::to_string(form.group) : std::string()) +
                        " do not fit the layer's weight " + c10::str(linear->weight.sizes()));
-    Register(name, *linear, std::make_shared<const QuantLinear>(form));
+    QuantLinear prepared = form;
+    if (prepared.tiles == nullptr) Prepare(prepared);
+    Register(name, *linear, std::make_shared<const QuantLinear>(std::move(prepared)));
   }
 }
 

@@ -7,12 +7,13 @@
 // integers: oneDNN's int8 GEMM (its own JIT kernels: VNNI where the CPU has it) accumulates
 // exactly in int32, then y = acc sx[m] scale[o] + bias.
 //
-// int4: weights only, asymmetric per group of `group` consecutive inputs of an output channel:
+// int4: weights asymmetric per group of `group` consecutive inputs of an output channel:
 // w[o, i] ~ scale[o, g] (q[o, i] - zero[o, g]), q and zero in [0, 15], two weights a byte. The
 // rounding is to nearest, or GPTQ's (error feedback through the inverse Hessian of the layer's
-// calibration inputs). A few rows (generation) run in a kernel that reads the packed weights
-// directly; many rows (evaluation, a prompt) dequantize the weight once a call and run a float32
-// GEMM on it.
+// calibration inputs). Activations int8 per row as int8's dynamic ones (x ~ sx[r] xq[r, i]), so
+// the product runs on integers: per group the dot product of the unsigned nibbles with xq is exact
+// in int32 (VNNI's vpdpbusd where the CPU has it), then
+// y[r, o] = sx[r] sum_g scale[o, g] (dot[r, o, g] - zero[o, g] sum_{i in g} xq[r, i]) + bias[o].
 //
 // A model is quantized by a QuantizedModel over it: while it lives, every models::Linear call whose
 // weight it quantized runs the quantized product instead (linear.h); the module itself is
@@ -39,15 +40,18 @@ const char* SchemeName(Scheme s);  // "int8", "int4"
 // "int8" or "int4"; UsageError naming the schemes otherwise.
 Scheme ParseScheme(const std::string& name);
 
+struct Int4Tiles;  // int4 weights laid out for the integer kernel (quant.cc)
+
 struct QuantLinear {
   Scheme scheme = Scheme::kInt8;
-  int64_t in = 0;       // input features
-  torch::Tensor q;      // int8: [out, in] int8; int4: [out, PackedBytes(in, group)] uint8
-  torch::Tensor scale;  // int8: [out] float32; int4: [out, Groups(in, group)] float32
-  torch::Tensor zero;   // int4: [out, Groups(in, group)] uint8 in [0, 15]
-  torch::Tensor bias;   // [out] float32, or undefined
-  int64_t group = 0;    // int4: inputs per group (even)
-  float act_scale = 0;  // int8: > 0: static activations, x ~ act_scale * int8 (clamped); 0: per row
+  int64_t in = 0;                          // input features
+  torch::Tensor q;                         // int8: [out, in] int8; int4: [out, PackedBytes(in, group)] uint8
+  torch::Tensor scale;                     // int8: [out] float32; int4: [out, Groups(in, group)] float32
+  torch::Tensor zero;                      // int4: [out, Groups(in, group)] uint8 in [0, 15]
+  torch::Tensor bias;                      // [out] float32, or undefined
+  int64_t group = 0;                       // int4: inputs per group (even)
+  float act_scale = 0;                     // int8: > 0: static activations, x ~ act_scale * int8 (clamped); 0: per row
+  std::shared_ptr<const Int4Tiles> tiles;  // int4: the kernel's layout of q (Prepare); built per call if null
   int64_t out() const { return q.size(0); }
 };
 
@@ -64,6 +68,9 @@ QuantLinear QuantizeLinear(const torch::Tensor& weight, const torch::Tensor& bia
 // undefined, else by GPTQ with that Hessian (sum of x^T x over calibration inputs, [in, in]).
 QuantLinear QuantizeLinearInt4(const torch::Tensor& weight, const torch::Tensor& bias, int64_t group,
                                const torch::Tensor& hessian);
+// Builds what the kernels need beyond the stored tensors (int4: the tile layout of q, about its
+// size again); the forms QuantizeLinearInt4 and QuantizedModel make are prepared.
+void Prepare(QuantLinear& l);
 // The weight a form stands for, float32 [out, in].
 torch::Tensor Dequantize(const QuantLinear& l);
 // y = x w^T + b with the quantized w: x [..., in] float32 -> [..., out].

@@ -578,6 +578,7 @@ namespace {
 
 // What the quantize graph's bodies share: the options, the validation text, the results.
 struct QuantizeRun {
+  explicit QuantizeRun(const QuantizeOptions& options) : o(options) {}
   const QuantizeOptions& o;
   int threads = 1;
   std::string val;                       // the validation text both models are evaluated on ("": no evaluation)
@@ -729,7 +730,7 @@ QuantizeSummary RunQuantize(const QuantizeOptions& o) {
   if (o.activations == "static" && o.data_dir.empty())
     throw UsageError("--activations static calibrates on a dataset's train split: give --data DIR");
   if (o.scheme == "int4" && o.activations != "dynamic")
-    throw UsageError("--activations is for int8: int4 quantizes weights only (activations stay float32)");
+    throw UsageError("--activations static is for int8: int4 scales each activation row as it comes (dynamic)");
   if (o.rounding != "gptq" && o.rounding != "nearest")
     throw UsageError("--rounding '" + o.rounding + "': gptq or nearest");
   if (o.scheme == "int4" && o.rounding == "gptq" && o.data_dir.empty())

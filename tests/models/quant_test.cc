@@ -1,6 +1,6 @@
 // Post-training quantization (models/quant.h): int8 and int4 round trips within half a step, the
 // integer GEMM exact against integer loops, the int8 Linear within its worst-case rounding bound of
-// the float32 one, the int4 kernels equal to the dequantized weight's product, GPTQ below
+// the float32 one, the int4 kernels equal to an integer reference, GPTQ below
 // round-to-nearest, and a quantized model's logits near the float32 model's.
 #include "models/quant.h"
 
@@ -8,7 +8,9 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "base/error.h"
@@ -38,7 +40,9 @@ TEST(Quant, RowRoundTripIsWithinHalfAStep) {
     EXPECT_TRUE((err <= half).all().item<bool>()) << "rows " << rows << " cols " << cols;
     // The largest |x| of a non-zero row maps to +-127 exactly.
     for (int64_t r = 0; r < rows; ++r)
-      if (x[r].abs().max().item<float>() > 0) EXPECT_EQ(q[r].abs().max().item<int>(), 127);
+      if (x[r].abs().max().item<float>() > 0) {
+        EXPECT_EQ(q[r].abs().max().item<int>(), 127);
+      }
   }
 }
 
@@ -123,29 +127,74 @@ TEST(Quant, Int4RoundTripIsWithinHalfAStep) {
   }
 }
 
-// The packed kernel (a few rows) and the dequantize-and-GEMM path (more) both equal the float64
-// product with the dequantized weight, with and without bias and accumulation.
-TEST(Quant, Int4ProductsEqualTheDequantizedWeightsProduct) {
+// The nibbles of an int4 form as [out, in], read by the layout quant.h states (group k's L inputs
+// from byte k group / 2: input j low nibble, input j + (L + 1) / 2 high nibble).
+std::vector<int> Nibbles(const QuantLinear& l) {
+  const int64_t out = l.out(), in = l.in, bytes = PackedBytes(in, l.group);
+  const uint8_t* q = l.q.data_ptr<uint8_t>();
+  std::vector<int> v(static_cast<size_t>(out * in));
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t start = 0; start < in; start += l.group) {
+      const int64_t len = std::min(l.group, in - start), half = (len + 1) / 2;
+      for (int64_t j = 0; j < len; ++j) {
+        const uint8_t byte = q[o * bytes + start / 2 + j % half];
+        v[o * in + start + j] = j < half ? byte & 15 : byte >> 4;
+      }
+    }
+  return v;
+}
+
+// The int4 product is an integer one: activations to int8 per row (QuantizeRows); per group the
+// exact dot product of the nibbles with them; then per output, groups in order,
+// f = fma(-scale zero, group sum of xq, fma(scale, dot, f)) and y = fma(f, sx, bias). Every kernel
+// (each instruction set: the forced runs of this test; any thread count; any number of rows, in
+// chunks and tails) gives exactly these floats, which are the float64 product of the dequantized
+// activations and weights up to float rounding. Odd sizes, partial groups, groups not a multiple
+// of 8 (the kernel pads them), outputs not a multiple of 16.
+TEST(Quant, Int4ProductsAreExactIntegerProducts) {
   std::mt19937_64 rng(12);
-  for (int i = 0; i < 30; ++i) {
-    const int64_t out = Draw(rng, 1, 70), in = Draw(rng, 1, 300), group = 2 * Draw(rng, 1, 70), rows = Draw(rng, 1, 9);
+  for (int i = 0; i < 40; ++i) {
+    const int64_t out = Draw(rng, 1, 70), in = Draw(rng, 1, 300), group = 2 * Draw(rng, 1, 70), rows = Draw(rng, 1, 20);
     torch::manual_seed(i);
     const torch::Tensor w = torch::randn({out, in}) * 0.1, b = i % 2 ? torch::randn({out}) : torch::Tensor();
-    const QuantLinear l = QuantizeLinearInt4(w, b, group, torch::Tensor());
-    const torch::Tensor x = torch::randn({rows, in}), y0 = torch::randn({rows, out});
-    const torch::Tensor wd = Dequantize(l).to(torch::kDouble);
-    const torch::Tensor want = torch::linear(x.to(torch::kDouble), wd, b.defined() ? b.to(torch::kDouble) : b);
-    const torch::Tensor tol = torch::mm(x.abs().to(torch::kDouble), wd.abs().t()) * 1e-5 + 1e-5;
+    QuantLinear l = QuantizeLinearInt4(w, b, group, torch::Tensor());
+    if (i % 4 == 0) l.tiles = nullptr;  // a form nobody prepared: built as it runs
+    const torch::Tensor x = torch::randn({rows, in}) * std::pow(10.0, Draw(rng, -2, 2)), y0 = torch::randn({rows, out});
+    torch::Tensor xq = torch::empty({rows, in}, torch::kInt8), sx = torch::empty({rows});
+    QuantizeRows(x.data_ptr<float>(), rows, in, xq.data_ptr<int8_t>(), sx.data_ptr<float>());
+    const std::vector<int> q = Nibbles(l);
+    const int64_t groups = Groups(in, group);
+    const int8_t* a = xq.data_ptr<int8_t>();
+    const float* scale = l.scale.data_ptr<float>();
+    const uint8_t* zero = l.zero.data_ptr<uint8_t>();
+    torch::Tensor want = torch::empty({rows, out});
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t o = 0; o < out; ++o) {
+        float f = 0;
+        for (int64_t g = 0; g < groups; ++g) {
+          int64_t dot = 0, sum = 0;
+          for (int64_t j = g * group; j < std::min(in, (g + 1) * group); ++j) {
+            dot += int64_t{q[o * in + j]} * a[r * in + j];
+            sum += a[r * in + j];
+          }
+          const float s = scale[o * groups + g], sz = s * static_cast<float>(zero[o * groups + g]);
+          f = std::fma(-sz, static_cast<float>(sum), std::fma(s, static_cast<float>(dot), f));
+        }
+        want[r][o] = std::fma(f, sx[r].item<float>(), b.defined() ? b[o].item<float>() : 0.0f);
+      }
+    const std::string where = "out " + std::to_string(out) + " in " + std::to_string(in) + " group " +
+                              std::to_string(group) + " rows " + std::to_string(rows);
     for (const bool accumulate : {false, true}) {
       torch::Tensor y = y0.clone();
       ApplyRows(l, x.data_ptr<float>(), rows, y.data_ptr<float>(), accumulate);
-      const torch::Tensor expect = accumulate ? want + y0.to(torch::kDouble) : want;
-      EXPECT_TRUE(((y.to(torch::kDouble) - expect).abs() <= tol).all().item<bool>())
-          << "out " << out << " in " << in << " group " << group << " rows " << rows << " accumulate " << accumulate;
+      EXPECT_TRUE(torch::equal(y, accumulate ? y0 + want : want)) << where << " accumulate " << accumulate;
     }
-    EXPECT_TRUE(((Apply(l, x.view({rows, 1, in})).view({rows, out}).to(torch::kDouble) - want).abs() <= tol)
-                    .all()
-                    .item<bool>());
+    EXPECT_TRUE(torch::equal(Apply(l, x.view({rows, 1, in})).view({rows, out}), want)) << where;
+    const torch::Tensor xd = xq.to(torch::kDouble) * sx.to(torch::kDouble).unsqueeze(1);
+    const torch::Tensor wd = Dequantize(l).to(torch::kDouble);
+    const torch::Tensor exact = torch::linear(xd, wd, b.defined() ? b.to(torch::kDouble) : b);
+    const torch::Tensor tol = torch::mm(xd.abs(), wd.abs().t()) * 1e-5 + 1e-5;
+    EXPECT_TRUE(((want.to(torch::kDouble) - exact).abs() <= tol).all().item<bool>()) << where;
   }
 }
 
