@@ -399,6 +399,8 @@ void ValidateConfig(const pb::TrainConfig& c, uint64_t memory_bytes) {
   CheckReal("optim.eps", o.eps(), 0, kMaxEps, true, false);
   CheckReal("optim.weight_decay", o.weight_decay(), 0, kMaxWeightDecay, false, false);
   CheckReal("optim.grad_clip", o.grad_clip(), 0, kMaxGradClip, false, false, " (0 turns clipping off)");
+  Check(o.state_bits() == 32 || o.state_bits() == 8, "optim.state_bits",
+        "must be 32 or 8, got " + std::to_string(o.state_bits()));
   CheckRange("eval.every", c.eval().every(), 0, kMaxSteps, " (0: only after the last step)");
   // An evaluation must predict at least one byte: 0 (the whole split) or at least 2 bytes.
   Check(c.eval().max_bytes() == 0 || (c.eval().max_bytes() >= 2 && c.eval().max_bytes() <= kMaxEvalBytes),
@@ -431,11 +433,12 @@ void ValidateConfig(const pb::TrainConfig& c, uint64_t memory_bytes) {
   // The model's weights, gradients and AdamW state in memory (activations, the evaluation copy
   // and checkpoint snapshots come on top).
   const int64_t params = models::ParameterCount(c.model());
-  const double need = static_cast<double>(params) * kBytesPerParameter;
+  const int bytes_each = c.optim().state_bits() == 8 ? kBytesPerParameter8 : kBytesPerParameter;
+  const double need = static_cast<double>(params) * bytes_each;
   if (memory_bytes > 0 && need > static_cast<double>(memory_bytes)) {
     const std::string track = c.model().name();
     throw UsageError("config field model." + track + ": " + std::to_string(params) + " parameters need " + GiB(need) +
-                     " for weights, gradients and AdamW state (" + std::to_string(kBytesPerParameter) +
+                     " for weights, gradients and AdamW state (" + std::to_string(bytes_each) +
                      " bytes each), more than this machine's " + GiB(static_cast<double>(memory_bytes)) +
                      " of memory (lower d_model or n_layer)");
   }

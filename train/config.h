@@ -29,7 +29,8 @@ inline constexpr double kMaxLr = 10.0;                                // optim.l
 inline constexpr double kMaxEps = 1.0;                                // optim.eps
 inline constexpr double kMaxWeightDecay = 100.0;                      // optim.weight_decay
 inline constexpr double kMaxGradClip = 1e6;                           // optim.grad_clip
-inline constexpr int kBytesPerParameter = 16;  // float32 weights, gradients, AdamW exp_avg and exp_avg_sq
+inline constexpr int kBytesPerParameter = 16;   // float32 weights, gradients, AdamW exp_avg and exp_avg_sq
+inline constexpr int kBytesPerParameter8 = 10;  // the same with optim.state_bits 8 (a byte a moment)
 // Options of train, eval and generate (apps/job_options.cc, apps/commands_train.cc).
 using bitbyte::kMaxThreads;                                     // --threads (0: all cores)
 inline constexpr int64_t kMaxGenerateBytes = int64_t{1} << 30;  // generate -n

@@ -20,6 +20,13 @@ namespace {
 constexpr char kModelPrefix[] = "model/";
 constexpr char kExpAvgPrefix[] = "optim/exp_avg/";
 constexpr char kExpAvgSqPrefix[] = "optim/exp_avg_sq/";
+// optim.state_bits 8: each moment as codes (uint8 [numel]) and block maxima (float32 [blocks]).
+constexpr char kExpAvg8Prefix[] = "optim/exp_avg8/";
+constexpr char kExpAvg8MaxPrefix[] = "optim/exp_avg8_max/";
+constexpr char kExpAvgSq8Prefix[] = "optim/exp_avg_sq8/";
+constexpr char kExpAvgSq8MaxPrefix[] = "optim/exp_avg_sq8_max/";
+// Tensors smaller than this keep float32 moments under state_bits 8 (their states cost little).
+constexpr int64_t kMinState8Elements = 4096;
 constexpr char kRngBlob[] = "rng/cpu";
 
 void FromBlob(const TensorBlob* b, const std::string& name, torch::Tensor& dst) {
@@ -97,9 +104,18 @@ Trainer::Trainer(const pb::TrainConfig& config, torch::Device device) : config_(
   model_ = models::CreateModel(config_.model());
   model_->to(device_);
   model_->train();
+  const bool state8 = config_.optim().state_bits() == 8;
+  if (state8 && !device_.is_cpu())
+    throw UsageError("optim.state_bits 8 runs on the CPU only; use 32 on " + device_.str());
   for (const auto& p : model_->named_parameters()) {
-    Param q{p.key(), p.value(), torch::zeros_like(p.value()), torch::zeros_like(p.value()),
-            model_->Decays(p.key(), p.value())};
+    Param q{p.key(), torch::Tensor(), torch::Tensor(), torch::Tensor(), model_->Decays(p.key(), p.value()), nullptr};
+    q.p = p.value();
+    if (state8 && q.decay && p.value().numel() >= kMinState8Elements) {
+      q.state8 = std::make_shared<models::Moments8>(models::ZeroMoments8(p.value().numel()));
+    } else {
+      q.exp_avg = torch::zeros_like(p.value());
+      q.exp_avg_sq = torch::zeros_like(p.value());
+    }
     params_.push_back(std::move(q));
   }
 }
@@ -170,7 +186,11 @@ void Trainer::AdamW(double lr) {
     const torch::Tensor& g = q.p.grad();
     if (!g.defined()) continue;
     const models::AdamWHyper h{lr, o.beta1(), o.beta2(), o.eps(), q.decay ? o.weight_decay() : 0.0, bc1, bc2_sqrt};
-    models::AdamWUpdate(q.p, g, q.exp_avg, q.exp_avg_sq, h);  // one pass per parameter (models/adamw.h)
+    if (q.state8 != nullptr) {
+      models::AdamW8Update(q.p, g, *q.state8, h);
+    } else {
+      models::AdamWUpdate(q.p, g, q.exp_avg, q.exp_avg_sq, h);  // one pass per parameter (models/adamw.h)
+    }
   }
 }
 
@@ -182,6 +202,13 @@ std::shared_ptr<Snapshot> Trainer::TakeSnapshot(bool with_optimizer) const {
   SaveModule(*model_, kModelPrefix, *snap);
   if (with_optimizer) {
     for (const Param& q : params_) {
+      if (q.state8 != nullptr) {
+        snap->tensors.push_back(ToBlob(kExpAvg8Prefix + q.name, q.state8->m));
+        snap->tensors.push_back(ToBlob(kExpAvg8MaxPrefix + q.name, q.state8->m_max));
+        snap->tensors.push_back(ToBlob(kExpAvgSq8Prefix + q.name, q.state8->v));
+        snap->tensors.push_back(ToBlob(kExpAvgSq8MaxPrefix + q.name, q.state8->v_max));
+        continue;
+      }
       snap->tensors.push_back(ToBlob(kExpAvgPrefix + q.name, q.exp_avg));
       snap->tensors.push_back(ToBlob(kExpAvgSqPrefix + q.name, q.exp_avg_sq));
     }
@@ -197,6 +224,13 @@ void Trainer::Restore(const Snapshot& snap) {
                      "): it can be evaluated and generated from, not trained; resume from the run's own checkpoints");
   LoadModule(*model_, kModelPrefix, snap);
   for (Param& q : params_) {
+    if (q.state8 != nullptr) {
+      FromBlob(snap.Find(kExpAvg8Prefix + q.name), kExpAvg8Prefix + q.name, q.state8->m);
+      FromBlob(snap.Find(kExpAvg8MaxPrefix + q.name), kExpAvg8MaxPrefix + q.name, q.state8->m_max);
+      FromBlob(snap.Find(kExpAvgSq8Prefix + q.name), kExpAvgSq8Prefix + q.name, q.state8->v);
+      FromBlob(snap.Find(kExpAvgSq8MaxPrefix + q.name), kExpAvgSq8MaxPrefix + q.name, q.state8->v_max);
+      continue;
+    }
     FromBlob(snap.Find(kExpAvgPrefix + q.name), kExpAvgPrefix + q.name, q.exp_avg);
     FromBlob(snap.Find(kExpAvgSqPrefix + q.name), kExpAvgSqPrefix + q.name, q.exp_avg_sq);
   }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "models/adamw.h"
 #include "models/model.h"
 #include "train/backend.h"
 #include "train/batches.h"
@@ -43,8 +44,9 @@ class Trainer {
  private:
   struct Param {
     std::string name;
-    torch::Tensor p, exp_avg, exp_avg_sq;
+    torch::Tensor p, exp_avg, exp_avg_sq;  // float32 moments (undefined with state8)
     bool decay;
+    std::shared_ptr<models::Moments8> state8;  // optim.state_bits 8: the 8-bit moments
   };
   void AdamW(double lr);
 

@@ -186,15 +186,18 @@ t_reference() {
 }
 
 # 1. kill -9 from outside, resume.
-t_kill_resume() {
-  begin "kill -9 during training (up to 3 times), resume: identical losses and final weights"
-  rm -rf K
-  local args=(train --data ds -o K "${CFG[@]}") target=12 kills=0 at="" finished=0 last
+# kill_resume REF RUN [ARGS...]: train RUN (CFG and ARGS), kill -9 it up to 3 times and resume;
+# its losses and final weights must be REF's (the same config, uninterrupted).
+kill_resume() {
+  local ref=$1 run=$2
+  shift 2
+  rm -rf "$run"
+  local args=(train --data ds -o "$run" "${CFG[@]}" "$@") target=12 kills=0 at="" finished=0 last
   while ((target < STEPS)); do
     bg "${args[@]}"
-    if wait_step K/metrics.jsonl "$target" "$BG"; then kill -9 "$BG" 2>/dev/null || true; fi
+    if wait_step "$run/metrics.jsonl" "$target" "$BG"; then kill -9 "$BG" 2>/dev/null || true; fi
     reap "$BG"
-    last=$(last_step K/metrics.jsonl)
+    last=$(last_step "$run/metrics.jsonl")
     if [[ $RC == 137 ]]; then
       kills=$((kills + 1)) at+=" $last"
     elif [[ $RC == 0 ]]; then
@@ -204,18 +207,40 @@ t_kill_resume() {
       fail "run exited $RC ($(errmsg "$T/bg.err"))"
       break
     fi
-    args=(train --resume K --threads 2)
+    args=(train --resume "$run" --threads 2)
     target=$((last + 20))
   done
   ((kills > 0)) || fail "the run finished before it could be killed"
   if ((!finished)) && [[ -z $ERRS ]]; then
-    bb train --resume K --threads 2
+    bb train --resume "$run" --threads 2
     want_rc 0 "final resume"
-    want_err "resuming K from" "final resume"
+    want_err "resuming $run from" "final resume"
   fi
-  same_run A K "after $kills kills"
-  clean_checkpoints K "after the resume"
+  same_run "$ref" "$run" "after $kills kills"
+  clean_checkpoints "$run" "after the resume"
   echo "# killed at steps$at"
+}
+
+t_kill_resume() {
+  begin "kill -9 during training (up to 3 times), resume: identical losses and final weights"
+  kill_resume A K
+  end
+}
+
+t_kill_resume8() {
+  begin "kill -9 and resume with 8-bit AdamW moments (optim.state_bits 8): identical losses and final weights"
+  rm -rf A8
+  bb train --data ds -o A8 "${CFG[@]}" --set optim.state_bits=8
+  want_rc 0 "the uninterrupted run with 8-bit moments"
+  local final
+  final=A8/checkpoints/$(ckpt_name "$STEPS")
+  grep -aq "optim/exp_avg8/" "$final/meta.pb" || fail "A8's checkpoint holds no 8-bit moments (optim/exp_avg8/...)"
+  cmp -s "$final/tensors.bin" "A/checkpoints/$(ckpt_name "$STEPS")/tensors.bin" &&
+    fail "8-bit moments trained exactly what float32 ones did"
+  kill_resume A8 K8 --set optim.state_bits=8
+  bb train --resume A8 --steps $((STEPS + 10)) --set optim.state_bits=32 --threads 2
+  want_rc 2 "resume changing optim.state_bits"
+  want_err "state_bits" "resume changing optim.state_bits names the field"
   end
 }
 
@@ -1236,6 +1261,7 @@ group t_precision
 group t_stats
 group t_blas
 group t_kill_resume
+group t_kill_resume8
 group t_crash_writes
 group t_signals
 group t_bad_input

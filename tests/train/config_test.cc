@@ -223,6 +223,7 @@ const std::vector<Limit>& Limits() {
       {"optim.eps", {}, {"4.9e-324", "1"}, Plus({"0", "1.0000001"}, non_finite)},
       {"optim.weight_decay", {}, {"0", "100"}, Plus({"-1e-9", "100.00001"}, non_finite)},
       {"optim.grad_clip", {}, {"0", "1000000"}, Plus({"-1e-9", "1000000.1"}, non_finite)},
+      {"optim.state_bits", {}, {"32", "8"}, {"0", "4", "16", "7", "-8"}},
       {"eval.every", {}, {"0", "999999999"}, {"-1", "1000000000"}},
       // D8: 1 byte predicts nothing (the first byte of a stream never is).
       {"eval.max_bytes", {}, {"0", "2", "1099511627776"}, {"-1", "1", "1099511627777"}},
@@ -373,8 +374,8 @@ TEST(Config, ResumeMayChangeOnlyScheduleFields) {
     ApplyOverride(r, ok);
     EXPECT_EQ(IncompatibleField(saved, r), "") << ok;
   }
-  for (const char* bad :
-       {"seed=2", "optim.lr=0.5", "model.bitbyte_lm.d_model=64", "data.batch_size=3", "eval.max_bytes=5"}) {
+  for (const char* bad : {"seed=2", "optim.lr=0.5", "model.bitbyte_lm.d_model=64", "data.batch_size=3",
+                          "eval.max_bytes=5", "optim.state_bits=8"}) {
     pb::TrainConfig r = saved;
     ApplyOverride(r, bad);
     const std::string field = std::string(bad).substr(0, std::string(bad).find('='));

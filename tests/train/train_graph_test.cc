@@ -262,7 +262,9 @@ TEST(TrainGraph, QuantizedEvaluationsAtTheirStepsBesideTraining) {
     for (size_t i = 0; i < m.quant_evals.size(); ++i) {
       const runs::QuantEvalRecord& q = m.quant_evals[i];
       EXPECT_EQ(q.step % 10, 0);
-      if (i > 0) EXPECT_GT(q.step, m.quant_evals[i - 1].step);
+      if (i > 0) {
+        EXPECT_GT(q.step, m.quant_evals[i - 1].step);
+      }
       up_to_20 += q.step <= 20;
       ASSERT_EQ(q.val_bpb.size(), 2u);
       EXPECT_EQ(q.val_bpb[0].first, "int8");

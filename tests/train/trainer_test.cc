@@ -100,9 +100,15 @@ TEST(Trainer, OverfitsOneBatch) {
 TEST(Trainer, RestoredSnapshotContinuesBitExactly) {
   TempDir t;
   auto ds = MakeDataset(t, 3);
-  for (const char* precision : {"fp32", "bf16"}) {
+  // fp32 and bf16, and fp32 with 8-bit AdamW moments (d_model 32: the MLP matrices reach the
+  // 4096 elements a tensor needs for them).
+  for (const auto& [precision, bits] : {std::pair{"fp32", 32}, std::pair{"bf16", 32}, std::pair{"fp32", 8}}) {
     pb::TrainConfig c = Tiny(24);
     c.set_precision(precision);
+    if (bits == 8) {
+      ApplyOverride(c, "optim.state_bits=8");
+      ApplyOverride(c, "model.bitbyte_lm.d_model=32");
+    }
     c.mutable_data()->set_grad_accum(2);
     const BatchSampler s(*ds, c.seed(), c.data().batch_size() * 2, 16);
     for (int64_t k : {1, 5, 11}) {
@@ -114,9 +120,14 @@ TEST(Trainer, RestoredSnapshotContinuesBitExactly) {
         losses_a.push_back(a.Step(BatchFor(s, step)).loss);
       }
       // Round trip through the on-disk format too.
-      for (const TensorBlob& b : snap->tensors) EXPECT_EQ(b.dtype, "Float") << precision << " " << b.name;
-      const std::string dir =
-          WriteCheckpoint(io::Posix(), t / (std::string(precision) + "ckpt" + std::to_string(k)), *snap);
+      int bytes = 0;  // 8-bit moments' codes
+      for (const TensorBlob& b : snap->tensors) {
+        EXPECT_TRUE(b.dtype == "Float" || (bits == 8 && b.dtype == "Byte")) << precision << " " << b.name;
+        bytes += b.dtype == "Byte";
+      }
+      EXPECT_EQ(bytes > 0, bits == 8);
+      const std::string dir = WriteCheckpoint(
+          io::Posix(), t / (std::string(precision) + std::to_string(bits) + "ckpt" + std::to_string(k)), *snap);
       torch::manual_seed(999);  // a different global RNG state: Restore must bring back the saved one
       Trainer b(c, torch::kCPU);
       b.Restore(ReadCheckpoint(io::Posix(), dir));
@@ -158,6 +169,37 @@ TEST(Trainer, Bf16TracksFp32Over200Steps) {
     EXPECT_LT(tail(losses[0]), losses[0].front() - 1.0) << track << " did not learn";
     std::printf("%s: last-20 mean loss fp32 %.4f, bf16 %.4f (first %.4f)\n", track, tail(losses[0]), tail(losses[1]),
                 losses[0].front());
+  }
+}
+
+// 200 steps with 8-bit AdamW moments against float32 ones, each track at a width where its
+// matrices reach 4096 elements (so most moments are 8-bit): the mean loss of the last 20 steps
+// within kTolerance nats of float32's, and not float32's bit for bit.
+TEST(Trainer, EightBitMomentsTrackFloat32Over200Steps) {
+  constexpr double kTolerance = 0.05;
+  TempDir t;
+  auto ds = MakeDataset(t, 5);
+  for (const char* track : {"bitbyte_lm", "mamba_mlm"}) {
+    std::vector<double> losses[2];
+    for (int i = 0; i < 2; ++i) {
+      pb::TrainConfig c = Tiny(200);
+      ApplyOverride(c, "model.bitbyte_lm.d_model=32");
+      if (std::string(track) == "mamba_mlm") {
+        ApplyOverride(c, "model.name=mamba_mlm");
+        for (const char* s : {"model.mamba_mlm.d_model=32", "model.mamba_mlm.n_layer=2"}) ApplyOverride(c, s);
+      }
+      if (i == 1) ApplyOverride(c, "optim.state_bits=8");
+      FillDefaults(c);
+      Trainer tr(c, torch::kCPU);
+      const BatchSampler s(*ds, c.seed(), c.data().batch_size(), 16);
+      for (int64_t step = 0; step < 200; ++step) losses[i].push_back(tr.Step(BatchFor(s, step)).loss);
+    }
+    EXPECT_NE(losses[0], losses[1]) << track << ": 8-bit moments computed exactly what float32 ones did";
+    auto tail = [](const std::vector<double>& l) { return std::accumulate(l.end() - 20, l.end(), 0.0) / 20; };
+    EXPECT_NEAR(tail(losses[1]), tail(losses[0]), kTolerance) << track;
+    EXPECT_LT(tail(losses[1]), losses[1].front() - 1.0) << track << " did not learn";
+    std::printf("%s: last-20 mean loss, float32 moments %.4f, 8-bit %.4f (first %.4f)\n", track, tail(losses[0]),
+                tail(losses[1]), losses[0].front());
   }
 }
 
