@@ -243,6 +243,9 @@ class BitByteLM::KvStepper : public ByteModel::Stepper {
 };
 
 std::unique_ptr<ByteModel::Stepper> BitByteLM::MakeStepper(int64_t batch, int64_t window) {
+  // The cache's raw-array kernels know nothing of quantization-aware layers: such a model
+  // generates by its forward pass over the window.
+  if (qat() != nullptr) return nullptr;
   return std::make_unique<KvStepper>(*this, batch, window);
 }
 

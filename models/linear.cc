@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "models/blas.h"
 #include "models/precision.h"
+#include "models/qat.h"
 #include "models/quant.h"
 
 namespace bitbyte::models {
@@ -169,8 +170,9 @@ std::string OneDnnSelfCheck() {
 }
 
 torch::Tensor Linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
-  if (const auto q = quant::Find(w)) return quant::Apply(*q, x);  // a quantized model (quant.h)
-  quant::Observe(w, x);                                           // a calibration (quant.h)
+  if (const auto q = quant::Find(w)) return quant::Apply(*q, x);       // a quantized model (quant.h)
+  quant::Observe(w, x);                                                // a calibration (quant.h)
+  if (torch::Tensor y = qat::Forward(x, w, b); y.defined()) return y;  // quantization-aware (qat.h)
   const bool ours = x.device().is_cpu() && x.scalar_type() == torch::kFloat && w.scalar_type() == torch::kFloat &&
                     (!b.defined() || b.scalar_type() == torch::kFloat) && !CpuAutocastEnabled() &&
                     LinearPath().path == MatmulPath::kOneDnn;

@@ -7,6 +7,9 @@
 #include <string>
 
 namespace bitbyte::models {
+namespace qat {
+class QatModel;
+}
 
 class ByteModel : public torch::nn::Module {
  public:
@@ -43,6 +46,14 @@ class ByteModel : public torch::nn::Module {
   virtual std::unique_ptr<Stepper> MakeStepper(int64_t /*batch*/, int64_t /*window*/) { return nullptr; }
 
   int64_t ParameterCount() const;
+
+  // Quantization-aware training (model.qat, models/qat.h): set by CreateModel when the config asks
+  // for it; null otherwise. While the model lives, its Linear layers run quantized when active.
+  qat::QatModel* qat() const { return qat_.get(); }
+  void set_qat(std::shared_ptr<qat::QatModel> q) { qat_ = std::move(q); }
+
+ private:
+  std::shared_ptr<qat::QatModel> qat_;
 };
 
 }  // namespace bitbyte::models

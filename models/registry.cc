@@ -7,6 +7,7 @@
 #include "models/bitbyte_lm.h"
 #include "models/mamba_mlm.h"
 #include "models/model.h"
+#include "models/qat.h"
 
 namespace bitbyte::models {
 
@@ -23,12 +24,17 @@ int64_t ByteModel::ParameterCount() const {
 std::shared_ptr<ByteModel> CreateModel(const pb::ModelConfig& config) {
   ValidateModelConfig(config);
   // Each track's module, by its block (the tracks table, models/tracks.h, has everything else).
+  std::shared_ptr<ByteModel> model;
   switch (FindTrack(config.name())->block) {
-    case pb::ModelConfig::kBitbyteLm: return std::make_shared<BitByteLM>(config.bitbyte_lm());
-    case pb::ModelConfig::kMambaMlm: return std::make_shared<MambaMLM>(config.mamba_mlm());
+    case pb::ModelConfig::kBitbyteLm: model = std::make_shared<BitByteLM>(config.bitbyte_lm()); break;
+    case pb::ModelConfig::kMambaMlm: model = std::make_shared<MambaMLM>(config.mamba_mlm()); break;
     case pb::ModelConfig::TRACK_NOT_SET: break;
   }
-  throw InternalError("model '" + config.name() + "' is validated but has no constructor");
+  if (model == nullptr) throw InternalError("model '" + config.name() + "' is validated but has no constructor");
+  const qat::Scheme scheme = qat::ParseScheme(config.qat().scheme());
+  if (scheme != qat::Scheme::kNone)
+    model->set_qat(std::make_shared<qat::QatModel>(*model, scheme, config.qat().group()));
+  return model;
 }
 
 }  // namespace bitbyte::models

@@ -35,6 +35,14 @@ void ValidateModelConfig(const pb::ModelConfig& config) {
                      "')");
   }
   t->validate(config);
+  const pb::QatConfig& q = config.qat();
+  if (q.scheme() != "none" && q.scheme() != "ternary" && q.scheme() != "int4")
+    throw UsageError("config field model.qat.scheme: must be none, ternary or int4, got '" + q.scheme() + "'");
+  if (q.group() < 2 || q.group() > 4096 || q.group() % 2 != 0)
+    throw UsageError("config field model.qat.group: must be even, in [2, 4096], got " + std::to_string(q.group()));
+  if (q.start_step() < 0 || q.start_step() > 999'999'999)
+    throw UsageError("config field model.qat.start_step: must be in [0, 999999999], got " +
+                     std::to_string(q.start_step()));
 }
 
 void SelectTrackBlock(pb::ModelConfig& config) {

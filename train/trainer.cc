@@ -10,6 +10,7 @@
 #include "models/adamw.h"
 #include "models/cross_entropy.h"
 #include "models/precision.h"
+#include "models/qat.h"
 #include "models/registry.h"
 #include "train/config.h"
 #include "train/quantized_checkpoint.h"
@@ -140,6 +141,7 @@ StepStats Trainer::Step(const Batch& batch) {
   if (device_.is_cuda()) all = all.pin_memory().to(device_, /*non_blocking=*/true);
   all = all.to(torch::kLong);
 
+  if (models::qat::QatModel* qat = model_->qat()) qat->set_active(batch.step >= config_.model().qat().start_step());
   for (Param& q : params_) q.p.mutable_grad() = torch::Tensor();
   double loss_sum = 0;
   for (int m = 0; m < accum; ++m) {

@@ -228,16 +228,17 @@ t_kill_resume() {
 }
 
 t_kill_resume8() {
-  begin "kill -9 and resume with 8-bit AdamW moments (optim.state_bits 8): identical losses and final weights"
+  begin "kill -9 and resume with 8-bit AdamW moments and ternary QAT from step 10: identical losses and final weights"
   rm -rf A8
-  bb train --data ds -o A8 "${CFG[@]}" --set optim.state_bits=8
-  want_rc 0 "the uninterrupted run with 8-bit moments"
+  local low=(--set optim.state_bits=8 --set model.qat.scheme=ternary --set model.qat.start_step=10)
+  bb train --data ds -o A8 "${CFG[@]}" "${low[@]}"
+  want_rc 0 "the uninterrupted run with 8-bit moments and QAT"
   local final
   final=A8/checkpoints/$(ckpt_name "$STEPS")
   grep -aq "optim/exp_avg8/" "$final/meta.pb" || fail "A8's checkpoint holds no 8-bit moments (optim/exp_avg8/...)"
   cmp -s "$final/tensors.bin" "A/checkpoints/$(ckpt_name "$STEPS")/tensors.bin" &&
     fail "8-bit moments trained exactly what float32 ones did"
-  kill_resume A8 K8 --set optim.state_bits=8
+  kill_resume A8 K8 "${low[@]}"
   bb train --resume A8 --steps $((STEPS + 10)) --set optim.state_bits=32 --threads 2
   want_rc 2 "resume changing optim.state_bits"
   want_err "state_bits" "resume changing optim.state_bits names the field"

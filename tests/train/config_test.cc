@@ -238,6 +238,9 @@ const std::vector<Limit>& Limits() {
       {"checkpoint.every", {}, {"0", "999999999"}, {"-1", "1000000000"}},
       {"checkpoint.keep", {}, {"1", "1000"}, {"0", "1001"}},
       {"model.name", {}, {"bitbyte_lm", "mamba_mlm"}, {"nosuch", ""}},
+      {"model.qat.scheme", {}, {"none", "ternary", "int4"}, {"", "int8", "Ternary"}},
+      {"model.qat.group", {}, {"2", "4096"}, {"0", "1", "3", "4097"}},
+      {"model.qat.start_step", {}, {"0", "999999999"}, {"-1", "1000000000"}},
       {"model.bitbyte_lm.d_model",
        {"model.bitbyte_lm.n_head=1", "model.bitbyte_lm.n_layer=1"},
        {"1", "65536"},
@@ -375,7 +378,7 @@ TEST(Config, ResumeMayChangeOnlyScheduleFields) {
     EXPECT_EQ(IncompatibleField(saved, r), "") << ok;
   }
   for (const char* bad : {"seed=2", "optim.lr=0.5", "model.bitbyte_lm.d_model=64", "data.batch_size=3",
-                          "eval.max_bytes=5", "optim.state_bits=8"}) {
+                          "eval.max_bytes=5", "optim.state_bits=8", "model.qat.scheme=ternary"}) {
     pb::TrainConfig r = saved;
     ApplyOverride(r, bad);
     const std::string field = std::string(bad).substr(0, std::string(bad).find('='));

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <numeric>
 #include <random>
+#include <tuple>
 
 #include "base/error.h"
 #include "models/model.h"
@@ -100,14 +101,20 @@ TEST(Trainer, OverfitsOneBatch) {
 TEST(Trainer, RestoredSnapshotContinuesBitExactly) {
   TempDir t;
   auto ds = MakeDataset(t, 3);
-  // fp32 and bf16, and fp32 with 8-bit AdamW moments (d_model 32: the MLP matrices reach the
-  // 4096 elements a tensor needs for them).
-  for (const auto& [precision, bits] : {std::pair{"fp32", 32}, std::pair{"bf16", 32}, std::pair{"fp32", 8}}) {
+  // fp32 and bf16, fp32 with 8-bit AdamW moments (d_model 32: the MLP matrices reach the 4096
+  // elements a tensor needs for them), and that with ternary QAT switched on at step 5 (the
+  // snapshots at 1, 5 and 11 fall before, on and after the switch).
+  for (const auto& [precision, bits, qat] : {std::tuple{"fp32", 32, ""}, std::tuple{"bf16", 32, ""},
+                                             std::tuple{"fp32", 8, ""}, std::tuple{"fp32", 8, "ternary"}}) {
     pb::TrainConfig c = Tiny(24);
     c.set_precision(precision);
     if (bits == 8) {
       ApplyOverride(c, "optim.state_bits=8");
       ApplyOverride(c, "model.bitbyte_lm.d_model=32");
+    }
+    if (*qat != '\0') {
+      ApplyOverride(c, std::string("model.qat.scheme=") + qat);
+      ApplyOverride(c, "model.qat.start_step=5");
     }
     c.mutable_data()->set_grad_accum(2);
     const BatchSampler s(*ds, c.seed(), c.data().batch_size() * 2, 16);
@@ -127,7 +134,7 @@ TEST(Trainer, RestoredSnapshotContinuesBitExactly) {
       }
       EXPECT_EQ(bytes > 0, bits == 8);
       const std::string dir = WriteCheckpoint(
-          io::Posix(), t / (std::string(precision) + std::to_string(bits) + "ckpt" + std::to_string(k)), *snap);
+          io::Posix(), t / (std::string(precision) + std::to_string(bits) + qat + "ckpt" + std::to_string(k)), *snap);
       torch::manual_seed(999);  // a different global RNG state: Restore must bring back the saved one
       Trainer b(c, torch::kCPU);
       b.Restore(ReadCheckpoint(io::Posix(), dir));
@@ -200,6 +207,48 @@ TEST(Trainer, EightBitMomentsTrackFloat32Over200Steps) {
     EXPECT_LT(tail(losses[1]), losses[1].front() - 1.0) << track << " did not learn";
     std::printf("%s: last-20 mean loss, float32 moments %.4f, 8-bit %.4f (first %.4f)\n", track, tail(losses[0]),
                 tail(losses[1]), losses[0].front());
+  }
+}
+
+// Quantization-aware training learns with each scheme and each track: 200 steps, the mean loss of
+// the last 20 below the first by a nat, and the losses not float32's (the quantizers ran). With
+// start_step 100 the first 100 steps are float32's bit for bit.
+TEST(Trainer, QuantizationAwareTrainingLearns) {
+  TempDir t;
+  auto ds = MakeDataset(t, 5);
+  for (const char* track : {"bitbyte_lm", "mamba_mlm"}) {
+    std::vector<double> base;
+    for (const char* scheme : {"none", "ternary", "int4", "ternary@100"}) {
+      pb::TrainConfig c = Tiny(200);
+      ApplyOverride(c, "model.bitbyte_lm.d_model=32");
+      if (std::string(track) == "mamba_mlm") {
+        ApplyOverride(c, "model.name=mamba_mlm");
+        for (const char* s : {"model.mamba_mlm.d_model=32", "model.mamba_mlm.n_layer=2"}) ApplyOverride(c, s);
+      }
+      const std::string name = scheme;
+      const bool late = name == "ternary@100";
+      ApplyOverride(c, "model.qat.scheme=" + (late ? std::string("ternary") : name));
+      ApplyOverride(c, "model.qat.group=8");
+      if (late) ApplyOverride(c, "model.qat.start_step=100");
+      FillDefaults(c);
+      Trainer tr(c, torch::kCPU);
+      EXPECT_EQ(tr.model().qat() != nullptr, name != "none") << track << " " << name;
+      const BatchSampler s(*ds, c.seed(), c.data().batch_size(), 16);
+      std::vector<double> losses;
+      for (int64_t step = 0; step < 200; ++step) losses.push_back(tr.Step(BatchFor(s, step)).loss);
+      auto tail = [](const std::vector<double>& l) { return std::accumulate(l.end() - 20, l.end(), 0.0) / 20; };
+      EXPECT_LT(tail(losses), losses.front() - 1.0) << track << " " << name << " did not learn";
+      std::printf("%s %s: last-20 mean loss %.4f (first %.4f)\n", track, name.c_str(), tail(losses), losses.front());
+      if (name == "none") {
+        base = losses;
+      } else if (late) {
+        EXPECT_EQ(std::vector<double>(losses.begin(), losses.begin() + 100),
+                  std::vector<double>(base.begin(), base.begin() + 100));
+        EXPECT_NE(losses[100], base[100]) << track;
+      } else {
+        EXPECT_NE(losses.front(), base.front()) << track << " " << name << ": the quantizers did not run";
+      }
+    }
   }
 }
 
