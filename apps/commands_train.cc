@@ -86,15 +86,15 @@ void AddQuantizeCommand(CLI::App& app) {
   c->callback([o] {
     const train::QuantizeSummary s = train::RunQuantize(*o);
     std::printf("wrote %s: %s, %zu Linear layers; %.2f MB against %.2f MB of the source checkpoint (%.2fx)\n",
-                s.written.c_str(), o->scheme.c_str(), s.layers.size(), s.bytes / 1e6, s.source_bytes / 1e6,
+                s.written.c_str(), s.scheme.c_str(), s.layers.size(), s.bytes / 1e6, s.source_bytes / 1e6,
                 s.source_bytes > 0 ? static_cast<double>(s.bytes) / static_cast<double>(s.source_bytes) : 0.0);
     if (s.calib_bytes > 0)
       std::printf("calibrated %s on %llu bytes of the train split in %.1f s (forward passes in %s)\n",
-                  o->scheme == "int4" ? "GPTQ Hessians" : "static activation scales", (unsigned long long)s.calib_bytes,
+                  s.scheme == "int4" ? "GPTQ Hessians" : "static activation scales", (unsigned long long)s.calib_bytes,
                   s.calib_seconds, s.calib_precision.c_str());
     if (s.evaluated)
       std::printf("val bpb over %llu bytes: float32 %.6f, %s %.6f (%+.6f); eval %.2f s and %.2f s (side by side)\n",
-                  (unsigned long long)s.eval_bytes, s.reference_bpb, o->scheme.c_str(), s.quantized_bpb,
+                  (unsigned long long)s.eval_bytes, s.reference_bpb, s.scheme.c_str(), s.quantized_bpb,
                   s.quantized_bpb - s.reference_bpb, s.reference_seconds, s.quantized_seconds);
   });
 }

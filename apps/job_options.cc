@@ -173,6 +173,10 @@ void AddQuantizeJobOptions(CLI::App* c, train::QuantizeOptions* o) {
                 "Bytes of calibration text from --data's train split (int8 --activations static; int4 gptq)")
       ->check(CLI::Range(int64_t{1}, train::limits::kMaxEvalBytes))
       ->capture_default_str();
+  c->add_flag("--from-qat", o->from_qat,
+              "The checkpoint was trained quantization-aware (model.qat): export it in the format it trained "
+              "in, taking --scheme, --group-size and --rounding from its config (int4: rounded to nearest, as "
+              "its training forward did, so nothing further is lost)");
   c->add_option("--threads", o->threads, "Threads (default: all cores)")
       ->check(CLI::Range(0, train::limits::kMaxThreads));
 }

@@ -632,6 +632,13 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
           out->q = std::make_unique<models::quant::QuantizedModel>(*in->target->model, qo);
           in->calibration.reset();  // what it recorded is in the quantized forms now
           out->snap = QuantizedSnapshot(*in->target->model, *out->q, in->target->header);
+          // The written model runs its quantized forms: not quantization-aware training's
+          // quantizers any more (model.qat cleared, so that nothing applies both).
+          pb::TrainConfig config = ParseConfigText(out->snap.config_text, in->target->dir);
+          if (config.model().qat().scheme() != "none") {
+            config.mutable_model()->clear_qat();
+            out->snap.config_text = ConfigToText(config);
+          }
         });
         return out;
       },
@@ -711,14 +718,39 @@ void WireQuantize(pipeline::Graph& g, QuantizeRun& r) {
 
 }  // namespace
 
-std::string DescribeQuantizeJob(const QuantizeOptions& o) {
+namespace {
+
+// --from-qat: the options the checkpoint's quantization-aware training implies.
+QuantizeOptions FromQat(const QuantizeOptions& given) {
+  QuantizeOptions o = given;
+  const LoadedCheckpoint ckpt = LoadForInference(given.checkpoint, [](const std::string&) {});
+  pb::TrainConfig config = ParseConfigText(ckpt.snapshot.config_text, ckpt.dir + "/meta.pb");
+  FillDefaults(config);
+  const std::string& scheme = config.model().qat().scheme();
+  if (scheme == "none")
+    throw UsageError("--from-qat: " + ckpt.dir + " was not trained quantization-aware (its model.qat.scheme is none)");
+  if (scheme != "int4")
+    throw UsageError("--from-qat: " + ckpt.dir + " was trained " + scheme +
+                     " quantization-aware, whose packed format and kernel do not exist yet; evaluate the "
+                     "checkpoint itself ('bitbyte eval' runs its quantized forward)");
+  o.scheme = "int4";
+  o.group = config.model().qat().group();
+  o.rounding = "nearest";
+  return o;
+}
+
+}  // namespace
+
+std::string DescribeQuantizeJob(const QuantizeOptions& given) {
+  const QuantizeOptions o = given.from_qat ? FromQat(given) : given;
   pipeline::Graph g("quantize");
   QuantizeRun r{o};
   WireQuantize(g, r);  // no run: the bodies never execute
   return pipeline::DescribeJson("quantize", {g.Describe()});
 }
 
-QuantizeSummary RunQuantize(const QuantizeOptions& o) {
+QuantizeSummary RunQuantize(const QuantizeOptions& given) {
+  const QuantizeOptions o = given.from_qat ? FromQat(given) : given;
   CheckThreads(o.threads);
   if (o.scheme.empty()) throw UsageError("--scheme: the schemes are int8 and int4");
   CheckQuantize(o.scheme, "cpu");
@@ -744,6 +776,7 @@ QuantizeSummary RunQuantize(const QuantizeOptions& o) {
   if (io::Default().Exists(o.out) && !ListCheckpoints(io::Default(), o.out).empty())
     throw UsageError("-o " + o.out + " already holds checkpoints: give a new directory");
   QuantizeRun r{o};
+  r.s.scheme = o.scheme;
   r.threads = o.threads > 0 ? o.threads : pipeline::DefaultThreads();
   if (!o.data_dir.empty()) {
     std::unique_ptr<shard::Dataset> data = shard::Dataset::Open(o.data_dir);

@@ -113,8 +113,13 @@ struct QuantizeOptions {
   std::string rounding = "gptq";
   int64_t calib_bytes = int64_t{1} << 20;
   int threads = 0;
+  // The checkpoint was trained quantization-aware (model.qat): export it in the format it trained
+  // in (int4: scheme int4, its group size, rounding to nearest, as the training forward did), in
+  // place of scheme, group and rounding.
+  bool from_qat = false;
 };
 struct QuantizeSummary {
+  std::string scheme;                    // the scheme written (--from-qat: the training's)
   std::string written;                   // the checkpoint directory
   std::vector<std::string> layers;       // the quantized Linear layers
   uint64_t source_bytes = 0, bytes = 0;  // tensor bytes of the source checkpoint and of the written one

@@ -819,6 +819,29 @@ PY
     fail "graph quantize without --data: $(json_get gq0.json '[n["name"] for n in j["graphs"][0]["nodes"]]')"
   [[ ! -e QG ]] || fail "graph quantize wrote QG"
   end
+
+  begin "quantize --from-qat: an int4-QAT run exports to int4 with its bpb unchanged; other runs refused"
+  rm -rf QAT4 QAT4Q QATT
+  bb train --data ds -o QAT4 "${TINY[@]}" --steps 30 --set model.qat.scheme=int4 --set model.qat.group=8
+  want_rc 0 "train with int4 QAT"
+  bb quantize --checkpoint QAT4 -o QAT4Q --data ds --from-qat --threads 2
+  want_rc 0 "quantize --from-qat"
+  want_out "int4" "quantize --from-qat of an int4 QAT run writes int4"
+  bb_to qat_ref.json eval --checkpoint QAT4 --data ds --json --threads 2
+  bb_to qat_q.json eval --checkpoint QAT4Q --data ds --json --threads 2
+  want_rc 0 "eval of the exported checkpoint"
+  # The same quantized values (part 1's int4 weights and int8 rows), computed on integers instead
+  # of in float32: equal up to float rounding.
+  python3 -c 'import json, sys; a, b = (json.load(open(p))["bpb"] for p in sys.argv[1:]); sys.exit(abs(a - b) > 1e-4 * a)' \
+    qat_ref.json qat_q.json || fail "QAT bpb $(json_get qat_ref.json 'j["bpb"]') but the exported int4 checkpoint's $(json_get qat_q.json 'j["bpb"]')"
+  bb quantize --checkpoint A -o QATN --from-qat --threads 2
+  want_rc 2 "quantize --from-qat of a run trained without QAT"
+  want_err "not trained quantization-aware" "quantize --from-qat of a run trained without QAT"
+  bb train --data ds -o QATT "${TINY[@]}" --steps 5 --set model.qat.scheme=ternary
+  bb quantize --checkpoint QATT -o QATTQ --from-qat --threads 2
+  want_rc 2 "quantize --from-qat of a ternary QAT run (no ternary format yet)"
+  want_err "ternary" "quantize --from-qat of a ternary QAT run"
+  end
 }
 
 # 7. generate.
