@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -14,6 +15,11 @@
 #include <vector>
 
 namespace bitbyte::testing {
+
+// A uniform draw from [lo, hi] (property tests' random sizes).
+inline int64_t Draw(std::mt19937_64& rng, int64_t lo, int64_t hi) {
+  return lo + static_cast<int64_t>(rng() % static_cast<uint64_t>(hi - lo + 1));
+}
 
 inline void RemoveTree(const std::string& path) {
   struct stat st;

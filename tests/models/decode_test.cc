@@ -8,12 +8,12 @@
 #include <cmath>
 #include <random>
 
+#include "tests/test_util.h"
+
 namespace bitbyte::models {
 namespace {
 
-int64_t Draw(std::mt19937_64& rng, int64_t lo, int64_t hi) {
-  return lo + static_cast<int64_t>(rng() % static_cast<uint64_t>(hi - lo + 1));
-}
+using testing::Draw;
 
 double MaxDiff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
 

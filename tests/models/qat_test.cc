@@ -12,13 +12,12 @@
 #include "base/error.h"
 #include "models/linear.h"
 #include "models/quant.h"
+#include "tests/test_util.h"
 
 namespace bitbyte::models::qat {
 namespace {
 
-int64_t Draw(std::mt19937_64& rng, int64_t lo, int64_t hi) {
-  return lo + static_cast<int64_t>(rng() % static_cast<uint64_t>(hi - lo + 1));
-}
+using testing::Draw;
 
 TEST(Qat, TernaryWeightsAreMinusZeroPlusTheMeanMagnitude) {
   std::mt19937_64 rng(1);

@@ -17,13 +17,12 @@
 #include "models/linear.h"
 #include "models/model.h"
 #include "models/registry.h"
+#include "tests/test_util.h"
 
 namespace bitbyte::models::quant {
 namespace {
 
-int64_t Draw(std::mt19937_64& rng, int64_t lo, int64_t hi) {
-  return lo + static_cast<int64_t>(rng() % static_cast<uint64_t>(hi - lo + 1));
-}
+using testing::Draw;
 
 TEST(Quant, RowRoundTripIsWithinHalfAStep) {
   std::mt19937_64 rng(1);

@@ -13,6 +13,7 @@
 
 #include "base/error.h"
 #include "models/model.h"
+#include "models/qat.h"
 #include "sharding/shard_job.h"
 #include "tests/sharding/make_dataset.h"
 #include "tests/test_util.h"
@@ -149,6 +150,30 @@ TEST(Trainer, RestoredSnapshotContinuesBitExactly) {
   }
 }
 
+// The losses of 200 steps of Tiny on `track` (BitByteLM or MambaMLM at width d_model, 2 layers)
+// with `overrides` applied last.
+std::vector<double> Losses(const shard::Dataset& ds, const std::string& track, int d_model,
+                           const std::vector<std::string>& overrides, models::qat::QatModel** qat = nullptr) {
+  pb::TrainConfig c = Tiny(200);
+  const std::string width = std::to_string(d_model);
+  ApplyOverride(c, "model.bitbyte_lm.d_model=" + width);
+  if (track == "mamba_mlm") {
+    ApplyOverride(c, "model.name=mamba_mlm");
+    ApplyOverride(c, "model.mamba_mlm.d_model=" + width);
+    ApplyOverride(c, "model.mamba_mlm.n_layer=2");
+  }
+  for (const std::string& o : overrides) ApplyOverride(c, o);
+  FillDefaults(c);
+  Trainer tr(c, torch::kCPU);
+  if (qat != nullptr) *qat = tr.model().qat();
+  const BatchSampler s(ds, c.seed(), c.data().batch_size(), 16);
+  std::vector<double> losses;
+  for (int64_t step = 0; step < 200; ++step) losses.push_back(tr.Step(BatchFor(s, step)).loss);
+  return losses;
+}
+
+double Tail(const std::vector<double>& l) { return std::accumulate(l.end() - 20, l.end(), 0.0) / 20; }
+
 // 200 steps from one seed in fp32 and in bf16, for each track: bf16 really runs (its losses are
 // not fp32's bit for bit) and learns as well, within a stated tolerance: the mean loss of the
 // last 20 steps within kTolerance nats of fp32's, and both far below the start.
@@ -156,26 +181,14 @@ TEST(Trainer, Bf16TracksFp32Over200Steps) {
   constexpr double kTolerance = 0.05;
   TempDir t;
   auto ds = MakeDataset(t, 5);
-  for (const char* track : {"bitbyte_lm", "mamba_mlm"}) {
-    std::vector<double> losses[2];
-    for (int i = 0; i < 2; ++i) {
-      pb::TrainConfig c = Tiny(200);
-      if (std::string(track) == "mamba_mlm") {
-        ApplyOverride(c, "model.name=mamba_mlm");
-        for (const char* s : {"model.mamba_mlm.d_model=16", "model.mamba_mlm.n_layer=2"}) ApplyOverride(c, s);
-      }
-      c.set_precision(i == 0 ? "fp32" : "bf16");
-      FillDefaults(c);
-      Trainer tr(c, torch::kCPU);
-      const BatchSampler s(*ds, c.seed(), c.data().batch_size(), 16);
-      for (int64_t step = 0; step < 200; ++step) losses[i].push_back(tr.Step(BatchFor(s, step)).loss);
-    }
-    EXPECT_NE(losses[0], losses[1]) << track << ": bf16 computed exactly what fp32 did (autocast off?)";
-    auto tail = [](const std::vector<double>& l) { return std::accumulate(l.end() - 20, l.end(), 0.0) / 20; };
-    EXPECT_NEAR(tail(losses[1]), tail(losses[0]), kTolerance) << track;
-    EXPECT_LT(tail(losses[0]), losses[0].front() - 1.0) << track << " did not learn";
-    std::printf("%s: last-20 mean loss fp32 %.4f, bf16 %.4f (first %.4f)\n", track, tail(losses[0]), tail(losses[1]),
-                losses[0].front());
+  for (const std::string track : {"bitbyte_lm", "mamba_mlm"}) {
+    const std::vector<double> fp32 = Losses(*ds, track, 16, {"precision=fp32"});
+    const std::vector<double> bf16 = Losses(*ds, track, 16, {"precision=bf16"});
+    EXPECT_NE(fp32, bf16) << track << ": bf16 computed exactly what fp32 did (autocast off?)";
+    EXPECT_NEAR(Tail(bf16), Tail(fp32), kTolerance) << track;
+    EXPECT_LT(Tail(fp32), fp32.front() - 1.0) << track << " did not learn";
+    std::printf("%s: last-20 mean loss fp32 %.4f, bf16 %.4f (first %.4f)\n", track.c_str(), Tail(fp32), Tail(bf16),
+                fp32.front());
   }
 }
 
@@ -186,27 +199,13 @@ TEST(Trainer, EightBitMomentsTrackFloat32Over200Steps) {
   constexpr double kTolerance = 0.05;
   TempDir t;
   auto ds = MakeDataset(t, 5);
-  for (const char* track : {"bitbyte_lm", "mamba_mlm"}) {
-    std::vector<double> losses[2];
-    for (int i = 0; i < 2; ++i) {
-      pb::TrainConfig c = Tiny(200);
-      ApplyOverride(c, "model.bitbyte_lm.d_model=32");
-      if (std::string(track) == "mamba_mlm") {
-        ApplyOverride(c, "model.name=mamba_mlm");
-        for (const char* s : {"model.mamba_mlm.d_model=32", "model.mamba_mlm.n_layer=2"}) ApplyOverride(c, s);
-      }
-      if (i == 1) ApplyOverride(c, "optim.state_bits=8");
-      FillDefaults(c);
-      Trainer tr(c, torch::kCPU);
-      const BatchSampler s(*ds, c.seed(), c.data().batch_size(), 16);
-      for (int64_t step = 0; step < 200; ++step) losses[i].push_back(tr.Step(BatchFor(s, step)).loss);
-    }
-    EXPECT_NE(losses[0], losses[1]) << track << ": 8-bit moments computed exactly what float32 ones did";
-    auto tail = [](const std::vector<double>& l) { return std::accumulate(l.end() - 20, l.end(), 0.0) / 20; };
-    EXPECT_NEAR(tail(losses[1]), tail(losses[0]), kTolerance) << track;
-    EXPECT_LT(tail(losses[1]), losses[1].front() - 1.0) << track << " did not learn";
-    std::printf("%s: last-20 mean loss, float32 moments %.4f, 8-bit %.4f (first %.4f)\n", track, tail(losses[0]),
-                tail(losses[1]), losses[0].front());
+  for (const std::string track : {"bitbyte_lm", "mamba_mlm"}) {
+    const std::vector<double> f32 = Losses(*ds, track, 32, {}), b8 = Losses(*ds, track, 32, {"optim.state_bits=8"});
+    EXPECT_NE(f32, b8) << track << ": 8-bit moments computed exactly what float32 ones did";
+    EXPECT_NEAR(Tail(b8), Tail(f32), kTolerance) << track;
+    EXPECT_LT(Tail(b8), b8.front() - 1.0) << track << " did not learn";
+    std::printf("%s: last-20 mean loss, float32 moments %.4f, 8-bit %.4f (first %.4f)\n", track.c_str(), Tail(f32),
+                Tail(b8), f32.front());
   }
 }
 
@@ -216,37 +215,25 @@ TEST(Trainer, EightBitMomentsTrackFloat32Over200Steps) {
 TEST(Trainer, QuantizationAwareTrainingLearns) {
   TempDir t;
   auto ds = MakeDataset(t, 5);
-  for (const char* track : {"bitbyte_lm", "mamba_mlm"}) {
-    std::vector<double> base;
-    for (const char* scheme : {"none", "ternary", "int4", "ternary@100"}) {
-      pb::TrainConfig c = Tiny(200);
-      ApplyOverride(c, "model.bitbyte_lm.d_model=32");
-      if (std::string(track) == "mamba_mlm") {
-        ApplyOverride(c, "model.name=mamba_mlm");
-        for (const char* s : {"model.mamba_mlm.d_model=32", "model.mamba_mlm.n_layer=2"}) ApplyOverride(c, s);
-      }
-      const std::string name = scheme;
-      const bool late = name == "ternary@100";
-      ApplyOverride(c, "model.qat.scheme=" + (late ? std::string("ternary") : name));
-      ApplyOverride(c, "model.qat.group=8");
-      if (late) ApplyOverride(c, "model.qat.start_step=100");
-      FillDefaults(c);
-      Trainer tr(c, torch::kCPU);
-      EXPECT_EQ(tr.model().qat() != nullptr, name != "none") << track << " " << name;
-      const BatchSampler s(*ds, c.seed(), c.data().batch_size(), 16);
-      std::vector<double> losses;
-      for (int64_t step = 0; step < 200; ++step) losses.push_back(tr.Step(BatchFor(s, step)).loss);
-      auto tail = [](const std::vector<double>& l) { return std::accumulate(l.end() - 20, l.end(), 0.0) / 20; };
-      EXPECT_LT(tail(losses), losses.front() - 1.0) << track << " " << name << " did not learn";
-      std::printf("%s %s: last-20 mean loss %.4f (first %.4f)\n", track, name.c_str(), tail(losses), losses.front());
-      if (name == "none") {
-        base = losses;
-      } else if (late) {
+  for (const std::string track : {"bitbyte_lm", "mamba_mlm"}) {
+    const std::vector<double> base = Losses(*ds, track, 32, {});
+    for (const std::string scheme : {"ternary", "int4", "ternary@100"}) {
+      const bool late = scheme == "ternary@100";
+      std::vector<std::string> o = {"model.qat.scheme=" + (late ? std::string("ternary") : scheme),
+                                    "model.qat.group=8"};
+      if (late) o.push_back("model.qat.start_step=100");
+      models::qat::QatModel* qat = nullptr;
+      const std::vector<double> losses = Losses(*ds, track, 32, o, &qat);
+      EXPECT_NE(qat, nullptr) << track << " " << scheme;
+      EXPECT_LT(Tail(losses), losses.front() - 1.0) << track << " " << scheme << " did not learn";
+      std::printf("%s %s: last-20 mean loss %.4f (float32 %.4f; first %.4f)\n", track.c_str(), scheme.c_str(),
+                  Tail(losses), Tail(base), losses.front());
+      if (late) {
         EXPECT_EQ(std::vector<double>(losses.begin(), losses.begin() + 100),
                   std::vector<double>(base.begin(), base.begin() + 100));
         EXPECT_NE(losses[100], base[100]) << track;
       } else {
-        EXPECT_NE(losses.front(), base.front()) << track << " " << name << ": the quantizers did not run";
+        EXPECT_NE(losses.front(), base.front()) << track << " " << scheme << ": the quantizers did not run";
       }
     }
   }
