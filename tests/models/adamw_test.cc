@@ -114,6 +114,26 @@ TEST(AdamW8, EncodingPicksTheNearestCode) {
       }
     }
   }
+  // At and around every midpoint between neighbouring codes (and at each code), with the block's
+  // maximum 1: the nearest code, the lower one on a tie, as a search over all 256 finds it.
+  for (const bool is_signed : {true, false}) {
+    const std::array<float, 256>& c = is_signed ? SignedCodes() : UnsignedCodes();
+    std::vector<float> values{1.0f};
+    for (int i = 0; i < 255; ++i) {
+      const float mid = (c[i] + c[i + 1]) / 2;
+      for (const float v : {c[i], mid, std::nextafter(mid, -2.0f), std::nextafter(mid, 2.0f)})
+        if (std::abs(v) <= 1) values.push_back(v);
+    }
+    const torch::Tensor x = torch::tensor(values);
+    torch::Tensor codes, maxima;
+    Encode8(x, is_signed, codes, maxima);
+    for (size_t i = 0; i < values.size(); ++i) {
+      int best = 0;
+      for (int k = 1; k < 256; ++k)
+        if (std::abs(values[i] - c[k]) < std::abs(values[i] - c[best])) best = k;
+      ASSERT_EQ(codes[static_cast<int64_t>(i)].item<int>(), best) << (is_signed ? "signed " : "unsigned ") << values[i];
+    }
+  }
   torch::Tensor codes, maxima;  // all zeros: maxima 0, every code 0's
   Encode8(torch::zeros({3000}), true, codes, maxima);
   EXPECT_TRUE(torch::equal(Decode8(codes, maxima, true), torch::zeros({3000})));
