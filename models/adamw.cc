@@ -168,15 +168,9 @@ torch::Tensor Decode8(const torch::Tensor& codes, const torch::Tensor& maxima, b
 void AdamW8Update(torch::Tensor& p, const torch::Tensor& g, Moments8& s, const AdamWHyper& h) {
   torch::NoGradGuard no_grad;
   const int64_t numel = p.numel();
-  if (!(p.device().is_cpu() && p.scalar_type() == torch::kFloat && g.scalar_type() == torch::kFloat &&
-        p.is_contiguous() && g.is_contiguous())) {
-    torch::Tensor m = Decode8(s.m, s.m_max, true).to(p.device(), p.scalar_type()).view(p.sizes());
-    torch::Tensor v = Decode8(s.v, s.v_max, false).to(p.device(), p.scalar_type()).view(p.sizes());
-    AdamWUpdate(p, g, m, v, h);
-    Encode8(m.to(torch::kCPU, torch::kFloat).contiguous().view({-1}), true, s.m, s.m_max);
-    Encode8(v.to(torch::kCPU, torch::kFloat).contiguous().view({-1}), false, s.v, s.v_max);
-    return;
-  }
+  TORCH_CHECK(p.device().is_cpu() && p.scalar_type() == torch::kFloat && g.scalar_type() == torch::kFloat &&
+                  p.is_contiguous() && g.is_contiguous(),
+              "AdamW8Update: p and g must be contiguous float32 on the CPU");
   TORCH_CHECK(s.m.numel() == numel && s.m_max.numel() == Blocks(numel), "AdamW8Update: moments of ", s.m.numel(),
               " for a parameter of ", numel);
   const Coefficients k = Make(h);

@@ -48,8 +48,8 @@ void Encode8(const torch::Tensor& x, bool is_signed, torch::Tensor& codes, torch
 // The float32 values codes and maxima stand for, [numel].
 torch::Tensor Decode8(const torch::Tensor& codes, const torch::Tensor& maxima, bool is_signed);
 
-// One AdamW update with 8-bit moments. p and g: float32, contiguous, on the CPU (anything else is
-// decoded, updated with the composed ops and encoded again).
+// One AdamW update with 8-bit moments. p and g: float32, contiguous, on the CPU (the trainer
+// refuses optim.state_bits 8 on other devices).
 void AdamW8Update(torch::Tensor& p, const torch::Tensor& g, Moments8& s, const AdamWHyper& h);
 
 }  // namespace bitbyte::models

@@ -1,11 +1,11 @@
 #include "models/qat.h"
 
 #include <atomic>
-#include <shared_mutex>
-#include <unordered_map>
 
 #include "base/error.h"
+#include "models/by_weight.h"
 #include "models/linear.h"
+#include "models/quant.h"
 
 namespace bitbyte::models::qat {
 
@@ -17,35 +17,9 @@ struct QatModel::Shared {
 
 namespace {
 
-// The QatModels' layers by the TensorImpl of their weight (as quant.cc's registry); `count` lets
-// a model without QAT skip the lock.
-class Registry {
- public:
-  void Add(const void* key, std::shared_ptr<QatModel::Shared> s, const std::string& layer) {
-    std::unique_lock lock(mu_);
-    if (!map_.emplace(key, std::move(s)).second)
-      throw UsageError("Linear layer '" + layer + "' is already trained quantization-aware by another model");
-    count_ += 1;
-  }
-  void Remove(const std::vector<const void*>& keys) {
-    std::unique_lock lock(mu_);
-    for (const void* key : keys) count_ -= static_cast<int64_t>(map_.erase(key));
-  }
-  std::shared_ptr<QatModel::Shared> Find(const void* key) const {
-    if (count_.load(std::memory_order_acquire) == 0) return nullptr;
-    std::shared_lock lock(mu_);
-    const auto it = map_.find(key);
-    return it == map_.end() ? nullptr : it->second;
-  }
-
- private:
-  mutable std::shared_mutex mu_;
-  std::unordered_map<const void*, std::shared_ptr<QatModel::Shared>> map_;
-  std::atomic<int64_t> count_{0};
-};
-
-Registry& Layers() {
-  static Registry r;
+// The QatModels' layers, by weight.
+ByWeight<QatModel::Shared>& Layers() {
+  static ByWeight<QatModel::Shared> r;
   return r;
 }
 
@@ -77,20 +51,9 @@ torch::Tensor Ternary(const torch::Tensor& w) {
 torch::Tensor Int4Weight(const torch::Tensor& w, int64_t group) {
   torch::NoGradGuard no_grad;
   const torch::Tensor f = w.detach().to(torch::kFloat);
-  const int64_t in = f.size(1);
-  std::vector<torch::Tensor> parts;
-  for (int64_t start = 0; start < in; start += group) {
-    // Part 1's round to nearest (quant.cc, GroupParams and Round4): the group's range widened to
-    // hold 0, in 15 steps; a group of zeros gets scale 1.
-    const torch::Tensor g = f.narrow(1, start, std::min(group, in - start));
-    const torch::Tensor lo = std::get<0>(g.min(1, true)).clamp_max(0), hi = std::get<0>(g.max(1, true)).clamp_min(0);
-    torch::Tensor scale = (hi - lo) / 15;
-    scale = torch::where(scale > 0, scale, torch::ones_like(scale));
-    const torch::Tensor zero = torch::round(-lo / scale).clamp(0, 15);
-    const torch::Tensor q = (torch::round(g / scale) + zero).clamp(0, 15);
-    parts.push_back((q - zero) * scale);
-  }
-  return torch::cat(parts, 1);
+  const auto [q, scale, zero] = quant::RoundInt4(f, group);  // part 1's round to nearest
+  const auto per_input = [&](const torch::Tensor& t) { return t.repeat_interleave(group, 1).narrow(1, 0, f.size(1)); };
+  return (q - per_input(zero)) * per_input(scale);
 }
 
 torch::Tensor Int8Rows(const torch::Tensor& x) {
@@ -118,9 +81,8 @@ QatModel::QatModel(torch::nn::Module& model, Scheme scheme, int64_t group)
     for (const auto& item : model.named_modules("", /*include_self=*/false)) {
       auto* linear = dynamic_cast<torch::nn::LinearImpl*>(item.value().get());
       if (linear == nullptr || item.key() == "head") continue;
-      const void* key = linear->weight.unsafeGetTensorImpl();
-      Layers().Add(key, shared_, item.key());
-      keys_.push_back(key);
+      Layers().Add(linear->weight, shared_, item.key(), "trained quantization-aware by another model");
+      keys_.push_back(ByWeight<Shared>::Key(linear->weight));
       layers_.push_back(item.key());
     }
   } catch (...) {
@@ -135,7 +97,7 @@ bool QatModel::active() const { return shared_->active.load(std::memory_order_re
 void QatModel::set_active(bool on) { shared_->active.store(on, std::memory_order_relaxed); }
 
 torch::Tensor Forward(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
-  const std::shared_ptr<QatModel::Shared> s = Layers().Find(w.unsafeGetTensorImpl());
+  const std::shared_ptr<QatModel::Shared> s = Layers().Find(w);
   if (s == nullptr || !s->active.load(std::memory_order_relaxed)) return torch::Tensor();
   torch::Tensor xin = x, wq;
   if (s->scheme == Scheme::kTernary) {

@@ -18,6 +18,7 @@
 
 #include "base/cpu.h"
 #include "base/error.h"
+#include "models/by_weight.h"
 #include "models/cpu_kernels.h"
 #include "models/linear.h"
 #include "models/precision.h"
@@ -37,36 +38,6 @@ struct Int4Tiles {
 };
 
 namespace {
-
-// Values by the TensorImpl of a Linear layer's float32 weight, for models::Linear to look up on
-// every call: `count` lets the calls of a model nothing covers skip the lock.
-template <typename V>
-class ByWeight {
- public:
-  // Adds `value` for `weight`; UsageError naming `layer` when another one covers it already.
-  void Add(const torch::Tensor& weight, std::shared_ptr<V> value, const std::string& layer, const char* what) {
-    std::unique_lock lock(mu_);
-    if (!map_.emplace(Key(weight), std::move(value)).second)
-      throw UsageError("Linear layer '" + layer + "' is already " + what);
-    count_ += 1;
-  }
-  void Remove(const std::vector<const void*>& keys) {
-    std::unique_lock lock(mu_);
-    for (const void* key : keys) count_ -= static_cast<int64_t>(map_.erase(key));
-  }
-  std::shared_ptr<V> Find(const torch::Tensor& weight) const {
-    if (count_.load(std::memory_order_acquire) == 0) return nullptr;
-    std::shared_lock lock(mu_);
-    const auto it = map_.find(Key(weight));
-    return it == map_.end() ? nullptr : it->second;
-  }
-  static const void* Key(const torch::Tensor& weight) { return weight.unsafeGetTensorImpl(); }
-
- private:
-  mutable std::shared_mutex mu_;
-  std::unordered_map<const void*, std::shared_ptr<V>> map_;
-  std::atomic<int64_t> count_{0};
-};
 
 ByWeight<const QuantLinear>& Quantized() {
   static ByWeight<const QuantLinear> r;
@@ -429,14 +400,22 @@ QuantLinear QuantizeLinearInt4(const torch::Tensor& weight, const torch::Tensor&
     throw UsageError("int4 group size must be even and at least 2, got " + std::to_string(group));
   torch::NoGradGuard no_grad;
   torch::Tensor w = weight.detach().to(torch::kCPU, torch::kFloat).contiguous().clone();
-  const int64_t in = w.size(1), groups = Groups(in, group);
+  const int64_t in = w.size(1);
   if (hessian.defined()) {
     TORCH_CHECK(hessian.dim() == 2 && hessian.size(0) == in && hessian.size(1) == in, "GPTQ: Hessian ", hessian.sizes(),
                 " for a weight ", w.sizes());
     const auto [q, scale, zero] = Gptq(w, hessian, group);
     return PackInt4(q, scale, zero, group, bias);
   }
-  torch::Tensor q = torch::empty_like(w), scale = torch::empty({w.size(0), groups}), zero = torch::empty_like(scale);
+  const auto [q, scale, zero] = RoundInt4(w, group);
+  return PackInt4(q, scale, zero, group, bias);
+}
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> RoundInt4(const torch::Tensor& w, int64_t group) {
+  torch::NoGradGuard no_grad;
+  const int64_t in = w.size(1), groups = Groups(in, group);
+  torch::Tensor q = torch::empty_like(w), scale = torch::empty({w.size(0), groups}, w.options());
+  torch::Tensor zero = torch::empty_like(scale);
   for (int64_t g = 0; g < groups; ++g) {
     const torch::Tensor wg = w.narrow(1, g * group, std::min(group, in - g * group));
     const auto [s, z] = GroupParams(wg);
@@ -444,7 +423,7 @@ QuantLinear QuantizeLinearInt4(const torch::Tensor& weight, const torch::Tensor&
     zero.select(1, g).copy_(z);
     q.narrow(1, g * group, wg.size(1)).copy_(Round4(wg, s, z));
   }
-  return PackInt4(q, scale, zero, group, bias);
+  return {q, scale, zero};
 }
 
 torch::Tensor Dequantize(const QuantLinear& l) {

@@ -22,6 +22,7 @@
 
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -71,6 +72,10 @@ QuantLinear QuantizeLinearInt4(const torch::Tensor& weight, const torch::Tensor&
 // Builds what the kernels need beyond the stored tensors (int4: the tile layout of q, about its
 // size again); the forms QuantizeLinearInt4 and QuantizedModel make are prepared.
 void Prepare(QuantLinear& l);
+// Round to nearest in int4, groups of `group` inputs, on w [out, in] float32 (any device):
+// q [out, in] (0..15 as floats), scale and zero [out, groups] (floats), as QuantizeLinearInt4 packs
+// them without a Hessian (and quantization-aware training, qat.h, trains with them).
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> RoundInt4(const torch::Tensor& w, int64_t group);
 // The weight a form stands for, float32 [out, in].
 torch::Tensor Dequantize(const QuantLinear& l);
 // y = x w^T + b with the quantized w: x [..., in] float32 -> [..., out].

@@ -109,8 +109,7 @@ Trainer::Trainer(const pb::TrainConfig& config, torch::Device device) : config_(
   if (state8 && !device_.is_cpu())
     throw UsageError("optim.state_bits 8 runs on the CPU only; use 32 on " + device_.str());
   for (const auto& p : model_->named_parameters()) {
-    Param q{p.key(), torch::Tensor(), torch::Tensor(), torch::Tensor(), model_->Decays(p.key(), p.value()), nullptr};
-    q.p = p.value();
+    Param q{p.key(), p.value(), torch::Tensor(), torch::Tensor(), model_->Decays(p.key(), p.value()), nullptr};
     if (state8 && q.decay && p.value().numel() >= kMinState8Elements) {
       q.state8 = std::make_shared<models::Moments8>(models::ZeroMoments8(p.value().numel()));
     } else {
