@@ -67,8 +67,10 @@ void AddQuantizeOption(CLI::App* c, std::string* scheme) {
                 "Run the Linear layers quantized, computed from the checkpoint's float32 weights as it loads: "
                 "int8 (weights per output channel, activations per token, integer products) or int4 (weights "
                 "in groups of 64, rounded to nearest: 'bitbyte quantize' calibrates better ones; activations per "
-                "token in int8, integer products); the output head stays float32; CPU only")
-      ->check(CLI::IsMember({"int8", "int4"}));
+                "token in int8, integer products) or ternary (weights in {-1, 0, +1} times their mean |w|, inputs "
+                "RMS-normalised and in int8, products without multiplications; to run a ternary quantization-"
+                "aware checkpoint on its kernel); the output head stays float32; CPU only")
+      ->check(CLI::IsMember({"int8", "int4", "ternary"}));
 }
 
 void AddQuantizeCommand(CLI::App& app) {

@@ -148,8 +148,10 @@ void AddQuantizeJobOptions(CLI::App* c, train::QuantizeOptions* o) {
   c->add_option("--scheme", o->scheme,
                 "int8: weights per output channel and activations in int8, integer products; int4: weights in "
                 "groups of --group-size inputs with a scale and zero point each, activations in int8 per token, "
-                "integer products")
-      ->check(CLI::IsMember({"int8", "int4"}))
+                "integer products; ternary: weights in {-1, 0, +1} (2 bits) times their mean |w| (per "
+                "--ternary-scale), inputs RMS-normalised and in int8, products without multiplications (meant for "
+                "--from-qat: rounding a float32 model to ternary loses much)")
+      ->check(CLI::IsMember({"int8", "int4", "ternary"}))
       ->capture_default_str();
   c->add_option("--data", o->data_dir,
                 "Dataset directory: evaluate the float32 and the quantized model on its validation split, in "
@@ -169,14 +171,18 @@ void AddQuantizeJobOptions(CLI::App* c, train::QuantizeOptions* o) {
                 "split) or nearest (round to nearest, no calibration)")
       ->check(CLI::IsMember({"gptq", "nearest"}))
       ->capture_default_str();
+  c->add_option("--ternary-scale", o->ternary_scale, "ternary: one scale per weight 'tensor' or per output 'channel'")
+      ->check(CLI::IsMember({"tensor", "channel"}))
+      ->capture_default_str();
   c->add_option("--calib-bytes", o->calib_bytes,
                 "Bytes of calibration text from --data's train split (int8 --activations static; int4 gptq)")
       ->check(CLI::Range(int64_t{1}, train::limits::kMaxEvalBytes))
       ->capture_default_str();
   c->add_flag("--from-qat", o->from_qat,
               "The checkpoint was trained quantization-aware (model.qat): export it in the format it trained "
-              "in, taking --scheme, --group-size and --rounding from its config (int4: rounded to nearest, as "
-              "its training forward did, so nothing further is lost)");
+              "in, taking --scheme, --group-size, --rounding and --ternary-scale from its config (int4: rounded "
+              "to nearest, ternary: packed in 2 bits, as its training forward rounded, so nothing further is "
+              "lost)");
   c->add_option("--threads", o->threads, "Threads (default: all cores)")
       ->check(CLI::Range(0, train::limits::kMaxThreads));
 }

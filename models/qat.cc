@@ -1,6 +1,7 @@
 #include "models/qat.h"
 
 #include <atomic>
+#include <vector>
 
 #include "base/error.h"
 #include "models/by_weight.h"
@@ -12,6 +13,7 @@ namespace bitbyte::models::qat {
 struct QatModel::Shared {
   Scheme scheme = Scheme::kNone;
   int64_t group = 64;
+  bool per_channel = false;
   std::atomic<bool> active{true};
 };
 
@@ -41,11 +43,10 @@ Scheme ParseScheme(const std::string& name) {
   throw UsageError("quantization-aware scheme '" + name + "': none, ternary or int4");
 }
 
-torch::Tensor Ternary(const torch::Tensor& w) {
+torch::Tensor Ternary(const torch::Tensor& w, bool per_channel) {
   torch::NoGradGuard no_grad;
-  const torch::Tensor f = w.detach().to(torch::kFloat);
-  const torch::Tensor gamma = f.abs().mean().clamp_min(1e-8);
-  return (f / gamma).round().clamp(-1, 1) * gamma;
+  const auto [t, gamma] = quant::RoundTernary(w.detach().to(torch::kFloat), per_channel);
+  return t * gamma;
 }
 
 torch::Tensor Int4Weight(const torch::Tensor& w, int64_t group) {
@@ -66,16 +67,30 @@ torch::Tensor Int8Rows(const torch::Tensor& x) {
 
 torch::Tensor RmsRows(const torch::Tensor& x) { return x * torch::rsqrt(x.pow(2).mean(-1, true) + 1e-6); }
 
+torch::Tensor TernaryInput(const torch::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  if (!x.device().is_cpu()) return Int8Rows(RmsRows(x.detach().to(torch::kFloat)));
+  const torch::Tensor f = x.detach().to(torch::kFloat).contiguous();
+  const int64_t cols = f.size(-1), rows = cols > 0 ? f.numel() / cols : 0;
+  if (rows == 0) return f.clone();
+  std::vector<int64_t> shape = f.sizes().vec();
+  shape.back() = 1;
+  torch::Tensor q = torch::empty(f.sizes(), torch::kChar), scale = torch::empty(shape);
+  quant::TernaryRows(f.data_ptr<float>(), rows, cols, q.data_ptr<int8_t>(), scale.data_ptr<float>());
+  return q.to(torch::kFloat) * scale;
+}
+
 torch::Tensor StraightThrough(const torch::Tensor& x, const torch::Tensor& q) {
   return x + (q.to(x.scalar_type()) - x).detach();
 }
 
-QatModel::QatModel(torch::nn::Module& model, Scheme scheme, int64_t group)
-    : scheme_(scheme), group_(group), shared_(std::make_shared<Shared>()) {
+QatModel::QatModel(torch::nn::Module& model, Scheme scheme, int64_t group, bool per_channel)
+    : scheme_(scheme), group_(group), per_channel_(per_channel), shared_(std::make_shared<Shared>()) {
   if (scheme == Scheme::kInt4 && (group < 2 || group % 2 != 0))
     throw UsageError("quantization-aware int4: group size must be even and at least 2, got " + std::to_string(group));
   shared_->scheme = scheme;
   shared_->group = group;
+  shared_->per_channel = per_channel;
   if (scheme == Scheme::kNone) return;
   try {
     for (const auto& item : model.named_modules("", /*include_self=*/false)) {
@@ -102,10 +117,10 @@ torch::Tensor Forward(const torch::Tensor& x, const torch::Tensor& w, const torc
   torch::Tensor xin = x, wq;
   if (s->scheme == Scheme::kTernary) {
     xin = RmsRows(x);
-    wq = StraightThrough(w, Ternary(w));
-  } else {
-    wq = StraightThrough(w, Int4Weight(w, s->group));
+    wq = StraightThrough(w, Ternary(w, s->per_channel));
+    return Linear(StraightThrough(xin, TernaryInput(x)), wq, b);
   }
+  wq = StraightThrough(w, Int4Weight(w, s->group));
   const torch::Tensor xq = StraightThrough(xin, Int8Rows(xin));
   return Linear(xq, wq, b);  // xq and wq are new tensors: the plain path
 }

@@ -22,6 +22,7 @@
 #include "models/cpu_kernels.h"
 #include "models/linear.h"
 #include "models/precision.h"
+#include "models/ternary.h"
 
 namespace bitbyte::models::quant {
 
@@ -355,12 +356,20 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> Gptq(torch::Tensor w, co
 
 }  // namespace
 
-const char* SchemeName(Scheme s) { return s == Scheme::kInt4 ? "int4" : "int8"; }
+const char* SchemeName(Scheme s) {
+  switch (s) {
+    case Scheme::kInt4: return "int4";
+    case Scheme::kTernary: return "ternary";
+    case Scheme::kInt8: break;
+  }
+  return "int8";
+}
 
 Scheme ParseScheme(const std::string& name) {
   if (name == "int8") return Scheme::kInt8;
   if (name == "int4") return Scheme::kInt4;
-  throw UsageError("quantization scheme '" + name + "': the schemes are int8 and int4");
+  if (name == "ternary") return Scheme::kTernary;
+  throw UsageError("quantization scheme '" + name + "': the schemes are int8, int4 and ternary");
 }
 
 int64_t Groups(int64_t in, int64_t group) { return (in + group - 1) / group; }
@@ -426,8 +435,58 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> RoundInt4(const torch::T
   return {q, scale, zero};
 }
 
+std::pair<torch::Tensor, torch::Tensor> RoundTernary(const torch::Tensor& w, bool per_channel) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor gamma = (per_channel ? w.abs().mean(1, true) : w.abs().mean()).clamp_min(1e-8);
+  return {(w / gamma).round().clamp(-1, 1), gamma};
+}
+
+QuantLinear QuantizeLinearTernary(const torch::Tensor& weight, const torch::Tensor& bias, bool per_channel) {
+  TORCH_CHECK(weight.dim() == 2, "QuantizeLinearTernary: weight must be [out, in], got ", weight.sizes());
+  const torch::Tensor w = weight.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  const int64_t out = w.size(0), in = w.size(1), bytes = ternary::Bytes(in);
+  const auto [t, gamma] = RoundTernary(w, per_channel);
+  QuantLinear l;
+  l.scheme = Scheme::kTernary;
+  l.in = in;
+  l.q = torch::zeros({out, bytes}, torch::kByte);
+  l.scale = gamma.reshape({-1}).expand({out}).contiguous();
+  const torch::Tensor codes = t.to(torch::kChar).contiguous();
+  const int8_t* c = codes.data_ptr<int8_t>();
+  uint8_t* q = l.q.data_ptr<uint8_t>();
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t i = 0; i < in; ++i) {
+      const int code = c[o * in + i] > 0 ? 1 : c[o * in + i] < 0 ? 2 : 0;
+      q[o * bytes + i / 4] = static_cast<uint8_t>(q[o * bytes + i / 4] | code << (2 * (i % 4)));
+    }
+  if (bias.defined()) l.bias = bias.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  Prepare(l);
+  return l;
+}
+
+void TernaryRows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scale) {
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * cols;
+    double sum = 0;
+    for (int64_t c = 0; c < cols; ++c) sum += static_cast<double>(xr[c]) * xr[c];
+    const float inv = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(cols)) + 1e-6f);
+    for (int64_t c = 0; c < cols; ++c) row[static_cast<size_t>(c)] = xr[c] * inv;
+    QuantizeKernel<float>(row.data(), int64_t{1}, cols, q + r * cols, scale + r, 0.0f);
+  }
+}
+
 torch::Tensor Dequantize(const QuantLinear& l) {
   if (l.scheme == Scheme::kInt8) return l.q.to(torch::kFloat) * l.scale.unsqueeze(1);
+  if (l.scheme == Scheme::kTernary) {
+    torch::Tensor t = torch::empty({l.out(), l.in}, torch::kFloat);
+    const int64_t bytes = ternary::Bytes(l.in);
+    const uint8_t* q = l.q.data_ptr<uint8_t>();
+    float* d = t.data_ptr<float>();
+    for (int64_t o = 0; o < l.out(); ++o)
+      for (int64_t i = 0; i < l.in; ++i) d[o * l.in + i] = static_cast<float>(ternary::Weight(q + o * bytes, i));
+    return t * l.scale.unsqueeze(1);
+  }
   torch::Tensor w = torch::empty({l.out(), l.in}, torch::kFloat);
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, l.in));
   at::parallel_for(0, l.out(), grain, [&](int64_t b, int64_t e) {
@@ -549,16 +608,40 @@ void ApplyInt4(const QuantLinear& l, const float* x, int64_t m, float* y, bool a
   at::parallel_for(0, row_chunks * block_chunks, 1, run);
 }
 
+// ternary rows: activations normalised and to int8 per row (TernaryRows), then the lookup kernel.
+void ApplyTernary(const QuantLinear& l, const float* x, int64_t m, float* y, bool accumulate) {
+  std::shared_ptr<const ternary::Tiles> own = l.ternary;
+  if (own == nullptr)
+    own = std::make_shared<const ternary::Tiles>(ternary::Build(l.q.data_ptr<uint8_t>(), l.out(), l.in));
+  const std::unique_ptr<int8_t[]> xq(new int8_t[static_cast<size_t>(m * l.in)]);
+  std::vector<float> sx(static_cast<size_t>(m));
+  const auto quantize = [&](int64_t r0, int64_t r1) {
+    TernaryRows(x + r0 * l.in, r1 - r0, l.in, xq.get() + r0 * l.in, sx.data() + r0);
+  };
+  if (m < 16) {
+    quantize(0, m);
+  } else {
+    at::parallel_for(0, m, 16, quantize);
+  }
+  ternary::Product(*own, xq.get(), sx.data(), m, l.scale.data_ptr<float>(),
+                   l.bias.defined() ? l.bias.data_ptr<float>() : nullptr, y, accumulate);
+}
+
 }  // namespace
 
 void ApplyRows(const QuantLinear& l, const float* x, int64_t rows, float* y, bool accumulate) {
   if (rows == 0) return;
-  if (l.scheme == Scheme::kInt8) return ApplyInt8(l, x, rows, y, accumulate);
-  ApplyInt4(l, x, rows, y, accumulate);
+  switch (l.scheme) {
+    case Scheme::kInt8: return ApplyInt8(l, x, rows, y, accumulate);
+    case Scheme::kInt4: return ApplyInt4(l, x, rows, y, accumulate);
+    case Scheme::kTernary: return ApplyTernary(l, x, rows, y, accumulate);
+  }
 }
 
 void Prepare(QuantLinear& l) {
   if (l.scheme == Scheme::kInt4) l.tiles = BuildTiles(l);
+  if (l.scheme == Scheme::kTernary)
+    l.ternary = std::make_shared<const ternary::Tiles>(ternary::Build(l.q.data_ptr<uint8_t>(), l.out(), l.in));
 }
 
 torch::Tensor Apply(const QuantLinear& l, const torch::Tensor& input) {
@@ -639,6 +722,12 @@ void Observe(const torch::Tensor& weight, const torch::Tensor& input) {
 QuantizedModel::QuantizedModel(torch::nn::Module& model, const QuantizeOptions& options) {
   try {
     for (const auto& [name, linear] : Covered(model, options)) {
+      if (options.scheme == Scheme::kTernary) {
+        Register(name, *linear,
+                 std::make_shared<const QuantLinear>(
+                     QuantizeLinearTernary(linear->weight, linear->bias, options.per_channel)));
+        continue;
+      }
       if (options.scheme == Scheme::kInt4) {
         torch::Tensor h;
         if (options.calibration != nullptr) {
@@ -689,6 +778,15 @@ void QuantizedModel::Add(torch::nn::Module& model, const std::vector<std::pair<s
     if (form.scheme == Scheme::kInt8) {
       fits = fits && form.q.scalar_type() == torch::kInt8 && form.q.sizes() == linear->weight.sizes() &&
              form.scale.dim() == 1 && form.scale.size(0) == out;
+    } else if (form.scheme == Scheme::kTernary) {
+      fits = fits && form.q.scalar_type() == torch::kByte && form.q.dim() == 2 && form.q.size(0) == out &&
+             form.q.size(1) == ternary::Bytes(in) && form.scale.dim() == 1 && form.scale.size(0) == out;
+      if (fits) {
+        const int64_t at = ternary::FindInvalid(form.q.contiguous().data_ptr<uint8_t>(), out, in);
+        if (at >= 0)
+          throw UsageError(what + ": byte " + std::to_string(at) +
+                           " of its packed weights holds code 3, not a ternary value");
+      }
     } else {
       const int64_t g = form.group;
       fits = fits && g >= 2 && g % 2 == 0 && form.q.scalar_type() == torch::kByte && form.q.dim() == 2 &&
@@ -702,7 +800,7 @@ void QuantizedModel::Add(torch::nn::Module& model, const std::vector<std::pair<s
                        (form.scheme == Scheme::kInt4 ? ", group " + std::to_string(form.group) : std::string()) +
                        " do not fit the layer's weight " + c10::str(linear->weight.sizes()));
     QuantLinear prepared = form;
-    if (prepared.tiles == nullptr) Prepare(prepared);
+    if (prepared.tiles == nullptr && prepared.ternary == nullptr) Prepare(prepared);
     Register(name, *linear, std::make_shared<const QuantLinear>(std::move(prepared)));
   }
 }

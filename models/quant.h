@@ -1,5 +1,5 @@
 #pragma once
-// Post-training quantization of Linear layers (docs/quantization.md), two schemes:
+// Post-training quantization of Linear layers (docs/quantization.md), three schemes:
 //
 // int8: weights symmetric int8 per output channel, w[o, i] ~ scale[o] q[o, i], q in [-127, 127],
 // scale[o] = max_i |w[o, i]| / 127. Activations symmetric int8 per row (token), computed as each
@@ -14,6 +14,13 @@
 // the product runs on integers: per group the dot product of the unsigned nibbles with xq is exact
 // in int32 (VNNI's vpdpbusd where the CPU has it), then
 // y[r, o] = sx[r] sum_g scale[o, g] (dot[r, o, g] - zero[o, g] sum_{i in g} xq[r, i]) + bias[o].
+//
+// ternary (BitNet b1.58's BitLinear, the export of ternary quantization-aware training, qat.h):
+// weights w[o, i] ~ gamma[o] t[o, i], t in {-1, 0, +1}, gamma = mean |w| over the tensor (or the
+// output channel), two bits a weight (ternary.h). Each input row is first divided by its root mean
+// square (the parameter-free norm BitLinear puts before its quantizer), then to int8 per row as
+// above; the product runs on integers without a multiplication (ternary.h's lookup kernel), then
+// y = sx[r] gamma[o] dot[r, o] + bias[o].
 //
 // A model is quantized by a QuantizedModel over it: while it lives, every models::Linear call whose
 // weight it quantized runs the quantized product instead (linear.h); the module itself is
@@ -36,23 +43,30 @@ void QuantizeRows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* 
 // on oneDNN's integer GEMM; c is overwritten.
 void GemmInt8(const int8_t* a, const int8_t* b, int64_t m, int64_t n, int64_t k, int32_t* c);
 
-enum class Scheme { kInt8, kInt4 };
-const char* SchemeName(Scheme s);  // "int8", "int4"
-// "int8" or "int4"; UsageError naming the schemes otherwise.
+enum class Scheme { kInt8, kInt4, kTernary };
+const char* SchemeName(Scheme s);  // "int8", "int4", "ternary"
+// "int8", "int4" or "ternary"; UsageError naming the schemes otherwise.
 Scheme ParseScheme(const std::string& name);
 
 struct Int4Tiles;  // int4 weights laid out for the integer kernel (quant.cc)
+}  // namespace bitbyte::models::quant
+namespace bitbyte::models::ternary {
+struct Tiles;  // ternary weights laid out for the lookup kernel (ternary.h)
+}  // namespace bitbyte::models::ternary
+namespace bitbyte::models::quant {
 
 struct QuantLinear {
   Scheme scheme = Scheme::kInt8;
   int64_t in = 0;                          // input features
-  torch::Tensor q;                         // int8: [out, in] int8; int4: [out, PackedBytes(in, group)] uint8
-  torch::Tensor scale;                     // int8: [out] float32; int4: [out, Groups(in, group)] float32
+  torch::Tensor q;                         // int8: [out, in] int8; int4: [out, PackedBytes(in, group)] uint8;
+                                           // ternary: [out, ternary::Bytes(in)] uint8, 2-bit codes (ternary.h)
+  torch::Tensor scale;                     // int8, ternary: [out] float32; int4: [out, Groups(in, group)] float32
   torch::Tensor zero;                      // int4: [out, Groups(in, group)] uint8 in [0, 15]
   torch::Tensor bias;                      // [out] float32, or undefined
   int64_t group = 0;                       // int4: inputs per group (even)
   float act_scale = 0;                     // int8: > 0: static activations, x ~ act_scale * int8 (clamped); 0: per row
   std::shared_ptr<const Int4Tiles> tiles;  // int4: the kernel's layout of q (Prepare); built per call if null
+  std::shared_ptr<const ternary::Tiles> ternary;  // ternary: the same (Prepare)
   int64_t out() const { return q.size(0); }
 };
 
@@ -69,8 +83,18 @@ QuantLinear QuantizeLinear(const torch::Tensor& weight, const torch::Tensor& bia
 // undefined, else by GPTQ with that Hessian (sum of x^T x over calibration inputs, [in, in]).
 QuantLinear QuantizeLinearInt4(const torch::Tensor& weight, const torch::Tensor& bias, int64_t group,
                                const torch::Tensor& hessian);
-// Builds what the kernels need beyond the stored tensors (int4: the tile layout of q, about its
-// size again); the forms QuantizeLinearInt4 and QuantizedModel make are prepared.
+// The ternary form: t = clamp(round(w / gamma), -1, 1), gamma = mean |w| over the tensor, or over each
+// output channel with `per_channel` (the bias kept in float32).
+QuantLinear QuantizeLinearTernary(const torch::Tensor& weight, const torch::Tensor& bias, bool per_channel);
+// That rounding on w [out, in] float32 (any device): t [out, in] (-1, 0, +1 as floats) and gamma,
+// [out, 1] with `per_channel`, else a scalar; quantization-aware training (qat.h) trains with it.
+std::pair<torch::Tensor, torch::Tensor> RoundTernary(const torch::Tensor& w, bool per_channel);
+// The activations of the ternary product: each row of x [rows, cols] divided by its root mean square
+// sqrt(mean x^2 + 1e-6), then to int8 per row as QuantizeRows.
+void TernaryRows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scale);
+// Builds what the kernels need beyond the stored tensors (int4, ternary: the tile layout of q, about
+// its size again); the forms QuantizeLinearInt4, QuantizeLinearTernary and QuantizedModel make are
+// prepared.
 void Prepare(QuantLinear& l);
 // Round to nearest in int4, groups of `group` inputs, on w [out, in] float32 (any device):
 // q [out, in] (0..15 as floats), scale and zero [out, groups] (floats), as QuantizeLinearInt4 packs
@@ -93,7 +117,8 @@ struct QuantizeOptions {
   bool head = false;
   const Calibrator* calibration = nullptr;
   Scheme scheme = Scheme::kInt8;
-  int64_t group = 64;  // int4
+  int64_t group = 64;        // int4
+  bool per_channel = false;  // ternary: one gamma per output channel (else per tensor)
 };
 
 // The Hessian takes every kHessianStride-th input row of each call (each row costs in^2 multiply-

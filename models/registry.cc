@@ -33,7 +33,8 @@ std::shared_ptr<ByteModel> CreateModel(const pb::ModelConfig& config) {
   if (model == nullptr) throw InternalError("model '" + config.name() + "' is validated but has no constructor");
   const qat::Scheme scheme = qat::ParseScheme(config.qat().scheme());
   if (scheme != qat::Scheme::kNone)
-    model->set_qat(std::make_shared<qat::QatModel>(*model, scheme, config.qat().group()));
+    model->set_qat(std::make_shared<qat::QatModel>(*model, scheme, config.qat().group(),
+                                                   config.qat().ternary_scale() == "channel"));
   return model;
 }
 

@@ -40,6 +40,9 @@ void ValidateModelConfig(const pb::ModelConfig& config) {
     throw UsageError("config field model.qat.scheme: must be none, ternary or int4, got '" + q.scheme() + "'");
   if (q.group() < 2 || q.group() > 4096 || q.group() % 2 != 0)
     throw UsageError("config field model.qat.group: must be even, in [2, 4096], got " + std::to_string(q.group()));
+  if (q.ternary_scale() != "tensor" && q.ternary_scale() != "channel")
+    throw UsageError("config field model.qat.ternary_scale: must be tensor or channel, got '" + q.ternary_scale() +
+                     "'");
   if (q.start_step() < 0 || q.start_step() > 999'999'999)
     throw UsageError("config field model.qat.start_step: must be in [0, 999999999], got " +
                      std::to_string(q.start_step()));

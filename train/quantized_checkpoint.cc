@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "models/registry.h"
+#include "models/ternary.h"
 #include "train/trainer.h"
 
 namespace bitbyte::train {
@@ -58,6 +59,8 @@ Snapshot QuantizedSnapshot(const torch::nn::Module& model, const models::quant::
     if (f.scheme == models::quant::Scheme::kInt4) {
       snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".q4", f.q));
       snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".zero", f.zero));
+    } else if (f.scheme == models::quant::Scheme::kTernary) {
+      snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".q2", f.q));
     } else {
       snap.tensors.push_back(ToBlob(kQuantPrefix + layer + ".q", f.q));
     }
@@ -77,9 +80,9 @@ std::shared_ptr<models::ByteModel> ModelFromQuantizedSnapshot(
     const Snapshot& snap, const models::pb::ModelConfig& config,
     std::unique_ptr<models::quant::QuantizedModel>* quantized) {
   const std::string scheme = QuantScheme(snap);
-  if (scheme != "int8" && scheme != "int4")
-    throw DataError("quantized checkpoint of scheme '" + scheme + "': this bitbyte reads int8 and int4");
-  const bool int4 = scheme == "int4";
+  if (scheme != "int8" && scheme != "int4" && scheme != "ternary")
+    throw DataError("quantized checkpoint of scheme '" + scheme + "': this bitbyte reads int8, int4 and ternary");
+  const bool int4 = scheme == "int4", ternary = scheme == "ternary";
   int64_t group = 0;
   if (int4) {
     const std::string* g = snap.FindBlob(kQuantGroupBlob);
@@ -97,18 +100,20 @@ std::shared_ptr<models::ByteModel> ModelFromQuantizedSnapshot(
   }
   std::shared_ptr<models::ByteModel> model = models::CreateModel(config);
   model->eval();
-  // The quantized layers: every "quant/<layer>.q" (int4: ".q4") names one.
+  // The quantized layers: every "quant/<layer>.q" (int4: ".q4", ternary: ".q2") names one.
   std::vector<std::pair<std::string, models::quant::QuantLinear>> forms;
   std::set<std::string> weights;
-  const std::string suffix = int4 ? ".q4" : ".q";
+  const std::string suffix = int4 ? ".q4" : ternary ? ".q2" : ".q";
   for (const TensorBlob& t : snap.tensors) {
     if (t.name.rfind(kQuantPrefix, 0) != 0 || t.name.size() <= suffix.size() + 6 ||
         t.name.compare(t.name.size() - suffix.size(), suffix.size(), suffix) != 0)
       continue;
     const std::string layer = t.name.substr(6, t.name.size() - 6 - suffix.size());
     models::quant::QuantLinear f;
-    f.scheme = int4 ? models::quant::Scheme::kInt4 : models::quant::Scheme::kInt8;
-    f.q = Read(snap, t.name, int4 ? torch::kByte : torch::kChar);
+    f.scheme = int4      ? models::quant::Scheme::kInt4
+               : ternary ? models::quant::Scheme::kTernary
+                         : models::quant::Scheme::kInt8;
+    f.q = Read(snap, t.name, int4 || ternary ? torch::kByte : torch::kChar);
     f.scale = Read(snap, kQuantPrefix + layer + ".scale", torch::kFloat);
     if (int4) {
       f.zero = Read(snap, kQuantPrefix + layer + ".zero", torch::kByte);
@@ -134,8 +139,9 @@ std::shared_ptr<models::ByteModel> ModelFromQuantizedSnapshot(
     if (linear == nullptr) throw DataError("quantized checkpoint quantizes '" + layer + "', which the model lacks");
     const int64_t out = linear->weight.size(0), in = linear->weight.size(1);
     f.in = in;
-    const std::vector<int64_t> want =
-        int4 ? std::vector<int64_t>{out, models::quant::PackedBytes(in, group)} : std::vector<int64_t>{out, in};
+    const std::vector<int64_t> want = int4      ? std::vector<int64_t>{out, models::quant::PackedBytes(in, group)}
+                                      : ternary ? std::vector<int64_t>{out, models::ternary::Bytes(in)}
+                                                : std::vector<int64_t>{out, in};
     if (f.q.sizes() != c10::IntArrayRef(want))
       throw DataError("quantized checkpoint tensor 'quant/" + layer + suffix + "' is " + c10::str(f.q.sizes()) +
                       ", want " + c10::str(want) + " for the model's weight " + c10::str(linear->weight.sizes()));
@@ -144,6 +150,12 @@ std::shared_ptr<models::ByteModel> ModelFromQuantizedSnapshot(
       throw DataError("quantized checkpoint tensors 'quant/" + layer + ".scale' " + c10::str(f.scale.sizes()) +
                       " and '.zero' " + c10::str(f.zero.sizes()) + " do not fit " + std::to_string(in) +
                       " inputs in groups of " + std::to_string(group) + " (zero points in 0..15)");
+    if (ternary) {
+      const int64_t at = models::ternary::FindInvalid(f.q.data_ptr<uint8_t>(), out, in);
+      if (at >= 0)
+        throw DataError("quantized checkpoint tensor 'quant/" + layer + ".q2': byte " + std::to_string(at) +
+                        " holds code 3, not a ternary weight (0, +1 or -1)");
+    }
     linear->weight.copy_(models::quant::Dequantize(f));
     if (linear->bias.defined()) f.bias = Read(snap, kModelPrefix + layer + ".bias", torch::kFloat);
   }

@@ -564,11 +564,13 @@ models::quant::QuantizeOptions QuantOptions(const QuantizeOptions& o) {
   models::quant::QuantizeOptions qo;
   qo.scheme = models::quant::ParseScheme(o.scheme);
   qo.group = o.group;
+  qo.per_channel = o.ternary_scale == "channel";
   return qo;
 }
 
-// Whether `bitbyte quantize` calibrates: int8 with static activations, int4 with GPTQ.
+// Whether `bitbyte quantize` calibrates: int8 with static activations, int4 with GPTQ (ternary never).
 bool Calibrates(const QuantizeOptions& o) {
+  if (o.scheme == "ternary") return false;
   return o.scheme == "int4" ? o.rounding == "gptq" : o.activations == "static";
 }
 
@@ -729,13 +731,10 @@ QuantizeOptions FromQat(const QuantizeOptions& given) {
   const std::string& scheme = config.model().qat().scheme();
   if (scheme == "none")
     throw UsageError("--from-qat: " + ckpt.dir + " was not trained quantization-aware (its model.qat.scheme is none)");
-  if (scheme != "int4")
-    throw UsageError("--from-qat: " + ckpt.dir + " was trained " + scheme +
-                     " quantization-aware, whose packed format and kernel do not exist yet; evaluate the "
-                     "checkpoint itself ('bitbyte eval' runs its quantized forward)");
-  o.scheme = "int4";
+  o.scheme = scheme;
   o.group = config.model().qat().group();
   o.rounding = "nearest";
+  o.ternary_scale = config.model().qat().ternary_scale();
   return o;
 }
 
@@ -752,7 +751,7 @@ std::string DescribeQuantizeJob(const QuantizeOptions& given) {
 QuantizeSummary RunQuantize(const QuantizeOptions& given) {
   const QuantizeOptions o = given.from_qat ? FromQat(given) : given;
   CheckThreads(o.threads);
-  if (o.scheme.empty()) throw UsageError("--scheme: the schemes are int8 and int4");
+  if (o.scheme.empty()) throw UsageError("--scheme: the schemes are int8, int4 and ternary");
   CheckQuantize(o.scheme, "cpu");
   if (o.out.empty()) throw UsageError("-o OUT: the directory to write the quantized checkpoint in");
   if (o.max_bytes < 0 || o.max_bytes > limits::kMaxEvalBytes)
@@ -761,8 +760,11 @@ QuantizeSummary RunQuantize(const QuantizeOptions& given) {
     throw UsageError("--activations '" + o.activations + "': dynamic or static");
   if (o.activations == "static" && o.data_dir.empty())
     throw UsageError("--activations static calibrates on a dataset's train split: give --data DIR");
-  if (o.scheme == "int4" && o.activations != "dynamic")
-    throw UsageError("--activations static is for int8: int4 scales each activation row as it comes (dynamic)");
+  if (o.scheme != "int8" && o.activations != "dynamic")
+    throw UsageError("--activations static is for int8: " + o.scheme +
+                     " scales each activation row as it comes (dynamic)");
+  if (o.ternary_scale != "tensor" && o.ternary_scale != "channel")
+    throw UsageError("--ternary-scale '" + o.ternary_scale + "': tensor or channel");
   if (o.rounding != "gptq" && o.rounding != "nearest")
     throw UsageError("--rounding '" + o.rounding + "': gptq or nearest");
   if (o.scheme == "int4" && o.rounding == "gptq" && o.data_dir.empty())

@@ -111,11 +111,13 @@ struct QuantizeOptions {
   // "nearest": round to nearest (no calibration).
   int64_t group = 64;
   std::string rounding = "gptq";
+  std::string ternary_scale = "tensor";  // ternary: "tensor" or "channel" (one scale per output channel)
   int64_t calib_bytes = int64_t{1} << 20;
   int threads = 0;
   // The checkpoint was trained quantization-aware (model.qat): export it in the format it trained
-  // in (int4: scheme int4, its group size, rounding to nearest, as the training forward did), in
-  // place of scheme, group and rounding.
+  // in (int4: scheme int4, its group size, rounding to nearest, as the training forward did;
+  // ternary: scheme ternary with its ternary_scale), in place of scheme, group, rounding and
+  // ternary_scale.
   bool from_qat = false;
 };
 struct QuantizeSummary {

@@ -241,6 +241,7 @@ const std::vector<Limit>& Limits() {
       {"model.qat.scheme", {}, {"none", "ternary", "int4"}, {"", "int8", "Ternary"}},
       {"model.qat.group", {}, {"2", "4096"}, {"0", "1", "3", "4097"}},
       {"model.qat.start_step", {}, {"0", "999999999"}, {"-1", "1000000000"}},
+      {"model.qat.ternary_scale", {}, {"tensor", "channel"}, {"", "row", "Tensor"}},
       {"model.bitbyte_lm.d_model",
        {"model.bitbyte_lm.n_head=1", "model.bitbyte_lm.n_layer=1"},
        {"1", "65536"},

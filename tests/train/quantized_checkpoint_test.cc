@@ -135,6 +135,20 @@ TEST(QuantizedCheckpoint, RoundTripGivesTheQuantizedModelsLogitsExactly) {
       EXPECT_EQ(QuantScheme(snap), "int4");
       RoundTrip(c, *source, snap, bytes, want, false);
     }
+    // ternary, gamma per tensor and per output channel.
+    for (const bool per_channel : {false, true}) {
+      torch::Tensor want;
+      Snapshot snap;
+      {
+        models::quant::QuantizeOptions o{false, nullptr, models::quant::Scheme::kTernary};
+        o.per_channel = per_channel;
+        const models::quant::QuantizedModel q(*model, o);
+        want = model->forward(bytes);
+        snap = QuantizedSnapshot(*model, q, *source);
+      }
+      EXPECT_EQ(QuantScheme(snap), "ternary");
+      RoundTrip(c, *source, snap, bytes, want, false);
+    }
   }
 }
 
@@ -208,6 +222,23 @@ TEST(QuantizedCheckpoint, ACheckpointThatDoesNotFitItsModelIsADataError) {
   pb::TrainConfig wider = c;
   wider.mutable_model()->mutable_bitbyte_lm()->set_d_model(32);
   EXPECT_THROW(ModelFromQuantizedSnapshot(snap, wider.model(), &q), DataError);
+  // ternary: a 2-bit code 3 (no ternary value) is named with its byte.
+  const Snapshot snap2 =
+      QuantizedTiny(c, models::quant::QuantizeOptions{false, nullptr, models::quant::Scheme::kTernary});
+  EXPECT_NO_THROW(ModelFromQuantizedSnapshot(snap2, c.model(), &q));
+  q.reset();
+  Snapshot bad_code = snap2;
+  for (TensorBlob& b : bad_code.tensors)
+    if (b.name.size() > 3 && b.name.compare(b.name.size() - 3, 3, ".q2") == 0) {
+      b.data[3] = static_cast<char>(b.data[3] | 0x30);
+      break;
+    }
+  try {
+    ModelFromQuantizedSnapshot(bad_code, c.model(), &q);
+    ADD_FAILURE() << "code 3 read as a ternary weight";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find(".q2': byte 3 "), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
