@@ -6,6 +6,7 @@
 #include "base/error.h"
 #include "models/by_weight.h"
 #include "models/linear.h"
+#include "models/precision.h"
 #include "models/quant.h"
 
 namespace bitbyte::models::qat {
@@ -111,17 +112,78 @@ QatModel::~QatModel() { Layers().Remove(keys_); }
 bool QatModel::active() const { return shared_->active.load(std::memory_order_relaxed); }
 void QatModel::set_active(bool on) { shared_->active.store(on, std::memory_order_relaxed); }
 
+torch::Tensor TernaryComposed(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
+                              bool per_channel) {
+  const torch::Tensor xq = StraightThrough(RmsRows(x), TernaryInput(x));
+  return Linear(xq, StraightThrough(w, Ternary(w, per_channel)), b);  // new tensors: the plain path
+}
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+// TernaryLinear's function: the forward on integers, the backward as TernaryComposed's (straight
+// through both quantizers, through the norm), its two products in bf16 where the forward ran under
+// bf16 autocast (as autocast would have run the composition's), else in float32.
+class TernaryLinearFn : public torch::autograd::Function<TernaryLinearFn> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
+                               const torch::Tensor& b, bool per_channel) {
+    const int64_t out = w.size(0), in = w.size(1);
+    const torch::Tensor x2 = x.detach().to(torch::kFloat).reshape({-1, in}).contiguous();
+    const int64_t rows = x2.size(0);
+    torch::Tensor q = torch::empty({rows, in}, torch::kChar), sx = torch::empty({rows});
+    quant::TernaryRows(x2.data_ptr<float>(), rows, in, q.data_ptr<int8_t>(), sx.data_ptr<float>());
+    const auto [t, gamma] = quant::RoundTernary(w.detach().to(torch::kFloat), per_channel);
+    const torch::Tensor t8 = t.to(torch::kChar).contiguous(), g = gamma.reshape({-1}).expand({out}).contiguous();
+    const bool has_bias = b.numel() > 0;  // no bias: an empty tensor (apply takes no undefined one)
+    const torch::Tensor bias = has_bias ? b.detach().to(torch::kFloat).contiguous() : torch::Tensor();
+    torch::Tensor y = torch::empty({rows, out});
+    if (rows > 0)
+      quant::TernaryGemm(q.data_ptr<int8_t>(), sx.data_ptr<float>(), rows, t8.data_ptr<int8_t>(), g.data_ptr<float>(),
+                         bias.defined() ? bias.data_ptr<float>() : nullptr, in, out, y.data_ptr<float>(), false);
+    ctx->save_for_backward({x2, q, sx, t8, g});
+    ctx->saved_data["bias"] = has_bias;
+    ctx->saved_data["bf16"] = CpuAutocastEnabled();
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = out;
+    return y.view(shape);
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const tensor_list saved = ctx->get_saved_variables();
+    const torch::Tensor &x2 = saved[0], &q = saved[1], &sx = saved[2], &t8 = saved[3], &g = saved[4];
+    const int64_t out = t8.size(0), in = t8.size(1);
+    const torch::Tensor gy = grads[0].reshape({-1, out}).to(torch::kFloat);
+    const torch::Tensor xq = q.to(torch::kFloat) * sx.unsqueeze(1), wq = t8.to(torch::kFloat) * g.unsqueeze(1);
+    const bool bf16 = ctx->saved_data["bf16"].toBool();
+    const auto mm = [bf16](const torch::Tensor& a, const torch::Tensor& c) {
+      return bf16 ? a.to(torch::kBFloat16).mm(c.to(torch::kBFloat16)).to(torch::kFloat) : a.mm(c);
+    };
+    const torch::Tensor gw = mm(gy.t(), xq), gin = mm(gy, wq);
+    // Through xin = x s, s = (mean x^2 + 1e-6)^(-1/2): dL/dx = s g - x s^3 mean(g x).
+    const torch::Tensor s = torch::rsqrt(x2.pow(2).mean(1, true) + 1e-6);
+    const torch::Tensor gx = s * gin - x2 * s.pow(3) * (gin * x2).mean(1, true);
+    std::vector<int64_t> shape = grads[0].sizes().vec();
+    shape.back() = in;
+    return {gx.view(shape), gw, ctx->saved_data["bias"].toBool() ? gy.sum(0) : torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor TernaryLinear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, bool per_channel) {
+  if (!x.device().is_cpu() || !w.device().is_cpu()) return TernaryComposed(x, w, b, per_channel);
+  return TernaryLinearFn::apply(x, w, b.defined() ? b : torch::empty({0}), per_channel);
+}
+
 torch::Tensor Forward(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
   const std::shared_ptr<QatModel::Shared> s = Layers().Find(w);
   if (s == nullptr || !s->active.load(std::memory_order_relaxed)) return torch::Tensor();
-  torch::Tensor xin = x, wq;
-  if (s->scheme == Scheme::kTernary) {
-    xin = RmsRows(x);
-    wq = StraightThrough(w, Ternary(w, s->per_channel));
-    return Linear(StraightThrough(xin, TernaryInput(x)), wq, b);
-  }
-  wq = StraightThrough(w, Int4Weight(w, s->group));
-  const torch::Tensor xq = StraightThrough(xin, Int8Rows(xin));
+  if (s->scheme == Scheme::kTernary) return TernaryLinear(x, w, b, s->per_channel);
+  const torch::Tensor wq = StraightThrough(w, Int4Weight(w, s->group));
+  const torch::Tensor xq = StraightThrough(x, Int8Rows(x));
   return Linear(xq, wq, b);  // xq and wq are new tensors: the plain path
 }
 

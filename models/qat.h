@@ -70,8 +70,17 @@ class QatModel {
   std::vector<const void*> keys_;
 };
 
+// The ternary quantization-aware Linear, y = Linear(TernaryInput(x), Ternary(w), b) with gradients
+// straight through both quantizers to RmsRows(x) and w. On the CPU its forward runs on integers,
+// as the exported model does (quant::TernaryRows, quant::TernaryGemm: the same floats), and its
+// backward is the composition's, written out; elsewhere it is the composition of the tensor ops
+// above (TernaryComposed).
+torch::Tensor TernaryLinear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, bool per_channel);
+torch::Tensor TernaryComposed(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, bool per_channel);
+
 // y = Linear(x', w', b) with the quantized x', w' of the QatModel covering `w` (gradients straight
-// through to x and w); an undefined tensor when none covers it or it is not active.
+// through to x and w; ternary: TernaryLinear); an undefined tensor when none covers it or it is not
+// active.
 torch::Tensor Forward(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b);
 
 }  // namespace bitbyte::models::qat

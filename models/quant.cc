@@ -450,7 +450,7 @@ QuantLinear QuantizeLinearTernary(const torch::Tensor& weight, const torch::Tens
   l.scheme = Scheme::kTernary;
   l.in = in;
   l.q = torch::zeros({out, bytes}, torch::kByte);
-  l.scale = gamma.reshape({-1}).expand({out}).contiguous();
+  l.scale = gamma.reshape({-1}).contiguous();  // [1] or [out]
   const torch::Tensor codes = t.to(torch::kChar).contiguous();
   const int8_t* c = codes.data_ptr<int8_t>();
   uint8_t* q = l.q.data_ptr<uint8_t>();
@@ -462,6 +462,19 @@ QuantLinear QuantizeLinearTernary(const torch::Tensor& weight, const torch::Tens
   if (bias.defined()) l.bias = bias.detach().to(torch::kCPU, torch::kFloat).contiguous();
   Prepare(l);
   return l;
+}
+
+void TernaryGemm(const int8_t* xq, const float* sx, int64_t rows, const int8_t* t, const float* gamma,
+                 const float* bias, int64_t in, int64_t out, float* y, bool accumulate) {
+  constexpr int64_t kRows = 128;
+  at::parallel_for(0, (rows + kRows - 1) / kRows, 1, [&](int64_t b, int64_t e) {
+    const std::unique_ptr<int32_t[]> acc(new int32_t[static_cast<size_t>(kRows * out)]);
+    for (int64_t block = b; block < e; ++block) {
+      const int64_t r0 = block * kRows, r1 = std::min(rows, r0 + kRows);
+      GemmInt8(xq + r0 * in, t, r1 - r0, out, in, acc.get());
+      ternary::Epilogue(acc.get(), out, sx, gamma, bias, out, y, accumulate, r0, r1, 0, out);
+    }
+  });
 }
 
 void TernaryRows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scale) {
@@ -608,11 +621,18 @@ void ApplyInt4(const QuantLinear& l, const float* x, int64_t m, float* y, bool a
   at::parallel_for(0, row_chunks * block_chunks, 1, run);
 }
 
-// ternary rows: activations normalised and to int8 per row (TernaryRows), then the lookup kernel.
+std::shared_ptr<const ternary::Tiles> BuildTernary(const QuantLinear& l) {
+  return std::make_shared<const ternary::Tiles>(
+      ternary::Build(l.q.data_ptr<uint8_t>(), l.out(), l.in, l.scale.data_ptr<float>(), l.scale.numel()));
+}
+
+// ternary rows: activations normalised and to int8 per row (TernaryRows), then the lookup kernel,
+// or, from kTernaryGemmRows rows on (where it is faster: quant_bench), the same integer sums on
+// oneDNN's int8 GEMM with the weights one a byte.
+constexpr int64_t kTernaryGemmRows = 16;
 void ApplyTernary(const QuantLinear& l, const float* x, int64_t m, float* y, bool accumulate) {
   std::shared_ptr<const ternary::Tiles> own = l.ternary;
-  if (own == nullptr)
-    own = std::make_shared<const ternary::Tiles>(ternary::Build(l.q.data_ptr<uint8_t>(), l.out(), l.in));
+  if (own == nullptr) own = BuildTernary(l);  // a form nobody prepared (Prepare)
   const std::unique_ptr<int8_t[]> xq(new int8_t[static_cast<size_t>(m * l.in)]);
   std::vector<float> sx(static_cast<size_t>(m));
   const auto quantize = [&](int64_t r0, int64_t r1) {
@@ -623,8 +643,11 @@ void ApplyTernary(const QuantLinear& l, const float* x, int64_t m, float* y, boo
   } else {
     at::parallel_for(0, m, 16, quantize);
   }
-  ternary::Product(*own, xq.get(), sx.data(), m, l.scale.data_ptr<float>(),
-                   l.bias.defined() ? l.bias.data_ptr<float>() : nullptr, y, accumulate);
+  const float* bias = l.bias.defined() ? l.bias.data_ptr<float>() : nullptr;
+  if (m >= kTernaryGemmRows)
+    return TernaryGemm(xq.get(), sx.data(), m, own->dense.data(), own->gamma.data(), bias, l.in, l.out(), y,
+                       accumulate);
+  ternary::Product(*own, xq.get(), sx.data(), m, bias, y, accumulate);
 }
 
 }  // namespace
@@ -640,8 +663,7 @@ void ApplyRows(const QuantLinear& l, const float* x, int64_t rows, float* y, boo
 
 void Prepare(QuantLinear& l) {
   if (l.scheme == Scheme::kInt4) l.tiles = BuildTiles(l);
-  if (l.scheme == Scheme::kTernary)
-    l.ternary = std::make_shared<const ternary::Tiles>(ternary::Build(l.q.data_ptr<uint8_t>(), l.out(), l.in));
+  if (l.scheme == Scheme::kTernary) l.ternary = BuildTernary(l);
 }
 
 torch::Tensor Apply(const QuantLinear& l, const torch::Tensor& input) {
@@ -780,7 +802,8 @@ void QuantizedModel::Add(torch::nn::Module& model, const std::vector<std::pair<s
              form.scale.dim() == 1 && form.scale.size(0) == out;
     } else if (form.scheme == Scheme::kTernary) {
       fits = fits && form.q.scalar_type() == torch::kByte && form.q.dim() == 2 && form.q.size(0) == out &&
-             form.q.size(1) == ternary::Bytes(in) && form.scale.dim() == 1 && form.scale.size(0) == out;
+             form.q.size(1) == ternary::Bytes(in) && form.scale.dim() == 1 &&
+             (form.scale.size(0) == out || form.scale.size(0) == 1);
       if (fits) {
         const int64_t at = ternary::FindInvalid(form.q.contiguous().data_ptr<uint8_t>(), out, in);
         if (at >= 0)

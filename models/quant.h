@@ -60,7 +60,8 @@ struct QuantLinear {
   int64_t in = 0;                          // input features
   torch::Tensor q;                         // int8: [out, in] int8; int4: [out, PackedBytes(in, group)] uint8;
                                            // ternary: [out, ternary::Bytes(in)] uint8, 2-bit codes (ternary.h)
-  torch::Tensor scale;                     // int8, ternary: [out] float32; int4: [out, Groups(in, group)] float32
+  torch::Tensor scale;                     // int8: [out] float32; int4: [out, Groups(in, group)] float32;
+                                           // ternary: [out], or [1] for one gamma per tensor
   torch::Tensor zero;                      // int4: [out, Groups(in, group)] uint8 in [0, 15]
   torch::Tensor bias;                      // [out] float32, or undefined
   int64_t group = 0;                       // int4: inputs per group (even)
@@ -92,6 +93,11 @@ std::pair<torch::Tensor, torch::Tensor> RoundTernary(const torch::Tensor& w, boo
 // The activations of the ternary product: each row of x [rows, cols] divided by its root mean square
 // sqrt(mean x^2 + 1e-6), then to int8 per row as QuantizeRows.
 void TernaryRows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scale);
+// The ternary product of such rows xq [rows, in] (scales sx) with ternary weights t [out, in] (-1,
+// 0, +1 as int8) and gamma [out], on oneDNN's integer GEMM: y = fma(dot, sx[r] gamma[o], bias[o])
+// (+ y with `accumulate`), the same floats as the lookup kernel (ternary.h) gives. bias may be null.
+void TernaryGemm(const int8_t* xq, const float* sx, int64_t rows, const int8_t* t, const float* gamma,
+                 const float* bias, int64_t in, int64_t out, float* y, bool accumulate);
 // Builds what the kernels need beyond the stored tensors (int4, ternary: the tile layout of q, about
 // its size again); the forms QuantizeLinearInt4, QuantizeLinearTernary and QuantizedModel make are
 // prepared.

@@ -296,8 +296,14 @@ int Lane(int p) {
   return (j < 8 ? 0 : 32) + 16 * (k / 2) + 8 * (k % 2) + j % 8;
 }
 
-Tiles Build(const uint8_t* packed, int64_t out, int64_t in) {
+Tiles Build(const uint8_t* packed, int64_t out, int64_t in, const float* gamma, int64_t scales) {
   Tiles t;
+  t.gamma.resize(static_cast<size_t>(out));
+  for (int64_t o = 0; o < out; ++o) t.gamma[static_cast<size_t>(o)] = gamma[scales == 1 ? 0 : o];
+  t.dense.resize(static_cast<size_t>(out * in));
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t i = 0; i < in; ++i)
+      t.dense[static_cast<size_t>(o * in + i)] = static_cast<int8_t>(Weight(packed + o * Bytes(in), i));
   t.out = out;
   t.in = in;
   t.blocks = (out + kBlock - 1) / kBlock;
@@ -318,8 +324,13 @@ Tiles Build(const uint8_t* packed, int64_t out, int64_t in) {
   return t;
 }
 
-void Product(const Tiles& t, const int8_t* q, const float* sx, int64_t rows, const float* scale, const float* bias,
-             float* y, bool accumulate) {
+void Epilogue(const int32_t* dots, int64_t stride, const float* sx, const float* gamma, const float* bias, int64_t out,
+              float* y, bool accumulate, int64_t r0, int64_t r1, int64_t o0, int64_t o1) {
+  EpilogueKernel<float>(dots, stride, sx, gamma, bias, out, y, accumulate, r0, r1, o0, o1);
+}
+
+void Product(const Tiles& t, const int8_t* q, const float* sx, int64_t rows, const float* bias, float* y,
+             bool accumulate) {
   if (rows == 0) return;
   const int64_t row_chunks = (rows + kRowChunk - 1) / kRowChunk;
   // Blocks split among the threads only where the rows alone do not occupy them (a task builds its
@@ -340,8 +351,8 @@ void Product(const Tiles& t, const int8_t* q, const float* sx, int64_t rows, con
       TablesKernel(q, t.in, t.quads, r0, r1, tables.data());
       const int64_t stride = (b1 - b0) * kBlock;
       Dots(t, tables.data(), r1 - r0, b0, b1, dots.data(), stride);
-      EpilogueKernel<float>(dots.data(), stride, sx, scale, bias, t.out, y, accumulate, r0, r1, b0 * kBlock,
-                            std::min(t.out, b1 * kBlock));
+      Epilogue(dots.data(), stride, sx, t.gamma.data(), bias, t.out, y, accumulate, r0, r1, b0 * kBlock,
+               std::min(t.out, b1 * kBlock));
     }
   };
   // A product under kInlineMacs multiply-adds (a generation step's, on small models) takes

@@ -31,20 +31,30 @@ int64_t FindInvalid(const uint8_t* packed, int64_t rows, int64_t in);
 // in quads (padded with zero weights to a multiple of 4); per block and quad 64 bytes: byte p holds
 // the index of the quad's first pair in its low nibble and of its second pair in its high one, for
 // output block * 64 + Lane(p) (zero weights past `out`).
+// Also, for products of many rows (where oneDNN's integer GEMM is the faster way to the same
+// sums), the weights one a byte, and the scales one per output.
 struct Tiles {
   int64_t out = 0, in = 0, blocks = 0, quads = 0;
-  std::vector<uint8_t> idx;  // [blocks, quads, 64]
+  std::vector<uint8_t> idx;   // [blocks, quads, 64]
+  std::vector<int8_t> dense;  // [out, in], -1, 0 or +1
+  std::vector<float> gamma;   // [out]
 };
 // The output of a block whose pairs byte position p (0..63) holds: the order the kernels' 16-bit
 // interleave produces, so that each 16 (AVX2: 8) consecutive outputs come out of one register.
 int Lane(int p);
-Tiles Build(const uint8_t* packed, int64_t out, int64_t in);
+// From packed [out, Bytes(in)] and `scales` gammas: one (per tensor) or `out` (per channel).
+Tiles Build(const uint8_t* packed, int64_t out, int64_t in, const float* gamma, int64_t scales);
 
-// y[r, o] = sx[r] scale[o] sum_i q[r, i] t[o, i] + bias[o] (added to y with `accumulate`), for
+// y[r, o] = sx[r] gamma[o] sum_i q[r, i] t[o, i] + bias[o] (added to y with `accumulate`), for
 // int8 activation rows q [rows, in] and their scales sx; as a fused multiply-add of the exact
-// integer sum with sx[r] scale[o] (rounded once), on every instruction set. bias may be null. Runs
-// on ATen's threads when the product is large; the floats do not depend on the thread count.
-void Product(const Tiles& t, const int8_t* q, const float* sx, int64_t rows, const float* scale, const float* bias,
-             float* y, bool accumulate);
+// integer sum with sx[r] gamma[o] (rounded once), on every instruction set (Epilogue). bias may be
+// null. Runs on ATen's threads when the product is large; the floats do not depend on the thread
+// count.
+void Product(const Tiles& t, const int8_t* q, const float* sx, int64_t rows, const float* bias, float* y,
+             bool accumulate);
+// That last step for rows r0..r1 and outputs o0..o1 of y [rows, out], from their integer sums
+// dots[(r - r0) stride + o - o0]: y = fma(dot, sx[r] gamma[o], bias[o]) (+ y with `accumulate`).
+void Epilogue(const int32_t* dots, int64_t stride, const float* sx, const float* gamma, const float* bias, int64_t out,
+              float* y, bool accumulate, int64_t r0, int64_t r1, int64_t o0, int64_t o1);
 
 }  // namespace bitbyte::models::ternary

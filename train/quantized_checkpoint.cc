@@ -125,7 +125,8 @@ std::shared_ptr<models::ByteModel> ModelFromQuantizedSnapshot(
         throw DataError("quantized checkpoint tensor 'quant/" + layer + ".act_scale' is not one positive scale");
       f.act_scale = a.item<float>();
     }
-    if (f.q.dim() != 2 || f.scale.dim() != (int4 ? 2 : 1) || f.scale.size(0) != f.q.size(0))
+    if (f.q.dim() != 2 || f.scale.dim() != (int4 ? 2 : 1) ||
+        (f.scale.size(0) != f.q.size(0) && !(ternary && f.scale.size(0) == 1)))
       throw DataError("quantized checkpoint tensors of '" + layer + "' do not fit together: " + scheme + " weight " +
                       c10::str(f.q.sizes()) + ", scale " + c10::str(f.scale.sizes()));
     forms.emplace_back(layer, std::move(f));
