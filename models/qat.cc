@@ -133,8 +133,9 @@ class TernaryLinearFn : public torch::autograd::Function<TernaryLinearFn> {
     const int64_t out = w.size(0), in = w.size(1);
     const torch::Tensor x2 = x.detach().to(torch::kFloat).reshape({-1, in}).contiguous();
     const int64_t rows = x2.size(0);
-    torch::Tensor q = torch::empty({rows, in}, torch::kChar), sx = torch::empty({rows});
-    quant::TernaryRows(x2.data_ptr<float>(), rows, in, q.data_ptr<int8_t>(), sx.data_ptr<float>());
+    torch::Tensor q = torch::empty({rows, in}, torch::kChar), sx = torch::empty({rows}), norm = torch::empty({rows});
+    quant::TernaryRows(x2.data_ptr<float>(), rows, in, q.data_ptr<int8_t>(), sx.data_ptr<float>(),
+                       norm.data_ptr<float>());
     const auto [t, gamma] = quant::RoundTernary(w.detach().to(torch::kFloat), per_channel);
     const torch::Tensor t8 = t.to(torch::kChar).contiguous(), g = gamma.reshape({-1}).expand({out}).contiguous();
     const bool has_bias = b.numel() > 0;  // no bias: an empty tensor (apply takes no undefined one)
@@ -143,7 +144,7 @@ class TernaryLinearFn : public torch::autograd::Function<TernaryLinearFn> {
     if (rows > 0)
       quant::TernaryGemm(q.data_ptr<int8_t>(), sx.data_ptr<float>(), rows, t8.data_ptr<int8_t>(), g.data_ptr<float>(),
                          bias.defined() ? bias.data_ptr<float>() : nullptr, in, out, y.data_ptr<float>(), false);
-    ctx->save_for_backward({x2, q, sx, t8, g});
+    ctx->save_for_backward({x2, q, sx, t8, g, norm});
     ctx->saved_data["bias"] = has_bias;
     ctx->saved_data["bf16"] = CpuAutocastEnabled();
     std::vector<int64_t> shape = x.sizes().vec();
@@ -153,18 +154,31 @@ class TernaryLinearFn : public torch::autograd::Function<TernaryLinearFn> {
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const tensor_list saved = ctx->get_saved_variables();
-    const torch::Tensor &x2 = saved[0], &q = saved[1], &sx = saved[2], &t8 = saved[3], &g = saved[4];
+    const torch::Tensor &x2 = saved[0], &q = saved[1], &sx = saved[2], &t8 = saved[3], &g = saved[4], &norm = saved[5];
     const int64_t out = t8.size(0), in = t8.size(1);
-    const torch::Tensor gy = grads[0].reshape({-1, out}).to(torch::kFloat);
+    const torch::Tensor gy = grads[0].reshape({-1, out}).to(torch::kFloat).contiguous();
     const torch::Tensor xq = q.to(torch::kFloat) * sx.unsqueeze(1), wq = t8.to(torch::kFloat) * g.unsqueeze(1);
-    const bool bf16 = ctx->saved_data["bf16"].toBool();
-    const auto mm = [bf16](const torch::Tensor& a, const torch::Tensor& c) {
-      return bf16 ? a.to(torch::kBFloat16).mm(c.to(torch::kBFloat16)).to(torch::kFloat) : a.mm(c);
-    };
-    const torch::Tensor gw = mm(gy.t(), xq), gin = mm(gy, wq);
+    torch::Tensor gw, gin;
+    if (ctx->saved_data["bf16"].toBool()) {
+      gw = gy.t().to(torch::kBFloat16).mm(xq.to(torch::kBFloat16)).to(torch::kFloat);
+      gin = gy.to(torch::kBFloat16).mm(wq.to(torch::kBFloat16)).to(torch::kFloat);
+    } else if (LinearPath().path == MatmulPath::kOneDnn) {  // the float32 Linear's own path (linear.h)
+      const int64_t m = gy.size(0);
+      gw = torch::empty({out, in});
+      gin = torch::empty({m, in});
+      OneDnnGemm(true, false, out, in, m, 1.0f, gy.data_ptr<float>(), out, xq.data_ptr<float>(), in, 0.0f,
+                 gw.data_ptr<float>(), in);
+      OneDnnGemm(false, false, m, in, out, 1.0f, gy.data_ptr<float>(), out, wq.data_ptr<float>(), in, 0.0f,
+                 gin.data_ptr<float>(), in);
+    } else {
+      gw = gy.t().mm(xq);
+      gin = gy.mm(wq);
+    }
     // Through xin = x s, s = (mean x^2 + 1e-6)^(-1/2): dL/dx = s g - x s^3 mean(g x).
-    const torch::Tensor s = torch::rsqrt(x2.pow(2).mean(1, true) + 1e-6);
-    const torch::Tensor gx = s * gin - x2 * s.pow(3) * (gin * x2).mean(1, true);
+    torch::Tensor gx = torch::empty_like(x2);
+    const torch::Tensor gc = gin.contiguous();
+    quant::RmsGrad(x2.data_ptr<float>(), gc.data_ptr<float>(), norm.data_ptr<float>(), x2.size(0), in,
+                   gx.data_ptr<float>());
     std::vector<int64_t> shape = grads[0].sizes().vec();
     shape.back() = in;
     return {gx.view(shape), gw, ctx->saved_data["bias"].toBool() ? gy.sum(0) : torch::Tensor(), torch::Tensor()};

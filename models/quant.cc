@@ -193,7 +193,58 @@ BITBYTE_KERNEL_INLINE void Int4Dequantize(const uint8_t* q, const T* scale, cons
     }
 }
 
+// Rows r0..r1 of x [rows, cols] divided by their root mean square, then to int8 (QuantizeRowsImpl)
+// through `row` (cols floats). The squares summed in 16 lanes (a vector of the compiler's: one
+// AVX-512 register, or two AVX2 or four SSE ones), the lanes then in order, without contraction
+// (ISO C++: -ffp-contract=off): the same floats on every instruction set.
+// sum_c a[c] b[c] over 16 lanes, then the lanes in order (see TernaryRowsImpl).
+template <typename T>
+BITBYTE_KERNEL_INLINE T LaneDot(const T* __restrict a, const T* __restrict b, int64_t n) {
+  typedef T Lanes __attribute__((vector_size(kLanes * sizeof(T))));
+  Lanes lanes = {};
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes) {
+    Lanes u, v;
+    std::memcpy(&u, a + c, sizeof u);
+    std::memcpy(&v, b + c, sizeof v);
+    lanes += u * v;
+  }
+  for (; c < n; ++c) lanes[c % kLanes] += a[c] * b[c];
+  T sum = 0;
+  for (int l = 0; l < kLanes; ++l) sum += lanes[l];
+  return sum;
+}
+
+template <typename T>
+BITBYTE_KERNEL_INLINE void TernaryRowsImpl(const T* x, int64_t cols, int8_t* q, T* scale, T* norm, T* row, int64_t r0,
+                                           int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* __restrict xr = x + r * cols;
+    const T inv = T{1} / std::sqrt(LaneDot(xr, xr, cols) / static_cast<T>(cols) + T{1e-6});
+    if (norm != nullptr) norm[r] = inv;
+    T* __restrict d = row;
+    for (int64_t k = 0; k < cols; ++k) d[k] = xr[k] * inv;
+    QuantizeRowsImpl<T>(row, 1, cols, q + r * cols, scale + r, T{0});
+  }
+}
+
 BITBYTE_KERNEL_DISPATCH(QuantizeKernel, QuantizeRowsImpl)
+BITBYTE_KERNEL_DISPATCH(TernaryRowsKernel, TernaryRowsImpl)
+
+// Rows r0..r1 of the gradient through the RMS norm xin = x s (s = norm[r]):
+// dx = s g - x s^3 mean(g x).
+template <typename T>
+BITBYTE_KERNEL_INLINE void RmsGradImpl(const T* x, const T* g, const T* norm, int64_t cols, T* dx, int64_t r0,
+                                       int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* __restrict xr = x + r * cols;
+    const T* __restrict gr = g + r * cols;
+    T* __restrict d = dx + r * cols;
+    const T s = norm[r], c = s * s * s * (LaneDot(gr, xr, cols) / static_cast<T>(cols));
+    for (int64_t k = 0; k < cols; ++k) d[k] = s * gr[k] - xr[k] * c;
+  }
+}
+BITBYTE_KERNEL_DISPATCH(RmsGradKernel, RmsGradImpl)
 BITBYTE_KERNEL_DISPATCH(DequantizeKernel, DequantizeRowsImpl)
 BITBYTE_KERNEL_DISPATCH(Int4TilesGenericKernel, Int4TilesRows)
 
@@ -464,9 +515,15 @@ QuantLinear QuantizeLinearTernary(const torch::Tensor& weight, const torch::Tens
   return l;
 }
 
+void RmsGrad(const float* x, const float* g, const float* norm, int64_t rows, int64_t cols, float* dx) {
+  const auto run = [&](int64_t r0, int64_t r1) { RmsGradKernel<float>(x, g, norm, cols, dx, r0, r1); };
+  if (rows * cols < (int64_t{1} << 16)) return run(0, rows);
+  at::parallel_for(0, rows, 16, run);
+}
+
 void TernaryGemm(const int8_t* xq, const float* sx, int64_t rows, const int8_t* t, const float* gamma,
                  const float* bias, int64_t in, int64_t out, float* y, bool accumulate) {
-  constexpr int64_t kRows = 128;
+  constexpr int64_t kRows = 32;  // a block's int32 sums stay in the cache for the epilogue
   at::parallel_for(0, (rows + kRows - 1) / kRows, 1, [&](int64_t b, int64_t e) {
     const std::unique_ptr<int32_t[]> acc(new int32_t[static_cast<size_t>(kRows * out)]);
     for (int64_t block = b; block < e; ++block) {
@@ -477,16 +534,13 @@ void TernaryGemm(const int8_t* xq, const float* sx, int64_t rows, const int8_t* 
   });
 }
 
-void TernaryRows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scale) {
-  std::vector<float> row(static_cast<size_t>(cols));
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * cols;
-    double sum = 0;
-    for (int64_t c = 0; c < cols; ++c) sum += static_cast<double>(xr[c]) * xr[c];
-    const float inv = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(cols)) + 1e-6f);
-    for (int64_t c = 0; c < cols; ++c) row[static_cast<size_t>(c)] = xr[c] * inv;
-    QuantizeKernel<float>(row.data(), int64_t{1}, cols, q + r * cols, scale + r, 0.0f);
-  }
+void TernaryRows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scale, float* norm) {
+  const auto run = [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(static_cast<size_t>(cols));
+    TernaryRowsKernel<float>(x, cols, q, scale, norm, row.data(), r0, r1);
+  };
+  if (rows * cols < (int64_t{1} << 16)) return run(0, rows);  // a generation step's: on this thread
+  at::parallel_for(0, rows, 16, run);
 }
 
 torch::Tensor Dequantize(const QuantLinear& l) {
@@ -635,14 +689,7 @@ void ApplyTernary(const QuantLinear& l, const float* x, int64_t m, float* y, boo
   if (own == nullptr) own = BuildTernary(l);  // a form nobody prepared (Prepare)
   const std::unique_ptr<int8_t[]> xq(new int8_t[static_cast<size_t>(m * l.in)]);
   std::vector<float> sx(static_cast<size_t>(m));
-  const auto quantize = [&](int64_t r0, int64_t r1) {
-    TernaryRows(x + r0 * l.in, r1 - r0, l.in, xq.get() + r0 * l.in, sx.data() + r0);
-  };
-  if (m < 16) {
-    quantize(0, m);
-  } else {
-    at::parallel_for(0, m, 16, quantize);
-  }
+  TernaryRows(x, m, l.in, xq.get(), sx.data());
   const float* bias = l.bias.defined() ? l.bias.data_ptr<float>() : nullptr;
   if (m >= kTernaryGemmRows)
     return TernaryGemm(xq.get(), sx.data(), m, own->dense.data(), own->gamma.data(), bias, l.in, l.out(), y,

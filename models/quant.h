@@ -91,8 +91,11 @@ QuantLinear QuantizeLinearTernary(const torch::Tensor& weight, const torch::Tens
 // [out, 1] with `per_channel`, else a scalar; quantization-aware training (qat.h) trains with it.
 std::pair<torch::Tensor, torch::Tensor> RoundTernary(const torch::Tensor& w, bool per_channel);
 // The activations of the ternary product: each row of x [rows, cols] divided by its root mean square
-// sqrt(mean x^2 + 1e-6), then to int8 per row as QuantizeRows.
-void TernaryRows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scale);
+// sqrt(mean x^2 + 1e-6), then to int8 per row as QuantizeRows; with `norm`, the rows' 1 / rms too.
+void TernaryRows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scale, float* norm = nullptr);
+// The gradient through that norm, xin = x s (s = norm[r], from TernaryRows), given g = dL/dxin:
+// dx = s g - x s^3 mean(g x), rows of x, g and dx [rows, cols].
+void RmsGrad(const float* x, const float* g, const float* norm, int64_t rows, int64_t cols, float* dx);
 // The ternary product of such rows xq [rows, in] (scales sx) with ternary weights t [out, in] (-1,
 // 0, +1 as int8) and gamma [out], on oneDNN's integer GEMM: y = fma(dot, sx[r] gamma[o], bias[o])
 // (+ y with `accumulate`), the same floats as the lookup kernel (ternary.h) gives. bias may be null.
