@@ -95,9 +95,10 @@ void AddQuantizeCommand(CLI::App& app) {
                   s.scheme == "int4" ? "GPTQ Hessians" : "static activation scales", (unsigned long long)s.calib_bytes,
                   s.calib_seconds, s.calib_precision.c_str());
     if (s.evaluated)
-      std::printf("val bpb over %llu bytes: float32 %.6f, %s %.6f (%+.6f); eval %.2f s and %.2f s (side by side)\n",
-                  (unsigned long long)s.eval_bytes, s.reference_bpb, s.scheme.c_str(), s.quantized_bpb,
-                  s.quantized_bpb - s.reference_bpb, s.reference_seconds, s.quantized_seconds);
+      std::printf("val bpb over %llu bytes: %s %.6f, %s %.6f (%+.6f); eval %.2f s and %.2f s (side by side)\n",
+                  (unsigned long long)s.eval_bytes, o->from_qat ? "source (its QAT forward)" : "float32",
+                  s.reference_bpb, s.scheme.c_str(), s.quantized_bpb, s.quantized_bpb - s.reference_bpb,
+                  s.reference_seconds, s.quantized_seconds);
   });
 }
 
