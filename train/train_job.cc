@@ -18,6 +18,7 @@
 #include "models/blas.h"
 #include "models/linear.h"
 #include "models/precision.h"
+#include "models/qat.h"
 #include "models/quant.h"
 #include "models/registry.h"
 #include "pipeline/graph.h"
@@ -550,12 +551,17 @@ void CheckQuantize(const std::string& scheme, const std::string& device) {
 }
 
 // The model's Linear layers quantized while the result lives, when `scheme` says so (int4: rounded
-// to nearest in groups of 64: no calibration data here).
+// to nearest in groups of 64: no calibration data here; ternary: γ per tensor, or as a ternary
+// QAT checkpoint trained it).
 std::unique_ptr<models::quant::QuantizedModel> Quantize(const InferenceModel& m, const std::string& scheme) {
   if (scheme.empty()) return nullptr;
   if (m.quantized) throw UsageError("--quantize " + scheme + ": " + m.dir + " is already a quantized checkpoint");
   models::quant::QuantizeOptions qo;
   qo.scheme = models::quant::ParseScheme(scheme);
+  // A ternary QAT checkpoint: ternary with the scales it trained with (the export's rounding).
+  if (const models::qat::QatModel* qat = m.model->qat();
+      qat != nullptr && qat->scheme() == models::qat::Scheme::kTernary)
+    qo.per_channel = qat->per_channel();
   return std::make_unique<models::quant::QuantizedModel>(*m.model, qo);
 }
 
