@@ -193,11 +193,9 @@ BITBYTE_KERNEL_INLINE void Int4Dequantize(const uint8_t* q, const T* scale, cons
     }
 }
 
-// Rows r0..r1 of x [rows, cols] divided by their root mean square, then to int8 (QuantizeRowsImpl)
-// through `row` (cols floats). The squares summed in 16 lanes (a vector of the compiler's: one
-// AVX-512 register, or two AVX2 or four SSE ones), the lanes then in order, without contraction
-// (ISO C++: -ffp-contract=off): the same floats on every instruction set.
-// sum_c a[c] b[c] over 16 lanes, then the lanes in order (see TernaryRowsImpl).
+// sum_c a[c] b[c] in 16 lanes (a vector of the compiler's: one AVX-512 register, or two AVX2 or four
+// SSE ones), the lanes then in order, without contraction (ISO C++: -ffp-contract=off): the same
+// floats on every instruction set.
 template <typename T>
 BITBYTE_KERNEL_INLINE T LaneDot(const T* __restrict a, const T* __restrict b, int64_t n) {
   typedef T Lanes __attribute__((vector_size(kLanes * sizeof(T))));
@@ -215,6 +213,8 @@ BITBYTE_KERNEL_INLINE T LaneDot(const T* __restrict a, const T* __restrict b, in
   return sum;
 }
 
+// Rows r0..r1 of x [rows, cols] divided by their root mean square (LaneDot), then to int8
+// (QuantizeRowsImpl) through `row` (cols floats); with `norm`, each row's 1 / rms.
 template <typename T>
 BITBYTE_KERNEL_INLINE void TernaryRowsImpl(const T* x, int64_t cols, int8_t* q, T* scale, T* norm, T* row, int64_t r0,
                                            int64_t r1) {
@@ -495,21 +495,14 @@ std::pair<torch::Tensor, torch::Tensor> RoundTernary(const torch::Tensor& w, boo
 QuantLinear QuantizeLinearTernary(const torch::Tensor& weight, const torch::Tensor& bias, bool per_channel) {
   TORCH_CHECK(weight.dim() == 2, "QuantizeLinearTernary: weight must be [out, in], got ", weight.sizes());
   const torch::Tensor w = weight.detach().to(torch::kCPU, torch::kFloat).contiguous();
-  const int64_t out = w.size(0), in = w.size(1), bytes = ternary::Bytes(in);
+  const int64_t out = w.size(0), in = w.size(1);
   const auto [t, gamma] = RoundTernary(w, per_channel);
   QuantLinear l;
   l.scheme = Scheme::kTernary;
   l.in = in;
-  l.q = torch::zeros({out, bytes}, torch::kByte);
+  l.q = torch::empty({out, ternary::Bytes(in)}, torch::kByte);
   l.scale = gamma.reshape({-1}).contiguous();  // [1] or [out]
-  const torch::Tensor codes = t.to(torch::kChar).contiguous();
-  const int8_t* c = codes.data_ptr<int8_t>();
-  uint8_t* q = l.q.data_ptr<uint8_t>();
-  for (int64_t o = 0; o < out; ++o)
-    for (int64_t i = 0; i < in; ++i) {
-      const int code = c[o * in + i] > 0 ? 1 : c[o * in + i] < 0 ? 2 : 0;
-      q[o * bytes + i / 4] = static_cast<uint8_t>(q[o * bytes + i / 4] | code << (2 * (i % 4)));
-    }
+  ternary::Pack(t.to(torch::kChar).contiguous().data_ptr<int8_t>(), out, in, l.q.data_ptr<uint8_t>());
   if (bias.defined()) l.bias = bias.detach().to(torch::kCPU, torch::kFloat).contiguous();
   Prepare(l);
   return l;

@@ -19,8 +19,9 @@
 // weights w[o, i] ~ gamma[o] t[o, i], t in {-1, 0, +1}, gamma = mean |w| over the tensor (or the
 // output channel), two bits a weight (ternary.h). Each input row is first divided by its root mean
 // square (the parameter-free norm BitLinear puts before its quantizer), then to int8 per row as
-// above; the product runs on integers without a multiplication (ternary.h's lookup kernel), then
-// y = sx[r] gamma[o] dot[r, o] + bias[o].
+// above; the product runs on integers, without a multiplication for a few rows (ternary.h's lookup
+// kernel), on the int8 GEMM from 16 rows on (the same sums), then y = sx[r] gamma[o] dot[r, o] +
+// bias[o].
 //
 // A model is quantized by a QuantizedModel over it: while it lives, every models::Linear call whose
 // weight it quantized runs the quantized product instead (linear.h); the module itself is

@@ -275,6 +275,17 @@ void Dots(const Tiles& t, const uint8_t* tables, int64_t rows, int64_t b0, int64
 
 }  // namespace
 
+void Pack(const int8_t* t, int64_t out, int64_t in, uint8_t* packed) {
+  const int64_t bytes = Bytes(in);
+  std::memset(packed, 0, static_cast<size_t>(out * bytes));
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t i = 0; i < in; ++i) {
+      const int8_t v = t[o * in + i];
+      const int code = v > 0 ? 1 : v < 0 ? 2 : 0;
+      packed[o * bytes + i / 4] = static_cast<uint8_t>(packed[o * bytes + i / 4] | code << (2 * (i % 4)));
+    }
+}
+
 int Weight(const uint8_t* row, int64_t i) {
   const int code = (row[i / 4] >> (2 * (i % 4))) & 3;
   return code == 1 ? 1 : code == 2 ? -1 : 0;
@@ -309,8 +320,7 @@ Tiles Build(const uint8_t* packed, int64_t out, int64_t in, const float* gamma, 
   t.blocks = (out + kBlock - 1) / kBlock;
   t.quads = (in + 3) / 4;
   t.idx.assign(static_cast<size_t>(t.blocks * t.quads * 64), static_cast<uint8_t>(kZeroPair | kZeroPair << 4));
-  const int64_t bytes = Bytes(in);
-  const auto weight = [&](int64_t o, int64_t i) { return i < in ? Weight(packed + o * bytes, i) : 0; };
+  const auto weight = [&](int64_t o, int64_t i) { return i < in ? t.dense[static_cast<size_t>(o * in + i)] : 0; };
   for (int64_t b = 0; b < t.blocks; ++b)
     for (int p = 0; p < kBlock; ++p) {
       const int64_t o = b * kBlock + Lane(p);

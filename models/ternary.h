@@ -22,7 +22,9 @@ inline constexpr int64_t kBlock = 64;  // outputs a block of the kernel's layout
 
 // Bytes of a packed row of `in` weights.
 inline int64_t Bytes(int64_t in) { return (in + 3) / 4; }
-// Weight i of a packed row (-1, 0 or +1; code 3 reads as 0: Check refuses it).
+// The packed form of t [out, in] (values -1, 0, +1) into packed [out, Bytes(in)].
+void Pack(const int8_t* t, int64_t out, int64_t in, uint8_t* packed);
+// Weight i of a packed row (-1, 0 or +1; code 3 reads as 0: FindInvalid finds it).
 int Weight(const uint8_t* row, int64_t i);
 // The first byte offset in packed [rows, Bytes(in)] that holds code 3, or -1 when none does.
 int64_t FindInvalid(const uint8_t* packed, int64_t rows, int64_t in);

@@ -821,7 +821,7 @@ PY
   end
 
   begin "quantize --from-qat: int4 and ternary QAT runs export with their bpb kept; a run without QAT refused"
-  rm -rf QAT4 QAT4Q QATT QATTQ
+  rm -rf QAT4 QAT4Q QATT QATTQ QATT_channel QATT_tensor
   bb train --data ds -o QAT4 "${TINY[@]}" --steps 30 --set model.qat.scheme=int4 --set model.qat.group=8
   want_rc 0 "train with int4 QAT"
   bb quantize --checkpoint QAT4 -o QAT4Q --data ds --from-qat --threads 2
@@ -850,6 +850,21 @@ PY
   want_rc 0 "eval of the exported ternary checkpoint"
   [[ $(json_get qatt_ref.json 'repr(j["bpb"])') == "$(json_get qatt_q.json 'repr(j["bpb"])')" ]] ||
     fail "ternary QAT bpb $(json_get qatt_ref.json 'j["bpb"]') but the export's $(json_get qatt_q.json 'j["bpb"]')"
+  # --quantize ternary on the QAT run rounds with the scales it trained with (per channel here), and
+  # quantize --ternary-scale chooses them: channel gives the export, tensor another model.
+  bb_to qatt_eq.json eval --checkpoint QATT --data ds --json --threads 2 --quantize ternary
+  want_rc 0 "eval --quantize ternary of a ternary QAT run"
+  [[ $(json_get qatt_eq.json 'repr(j["bpb"])') == "$(json_get qatt_ref.json 'repr(j["bpb"])')" ]] ||
+    fail "eval --quantize ternary of the QAT run: bpb $(json_get qatt_eq.json 'j["bpb"]'), its QAT forward's $(json_get qatt_ref.json 'j["bpb"]')"
+  for scale in channel tensor; do
+    bb quantize --checkpoint QATT -o "QATT_$scale" --scheme ternary --ternary-scale "$scale" --threads 2
+    want_rc 0 "quantize --scheme ternary --ternary-scale $scale"
+    bb_to "qatt_$scale.json" eval --checkpoint "QATT_$scale" --data ds --json --threads 2
+  done
+  [[ $(json_get qatt_channel.json 'repr(j["bpb"])') == "$(json_get qatt_ref.json 'repr(j["bpb"])')" ]] ||
+    fail "quantize --ternary-scale channel of a per-channel QAT run: bpb $(json_get qatt_channel.json 'j["bpb"]'), not the QAT run's"
+  [[ $(json_get qatt_tensor.json 'repr(j["bpb"])') != "$(json_get qatt_ref.json 'repr(j["bpb"])')" ]] ||
+    fail "quantize --ternary-scale tensor gave the per-channel model's bpb: the option did nothing"
   bb bench generate --checkpoint QATTQ -n 10 --rounds 1
   want_rc 0 "bench generate on the ternary checkpoint"
   want_out "| yes |" "ternary checkpoint: the key/value cache and the window made the same bytes"
