@@ -30,19 +30,6 @@ void InitLinear(nn::Linear& l, double std) {
   if (l->bias.defined()) l->bias.zero_();
 }
 
-// Which attention a block runs: on the CPU the fused kernel, except for bf16 (autocast) windows of
-// up to 256 bytes, where the composed ops' bf16 batched products (oneDNN) were measured faster
-// (docs/benchmarks.md: 14.5 against 17.2 ms forward + backward at T 256; the fused kernel wins from
-// T 512 on, 6.7x there). BITBYTE_ATTENTION=fused|composed forces one (to measure them end to end).
-bool UseFusedAttention(const torch::Tensor& qkv) {
-  static const std::string forced = [] {
-    const char* v = std::getenv("BITBYTE_ATTENTION");
-    return std::string(v != nullptr ? v : "");
-  }();
-  if (forced == "fused" || forced == "composed") return forced == "fused";
-  return !(IsReduced(qkv) && qkv.size(1) <= 256);
-}
-
 }  // namespace
 
 TransformerBlockImpl::TransformerBlockImpl(const pb::BitByteLMConfig& c) : n_head_(c.n_head()), dropout_(c.dropout()) {
@@ -67,8 +54,7 @@ torch::Tensor TransformerBlockImpl::Dropout(const torch::Tensor& x) {
 torch::Tensor TransformerBlockImpl::Forward(const torch::Tensor& x, torch::Tensor* qkv_out) {
   const torch::Tensor qkv = Linear(qkv_, ln1_(x));  // [B, T, 3 d]
   if (qkv_out != nullptr) *qkv_out = qkv;
-  const torch::Tensor y = x.device().is_cpu() && UseFusedAttention(qkv) ? FusedCausalAttention(qkv, n_head_)
-                                                                        : ComposedAttention(qkv, n_head_);
+  const torch::Tensor y = SelfAttention(qkv, n_head_);
   torch::Tensor out = x + Dropout(Linear(proj_, y));
   return out + Dropout(Linear(fc2_, Gelu(Linear(fc1_, ln2_(out)))));
 }

@@ -4,12 +4,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "base/error.h"
+#include "models/attention.h"
 #include "models/cpu_kernels.h"
 #include "models/linear.h"
+#include "models/precision.h"
 
 namespace bitbyte::models {
 namespace {
@@ -224,6 +228,27 @@ class FusedAttentionFn : public torch::autograd::Function<FusedAttentionFn> {
 
 torch::Tensor FusedCausalAttention(const torch::Tensor& qkv, int64_t n_head) {
   return FusedAttentionFn::apply(qkv, n_head);
+}
+
+namespace {
+
+// On the CPU the fused kernel, except for bf16 (autocast) windows of up to 256 positions, where the
+// composed ops' bf16 batched products (oneDNN) were measured faster (docs/benchmarks.md: 14.5
+// against 17.2 ms forward + backward at T 256; the fused kernel wins from T 512 on, 6.7x there).
+// BITBYTE_ATTENTION=fused|composed forces one (to measure them end to end).
+bool UseFused(const torch::Tensor& qkv) {
+  static const std::string forced = [] {
+    const char* v = std::getenv("BITBYTE_ATTENTION");
+    return std::string(v != nullptr ? v : "");
+  }();
+  if (forced == "fused" || forced == "composed") return forced == "fused";
+  return !(IsReduced(qkv) && qkv.size(1) <= 256);
+}
+
+}  // namespace
+
+torch::Tensor SelfAttention(const torch::Tensor& qkv, int64_t n_head) {
+  return qkv.device().is_cpu() && UseFused(qkv) ? FusedCausalAttention(qkv, n_head) : ComposedAttention(qkv, n_head);
 }
 
 }  // namespace bitbyte::models

@@ -16,4 +16,10 @@ namespace bitbyte::models {
 
 torch::Tensor FusedCausalAttention(const torch::Tensor& qkv, int64_t n_head);
 
+// Causal self-attention of a fused projection qkv [B, T, 3 d] as the tracks run it: on the CPU
+// FusedCausalAttention, except for bf16 windows of up to 256 positions (the composed ops' bf16
+// products measured faster there); on other devices ComposedAttention (models/attention.h).
+// BITBYTE_ATTENTION=fused|composed forces one.
+torch::Tensor SelfAttention(const torch::Tensor& qkv, int64_t n_head);
+
 }  // namespace bitbyte::models

@@ -19,6 +19,21 @@ class ByteModel : public torch::nn::Module {
 
   virtual int64_t context() const = 0;
 
+  // The training loss: the mean over the B x T predicted bytes of -log p(y | x) in nats, a float32
+  // scalar with gradients. x [B, T] bytes, y [B, T] the byte after each (y[:, t] = x[:, t + 1]
+  // inside a window). Default: cross-entropy of forward()'s logits. A track that predicts bits sums
+  // the 8 bits' -log p of each byte, so every track's loss is on the same per-byte scale.
+  virtual torch::Tensor Loss(const torch::Tensor& x, const torch::Tensor& y);
+  // The sum of -log p(y | x) in nats over the B x T predicted bytes (evaluation; no gradient),
+  // in float64 where the model's output allows. Default: log-softmax of forward()'s logits.
+  virtual double Nats(const torch::Tensor& x, const torch::Tensor& y);
+  // The logits [B, 256] of the byte after each row of `bytes` [B, T] (T >= 1, T <= context()):
+  // forward()'s last position, which is what the default computes.
+  virtual torch::Tensor NextLogits(const torch::Tensor& bytes);
+  // Runs every layer over `bytes` [B, T] with no result wanted: calibration passes that record
+  // what layers see. Default: forward().
+  virtual void Trace(const torch::Tensor& bytes);
+
   // Whether AdamW's weight decay applies to this parameter. Default: matrices, except embeddings.
   virtual bool Decays(const std::string& name, const torch::Tensor& param) const;
 

@@ -4,7 +4,9 @@
 #include <stdexcept>
 
 #include "base/error.h"
+#include "models/bit_transformer_lm.h"
 #include "models/bitbyte_lm.h"
+#include "models/cross_entropy.h"
 #include "models/mamba_mlm.h"
 #include "models/model.h"
 #include "models/qat.h"
@@ -14,6 +16,19 @@ namespace bitbyte::models {
 bool ByteModel::Decays(const std::string& name, const torch::Tensor& param) const {
   return param.dim() >= 2 && name.find("emb") == std::string::npos;
 }
+
+torch::Tensor ByteModel::Loss(const torch::Tensor& x, const torch::Tensor& y) {
+  return CrossEntropy(forward(x).reshape({-1, 256}), y.reshape(-1));  // float32 (cross_entropy.h)
+}
+
+double ByteModel::Nats(const torch::Tensor& x, const torch::Tensor& y) {
+  const torch::Tensor logp = torch::log_softmax(forward(x).to(torch::kDouble), -1);
+  return -logp.gather(-1, y.unsqueeze(-1)).sum().item<double>();
+}
+
+torch::Tensor ByteModel::NextLogits(const torch::Tensor& bytes) { return forward(bytes).select(1, -1); }
+
+void ByteModel::Trace(const torch::Tensor& bytes) { forward(bytes); }
 
 int64_t ByteModel::ParameterCount() const {
   int64_t n = 0;
@@ -28,6 +43,9 @@ std::shared_ptr<ByteModel> CreateModel(const pb::ModelConfig& config) {
   switch (FindTrack(config.name())->block) {
     case pb::ModelConfig::kBitbyteLm: model = std::make_shared<BitByteLM>(config.bitbyte_lm()); break;
     case pb::ModelConfig::kMambaMlm: model = std::make_shared<MambaMLM>(config.mamba_mlm()); break;
+    case pb::ModelConfig::kBitTransformerLm:
+      model = std::make_shared<BitTransformerLM>(config.bit_transformer_lm());
+      break;
     case pb::ModelConfig::TRACK_NOT_SET: break;
   }
   if (model == nullptr) throw InternalError("model '" + config.name() + "' is validated but has no constructor");

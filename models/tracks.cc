@@ -3,7 +3,7 @@
 namespace bitbyte::models {
 
 const std::vector<Track>& Tracks() {
-  static const std::vector<Track> tracks = {BitByteLMTrack(), MambaMLMTrack()};
+  static const std::vector<Track> tracks = {BitByteLMTrack(), MambaMLMTrack(), BitTransformerLMTrack()};
   return tracks;
 }
 

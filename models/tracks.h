@@ -43,5 +43,6 @@ const Track* FindTrack(const std::string& name);
 // Each track's entry (models/<track>_track.cc).
 Track BitByteLMTrack();
 Track MambaMLMTrack();
+Track BitTransformerLMTrack();
 
 }  // namespace bitbyte::models

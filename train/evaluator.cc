@@ -10,10 +10,7 @@ namespace bitbyte::train {
 namespace {
 
 // Sum over rows of -log p(target) for inputs [B, T] (int64) and targets [B, T].
-double WindowNats(models::ByteModel& model, const torch::Tensor& x, const torch::Tensor& y) {
-  const torch::Tensor logp = torch::log_softmax(model.forward(x).to(torch::kDouble), -1);
-  return -logp.gather(-1, y.unsqueeze(-1)).sum().item<double>();
-}
+double WindowNats(models::ByteModel& model, const torch::Tensor& x, const torch::Tensor& y) { return model.Nats(x, y); }
 
 torch::Tensor BytesTensor(const std::vector<const char*>& starts, int64_t len, torch::Device device) {
   torch::Tensor t = torch::empty({static_cast<int64_t>(starts.size()), len}, torch::kUInt8);

@@ -24,10 +24,7 @@ torch::Tensor NextByte::Logits(const std::string& text) {
   torch::NoGradGuard no_grad;
   if (!stepper_) {
     const size_t n = std::min(text.size(), window_);
-    return model_.forward(Bytes(text.data() + text.size() - n, n))
-        .select(1, -1)
-        .squeeze(0)
-        .to(torch::kCPU, torch::kDouble);
+    return model_.NextLogits(Bytes(text.data() + text.size() - n, n)).squeeze(0).to(torch::kCPU, torch::kDouble);
   }
   if (text.size() < stepped_) throw InternalError("NextByte: the text must only grow");
   if (!primed_) stepped_ = text.size() - std::min(text.size(), window_);  // first call: its last window

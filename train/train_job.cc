@@ -157,7 +157,7 @@ uint64_t RunCalibration(models::ByteModel& model, const std::vector<std::string>
     const int64_t len = static_cast<int64_t>(windows[i].size());
     torch::Tensor x = torch::empty({static_cast<int64_t>(n), len}, torch::kUInt8);
     for (size_t k = 0; k < n; ++k) std::memcpy(x[k].data_ptr(), windows[i + k].data(), len);
-    model.forward(x.to(torch::kLong));
+    model.Trace(x.to(torch::kLong));
     bytes += n * len;
     if (progress) progress(i + n);
   }

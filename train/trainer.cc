@@ -8,7 +8,6 @@
 
 #include "base/error.h"
 #include "models/adamw.h"
-#include "models/cross_entropy.h"
 #include "models/precision.h"
 #include "models/qat.h"
 #include "models/registry.h"
@@ -58,7 +57,7 @@ TensorBlob ToBlob(const std::string& name, const torch::Tensor& t) {
 torch::Tensor ForwardLoss(models::ByteModel& model, const torch::Tensor& x, const torch::Tensor& y,
                           torch::Device device, bool bf16) {
   models::Bf16Scope scope(device, bf16);
-  return models::CrossEntropy(model.forward(x).reshape({-1, 256}), y.reshape(-1));  // float32 (cross_entropy.h)
+  return model.Loss(x, y);  // float32, nats per byte (models/model.h)
 }
 
 void UseTorchThreads(int threads) {

@@ -1,0 +1,293 @@
+#include "models/bit_transformer_lm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include "models/fused_attention.h"
+#include "models/gelu.h"
+#include "models/linear.h"
+#include "models/precision.h"
+
+namespace bitbyte::models {
+namespace nn = torch::nn;
+
+namespace {
+
+int64_t FeedForwardWidth(const pb::BitTransformerLMConfig& c) {
+  return c.d_ff() > 0 ? c.d_ff() : 4 * int64_t{c.d_model()};
+}
+
+void InitLinear(nn::Linear& l, double std) {
+  torch::NoGradGuard no_grad;
+  l->weight.normal_(0.0, std);
+  if (l->bias.defined()) l->bias.zero_();
+}
+
+// -log p of each bit, for logits z of the bit being 1 and the bits s (in z's type):
+// softplus(z) - s z, computed as max(z, 0) - s z + log1p(exp(-|z|)) so it holds for large |z|.
+torch::Tensor BitNats(const torch::Tensor& z, const torch::Tensor& s) {
+  return torch::clamp_min(z, 0) - s * z + torch::log1p(torch::exp(-z.abs()));
+}
+
+}  // namespace
+
+BitBlockImpl::BitBlockImpl(const pb::BitTransformerLMConfig& c) : n_head_(c.n_head()) {
+  const int64_t d = c.d_model();
+  ln1_ = register_module("ln1", nn::LayerNorm(nn::LayerNormOptions({d})));
+  qkv_ = register_module("qkv", nn::Linear(d, 3 * d));
+  proj_ = register_module("proj", nn::Linear(d, d));
+  ln2_ = register_module("ln2", nn::LayerNorm(nn::LayerNormOptions({d})));
+  fc1_ = register_module("fc1", nn::Linear(d, FeedForwardWidth(c)));
+  fc2_ = register_module("fc2", nn::Linear(FeedForwardWidth(c), d));
+  const double residual_std = c.init_std() / std::sqrt(2.0 * c.n_layer());
+  InitLinear(qkv_, c.init_std());
+  InitLinear(proj_, residual_std);
+  InitLinear(fc1_, c.init_std());
+  InitLinear(fc2_, residual_std);
+}
+
+torch::Tensor BitBlockImpl::F(const torch::Tensor& x2) {
+  return Linear(proj_, SelfAttention(Linear(qkv_, ln1_(x2)), n_head_));
+}
+
+torch::Tensor BitBlockImpl::Mlp(const torch::Tensor& x) { return Linear(fc2_, Gelu(Linear(fc1_, ln2_(x)))); }
+
+torch::Tensor BitBlockImpl::FCached(const torch::Tensor& x, torch::Tensor& k_cache, torch::Tensor& v_cache, int64_t n,
+                                    bool commit) {
+  const int64_t rows = x.size(0), m = x.size(1), d = x.size(2), h = n_head_, dh = d / h;
+  const int64_t b = k_cache.size(0), g = rows / b;
+  const torch::Tensor qkv = Linear(qkv_, ln1_(x));  // [rows, m, 3 d]
+  // [rows, m, d] -> [rows, H, m, dh]
+  const auto heads = [&](int64_t part) { return qkv.narrow(2, part * d, d).reshape({rows, m, h, dh}).transpose(1, 2); };
+  const torch::Tensor q = heads(0), k = heads(1), v = heads(2);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
+  // Scores against the row's own new positions, causal: [rows, H, m, m].
+  torch::Tensor scores = torch::matmul(q, k.transpose(2, 3)) * scale;
+  scores = scores + torch::full({m, m}, -std::numeric_limits<double>::infinity(), scores.options()).triu(1);
+  // [rows, H, m, e] <-> [B, H, g m, e]: the g rows of a cache row share its keys.
+  const auto grouped = [&](const torch::Tensor& t) {
+    const int64_t e = t.size(3);
+    return t.reshape({b, g, h, m, e}).permute({0, 2, 1, 3, 4}).reshape({b, h, g * m, e});
+  };
+  const auto ungrouped = [&](const torch::Tensor& t) {
+    const int64_t e = t.size(3);
+    return t.reshape({b, h, g, m, e}).permute({0, 2, 1, 3, 4}).reshape({rows, h, m, e});
+  };
+  torch::Tensor out;
+  if (n > 0) {
+    const torch::Tensor keys = k_cache.narrow(2, 0, n), values = v_cache.narrow(2, 0, n);
+    const torch::Tensor cached = ungrouped(torch::matmul(grouped(q), keys.transpose(2, 3)) * scale);
+    const torch::Tensor p = torch::softmax(torch::cat({cached, scores}, -1), -1);
+    out =
+        ungrouped(torch::matmul(grouped(p.narrow(3, 0, n).contiguous()), values)) + torch::matmul(p.narrow(3, n, m), v);
+  } else {
+    out = torch::matmul(torch::softmax(scores, -1), v);
+  }
+  if (commit) {
+    k_cache.narrow(2, n, m).copy_(k);
+    v_cache.narrow(2, n, m).copy_(v);
+  }
+  return Linear(proj_, out.transpose(1, 2).reshape({rows, m, d}));
+}
+
+// Generation on a key/value cache of the known positions (per block: [B, H, capacity, dh]). The
+// known tokens are the start symbol and the bits of the bytes so far; the next byte's distribution
+// needs bit 0's logit (the last known position) and, for bits 1..7, the 128 continuations by the
+// first 7 bits of the even bytes, run as new positions on top of the cache without committing them.
+class BitTransformerLM::CachedStepper : public ByteModel::Stepper {
+ public:
+  CachedStepper(BitTransformerLM& model, int64_t batch, int64_t window)
+      : model_(model),
+        batch_(batch),
+        window_(std::max<int64_t>(1, std::min<int64_t>(window, model.context()))),
+        capacity_(8 * window_ + 8) {}
+
+  torch::Tensor Step(const torch::Tensor& bytes) override {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor b = bytes.reshape({batch_, 1}).to(torch::kLong);
+    Start();
+    if (n_ + 8 + 7 > capacity_) Restart();
+    history_.push_back(b);
+    Commit(Bits(b));
+    return Next();
+  }
+
+  torch::Tensor Feed(const torch::Tensor& bytes) override {
+    torch::NoGradGuard no_grad;
+    Start();
+    if (n_ + 8 * bytes.size(1) + 7 > capacity_) return Stepper::Feed(bytes);
+    const torch::Tensor b = bytes.to(torch::kLong);
+    for (int64_t t = 0; t < b.size(1); ++t) history_.push_back(b.narrow(1, t, 1));
+    Commit(Bits(b));
+    return Next();
+  }
+
+ private:
+  void Start() {
+    if (started_) return;
+    started_ = true;
+    const torch::Tensor& w = model_.tok_emb_->weight;
+    const int64_t d = w.size(1);
+    caches_.clear();
+    for (const auto& block : *model_.blocks_) {
+      const int64_t h = block->as<BitBlock>()->n_head();
+      caches_.emplace_back(torch::empty({batch_, h, capacity_, d / h}, w.options()),
+                           torch::empty({batch_, h, capacity_, d / h}, w.options()));
+    }
+    n_ = 0;
+    Commit(torch::full({batch_, 1}, kStart, w.options().dtype(torch::kLong)));
+  }
+
+  // The window is full: start again from the start symbol and the last half of the bytes.
+  void Restart() {
+    history_.erase(history_.begin(), history_.end() - window_ / 2);
+    started_ = false;
+    Start();
+    if (!history_.empty()) Commit(Bits(torch::cat(history_, 1)));
+  }
+
+  // Runs tokens [rows, m] at positions n_.. through the blocks on top of the cache; returns the
+  // final stream [rows, m, d]. commit: rows == batch_, the cache keeps them and n_ advances.
+  torch::Tensor Run(const torch::Tensor& tokens, bool commit) {
+    torch::Tensor x1 = model_.Embed(tokens, n_), x2 = x1;
+    size_t i = 0;
+    for (const auto& block : *model_.blocks_) {
+      BitBlockImpl& blk = *block->as<BitBlock>();
+      x1 = x1 + blk.FCached(x2, caches_[i].first, caches_[i].second, n_, commit);
+      x2 = x2 + blk.Mlp(x1);
+      ++i;
+    }
+    if (commit) n_ += tokens.size(1);
+    return x1 + x2;
+  }
+
+  void Commit(const torch::Tensor& tokens) { last_ = model_.Head(Run(tokens, true)).select(1, -1); }
+
+  // The next byte's log-probabilities [B, 256].
+  torch::Tensor Next() {
+    const auto opts = last_.options();
+    const torch::Tensor all = torch::arange(256, opts.dtype(torch::kLong));
+    const torch::Tensor bits = Bits(all.view({256, 1}));  // [256, 8]
+    const torch::Tensor prefixes = bits.index({torch::indexing::Slice(0, 256, 2), torch::indexing::Slice(0, 7)});
+    const torch::Tensor z = model_.Head(Run(prefixes.repeat({batch_, 1}), false)).view({batch_, 128, 7});
+    // Bit k of byte c is predicted by row c / 2 at its position k - 1 (k >= 1), bit 0 by the last
+    // known position.
+    const torch::Tensor zc = z.index_select(1, torch::div(all, 2, "floor"));  // [B, 256, 7]
+    const torch::Tensor zall = torch::cat({last_.view({batch_, 1, 1}).expand({batch_, 256, 1}), zc}, 2);
+    return -BitNats(zall, bits.to(zall.scalar_type()).unsqueeze(0)).sum(2);
+  }
+
+  BitTransformerLM& model_;
+  const int64_t batch_, window_, capacity_;
+  bool started_ = false;
+  int64_t n_ = 0;
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> caches_;
+  std::vector<torch::Tensor> history_;  // the bytes committed since the start symbol, [B, 1] each
+  torch::Tensor last_;                  // the last known position's bit logit [B]
+};
+
+BitTransformerLM::BitTransformerLM(const pb::BitTransformerLMConfig& config) : config_(config) {
+  const int64_t d = config.d_model();
+  tok_emb_ = register_module("tok_emb", nn::Embedding(3, d));
+  pos_emb_ = register_module("pos_emb", nn::Embedding(config.context() + 8, d));
+  bit_emb_ = register_module("bit_emb", nn::Embedding(8, d));
+  blocks_ = register_module("blocks", nn::ModuleList());
+  for (int i = 0; i < config.n_layer(); ++i) {
+    BitBlock block(config);
+    blocks_->push_back(block);
+    rev_blocks_.push_back(block.get());
+  }
+  ln_f_ = register_module("ln_f", nn::LayerNorm(nn::LayerNormOptions({d})));
+  head_ = register_module("head", nn::Linear(d, 1));
+  torch::NoGradGuard no_grad;
+  tok_emb_->weight.normal_(0.0, config.init_std());
+  pos_emb_->weight.normal_(0.0, config.init_std());
+  bit_emb_->weight.normal_(0.0, config.init_std());
+  InitLinear(head_, config.init_std());
+}
+
+torch::Tensor BitTransformerLM::Bits(const torch::Tensor& bytes) {
+  const torch::Tensor weights = torch::tensor({128, 64, 32, 16, 8, 4, 2, 1}, bytes.options().dtype(torch::kLong));
+  const torch::Tensor b = torch::div(bytes.to(torch::kLong).unsqueeze(-1), weights, "floor").remainder(2);
+  return b.reshape({bytes.size(0), -1});
+}
+
+torch::Tensor BitTransformerLM::Tokens(const torch::Tensor& bytes) {
+  const torch::Tensor bits = Bits(bytes);
+  return torch::cat({torch::full({bits.size(0), 1}, kStart, bits.options()), bits.narrow(1, 0, bits.size(1) - 1)}, 1);
+}
+
+torch::Tensor BitTransformerLM::Embed(const torch::Tensor& tokens, int64_t pos0) {
+  const int64_t n = tokens.size(1);
+  TORCH_CHECK(pos0 + n <= config_.context() + 8, "bit positions up to ", pos0 + n, " exceed the model's ",
+              config_.context() + 8);
+  const torch::Tensor pos = torch::arange(pos0, pos0 + n, tokens.options().dtype(torch::kLong));
+  return tok_emb_(tokens) + pos_emb_(pos) + bit_emb_(pos.remainder(8));
+}
+
+torch::Tensor BitTransformerLM::Head(const torch::Tensor& h) {
+  return FullPrecision(Linear(head_, ln_f_(h))).squeeze(-1);
+}
+
+torch::Tensor BitTransformerLM::BitLogits(const torch::Tensor& tokens) {
+  TORCH_CHECK(tokens.dim() == 2, "BitTransformerLM expects [batch, bits] tokens, got ", tokens.sizes());
+  const torch::Tensor x = Embed(tokens, 0);
+  const std::vector<torch::Tensor> y = RunRevStack(rev_blocks_, x, x, config_.reversible());
+  return Head(y[0] + y[1]);
+}
+
+torch::Tensor BitTransformerLM::ByteNats(const torch::Tensor& x, const torch::Tensor& y) {
+  return ByteNats(x, y, false);
+}
+
+torch::Tensor BitTransformerLM::ByteNats(const torch::Tensor& x, const torch::Tensor& y, bool wide) {
+  TORCH_CHECK(x.dim() == 2 && x.sizes() == y.sizes(), "BitTransformerLM expects [batch, time] inputs and targets");
+  const int64_t b = x.size(0), t = x.size(1);
+  TORCH_CHECK(t <= context(), "window of ", t, " bytes exceeds the model context ", context());
+  TORCH_CHECK(t < 2 || x.narrow(1, 1, t - 1).equal(y.narrow(1, 0, t - 1)),
+              "BitTransformerLM: targets must be the inputs shifted by one byte");
+  const torch::Tensor full = torch::cat({x, y.narrow(1, t - 1, 1)}, 1);  // x_0 .. x_T
+  const torch::Tensor z = wide ? BitLogits(Tokens(full)).to(torch::kDouble) : BitLogits(Tokens(full));
+  const torch::Tensor nats = BitNats(z, Bits(full).to(z.scalar_type()));
+  return nats.narrow(1, 8, 8 * t).reshape({b, t, 8}).sum(2);
+}
+
+torch::Tensor BitTransformerLM::Loss(const torch::Tensor& x, const torch::Tensor& y) { return ByteNats(x, y).mean(); }
+
+double BitTransformerLM::Nats(const torch::Tensor& x, const torch::Tensor& y) {
+  return ByteNats(x, y, true).sum().item<double>();
+}
+
+torch::Tensor BitTransformerLM::NextLogits(const torch::Tensor& bytes) {
+  TORCH_CHECK(bytes.dim() == 2 && bytes.size(1) >= 1, "NextLogits expects [batch, time >= 1] bytes");
+  CachedStepper stepper(*this, bytes.size(0), bytes.size(1));
+  return stepper.Feed(bytes);
+}
+
+torch::Tensor BitTransformerLM::forward(const torch::Tensor& bytes) {
+  TORCH_CHECK(bytes.dim() == 2, "BitTransformerLM expects [batch, time] bytes, got ", bytes.sizes());
+  TORCH_CHECK(bytes.size(1) <= context(), "window of ", bytes.size(1), " bytes exceeds the model context ", context());
+  CachedStepper stepper(*this, bytes.size(0), bytes.size(1));
+  std::vector<torch::Tensor> logits;
+  for (int64_t t = 0; t < bytes.size(1); ++t) logits.push_back(stepper.Step(bytes.select(1, t)));
+  return torch::stack(logits, 1);
+}
+
+std::unique_ptr<ByteModel::Stepper> BitTransformerLM::MakeStepper(int64_t batch, int64_t window) {
+  return std::make_unique<CachedStepper>(*this, batch, window);
+}
+
+std::string BitTransformerLM::Describe() const {
+  std::ostringstream os;
+  os << "bit_transformer_lm: d_model " << config_.d_model() << ", " << config_.n_layer()
+     << (config_.reversible() ? " reversible" : "") << " layers, " << config_.n_head() << " heads, d_ff "
+     << FeedForwardWidth(config_) << ", context " << config_.context() << " bits (" << context() << " bytes); "
+     << ParameterCount() << " parameters";
+  return os.str();
+}
+
+}  // namespace bitbyte::models

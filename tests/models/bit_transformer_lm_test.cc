@@ -1,0 +1,207 @@
+// BitTransformerLM: bit packing, the byte-scale bpb (a uniform model scores 8), causality, the
+// cached byte distributions against the one-pass training loss, reversible gradients against the
+// store-everything stack, parameter count and config checks.
+#include "models/bit_transformer_lm.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <random>
+
+#include "base/error.h"
+#include "models/registry.h"
+#include "models/reversible.h"
+
+namespace bitbyte::models {
+namespace {
+
+pb::ModelConfig RandomConfig(std::mt19937_64& rng, bool reversible = true) {
+  pb::ModelConfig c;
+  c.set_name("bit_transformer_lm");
+  auto* m = c.mutable_bit_transformer_lm();
+  const int heads = 1 + static_cast<int>(rng() % 3);
+  m->set_n_head(heads);
+  m->set_d_model(heads * (4 + static_cast<int>(rng() % 3) * 4));
+  m->set_n_layer(1 + static_cast<int>(rng() % 3));
+  m->set_d_ff(rng() % 2 ? 0 : 8 + static_cast<int>(rng() % 24));
+  m->set_context(8 * (2 + static_cast<int>(rng() % 10)));
+  m->set_reversible(reversible);
+  m->set_init_std(0.2);  // far from uniform, so that the comparisons below see real distributions
+  return c;
+}
+
+std::shared_ptr<BitTransformerLM> Make(const pb::ModelConfig& c, int seed, torch::Dtype dtype = torch::kFloat) {
+  torch::manual_seed(seed);
+  auto model = std::dynamic_pointer_cast<BitTransformerLM>(CreateModel(c));
+  model->to(dtype);
+  return model;
+}
+
+TEST(BitTransformerLM, BitsRoundTripMostSignificantFirst) {
+  for (int i = 0; i < 20; ++i) {
+    const int64_t b = 1 + i % 3, l = 1 + i % 7;
+    const torch::Tensor bytes = torch::randint(256, {b, l}, torch::kLong);
+    const torch::Tensor bits = BitTransformerLM::Bits(bytes);
+    ASSERT_EQ(bits.sizes(), (std::vector<int64_t>{b, 8 * l}));
+    EXPECT_TRUE(((bits == 0) | (bits == 1)).all().item<bool>());
+    const torch::Tensor weights = torch::tensor({128, 64, 32, 16, 8, 4, 2, 1}, torch::kLong);
+    EXPECT_TRUE(torch::equal((bits.view({b, l, 8}) * weights).sum(2), bytes));
+    const torch::Tensor tokens = BitTransformerLM::Tokens(bytes);
+    EXPECT_TRUE((tokens.select(1, 0) == BitTransformerLM::kStart).all().item<bool>());
+    EXPECT_TRUE(torch::equal(tokens.narrow(1, 1, 8 * l - 1), bits.narrow(1, 0, 8 * l - 1)));
+  }
+  EXPECT_TRUE(torch::equal(BitTransformerLM::Bits(torch::tensor({{0x81}}, torch::kLong)),
+                           torch::tensor({{1, 0, 0, 0, 0, 0, 0, 1}}, torch::kLong)));
+}
+
+TEST(BitTransformerLM, UniformModelScoresExactlyEightBitsAByte) {
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 6; ++i) {
+    auto model = Make(RandomConfig(rng), i);
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : model->named_parameters())
+        if (p.key().rfind("head.", 0) == 0) p.value().zero_();
+    }
+    const int64_t t = 2 + rng() % (model->context() - 1);
+    const torch::Tensor w = torch::randint(256, {3, t + 1}, torch::kLong);
+    const torch::Tensor x = w.narrow(1, 0, t), y = w.narrow(1, 1, t);
+    const double bpb = model->Nats(x, y) / std::log(2.0) / static_cast<double>(3 * t);
+    EXPECT_NEAR(bpb, 8.0, 1e-12);
+    EXPECT_NEAR(model->Loss(x, y).item<double>(), 8 * std::log(2.0), 1e-5);
+    // Every byte equally likely under the cached distribution too.
+    const torch::Tensor logp = model->NextLogits(x);
+    EXPECT_NEAR(logp.max().item<double>(), -8 * std::log(2.0), 1e-5);
+    EXPECT_NEAR(logp.min().item<double>(), -8 * std::log(2.0), 1e-5);
+  }
+}
+
+TEST(BitTransformerLM, ChangingLaterBitsNeverChangesEarlierPredictions) {
+  std::mt19937_64 rng(4);
+  for (int i = 0; i < 8; ++i) {
+    auto model = Make(RandomConfig(rng), 10 + i, torch::kDouble);
+    model->eval();
+    const int64_t n = 8 + 8 * (rng() % (model->context()));  // tokens of whole bytes
+    torch::Tensor tokens = torch::randint(2, {2, n}, torch::kLong);
+    tokens.select(1, 0).fill_(BitTransformerLM::kStart);
+    const torch::Tensor z = model->BitLogits(tokens);
+    const int64_t cut = 1 + rng() % (n - 1);
+    torch::Tensor changed = tokens.clone();
+    changed.narrow(1, cut, n - cut).copy_(1 - changed.narrow(1, cut, n - cut));
+    const torch::Tensor z2 = model->BitLogits(changed);
+    EXPECT_TRUE(torch::equal(z.narrow(1, 0, cut), z2.narrow(1, 0, cut))) << "cut " << cut;
+    EXPECT_FALSE(torch::allclose(z.narrow(1, cut, n - cut), z2.narrow(1, cut, n - cut)));
+  }
+}
+
+// The byte distributions generation uses (cache, 128 continuations) give each true next byte the
+// probability the one-pass loss gives it, at every position; each is a distribution.
+TEST(BitTransformerLM, CachedByteDistributionsMatchTheTrainingLoss) {
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 6; ++i) {
+    auto model = Make(RandomConfig(rng), 20 + i, torch::kDouble);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    const int64_t t = 2 + rng() % (model->context() - 1), b = 1 + rng() % 2;
+    const torch::Tensor w = torch::randint(256, {b, t + 1}, torch::kLong);
+    const torch::Tensor x = w.narrow(1, 0, t), y = w.narrow(1, 1, t);
+    const torch::Tensor nats = model->ByteNats(x, y);  // [b, t]
+    const torch::Tensor logits = model->forward(x);    // [b, t, 256], through the stepper
+    ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{b, t, 256}));
+    EXPECT_TRUE(torch::allclose(logits.logsumexp(-1), torch::zeros({b, t}, torch::kDouble), 0, 1e-12));
+    EXPECT_TRUE(torch::allclose(-logits.gather(-1, y.unsqueeze(-1)).squeeze(-1), nats, 1e-9, 1e-9))
+        << (-logits.gather(-1, y.unsqueeze(-1)).squeeze(-1) - nats).abs().max();
+    EXPECT_TRUE(torch::allclose(model->NextLogits(x), logits.select(1, t - 1), 1e-9, 1e-9));
+    EXPECT_NEAR(model->Nats(x, y), nats.sum().item<double>(), 1e-9);
+  }
+}
+
+TEST(BitTransformerLM, StepperKeepsGivingDistributionsPastItsWindow) {
+  pb::ModelConfig c;
+  std::mt19937_64 rng(6);
+  c = RandomConfig(rng);
+  auto model = Make(c, 7);
+  torch::NoGradGuard no_grad;
+  auto stepper = model->MakeStepper(2, 3);
+  for (int i = 0; i < 12; ++i) {
+    const torch::Tensor logp = stepper->Step(torch::randint(256, {2}, torch::kLong));
+    ASSERT_EQ(logp.sizes(), (std::vector<int64_t>{2, 256}));
+    EXPECT_TRUE(torch::allclose(logp.logsumexp(-1), torch::zeros({2}), 0, 1e-5));
+  }
+}
+
+// Reversible blocks recompute their activations in the backward pass; the gradients of every
+// parameter and of the input equal those of the same blocks with every activation kept.
+TEST(BitTransformerLM, ReversibleGradientsEqualStoreEverything) {
+  std::mt19937_64 rng(8);
+  for (int i = 0; i < 6; ++i) {
+    const uint64_t state = rng();
+    std::mt19937_64 r1(state), r2(state);
+    auto rev = Make(RandomConfig(r1, true), 30 + i, torch::kDouble);
+    auto kept = Make(RandomConfig(r2, false), 30 + i, torch::kDouble);
+    const int64_t t = 2 + rng() % (rev->context() - 1);
+    const torch::Tensor w = torch::randint(256, {2, t + 1}, torch::kLong);
+    rev->Loss(w.narrow(1, 0, t), w.narrow(1, 1, t)).backward();
+    kept->Loss(w.narrow(1, 0, t), w.narrow(1, 1, t)).backward();
+    const auto a = rev->named_parameters(), b = kept->named_parameters();
+    for (const auto& p : a) {
+      const torch::Tensor& ga = p.value().grad();
+      const torch::Tensor& gb = b[p.key()].grad();
+      ASSERT_TRUE(ga.defined() && gb.defined()) << p.key();
+      EXPECT_TRUE(torch::allclose(ga, gb, 1e-8, 1e-10)) << p.key() << " " << (ga - gb).abs().max();
+    }
+  }
+}
+
+// The stack alone, with inputs that need gradients as two separate streams.
+TEST(Reversible, StackGradientsOfBothInputs) {
+  pb::BitTransformerLMConfig c;
+  c.set_d_model(8);
+  c.set_n_head(2);
+  c.set_n_layer(3);
+  torch::manual_seed(9);
+  std::vector<BitBlock> blocks;
+  std::vector<RevBlock*> list;
+  for (int i = 0; i < 3; ++i) {
+    blocks.emplace_back(c);
+    blocks.back()->to(torch::kDouble);
+    list.push_back(blocks.back().get());
+  }
+  const torch::Tensor x1 = torch::randn({2, 5, 8}, torch::kDouble), x2 = torch::randn({2, 5, 8}, torch::kDouble);
+  const torch::Tensor probe1 = torch::randn({2, 5, 8}, torch::kDouble),
+                      probe2 = torch::randn({2, 5, 8}, torch::kDouble);
+  std::vector<torch::Tensor> grads[2];
+  for (int rev = 0; rev < 2; ++rev) {
+    const torch::Tensor a = x1.clone().requires_grad_(true), b = x2.clone().requires_grad_(true);
+    const std::vector<torch::Tensor> y = RunRevStack(list, a, b, rev == 1);
+    ((y[0] * probe1).sum() + (y[1] * probe2).sum()).backward();
+    grads[rev] = {a.grad(), b.grad()};
+    for (auto& blk : blocks)
+      for (auto& p : blk->parameters()) {
+        grads[rev].push_back(p.grad().clone());
+        p.mutable_grad() = torch::Tensor();
+      }
+  }
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  for (size_t k = 0; k < grads[0].size(); ++k) EXPECT_TRUE(torch::allclose(grads[0][k], grads[1][k], 1e-9, 1e-11)) << k;
+}
+
+TEST(BitTransformerLM, ParameterCountAndConfigChecks) {
+  std::mt19937_64 rng(10);
+  for (int i = 0; i < 8; ++i) {
+    const pb::ModelConfig c = RandomConfig(rng);
+    EXPECT_EQ(Make(c, i)->ParameterCount(), ParameterCount(c));
+    EXPECT_EQ(ModelContext(c), c.bit_transformer_lm().context() / 8);
+  }
+  pb::ModelConfig c;
+  c.set_name("bit_transformer_lm");
+  c.mutable_bit_transformer_lm()->set_context(1001);
+  EXPECT_THROW(ValidateModelConfig(c), UsageError);
+  c.mutable_bit_transformer_lm()->set_context(1000);
+  c.mutable_bit_transformer_lm()->set_n_head(3);
+  EXPECT_THROW(ValidateModelConfig(c), UsageError);
+}
+
+}  // namespace
+}  // namespace bitbyte::models
