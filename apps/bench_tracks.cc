@@ -210,8 +210,8 @@ class Bench {
     work_ = tmpl;
   }
 
-  // A matched config at sequence length `len` for the scaling table, through the override path so
-  // any track with a `context` field takes the longer window.
+  // A matched config at sequence length `len` for the scaling table; a track whose context is
+  // shorter takes the longer window.
   train::pb::TrainConfig ScalingConfig(const train::pb::TrainConfig& base, int64_t len) const {
     train::pb::TrainConfig c = base;
     std::vector<std::string> sets = {"data.seq_len=" + std::to_string(len),
@@ -222,9 +222,8 @@ class Bench {
                                      "eval.max_bytes=" + std::to_string(len + 1),
                                      "steps=" + std::to_string(kScalingWarmup + a_.scaling_steps),
                                      "checkpoint.every=" + std::to_string(kScalingWarmup + a_.scaling_steps)};
-    if (models::ModelContext(base.model()) < len)
-      sets.push_back("model." + base.model().name() + ".context=" + std::to_string(len));
     for (const std::string& set : sets) train::ApplyOverride(c, set);
+    if (models::ModelContext(c.model()) < len) models::SetModelContext(*c.mutable_model(), len);
     train::ValidateConfig(c);
     return c;
   }

@@ -56,6 +56,9 @@ Track BitTransformerLMTrack() {
           Validate,
           Parameters,
           [](const pb::ModelConfig& c) -> int64_t { return c.bit_transformer_lm().context() / 8; },
+          [](pb::ModelConfig& c, int64_t bytes) {
+            c.mutable_bit_transformer_lm()->set_context(static_cast<int32_t>(8 * bytes));
+          },
           TrainFlopsPerByte,
           [](const pb::ModelConfig& c) { return c.bit_transformer_lm().n_layer(); },
           [](pb::ModelConfig& c, int32_t n) { c.mutable_bit_transformer_lm()->set_n_layer(n); }};

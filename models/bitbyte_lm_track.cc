@@ -50,6 +50,7 @@ Track BitByteLMTrack() {
           Validate,
           Parameters,
           [](const pb::ModelConfig& c) -> int64_t { return c.bitbyte_lm().context(); },
+          [](pb::ModelConfig& c, int64_t bytes) { c.mutable_bitbyte_lm()->set_context(static_cast<int32_t>(bytes)); },
           TrainFlopsPerByte,
           [](const pb::ModelConfig& c) { return c.bitbyte_lm().n_layer(); },
           [](pb::ModelConfig& c, int32_t n) { c.mutable_bitbyte_lm()->set_n_layer(n); }};

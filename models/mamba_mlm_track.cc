@@ -55,6 +55,7 @@ Track MambaMLMTrack() {
           Validate,
           Parameters,
           [](const pb::ModelConfig& c) -> int64_t { return c.mamba_mlm().context(); },
+          [](pb::ModelConfig& c, int64_t bytes) { c.mutable_mamba_mlm()->set_context(static_cast<int32_t>(bytes)); },
           TrainFlopsPerByte,
           [](const pb::ModelConfig& c) { return c.mamba_mlm().n_layer(); },
           [](pb::ModelConfig& c, int32_t n) { c.mutable_mamba_mlm()->set_n_layer(n); }};

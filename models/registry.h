@@ -43,6 +43,9 @@ void SetTrack(pb::ModelConfig& config, const std::string& name);
 // The context (longest window) of the configured model, for checks outside models/.
 int64_t ModelContext(const pb::ModelConfig& config);
 
+// Sets the context of the configured track to `bytes` (in its own unit: bits for a bit track).
+void SetModelContext(pb::ModelConfig& config, int64_t bytes);
+
 // Parameters of the configured model (validated first), counted from the config without
 // building it; equals CreateModel(config)->ParameterCount().
 int64_t ParameterCount(const pb::ModelConfig& config);

@@ -23,8 +23,9 @@ struct Track {
   void (*validate)(const pb::ModelConfig&);
   // Parameters of the model the (validated) config describes, counted without building it.
   int64_t (*parameters)(const pb::ModelConfig&);
-  // Its longest window (data.seq_len must not exceed it).
+  // Its longest window in bytes (data.seq_len must not exceed it), and setting it.
   int64_t (*context)(const pb::ModelConfig&);
+  void (*set_context)(pb::ModelConfig&, int64_t bytes);
   // Floating-point operations of one training step per byte of a seq_len window (forward and
   // backward, model FLOPs: the backward counted as twice the forward; causal attention as the
   // (T+1)/2 keys each query sees on average, not the T x T a composed implementation computes).

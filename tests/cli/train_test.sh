@@ -1158,25 +1158,26 @@ t_bench_tracks() {
   local B=(bench tracks --data ds --threads 2 --seeds 2 --budget-bytes 4K --set data.seq_len=32
     --set data.batch_size=4 --set optim.warmup_steps=3 --set model.bitbyte_lm.d_model=32
     --set model.bitbyte_lm.context=32 --set model.mamba_mlm.d_model=32 --set model.mamba_mlm.d_state=4
-    --seq-lens 32,64 --scaling-bytes 256 --scaling-steps 1 --work-dir "$T/bw")
+    --set model.bit_transformer_lm.d_model=32 --set model.bit_transformer_lm.context=256 --seq-lens 32,64 --scaling-bytes 256 --scaling-steps 1 --work-dir "$T/bw")
   rm -rf "$T/bw"
   bb "${B[@]}" -o tracks.md
   want_rc 0 "bench tracks"
-  # Both tracks within 10% of the target size (the first track's own).
+  # Every track within 10% of the target size (the first track's own).
   local pct
-  for t in bitbyte_lm mamba_mlm; do
+  for t in bitbyte_lm mamba_mlm bit_transformer_lm; do
     pct=$(sed -n "s/^$t *[0-9]* parameters (target [0-9]*, \([-+][0-9.]*\)%).*/\1/p" "$T/out")
     [[ -n $pct ]] || fail "no size line for $t (stdout: $(outmsg))"
     [[ -n $pct ]] && awk -v p="$pct" 'BEGIN { exit !(p <= 10 && p >= -10) }' || fail "$t is $pct% off the target size"
   done
   [[ -s tracks.md ]] || fail "no document written"
-  [[ $(grep -cE '^\| `(bitbyte_lm|mamba_mlm)` \| [12] \| [0-9]+\.[0-9]{4} \|' tracks.md) == 4 ]] ||
-    fail "want 4 per-seed rows (2 tracks x 2 seeds): $(grep -c '^| `' tracks.md) table rows"
-  [[ $(grep -cE '^\| `(bitbyte_lm|mamba_mlm)` \| 32 \| 4,096 \|' tracks.md) == 2 ]] ||
+  local tracks='(bitbyte_lm|mamba_mlm|bit_transformer_lm)'
+  [[ $(grep -cE '^\| `'"$tracks"'` \| [12] \| [0-9]+\.[0-9]{4} \|' tracks.md) == 6 ]] ||
+    fail "want 6 per-seed rows (3 tracks x 2 seeds): $(grep -c '^| `' tracks.md) table rows"
+  [[ $(grep -cE '^\| `'"$tracks"'` \| 32 \| 4,096 \|' tracks.md) == 3 ]] ||
     fail "want each track's last curve point at step 32 (4,096 bytes)"
   grep -qE '^\| 32 \| 8 \| [0-9.]+ \|' tracks.md || fail "no scaling row for sequence 32 (batch 8)"
   grep -qE '^\| 64 \| 4 \| [0-9.]+ \|' tracks.md || fail "no scaling row for sequence 64 (batch 4)"
-  grep -qE 'Recommendation: `(bitbyte_lm|mamba_mlm)`' tracks.md || fail "no recommendation"
+  grep -qE 'Recommendation: `'"$tracks"'`' tracks.md || fail "no recommendation"
   grep -qF 'failed:' tracks.md && fail "a scaling run failed: $(grep -F 'failed:' tracks.md | head -1)"
   grep -qF -- '--budget-bytes 4K' tracks.md || fail "the document does not say how it was made"
   [[ -z $(ls -A "$T/bw" 2>/dev/null) ]] || fail "scratch left behind: $(ls "$T/bw" | head -3)"
@@ -1194,7 +1195,7 @@ t_bench_tracks() {
   want_err "excludes" "both budgets"
   bb "${B[@]}" --tracks bitbyte_lm,nope -o x.md
   want_rc 2 "an unknown track"
-  want_err "known: bitbyte_lm, mamba_mlm" "an unknown track"
+  want_err "known: bitbyte_lm, mamba_mlm, bit_transformer_lm" "an unknown track"
   bb "${B[@]}" -o "$T/no/such/dir/x.md"
   want_rc 2 "a document in a missing directory"
   want_err "does not exist" "a document in a missing directory"

@@ -39,6 +39,21 @@ pb::TrainConfig Tiny(int64_t steps) {
   return c;
 }
 
+// Tiny's model on `track` instead: the same width (d_model) and depth (2 layers), windows of 16
+// bytes (the bit track's context is in bits: 128).
+void UseTrack(pb::TrainConfig& c, const std::string& track, int d_model) {
+  const std::string width = std::to_string(d_model);
+  ApplyOverride(c, "model.bitbyte_lm.d_model=" + width);
+  if (track == "bitbyte_lm") return;
+  ApplyOverride(c, "model.name=" + track);
+  ApplyOverride(c, "model." + track + ".d_model=" + width);
+  ApplyOverride(c, "model." + track + ".n_layer=2");
+  if (track == "bit_transformer_lm") {
+    ApplyOverride(c, "model.bit_transformer_lm.n_head=2");
+    ApplyOverride(c, "model.bit_transformer_lm.context=128");
+  }
+}
+
 Batch BatchFor(const BatchSampler& s, int64_t step) {
   Batch b;
   s.Fill(step, b);
@@ -104,18 +119,23 @@ TEST(Trainer, RestoredSnapshotContinuesBitExactly) {
   auto ds = MakeDataset(t, 3);
   // fp32 and bf16, fp32 with 8-bit AdamW moments (d_model 32: the MLP matrices reach the 4096
   // elements a tensor needs for them), and that with ternary QAT switched on at step 5 (the
-  // snapshots at 1, 5 and 11 fall before, on and after the switch).
-  for (const auto& [precision, bits, qat] : {std::tuple{"fp32", 32, ""}, std::tuple{"bf16", 32, ""},
-                                             std::tuple{"fp32", 8, ""}, std::tuple{"fp32", 8, "ternary"}}) {
+  // snapshots at 1, 5 and 11 fall before, on and after the switch); BitTransformerLM (reversible
+  // blocks) in bf16 with int4 QAT from step 5.
+  for (const auto& [precision, bits, qat, track] :
+       {std::tuple{"fp32", 32, "", "bitbyte_lm"}, std::tuple{"bf16", 32, "", "bitbyte_lm"},
+        std::tuple{"fp32", 8, "", "bitbyte_lm"}, std::tuple{"fp32", 8, "ternary", "bitbyte_lm"},
+        std::tuple{"bf16", 32, "int4", "bit_transformer_lm"}}) {
     pb::TrainConfig c = Tiny(24);
+    UseTrack(c, track, 16);
     c.set_precision(precision);
     if (bits == 8) {
       ApplyOverride(c, "optim.state_bits=8");
-      ApplyOverride(c, "model.bitbyte_lm.d_model=32");
+      UseTrack(c, track, 32);
     }
     if (*qat != '\0') {
       ApplyOverride(c, std::string("model.qat.scheme=") + qat);
       ApplyOverride(c, "model.qat.start_step=5");
+      ApplyOverride(c, "model.qat.group=8");
     }
     c.mutable_data()->set_grad_accum(2);
     const BatchSampler s(*ds, c.seed(), c.data().batch_size() * 2, 16);
@@ -150,18 +170,12 @@ TEST(Trainer, RestoredSnapshotContinuesBitExactly) {
   }
 }
 
-// The losses of 200 steps of Tiny on `track` (BitByteLM or MambaMLM at width d_model, 2 layers)
+// The losses of 200 steps of Tiny on `track` (at width d_model, 2 layers)
 // with `overrides` applied last.
 std::vector<double> Losses(const shard::Dataset& ds, const std::string& track, int d_model,
                            const std::vector<std::string>& overrides, models::qat::QatModel** qat = nullptr) {
   pb::TrainConfig c = Tiny(200);
-  const std::string width = std::to_string(d_model);
-  ApplyOverride(c, "model.bitbyte_lm.d_model=" + width);
-  if (track == "mamba_mlm") {
-    ApplyOverride(c, "model.name=mamba_mlm");
-    ApplyOverride(c, "model.mamba_mlm.d_model=" + width);
-    ApplyOverride(c, "model.mamba_mlm.n_layer=2");
-  }
+  UseTrack(c, track, d_model);
   for (const std::string& o : overrides) ApplyOverride(c, o);
   FillDefaults(c);
   Trainer tr(c, torch::kCPU);
@@ -181,7 +195,7 @@ TEST(Trainer, Bf16TracksFp32Over200Steps) {
   constexpr double kTolerance = 0.05;
   TempDir t;
   auto ds = MakeDataset(t, 5);
-  for (const std::string track : {"bitbyte_lm", "mamba_mlm"}) {
+  for (const std::string track : {"bitbyte_lm", "mamba_mlm", "bit_transformer_lm"}) {
     const std::vector<double> fp32 = Losses(*ds, track, 16, {"precision=fp32"});
     const std::vector<double> bf16 = Losses(*ds, track, 16, {"precision=bf16"});
     EXPECT_NE(fp32, bf16) << track << ": bf16 computed exactly what fp32 did (autocast off?)";
@@ -215,7 +229,7 @@ TEST(Trainer, EightBitMomentsTrackFloat32Over200Steps) {
 TEST(Trainer, QuantizationAwareTrainingLearns) {
   TempDir t;
   auto ds = MakeDataset(t, 5);
-  for (const std::string track : {"bitbyte_lm", "mamba_mlm"}) {
+  for (const std::string track : {"bitbyte_lm", "mamba_mlm", "bit_transformer_lm"}) {
     const std::vector<double> base = Losses(*ds, track, 32, {});
     for (const std::string scheme : {"ternary", "int4", "ternary@100"}) {
       const bool late = scheme == "ternary@100";
