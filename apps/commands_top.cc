@@ -141,6 +141,11 @@ std::string Render(const std::string& dir, const Frame& f) {
       std::snprintf(line, sizeof line, "  val bpb %.4f @ step %lld", e->val_bpb, static_cast<long long>(e->step));
       s += line;
     }
+    if (const runs::TelemetryRecord* t = f.metrics.LatestTelemetry()) {
+      std::snprintf(line, sizeof line, "  K %.3f C %.3f S %.3f @ step %lld", t->k, t->c, t->s,
+                    static_cast<long long>(t->step));
+      s += line;
+    }
     s += "\n";
   } else if (f.metrics_file) {
     s += "no step recorded yet\n";

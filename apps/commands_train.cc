@@ -164,9 +164,15 @@ void AddGenerateCommand(CLI::App& app) {
   c->add_flag("!--no-recurrent", o->recurrent,
               "Re-run the model over a sliding window for every byte instead of its recurrent form (by default "
               "BitByteLM keeps a key/value cache and MambaMLM its scan state)");
+  c->add_option("--gate", o->gate,
+                "The telemetry gate on the output (K, C, S against the run's telemetry.* bounds; docs/tracks.md): "
+                "off, flag (write it, warn on stderr) or refuse (write nothing, exit 1); default: the run's "
+                "telemetry.generation_gate")
+      ->check(CLI::IsMember({"off", "flag", "refuse"}));
+  auto* show = c->add_flag("--telemetry", "Print the output's K, C and S to stderr");
   AddRuntimeOptions(c, &o->threads, &o->device);
   AddQuantizeOption(c, &o->quantize);
-  c->callback([o] {
+  c->callback([o, show] {
     // The prompt goes out with the first sampled byte, so a bad checkpoint prints nothing.
     bool started = false;
     auto start = [&] {
@@ -174,13 +180,25 @@ void AddGenerateCommand(CLI::App& app) {
       started = true;
     };
     train::ValidateGenerateOptions(*o);  // before the checkpoint is read
-    train::Generate(*o, [&](char ch) {
-      start();
-      std::fputc(ch, stdout);
-      std::fflush(stdout);
-    });
+    train::GenerateReport report;
+    train::Generate(
+        *o,
+        [&](char ch) {
+          start();
+          std::fputc(ch, stdout);
+          std::fflush(stdout);
+        },
+        &report);
     start();
     std::fputc('\n', stdout);
+    std::fflush(stdout);
+    const train::Telemetry& t = report.telemetry;
+    if (*show || !report.violation.empty())
+      std::fprintf(stderr, "telemetry of the output: K %.4f  C %.4f  S %.4f  (%lld bits)\n", t.k, t.c, t.s,
+                   static_cast<long long>(t.bits));
+    if (!report.violation.empty())
+      std::fprintf(stderr, "warning: telemetry gate: the generated text's %s (flagged; --gate refuse withholds it)\n",
+                   report.violation.c_str());
   });
 }
 

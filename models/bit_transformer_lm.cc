@@ -256,6 +256,12 @@ torch::Tensor BitTransformerLM::ByteNats(const torch::Tensor& x, const torch::Te
   return nats.narrow(1, 8, 8 * t).reshape({b, t, 8}).sum(2);
 }
 
+torch::Tensor BitTransformerLM::BitProbabilities(const torch::Tensor& x, const torch::Tensor& y) {
+  const int64_t b = x.size(0), t = x.size(1);
+  const torch::Tensor full = torch::cat({x, y.narrow(1, t - 1, 1)}, 1);
+  return torch::sigmoid(BitLogits(Tokens(full)).to(torch::kDouble)).narrow(1, 8, 8 * t).reshape({b, t, 8});
+}
+
 torch::Tensor BitTransformerLM::Loss(const torch::Tensor& x, const torch::Tensor& y) { return ByteNats(x, y).mean(); }
 
 double BitTransformerLM::Nats(const torch::Tensor& x, const torch::Tensor& y) {

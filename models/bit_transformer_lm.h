@@ -57,6 +57,8 @@ class BitTransformerLM : public ByteModel {
   double Nats(const torch::Tensor& x, const torch::Tensor& y) override;
   torch::Tensor NextLogits(const torch::Tensor& bytes) override;
   void Trace(const torch::Tensor& bytes) override { BitLogits(Tokens(bytes)); }
+  // Its own bit predictions, one pass: sigmoid of the bit logits.
+  torch::Tensor BitProbabilities(const torch::Tensor& x, const torch::Tensor& y) override;
   std::unique_ptr<Stepper> MakeStepper(int64_t batch, int64_t window) override;
 
   // -log p in nats of each predicted byte, [B, T], in the logits' type (float32; float64 in a float64

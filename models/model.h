@@ -30,6 +30,11 @@ class ByteModel : public torch::nn::Module {
   // The logits [B, 256] of the byte after each row of `bytes` [B, T] (T >= 1, T <= context()):
   // forward()'s last position, which is what the default computes.
   virtual torch::Tensor NextLogits(const torch::Tensor& bytes);
+  // The model's probability that each bit of each target byte is 1 given all before it (the bytes
+  // before, and the byte's own earlier bits, most significant first): [B, T, 8] float64, for x and
+  // y as Loss takes them. Telemetry (train/telemetry.h). Default: from forward()'s distributions
+  // (BitConditionals).
+  virtual torch::Tensor BitProbabilities(const torch::Tensor& x, const torch::Tensor& y);
   // Runs every layer over `bytes` [B, T] with no result wanted: calibration passes that record
   // what layers see. Default: forward().
   virtual void Trace(const torch::Tensor& bytes);
@@ -61,6 +66,11 @@ class ByteModel : public torch::nn::Module {
   virtual std::unique_ptr<Stepper> MakeStepper(int64_t /*batch*/, int64_t /*window*/) { return nullptr; }
 
   int64_t ParameterCount() const;
+
+  // probs [..., 256] byte distributions (rows summing to 1), bytes [...] int64: for each row, the
+  // probability that bit k (most significant first) of its byte is 1 given the byte's bits before
+  // k, under that row's distribution: [..., 8] float64.
+  static torch::Tensor BitConditionals(const torch::Tensor& probs, const torch::Tensor& bytes);
 
   // Quantization-aware training (model.qat, models/qat.h): set by CreateModel when the config asks
   // for it; null otherwise. While the model lives, its Linear layers run quantized when active.

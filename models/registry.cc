@@ -30,6 +30,28 @@ torch::Tensor ByteModel::NextLogits(const torch::Tensor& bytes) { return forward
 
 void ByteModel::Trace(const torch::Tensor& bytes) { forward(bytes); }
 
+torch::Tensor ByteModel::BitProbabilities(const torch::Tensor& x, const torch::Tensor& y) {
+  return BitConditionals(torch::softmax(forward(x).to(torch::kDouble), -1), y);
+}
+
+torch::Tensor ByteModel::BitConditionals(const torch::Tensor& probs, const torch::Tensor& bytes) {
+  const torch::Tensor p = probs.to(torch::kDouble).reshape({-1, 256});
+  const torch::Tensor b = bytes.to(torch::kLong).reshape({-1, 1});
+  std::vector<torch::Tensor> out;
+  for (int64_t k = 0; k < 8; ++k) {
+    // The 2^k blocks of 2^(8-k) bytes that share their first k bits; the byte's own block, whose
+    // upper half has bit k set.
+    const int64_t width = int64_t{256} >> k;
+    const torch::Tensor block = p.view({p.size(0), int64_t{1} << k, width})
+                                    .gather(1, torch::div(b, width, "floor").unsqueeze(-1).expand({-1, 1, width}))
+                                    .squeeze(1);
+    out.push_back(block.narrow(1, width / 2, width / 2).sum(1) / block.sum(1).clamp_min(1e-300));
+  }
+  std::vector<int64_t> shape = bytes.sizes().vec();
+  shape.push_back(8);
+  return torch::stack(out, 1).view(shape);
+}
+
 int64_t ByteModel::ParameterCount() const {
   int64_t n = 0;
   for (const auto& p : parameters()) n += p.numel();

@@ -32,6 +32,8 @@ std::string MetricsLog::Prepare(io::FileSystem& fs, const std::string& path, int
       if (r.step <= keep_through) keep[r.line] = true;
     for (const QuantEvalRecord& r : c.quant_evals)
       if (r.step <= keep_through) keep[r.line] = true;
+    for (const TelemetryRecord& r : c.telemetry)
+      if (r.step <= keep_through) keep[r.line] = true;
     for (const EvalRecord& r : c.evals) {
       if (r.step > keep_through) continue;
       keep[r.line] = true;

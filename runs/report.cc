@@ -173,6 +173,23 @@ json ReportData(const RunDirContents& r) {
     q["val_bpb_int4"] = Column(int4);
     d["quant_evals"] = std::move(q);
   }
+  {
+    json t;
+    t["step"] = json::array();
+    std::vector<double> wall, k, c, s;
+    for (const TelemetryRecord& e : r.telemetry) {
+      t["step"].push_back(e.step);
+      wall.push_back(e.wall_s);
+      k.push_back(e.k);
+      c.push_back(e.c);
+      s.push_back(e.s);
+    }
+    t["wall_s"] = Column(wall);
+    t["k"] = Column(k);
+    t["c"] = Column(c);
+    t["s"] = Column(s);
+    d["telemetry"] = std::move(t);
+  }
   json pipeline = nullptr;
   if (r.pipeline) {
     pipeline = json::parse(r.pipeline->json, nullptr, false);
@@ -263,6 +280,12 @@ void Summary(Html& h, const RunDirContents& r) {
       }
     }
     Row(h, "latest quantized val bpb", text + " at step " + std::to_string(q.step));
+  }
+  if (const TelemetryRecord* t = r.LatestTelemetry()) {
+    char text[96];
+    std::snprintf(text, sizeof text, "K %.4f, C %.4f, S %.4f at step %lld", t->k, t->c, t->s,
+                  static_cast<long long>(t->step));
+    Row(h, "latest telemetry", text);
   }
   if (!r.steps.empty()) {
     const size_t from = r.steps.size() > 20 ? r.steps.size() - 20 : 0;
@@ -400,6 +423,12 @@ void Charts(Html& h, const RunDirContents& r) {
       shown.emplace_back(std::string("bpb_") + scheme,
                          std::string("validation bits per byte, Linear layers in ") + scheme + " (quant_eval)");
   }
+  if (!r.telemetry.empty())
+    for (const auto& [id, caption] :
+         {std::pair{"tel_k", "telemetry K: negentropy of the bit predictions"},
+          std::pair{"tel_c", "telemetry C: normalised Lempel-Ziv complexity of the most likely bits"},
+          std::pair{"tel_s", "telemetry S: symbiosis with the probe's byte statistics"}})
+      shown.emplace_back(id, caption);
   for (const auto& [id, caption] : shown) {
     h.raw("<figure class=\"chart\" id=\"chart-").raw(id).raw("\"><figcaption>").text(caption);
     h.raw("</figcaption><div class=\"plot\"></div><div class=\"tip\" hidden></div></figure>\n");

@@ -201,6 +201,13 @@ const StepRecord* RunDirContents::LatestStep() const {
   return best_r;
 }
 
+const TelemetryRecord* RunDirContents::LatestTelemetry() const {
+  const TelemetryRecord* best = nullptr;
+  for (const TelemetryRecord& r : telemetry)
+    if (best == nullptr || r.step >= best->step) best = &r;
+  return best;
+}
+
 const EvalRecord* RunDirContents::LatestEval() const {
   const EvalRecord* best_r = nullptr;
   for (const EvalRecord& r : evals)
@@ -249,6 +256,19 @@ void ParseMetrics(const std::string& text, RunDirContents& c) {
           if (!std::isnan(r.val_bpb)) {
             r.wall_s = wall(r.elapsed_s);
             c.evals.push_back(r);
+            kept = true;
+          }
+        } else if (j.contains("telemetry_k")) {
+          TelemetryRecord r;
+          r.step = *step;
+          r.k = Num(j, "telemetry_k");
+          r.c = Num(j, "telemetry_c");
+          r.s = Num(j, "telemetry_s");
+          r.elapsed_s = Num(j, "elapsed_s");
+          r.line = line_no;
+          if (!std::isnan(r.k) && !std::isnan(r.c) && !std::isnan(r.s)) {
+            r.wall_s = wall(r.elapsed_s);
+            c.telemetry.push_back(r);
             kept = true;
           }
         } else if (j.contains("val_bpb_int8") || j.contains("val_bpb_int4")) {

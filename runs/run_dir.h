@@ -50,6 +50,14 @@ struct QuantEvalRecord {
   size_t line = 0;
 };
 
+// A telemetry record of metrics.jsonl (train/telemetry.h: K, C, S of a snapshot on the probe).
+struct TelemetryRecord {
+  int64_t step = 0;
+  double k = 0, c = 0, s = 0;
+  double elapsed_s = 0, wall_s = 0;
+  size_t line = 0;
+};
+
 // Figures of one node over an interval (pipeline.json's "window" or "total"). A figure that
 // does not apply (limiter, sequencer: they do no work) is NaN.
 struct NodeFigures {
@@ -112,6 +120,7 @@ struct RunDirContents {
   std::vector<StepRecord> steps;             // in file order
   std::vector<EvalRecord> evals;             // in file order
   std::vector<QuantEvalRecord> quant_evals;  // in file order
+  std::vector<TelemetryRecord> telemetry;    // in file order
   size_t metrics_lines = 0;                  // lines in metrics.jsonl, kept or not
   size_t skipped_lines = 0;                  // torn or invalid lines, skipped
   std::vector<size_t> skipped_line_numbers;  // the first few (1-based)
@@ -136,9 +145,10 @@ struct RunDirContents {
 
   // The largest step in the step records (0 when none).
   int64_t LastStep() const;
-  const StepRecord* LatestStep() const;  // newest step record by step, or nullptr
-  const EvalRecord* LatestEval() const;  // newest evaluation by step, or nullptr
-  const EvalRecord* BestEval() const;    // lowest val_bpb, or nullptr
+  const StepRecord* LatestStep() const;            // newest step record by step, or nullptr
+  const EvalRecord* LatestEval() const;            // newest evaluation by step, or nullptr
+  const TelemetryRecord* LatestTelemetry() const;  // newest telemetry by step, or nullptr
+  const EvalRecord* BestEval() const;              // lowest val_bpb, or nullptr
 };
 
 // What ReadRunDir needs from the job that wrote the directory (runs/ knows no job): the total

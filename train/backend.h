@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
+#include "train/telemetry.h"
 
 namespace bitbyte::train {
 
@@ -18,6 +19,12 @@ struct StepStats {
   double lr = 0;
   double grad_norm = 0;  // before clipping
   double seconds = 0;
+};
+
+// Thrown (by the train graph) when telemetry falls outside its configured bounds: exit 1.
+class TelemetryGateError : public Error {
+ public:
+  using Error::Error;
 };
 
 // Thrown when the loss stops being finite; nothing of that step is applied. The message counts
@@ -53,6 +60,9 @@ class TrainBackend {
   // checkpoint's snapshot, and the validation bits per byte of such a snapshot.
   virtual std::shared_ptr<const Snapshot> Quantize(const Snapshot& weights, const std::string& scheme) = 0;
   virtual EvalResult EvaluateQuantized(const Snapshot& quantized) = 0;
+  // K, C and S (train/telemetry.h) of the weights in `weights` on the telemetry probe, from a
+  // thread of its own (like Evaluate).
+  virtual Telemetry MeasureTelemetry(const Snapshot& weights) = 0;
   // Test hook (BITBYTE_TEST_NAN_AT_STEP): makes the next step's loss non-finite.
   virtual void PoisonWeights() = 0;
 };

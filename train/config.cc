@@ -423,6 +423,19 @@ void ValidateConfig(const pb::TrainConfig& c, uint64_t memory_bytes) {
     Check(q.calib_bytes() >= data.seq_len(), "quant_eval.calib_bytes",
           "int4's calibration needs at least one data.seq_len window (" + std::to_string(data.seq_len()) +
               " bytes), got " + std::to_string(q.calib_bytes()));
+  const auto& t = c.telemetry();
+  CheckRange("telemetry.every", t.every(), 0, kMaxSteps, " (0: never)");
+  CheckRange("telemetry.probe_bytes", t.probe_bytes(), 2, kMaxProbeBytes);
+  for (const auto& [field, lo, hi, max] :
+       {std::tuple{"k", t.k_min(), t.k_max(), 1.0}, std::tuple{"c", t.c_min(), t.c_max(), kMaxComplexityBound},
+        std::tuple{"s", t.s_min(), t.s_max(), 1.0}}) {
+    CheckReal(std::string("telemetry.") + field + "_min", lo, 0, max, false, false);
+    CheckReal(std::string("telemetry.") + field + "_max", hi, 0, max, false, false);
+    Check(lo <= hi, std::string("telemetry.") + field + "_max",
+          Num(hi) + " is below telemetry." + field + "_min " + Num(lo));
+  }
+  Check(t.generation_gate() == "off" || t.generation_gate() == "flag" || t.generation_gate() == "refuse",
+        "telemetry.generation_gate", "must be off, flag or refuse, got '" + t.generation_gate() + "'");
   CheckRange("checkpoint.every", c.checkpoint().every(), 0, kMaxSteps, " (0: only after the last step)");
   CheckRange("checkpoint.keep", c.checkpoint().keep(), 1, kMaxKeep);
   CheckRange("steps", c.steps(), 1, kMaxSteps);
@@ -471,8 +484,9 @@ std::string IncompatibleField(const pb::TrainConfig& saved, const pb::TrainConfi
   pb::TrainConfig a = saved, b = requested;
   FillDefaults(a);
   FillDefaults(b);
-  return FirstDifference(
-      a, b, "", {"steps", "log_every", "eval.every", "checkpoint.every", "checkpoint.keep", "precision", "quant_eval"});
+  return FirstDifference(a, b, "",
+                         {"steps", "log_every", "eval.every", "checkpoint.every", "checkpoint.keep", "precision",
+                          "quant_eval", "telemetry"});
 }
 
 int64_t ConfigTotalSteps(const std::string& text) {

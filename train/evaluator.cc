@@ -1,10 +1,14 @@
 #include "train/evaluator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
+#include <string>
 
 #include "base/error.h"
+#include "train/telemetry.h"
 
 namespace bitbyte::train {
 namespace {
@@ -19,7 +23,62 @@ torch::Tensor BytesTensor(const std::vector<const char*>& starts, int64_t len, t
   return t.to(device).to(torch::kLong);
 }
 
+// The telemetry of bits with model conditionals q [n, 8], reference conditionals r [n, 8] and the
+// model's bits b [n, 8] (all on the CPU).
+Telemetry FromTensors(const torch::Tensor& q, const torch::Tensor& r, const torch::Tensor& b) {
+  const torch::Tensor qc = q.to(torch::kCPU, torch::kDouble).contiguous().reshape(-1);
+  const torch::Tensor rc = r.to(torch::kCPU, torch::kDouble).contiguous().reshape(-1);
+  const torch::Tensor bc = b.to(torch::kCPU, torch::kUInt8).contiguous().reshape(-1);
+  const double* qd = qc.data_ptr<double>();
+  const double* rd = rc.data_ptr<double>();
+  const uint8_t* bd = bc.data_ptr<uint8_t>();
+  return ComputeTelemetry(std::vector<double>(qd, qd + qc.numel()), std::vector<double>(rd, rd + rc.numel()),
+                          std::vector<uint8_t>(bd, bd + bc.numel()));
+}
+
+torch::Tensor Reference(const std::string& text) {
+  const std::vector<double> p = ReferenceByteDistribution(text);
+  return torch::tensor(p, torch::kDouble);
+}
+
 }  // namespace
+
+Telemetry TextTelemetry(models::ByteModel& model, std::string_view text, int64_t context, torch::Device device) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (text.size() < 2) throw InternalError("TextTelemetry: the text has no byte to predict");
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  std::vector<torch::Tensor> qs, ys;
+  for (uint64_t pos = 0; pos + 1 < text.size(); pos += static_cast<uint64_t>(context)) {
+    const int64_t len = std::min<int64_t>(context, static_cast<int64_t>(text.size() - 1 - pos));
+    const torch::Tensor w = BytesTensor({text.data() + pos}, len + 1, device);
+    const torch::Tensor y = w.narrow(1, 1, len);
+    qs.push_back(model.BitProbabilities(w.narrow(1, 0, len), y).reshape({-1, 8}).to(torch::kCPU));
+    ys.push_back(y.reshape(-1).to(torch::kCPU));
+  }
+  if (was_training) model.train();
+  const torch::Tensor q = torch::cat(qs), y = torch::cat(ys);
+  const torch::Tensor ref = Reference(std::string(text));
+  const torch::Tensor r = models::ByteModel::BitConditionals(ref.unsqueeze(0).expand({y.size(0), 256}), y);
+  Telemetry t = FromTensors(q, r, q > 0.5);
+  t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return t;
+}
+
+Telemetry GenerationTelemetry(const torch::Tensor& probs, const std::string& generated,
+                              const std::string& reference_text) {
+  if (generated.empty()) throw InternalError("GenerationTelemetry: nothing generated");
+  torch::Tensor y = torch::empty({static_cast<int64_t>(generated.size())}, torch::kUInt8);
+  std::memcpy(y.data_ptr(), generated.data(), generated.size());
+  y = y.to(torch::kLong);
+  const torch::Tensor q = models::ByteModel::BitConditionals(probs, y);
+  const torch::Tensor r =
+      models::ByteModel::BitConditionals(Reference(reference_text).unsqueeze(0).expand({y.size(0), 256}), y);
+  const torch::Tensor bits = torch::div(y.unsqueeze(-1), torch::tensor({128, 64, 32, 16, 8, 4, 2, 1}), "floor")
+                                 .remainder(2);  // the generated bits themselves
+  return FromTensors(q, r, bits);
+}
 
 uint64_t PredictedBytes(const std::vector<std::string_view>& streams) {
   uint64_t n = 0;

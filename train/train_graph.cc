@@ -125,6 +125,13 @@ void TrainGraph::Wire(pipeline::Graph& g, const pb::TrainConfig& config, int64_t
     g.Connect(calibrate, quant_eval, "quantized weights");
     g.Connect(quant_eval, metrics, "val bpb quantized");
   }
+  if (config.telemetry().every() > 0) {
+    auto& telemetry = g.Function<EventPtr, EventPtr>(
+        "telemetry", 1, [n](const EventPtr& in) { return n->TelemetryNode(in); },
+        [](const EventPtr& e) { return e ? std::get<TelemetryEvent>(*e).telemetry.bits / 8 : 0; });
+    g.Connect(train_step, telemetry, "weights snapshot");
+    g.Connect(telemetry, metrics, "K, C, S");
+  }
   g.Connect(metrics, checkpoint, "snapshot, val bpb");
 }
 
@@ -144,7 +151,8 @@ EventPtr TrainGraph::TrainStep(const BatchPtr& batch) {
   const auto t_in = Clock::now();
   StepEvent ev;
   ev.seq = static_cast<size_t>(batch->step - params_.start);
-  if (halted_) {  // stopping: batches already prefetched are dropped
+  if (failed_.load()) halted_ = true;  // the telemetry gate stopped the run
+  if (halted_) {                       // stopping: batches already prefetched are dropped
     ev.skipped = true;
     return std::make_shared<const Event>(std::move(ev));
   }
@@ -173,7 +181,9 @@ EventPtr TrainGraph::TrainStep(const BatchPtr& batch) {
   ev.want_quant_eval =
       !halted_ && config_.quant_eval().every() > 0 && Due(ev.step, config_.quant_eval().every(), total_);
   if (ev.want_quant_eval) latest_quant_eval_ = ev.step;
-  if (ev.want_checkpoint || ev.want_eval || ev.want_quant_eval) {
+  ev.want_telemetry = !halted_ && config_.telemetry().every() > 0 && Due(ev.step, config_.telemetry().every(), total_);
+  if (ev.want_telemetry) latest_telemetry_ = ev.step;
+  if (ev.want_checkpoint || ev.want_eval || ev.want_quant_eval || ev.want_telemetry) {
     const auto t0 = Clock::now();
     const bool with_optimizer = ev.want_checkpoint;
     ev.snapshot = train_thread_.Run([&] { return backend_.TakeSnapshot(with_optimizer); });
@@ -234,6 +244,42 @@ EventPtr TrainGraph::QuantEval(const QuantizedWeightsPtr& in) {
   return std::make_shared<const Event>(std::move(ev));
 }
 
+// Telemetry, like eval: a snapshot older than the newest due, or after a stop, is skipped. Values
+// outside the configured bounds stop the run (the gate): the train step halts, and Run reports it.
+EventPtr TrainGraph::TelemetryNode(const EventPtr& in) {
+  const StepEvent& s = Step(in);
+  if (s.skipped || !s.want_telemetry || stop_.load() || failed_.load() || s.step < latest_telemetry_.load())
+    return nullptr;
+  TelemetryEvent ev;
+  ev.step = s.step;
+  ev.telemetry = telemetry_thread_.Run([&] { return backend_.MeasureTelemetry(*s.snapshot); });
+  const std::string violation = GateViolation(config_.telemetry(), ev.telemetry);
+  if (!violation.empty()) {
+    gate_error_ = std::make_exception_ptr(
+        TelemetryGateError("telemetry gate: " + violation + " at step " + std::to_string(s.step)));
+    failed_ = true;
+  }
+  return std::make_shared<const Event>(std::move(ev));
+}
+
+void TrainGraph::RecordTelemetry(const TelemetryEvent& e) {
+  const Telemetry& t = e.telemetry;
+  sinks_.metrics.Write({{"step", e.step},
+                        {"telemetry_k", t.k},
+                        {"telemetry_c", t.c},
+                        {"telemetry_s", t.s},
+                        {"telemetry_bits", t.bits},
+                        {"telemetry_time_s", t.seconds},
+                        {"elapsed_s", Elapsed()}});
+  sinks_.events.AddScalars(e.step, pipeline::UnixSeconds(),
+                           {{"telemetry/K", t.k}, {"telemetry/C", t.c}, {"telemetry/S", t.s}});
+  sinks_.events.Flush();
+  char line[160];
+  std::snprintf(line, sizeof line, "telemetry  step %lld  K %.4f  C %.4f  S %.4f  (%lld bits, %.1f s)",
+                (long long)e.step, t.k, t.c, t.s, (long long)t.bits, t.seconds);
+  if (sinks_.log) sinks_.log(line);
+}
+
 void TrainGraph::RecordQuantEval(const QuantEvalEvent& e) {
   json rec = {{"step", e.step}, {"quant_eval_s", e.seconds}, {"elapsed_s", Elapsed()}};
   std::vector<std::pair<std::string, double>> scalars;
@@ -261,6 +307,10 @@ EventPtr TrainGraph::Metrics(const EventPtr& e) {
   }
   if (const auto* ev = std::get_if<QuantEvalEvent>(e.get())) {
     RecordQuantEval(*ev);
+    return e;
+  }
+  if (const auto* ev = std::get_if<TelemetryEvent>(e.get())) {
+    RecordTelemetry(*ev);
     return e;
   }
   const StepEvent& s = Step(e);
@@ -305,7 +355,8 @@ void TrainGraph::Checkpoint(const EventPtr& e) {
     sinks_.checkpoints.RecordEval(ev->step, ev->eval.bpb);
     return;
   }
-  if (std::holds_alternative<QuantEvalEvent>(*e)) return;  // `best` goes by the float32 val bpb
+  // `best` goes by the float32 val bpb.
+  if (std::holds_alternative<QuantEvalEvent>(*e) || std::holds_alternative<TelemetryEvent>(*e)) return;
   const StepEvent& s = Step(e);
   if (!s.skipped && s.want_checkpoint) sinks_.checkpoints.Submit(s.snapshot);
 }
@@ -324,8 +375,14 @@ void TrainGraph::RecordEval(int64_t step, const EvalResult& r) {
 
 double TrainGraph::Elapsed() const { return Since(t_start_); }
 
-std::string TrainGraph::LastGood() const {
-  const auto good = ListCheckpoints(sinks_.fs, sinks_.ckpt_dir);
+std::string TrainGraph::LastGood() const { return LastGood(-1); }
+
+std::string TrainGraph::LastGood(int64_t before_step) const {
+  std::vector<std::string> good = ListCheckpoints(sinks_.fs, sinks_.ckpt_dir);
+  if (before_step >= 0) {  // names sort by step
+    const std::string bound = CheckpointName(before_step);
+    good.erase(std::lower_bound(good.begin(), good.end(), bound), good.end());
+  }
   return "; last good checkpoint: " + (good.empty() ? std::string("none") : io::JoinPath(sinks_.ckpt_dir, good.back()));
 }
 
@@ -357,6 +414,17 @@ TrainSummary TrainGraph::Run(const pipeline::MonitorOptions& figures) {
     const std::string what = e.what();
     const std::string message = what.substr(what.find(": ") + 2) + LastGood();
     throw pipeline::NodeError(e.node(), message, WithMessage(e.cause(), message));
+  }
+  if (gate_error_) {  // no checkpoint of the weights past the gate
+    sink.Flush();
+    try {
+      std::rethrow_exception(gate_error_);
+    } catch (const std::exception& e) {
+      const std::string what = e.what();
+      const int64_t step = std::stoll(what.substr(what.rfind(' ') + 1));
+      const std::string message = what + LastGood(step) + " (telemetry.* bounds may change on --resume)";
+      throw pipeline::NodeError("telemetry", message, WithMessage(gate_error_, message));
+    }
   }
   if (step_error_) {
     sink.Flush();

@@ -9,6 +9,8 @@
 //                                               -> eval (serial, val bpb of a snapshot) -> metrics
 //                                               -> calibrate -> quant_eval (serial, with quant_eval.every:
 //                                                  val bpb of the snapshot quantized) -> metrics
+//                                               -> telemetry (serial, with telemetry.every: K, C, S of the
+//                                                  snapshot on the probe; its gate) -> metrics
 //
 // Adding a node: its body as a member function of TrainGraph, one line in Wire().
 #include <atomic>
@@ -28,6 +30,7 @@
 #include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/pinned_thread.h"
+#include "train/telemetry.h"
 #include "train/train_config.pb.h"
 #include "train/train_job.h"
 
@@ -53,7 +56,7 @@ struct StepEvent {
   StepStats stats;
   double wait_s = 0, stall_s = 0;
   uint64_t bytes = 0;
-  bool want_eval = false, want_checkpoint = false, want_quant_eval = false;
+  bool want_eval = false, want_checkpoint = false, want_quant_eval = false, want_telemetry = false;
   std::shared_ptr<const Snapshot> snapshot;  // when an evaluation or a checkpoint wants one
 };
 // An evaluation's result.
@@ -73,7 +76,12 @@ struct QuantEvalEvent {
   std::vector<std::pair<std::string, EvalResult>> by_scheme;
   double seconds = 0;  // calibrate and evaluate together
 };
-using Event = std::variant<StepEvent, EvalEvent, QuantEvalEvent>;
+// K, C and S of a step's snapshot (train/telemetry.h).
+struct TelemetryEvent {
+  int64_t step = 0;
+  Telemetry telemetry;
+};
+using Event = std::variant<StepEvent, EvalEvent, QuantEvalEvent, TelemetryEvent>;
 using QuantizedWeightsPtr = std::shared_ptr<const QuantizedWeights>;  // null: skipped
 using EventPtr = std::shared_ptr<const Event>;                        // null: an evaluation that was skipped
 using BatchPtr = std::shared_ptr<const Batch>;
@@ -117,12 +125,16 @@ class TrainGraph {
   EventPtr Eval(const EventPtr& in);                  // eval (serial)
   QuantizedWeightsPtr Calibrate(const EventPtr& in);  // calibrate (serial)
   EventPtr QuantEval(const QuantizedWeightsPtr& in);  // quant_eval (serial)
+  EventPtr TelemetryNode(const EventPtr& in);         // telemetry (serial)
   EventPtr Metrics(const EventPtr& e);                // metrics (serial)
   void Checkpoint(const EventPtr& e);                 // checkpoint (serial)
 
  private:
   void RecordEval(int64_t step, const EvalResult& r);
   void RecordQuantEval(const QuantEvalEvent& e);
+  void RecordTelemetry(const TelemetryEvent& e);
+  // The newest checkpoint before `step` (all of them: step -1), for error messages.
+  std::string LastGood(int64_t before_step) const;
   // Whether quantized work of `step` is stale: a newer one is due, or a stop came.
   bool QuantStale(int64_t step) const;
   double Elapsed() const;
@@ -140,7 +152,7 @@ class TrainGraph {
   const Clock::time_point t_start_;
 
   // Set by the train step, read by the source and eval nodes (other threads).
-  std::atomic<int64_t> last_ckpt_step_{-1}, latest_eval_{-1}, latest_quant_eval_{-1};
+  std::atomic<int64_t> last_ckpt_step_{-1}, latest_eval_{-1}, latest_quant_eval_{-1}, latest_telemetry_{-1};
   // A non-finite loss stops the run like a signal does (the steps before it reach metrics and
   // the checkpoint sink), then Run reports it as an error.
   std::atomic<bool> failed_{false};
@@ -148,6 +160,8 @@ class TrainGraph {
   int64_t next_step_;
   // The train step's (serial).
   std::exception_ptr step_error_;
+  // The telemetry node's: the gate's verdict (a TelemetryGateError), read by Run after the graph.
+  std::exception_ptr gate_error_;
   bool halted_ = false;
   Clock::time_point prev_end_;
   double wait_total_ = 0, busy_total_ = 0, stall_total_ = 0;
@@ -155,7 +169,8 @@ class TrainGraph {
   // The metrics node's (serial), and Run's before and after the graph.
   std::optional<double> last_bpb_;
   // The train step's and the eval node's backend calls each run on one thread of their own.
-  PinnedThread train_thread_{"train-step"}, eval_thread_{"eval"}, quant_thread_{"quant-eval"};
+  PinnedThread train_thread_{"train-step"}, eval_thread_{"eval"}, quant_thread_{"quant-eval"},
+      telemetry_thread_{"telemetry"};
 };
 
 }  // namespace bitbyte::train

@@ -238,6 +238,19 @@ class TorchBackend : public TrainBackend {
       return r;
     });
   }
+  Telemetry MeasureTelemetry(const Snapshot& weights) override {
+    UseTorchThreads(threads_);
+    return WithoutTorchFrames("telemetry", [&] {
+      if (!telemetry_model_) {
+        telemetry_model_ = models::CreateModel(config_.model());
+        telemetry_model_->to(device_);
+      }
+      LoadModule(*telemetry_model_, "model/", weights);
+      const size_t n = std::min<size_t>(val_bytes_.size(), static_cast<size_t>(config_.telemetry().probe_bytes()) + 1);
+      return TextTelemetry(*telemetry_model_, std::string_view(val_bytes_).substr(0, n), config_.data().seq_len(),
+                           device_);
+    });
+  }
   void PoisonWeights() override {
     torch::NoGradGuard no_grad;
     trainer_->model().parameters().front().fill_(NAN);
@@ -252,7 +265,8 @@ class TorchBackend : public TrainBackend {
   bool named_train_team_ = false, named_eval_team_ = false;  // each on its own thread: no race
   std::optional<Trainer> trainer_;
   std::shared_ptr<models::ByteModel> eval_model_;
-  std::shared_ptr<models::ByteModel> quant_model_;  // quant_eval's (its own thread)
+  std::shared_ptr<models::ByteModel> quant_model_;      // quant_eval's (its own thread)
+  std::shared_ptr<models::ByteModel> telemetry_model_;  // the telemetry node's (its own thread)
 };
 
 void CheckThreads(int threads) {
@@ -484,8 +498,9 @@ struct InferenceModel {
   // destroyed before it).
   std::shared_ptr<models::quant::QuantizedModel> quantized;
   models::pb::ModelConfig model_config;
-  Snapshot header;            // the checkpoint's step, config, dataset and blobs, without its tensors
-  uint64_t tensor_bytes = 0;  // of the tensors it held
+  pb::TelemetryConfig telemetry;  // the run's telemetry bounds (generation's gate)
+  Snapshot header;                // the checkpoint's step, config, dataset and blobs, without its tensors
+  uint64_t tensor_bytes = 0;      // of the tensors it held
 };
 
 InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, const std::string& device_name) {
@@ -512,9 +527,15 @@ InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, co
     return scheme.empty() ? ModelFromSnapshot(ckpt.snapshot, config.model(), device)
                           : ModelFromQuantizedSnapshot(ckpt.snapshot, config.model(), &quantized);
   });
-  InferenceModel m{
-      ckpt.dir,       device, model, config.data().seq_len(), ckpt.snapshot.dataset_id, std::move(quantized),
-      config.model(), {}};
+  InferenceModel m{ckpt.dir,
+                   device,
+                   model,
+                   config.data().seq_len(),
+                   ckpt.snapshot.dataset_id,
+                   std::move(quantized),
+                   config.model(),
+                   config.telemetry(),
+                   {}};
   for (const TensorBlob& t : ckpt.snapshot.tensors) m.tensor_bytes += t.data.size();
   ckpt.snapshot.tensors.clear();  // the model holds the weights: the checkpoint's copy is not kept
   m.header = std::move(ckpt.snapshot);
@@ -826,6 +847,8 @@ void ValidateGenerateOptions(const GenerateOptions& o) {
   if (o.top_k < 0 || o.top_k > limits::kMaxTopK)
     throw UsageError("--top-k must be in [0, " + std::to_string(limits::kMaxTopK) + "] (0: all), got " +
                      std::to_string(o.top_k));
+  if (!o.gate.empty() && o.gate != "off" && o.gate != "flag" && o.gate != "refuse")
+    throw UsageError("--gate: must be off, flag or refuse, got '" + o.gate + "'");
   if (o.n < 0 || o.n > limits::kMaxGenerateBytes)
     throw UsageError("-n must be in [0, " + std::to_string(limits::kMaxGenerateBytes) + "], got " +
                      std::to_string(o.n));
@@ -870,11 +893,15 @@ EvalSummary RunEval(const EvalOptions& o) {
   return {r.bpb, r.bytes, r.seconds, m.dir};
 }
 
-std::string Generate(const GenerateOptions& o, const std::function<void(char)>& emit) {
+std::string Generate(const GenerateOptions& o, const std::function<void(char)>& emit, GenerateReport* report) {
   ValidateGenerateOptions(o);
   const InferenceModel m = LoadInferenceModel(o.checkpoint, o.threads, o.device);
   const auto quantized = Quantize(m, o.quantize);
-  return WithoutTorchFrames("generate", [&] {
+  const std::string gate = o.gate.empty() ? m.telemetry.generation_gate() : o.gate;
+  // Refusing means writing nothing until the output has passed.
+  const bool hold = gate == "refuse";
+  std::vector<torch::Tensor> probs;  // each byte's distribution before temperature, for telemetry
+  std::string generated = WithoutTorchFrames("generate", [&] {
     models::ByteModel& model = *m.model;
     torch::NoGradGuard no_grad;
     auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
@@ -883,6 +910,7 @@ std::string Generate(const GenerateOptions& o, const std::function<void(char)>& 
     NextByte next_byte(model, std::min(model.context(), m.window), m.device, o.recurrent);
     for (int64_t i = 0; i < o.n; ++i) {
       torch::Tensor logits = next_byte.Logits(text);
+      probs.push_back(torch::softmax(logits, -1));
       int64_t next;
       if (o.temperature == 0) {
         next = logits.argmax().item<int64_t>();
@@ -901,10 +929,23 @@ std::string Generate(const GenerateOptions& o, const std::function<void(char)>& 
       const char c = static_cast<char>(static_cast<uint8_t>(next));
       text.push_back(c);
       out.push_back(c);
-      if (emit) emit(c);
+      if (emit && !hold) emit(c);
     }
     return out;
   });
+  if (generated.empty()) return generated;
+  const Telemetry t = GenerationTelemetry(torch::stack(probs), generated, o.prompt + generated);
+  const std::string violation = gate == "off" ? "" : GateViolation(m.telemetry, t);
+  if (report != nullptr) {
+    report->telemetry = t;
+    report->violation = violation;
+  }
+  if (!violation.empty() && hold)
+    throw TelemetryGateError("telemetry gate: the generated text's " + violation + " (telemetry.generation_gate " +
+                             "refuse: nothing written; --gate flag writes it with a warning)");
+  if (hold && emit)
+    for (char c : generated) emit(c);
+  return generated;
 }
 
 }  // namespace bitbyte::train

@@ -256,6 +256,9 @@
     { id: 'bpb', src: 'evals', key: 'val_bpb', label: 'val bpb', y: 'bits per byte', markers: true },
     { id: 'bpb_int8', src: 'quant_evals', key: 'val_bpb_int8', label: 'val bpb int8', y: 'bits per byte', markers: true },
     { id: 'bpb_int4', src: 'quant_evals', key: 'val_bpb_int4', label: 'val bpb int4', y: 'bits per byte', markers: true },
+    { id: 'tel_k', src: 'telemetry', key: 'k', label: 'K', y: 'negentropy', markers: true },
+    { id: 'tel_c', src: 'telemetry', key: 'c', label: 'C', y: 'LZ complexity', markers: true },
+    { id: 'tel_s', src: 'telemetry', key: 's', label: 'S', y: 'symbiosis', markers: true },
     { id: 'throughput', src: 'steps', key: 'bytes_per_s', label: 'throughput', y: 'B/s', bytes: true, zero: true },
     { id: 'wait', src: 'steps', key: 'data_wait_frac', label: 'data wait', y: '% of step', scale: 100, zero: true, unit: '%' },
     { id: 'stall', src: 'steps', key: 'ckpt_stall_s', label: 'checkpoint stall', y: 'ms', scale: 1000, zero: true, unit: ' ms', markers: true }

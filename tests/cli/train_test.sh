@@ -1151,6 +1151,73 @@ t_mamba() {
   end
 }
 
+# BitTransformerLM, end to end: kill -9 and resume, eval, generate; K/C/S telemetry beside training
+# and its gate in training (stop, resume with other bounds) and in generation (flag, refuse).
+t_bits() {
+  begin "BitTransformerLM: kill -9 and resume, eval, generate; telemetry in metrics, the report and top"
+  local M=(--model bit_transformer_lm --set model.bit_transformer_lm.d_model=32 --set model.bit_transformer_lm.n_layer=2
+    --set model.bit_transformer_lm.context=256 --set telemetry.every=10 --set telemetry.probe_bytes=64)
+  rm -rf BA BK
+  bb train --data ds -o BA "${CFG[@]}" "${M[@]}"
+  want_rc 0 "bit_transformer_lm reference run"
+  want_err "reversible layers" "bit_transformer_lm reference run"
+  bg train --data ds -o BK "${CFG[@]}" "${M[@]}"
+  if wait_step BK/metrics.jsonl 25 "$BG"; then kill -9 "$BG" 2>/dev/null || true; fi
+  reap "$BG"
+  [[ $RC == 137 ]] || fail "the bit_transformer_lm run was not killed (exit $RC, $(errmsg "$T/bg.err"))"
+  bb train --resume BK --threads 2
+  want_rc 0 "bit_transformer_lm resume"
+  same_run BA BK "bit_transformer_lm after kill -9"
+  local n
+  n=$(grep -c '"telemetry_k"' BA/metrics.jsonl)
+  [[ $n -ge 2 ]] || fail "want telemetry records every 10 of $STEPS steps in metrics.jsonl, found $n"
+  bb eval --checkpoint BA --data ds --json --threads 2
+  want_rc 0 "eval of a bit_transformer_lm checkpoint"
+  want_out '"bpb"' "eval of a bit_transformer_lm checkpoint"
+  bb generate --checkpoint BA --prompt "Call me" -n 20 --seed 3 --threads 2 --telemetry
+  want_rc 0 "generate from a bit_transformer_lm checkpoint"
+  [[ $(head -c -1 "$T/out" | wc -c) == 27 ]] || fail "generate -n 20 after a 7-byte prompt wrote $(wc -c <"$T/out") bytes, want 27 + newline"
+  want_err "telemetry of the output: K" "generate --telemetry"
+  bb report BA -o BA.html
+  want_rc 0 "report of a run with telemetry"
+  grep -qF "latest telemetry" BA.html || fail "the report does not show the telemetry"
+  bb top BA --once
+  want_rc 0 "top on a run with telemetry"
+  want_out " K " "top on a run with telemetry"
+  end
+
+  begin "telemetry gate: training stops naming the metric, the step and the last good checkpoint; a resume with wider bounds goes on"
+  rm -rf BG
+  bb train --data ds -o BG "${CFG[@]}" "${M[@]}" --set telemetry.c_max=0.01
+  want_rc 1 "a run whose telemetry leaves its bounds"
+  want_err "telemetry gate: C" "the gate's stop"
+  want_err "above telemetry.c_max 0.01 at step 10" "the gate's stop"
+  want_err "last good checkpoint" "the gate's stop"
+  bb train --resume BG --threads 2 --set telemetry.c_max=1000
+  want_rc 0 "resume with wider bounds"
+  grep -q "\"step\":$STEPS," BG/metrics.jsonl || fail "the resumed run did not reach step $STEPS"
+  end
+
+  begin "telemetry gate in generation: flag writes the output with a warning, refuse writes nothing and exits 1"
+  rm -rf BQ
+  bb train --data ds -o BQ "${CFG[@]}" "${M[@]}" --set telemetry.every=0 --set telemetry.c_max=0.01
+  want_rc 0 "a run with bounds but no telemetry during training"
+  bb generate --checkpoint BQ --prompt "Call me" -n 40 --seed 3 --threads 2
+  want_rc 0 "generate, flag (the default)"
+  [[ $(head -c -1 "$T/out" | wc -c) == 47 ]] || fail "flag should write the output"
+  want_err "warning: telemetry gate: the generated text's C" "generate, flag"
+  bb generate --checkpoint BQ --prompt "Call me" -n 40 --seed 3 --threads 2 --gate refuse
+  want_rc 1 "generate --gate refuse"
+  [[ ! -s $T/out ]] || fail "refuse wrote $(wc -c <"$T/out") bytes"
+  want_err "nothing written" "generate --gate refuse"
+  bb generate --checkpoint BQ --prompt "Call me" -n 40 --seed 3 --threads 2 --gate off
+  want_rc 0 "generate --gate off"
+  grep -q "telemetry gate" "$T/err" && fail "--gate off still checked the output"
+  bb generate --checkpoint BQ --prompt "Call me" -n 4 --gate sometimes
+  want_rc 2 "generate --gate with an unknown mode"
+  end
+}
+
 # bench tracks: every track at matched size on the same budget and seeds, the document with every
 # run, curve and scaling point, and its option errors found before any training.
 t_bench_tracks() {
@@ -1329,6 +1396,7 @@ group t_bench_train
 group t_print_config
 group t_data_identity
 group t_mamba
+group t_bits
 group t_bench_tracks
 
 finish

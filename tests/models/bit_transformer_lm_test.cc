@@ -187,6 +187,33 @@ TEST(Reversible, StackGradientsOfBothInputs) {
   for (size_t k = 0; k < grads[0].size(); ++k) EXPECT_TRUE(torch::allclose(grads[0][k], grads[1][k], 1e-9, 1e-11)) << k;
 }
 
+// The bit conditionals of any byte distribution multiply back to it along each byte's bits.
+TEST(ByteModel, BitConditionalsMultiplyBackToTheByteDistribution) {
+  torch::manual_seed(11);
+  const torch::Tensor p = torch::softmax(3 * torch::randn({50, 256}, torch::kDouble), -1);
+  for (int64_t c : {0, 1, 127, 128, 200, 255}) {
+    const torch::Tensor bytes = torch::full({50}, c, torch::kLong);
+    const torch::Tensor q = ByteModel::BitConditionals(p, bytes);  // [50, 8]
+    const torch::Tensor bits = BitTransformerLM::Bits(bytes.view({50, 1})).to(torch::kDouble);
+    const torch::Tensor prod = torch::where(bits == 1, q, 1 - q).prod(1);
+    EXPECT_TRUE(torch::allclose(prod, p.select(1, c), 1e-12, 1e-15)) << c;
+  }
+}
+
+// The bit track's own bit predictions equal the conditionals of its cached byte distributions.
+TEST(BitTransformerLM, BitProbabilitiesMatchItsByteDistributions) {
+  std::mt19937_64 rng(12);
+  auto model = Make(RandomConfig(rng), 40, torch::kDouble);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const int64_t t = model->context();
+  const torch::Tensor w = torch::randint(256, {2, t + 1}, torch::kLong);
+  const torch::Tensor x = w.narrow(1, 0, t), y = w.narrow(1, 1, t);
+  const torch::Tensor direct = model->BitProbabilities(x, y);
+  const torch::Tensor via = ByteModel::BitConditionals(torch::softmax(model->forward(x), -1), y);
+  EXPECT_TRUE(torch::allclose(direct, via, 1e-9, 1e-12)) << (direct - via).abs().max();
+}
+
 TEST(BitTransformerLM, ParameterCountAndConfigChecks) {
   std::mt19937_64 rng(10);
   for (int i = 0; i < 8; ++i) {

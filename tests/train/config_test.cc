@@ -203,6 +203,7 @@ std::vector<std::string> Plus(std::vector<std::string> a, const std::vector<std:
 const std::vector<Limit>& Limits() {
   const std::vector<std::string> non_finite = {"nan", "inf", "-inf"};
   const std::string mamba = "model.name=mamba_mlm";
+  const std::string bits = "model.name=bit_transformer_lm";
   static const std::vector<Limit> table = {
       {"steps", {}, {"1", "999999999"}, {"0", "-1", "1000000000"}},
       {"seed", {}, {"0", "18446744073709551615"}, {"-1", "18446744073709551616"}},
@@ -237,7 +238,7 @@ const std::vector<Limit>& Limits() {
       {"quant_eval.calib_bytes", {}, {"1", "1099511627776"}, {"0", "1099511627777"}},
       {"checkpoint.every", {}, {"0", "999999999"}, {"-1", "1000000000"}},
       {"checkpoint.keep", {}, {"1", "1000"}, {"0", "1001"}},
-      {"model.name", {}, {"bitbyte_lm", "mamba_mlm"}, {"nosuch", ""}},
+      {"model.name", {}, {"bitbyte_lm", "mamba_mlm", "bit_transformer_lm"}, {"nosuch", ""}},
       {"model.qat.scheme", {}, {"none", "ternary", "int4"}, {"", "int8", "Ternary"}},
       {"model.qat.group", {}, {"2", "4096"}, {"0", "1", "3", "4097"}},
       {"model.qat.start_step", {}, {"0", "999999999"}, {"-1", "1000000000"}},
@@ -265,6 +266,29 @@ const std::vector<Limit>& Limits() {
       {"model.mamba_mlm.dt_max", {mamba}, {"0.001", "10"}, Plus({"0.000999", "10.000001"}, non_finite)},
       {"model.mamba_mlm.context", {mamba, "data.seq_len=2"}, {"2", "1048576"}, {"1", "1048577"}},
       {"model.mamba_mlm.init_std", {mamba}, {"1e-300", "1"}, Plus({"0", "1.0000001"}, non_finite)},
+      {"model.bit_transformer_lm.d_model",
+       {bits, "model.bit_transformer_lm.n_head=1", "model.bit_transformer_lm.n_layer=1"},
+       {"1", "65536"},
+       {"0", "65537"}},
+      {"model.bit_transformer_lm.n_layer", {bits}, {"1", "1024"}, {"0", "1025"}},
+      {"model.bit_transformer_lm.n_head", {bits}, {"1", "256"}, {"0", "257", "3"}},
+      {"model.bit_transformer_lm.d_ff", {bits}, {"0", "1", "262144"}, {"-1", "262145"}},
+      // In bits, whole bytes: data.seq_len 2 needs 16.
+      {"model.bit_transformer_lm.context",
+       {bits, "data.seq_len=2"},
+       {"16", "1048568"},
+       {"0", "8", "15", "17", "1048576"}},
+      {"model.bit_transformer_lm.reversible", {bits}, {"true", "false"}, {}},
+      {"model.bit_transformer_lm.init_std", {bits}, {"1e-300", "1"}, Plus({"0", "1.0000001"}, non_finite)},
+      {"telemetry.every", {}, {"0", "999999999"}, {"-1", "1000000000"}},
+      {"telemetry.probe_bytes", {}, {"2", "65536"}, {"0", "1", "65537"}},
+      {"telemetry.k_min", {}, {"0", "1"}, Plus({"-1e-9", "1.0000001"}, non_finite)},
+      {"telemetry.k_max", {}, {"0", "1"}, Plus({"-1e-9", "1.0000001"}, non_finite)},
+      {"telemetry.c_min", {}, {"0", "1000"}, Plus({"-1e-9", "1000.1"}, non_finite)},
+      {"telemetry.c_max", {}, {"0", "1000"}, Plus({"-1e-9", "1000.1"}, non_finite)},
+      {"telemetry.s_min", {}, {"0", "1"}, Plus({"-1e-9", "1.0000001"}, non_finite)},
+      {"telemetry.s_max", {}, {"0", "1"}, Plus({"-1e-9", "1.0000001"}, non_finite)},
+      {"telemetry.generation_gate", {}, {"off", "flag", "refuse"}, {"", "warn", "Flag"}},
   };
   return table;
 }

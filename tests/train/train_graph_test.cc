@@ -100,6 +100,16 @@ class FakeBackend : public TrainBackend {
     r.bytes = 100;
     return r;
   }
+  // Telemetry: K = 0.5, or 0.9 from step high_k_from on; C = step / 100; S = 0.25.
+  int64_t high_k_from = -1;
+  Telemetry MeasureTelemetry(const Snapshot& weights) override {
+    Telemetry t;
+    t.k = high_k_from >= 0 && weights.step >= high_k_from ? 0.9 : 0.5;
+    t.c = static_cast<double>(weights.step) / 100;
+    t.s = 0.25;
+    t.bits = 64;
+    return t;
+  }
   void PoisonWeights() override { poisoned_ = true; }
   int evaluated() const { return evaluated_.load(); }
   int quant_evaluated() const { return quant_evaluated_.load(); }
@@ -306,6 +316,71 @@ TEST(TrainGraph, QuantizedEvaluationsAtTheirStepsBesideTraining) {
   };
   EXPECT_EQ(names(Config(30, 10, 10)).find("quant_eval"), std::string::npos);
   EXPECT_NE(names(c).find("calibrate quant_eval"), std::string::npos) << names(c);
+}
+
+TEST(TrainGraph, TelemetryAtItsStepsBesideTrainingInMetricsAndKeptOnResume) {
+  TempDir t;
+  const auto data = MakeDataset(t, 11, 20, 2000);
+  pb::TrainConfig c = Config(30, 10, 10);
+  ApplyOverride(c, "telemetry.every=10");
+  Harness h(c);
+  h.Run(*data, t / "run");
+  const runs::RunDirContents m = Metrics(t / "run");
+  EXPECT_EQ(m.skipped_lines, 0u);
+  ASSERT_FALSE(m.telemetry.empty());
+  for (size_t i = 0; i < m.telemetry.size(); ++i) {
+    const runs::TelemetryRecord& r = m.telemetry[i];
+    EXPECT_EQ(r.step % 10, 0);
+    if (i > 0) {
+      EXPECT_GT(r.step, m.telemetry[i - 1].step);
+    }
+    EXPECT_DOUBLE_EQ(r.k, 0.5);
+    EXPECT_DOUBLE_EQ(r.c, static_cast<double>(r.step) / 100);
+    EXPECT_DOUBLE_EQ(r.s, 0.25);
+  }
+  EXPECT_EQ(m.telemetry.back().step, 30);
+  runs::MetricsLog again(t / "run/metrics.jsonl", 20);  // a resume from step 20 keeps those up to it
+  for (const runs::TelemetryRecord& r : Metrics(t / "run").telemetry) EXPECT_LE(r.step, 20);
+  EXPECT_FALSE(Metrics(t / "run").telemetry.empty());
+  // Without telemetry.every the graph has no telemetry node.
+  const auto names = [](const pb::TrainConfig& config) {
+    pipeline::Graph g("train");
+    TrainGraph::Wire(g, config, 0, nullptr);
+    std::string out;
+    for (const auto& n : g.Describe().nodes) out += n.name + " ";
+    return out;
+  };
+  EXPECT_EQ(names(Config(30, 10, 10)).find("telemetry"), std::string::npos);
+  EXPECT_NE(names(c).find("telemetry"), std::string::npos) << names(c);
+}
+
+// The gate: K outside telemetry.k_max from step 20 stops the run like a non-finite loss, naming
+// the metric, the step and the newest checkpoint before it; no checkpoint is written after.
+TEST(TrainGraph, TheTelemetryGateStopsTheRunNamingMetricStepAndLastGoodCheckpoint) {
+  TempDir t;
+  const auto data = MakeDataset(t, 11, 20, 2000);
+  pb::TrainConfig c = Config(60, 0, 5);
+  ApplyOverride(c, "telemetry.every=10");
+  ApplyOverride(c, "telemetry.k_max=0.8");
+  Harness h(c);
+  h.backend.high_k_from = 20;
+  h.backend.step_time = std::chrono::milliseconds(2);
+  try {
+    h.Run(*data, t / "run");
+    FAIL() << "the gate did not stop the run";
+  } catch (const pipeline::NodeError& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(e.node(), "telemetry");
+    EXPECT_NE(what.find("K 0.9 above telemetry.k_max 0.8 at step 20"), std::string::npos) << what;
+    EXPECT_NE(what.find("last good checkpoint: " + (t / "run/checkpoints/") + CheckpointName(15)), std::string::npos)
+        << what;
+    EXPECT_EQ(ExitCode(CodeOf(e.cause())), 1);  // like a non-finite loss
+  }
+  const runs::RunDirContents m = Metrics(t / "run");
+  ASSERT_FALSE(m.steps.empty());
+  EXPECT_LT(m.steps.back().step, 60) << "the run went on to the end";
+  ASSERT_FALSE(m.telemetry.empty());
+  EXPECT_EQ(m.telemetry.back().step, 20);
 }
 
 TEST(TrainGraph, ANonFiniteLossStopsTheRunNamingTheStepAndKeepsWhatCameBefore) {
