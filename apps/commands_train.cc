@@ -130,16 +130,21 @@ void AddEvalCommand(CLI::App& app) {
                 "them); faster where the CPU has bf16 instructions, and a slightly different bpb")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
-  c->add_flag("--json", a->json, "Print {\"bpb\": ..., \"bytes\": ..., \"seconds\": ...}");
+  c->add_flag("--json", a->json,
+              "Print {\"bpb\": ..., \"bytes\": ..., \"seconds\": ...} (and \"bound\": true for a diffusion model, "
+              "whose bpb is its ELBO's upper bound)");
   c->callback([a] {
     if (a->o.data_dir.empty() == a->o.files.empty()) throw UsageError("give exactly one of --data DIR or FILE...");
     train::ValidateEvalOptions(a->o);
     const train::EvalSummary s = train::RunEval(a->o);
     if (a->json) {
-      std::printf("%s\n", nlohmann::json({{"bpb", s.bpb}, {"bytes", s.bytes}, {"seconds", s.seconds}}).dump().c_str());
+      nlohmann::json j = {{"bpb", s.bpb}, {"bytes", s.bytes}, {"seconds", s.seconds}};
+      if (s.bound) j["bound"] = true;
+      std::printf("%s\n", j.dump().c_str());
     } else {
-      std::printf("val bpb %.4f over %llu bytes (%s, %.1f s)\n", s.bpb, (unsigned long long)s.bytes,
-                  s.checkpoint.c_str(), s.seconds);
+      std::printf("val bpb %s%.4f over %llu bytes (%s, %.1f s)%s\n", s.bound ? "<= " : "", s.bpb,
+                  (unsigned long long)s.bytes, s.checkpoint.c_str(), s.seconds,
+                  s.bound ? "; an upper bound: the diffusion ELBO" : "");
     }
   });
 }
@@ -170,6 +175,9 @@ void AddGenerateCommand(CLI::App& app) {
                 "telemetry.generation_gate")
       ->check(CLI::IsMember({"off", "flag", "refuse"}));
   auto* show = c->add_flag("--telemetry", "Print the output's K, C and S to stderr");
+  c->add_option("--denoise-steps", o->denoise_steps,
+                "A diffusion-mode model's denoising steps (default: its model.bit_transformer_lm.diffusion_steps)")
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}));
   AddRuntimeOptions(c, &o->threads, &o->device);
   AddQuantizeOption(c, &o->quantize);
   c->callback([o, show] {

@@ -53,6 +53,22 @@ torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, co
 
 #endif
 
+torch::Tensor MaskedAttention(const torch::Tensor& qkv, int64_t n_head, bool causal, int64_t window) {
+  const int64_t b = qkv.size(0), t = qkv.size(1), d = qkv.size(2) / 3, dh = d / n_head;
+  const std::vector<torch::Tensor> parts = qkv.view({b, t, 3, n_head, dh}).unbind(2);
+  const torch::Tensor q = parts[0].transpose(1, 2), k = parts[1].transpose(1, 2), v = parts[2].transpose(1, 2);
+  torch::Tensor scores = torch::matmul(q, k.transpose(2, 3)) / std::sqrt(static_cast<double>(dh));
+  if (causal) {
+    const torch::Tensor i = torch::arange(t, qkv.options().dtype(torch::kLong)).unsqueeze(1);
+    const torch::Tensor j = torch::arange(t, qkv.options().dtype(torch::kLong)).unsqueeze(0);
+    torch::Tensor hidden = j > i;
+    if (window > 0) hidden = hidden | (j <= i - window);
+    scores = scores.masked_fill(hidden, -std::numeric_limits<double>::infinity());
+  }
+  const torch::Tensor p = torch::softmax(FullPrecision(scores), -1);
+  return torch::matmul(p.to(v.scalar_type()), v).transpose(1, 2).reshape({b, t, d});
+}
+
 torch::Tensor ComposedAttention(const torch::Tensor& qkv, int64_t n_head) {
   const int64_t b = qkv.size(0), t = qkv.size(1), d = qkv.size(2) / 3;
   // [B, T, 3, H, D/H] -> q, k, v: [B, H, T, D/H]. unbind, not indexing: its backward is one

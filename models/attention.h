@@ -13,5 +13,8 @@ torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, co
 // computes it fused on the CPU. BitByteLM uses this on other devices; tests and benchmarks
 // compare the two.
 torch::Tensor ComposedAttention(const torch::Tensor& qkv, int64_t n_head);
+// The composed ops with FusedAttention's masks (models/fused_attention.h): causal with a local
+// window (0: none) or bidirectional. Holds the T x T scores; the reference of the tests.
+torch::Tensor MaskedAttention(const torch::Tensor& qkv, int64_t n_head, bool causal, int64_t window);
 
 }  // namespace bitbyte::models

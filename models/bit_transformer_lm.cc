@@ -1,5 +1,7 @@
 #include "models/bit_transformer_lm.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -7,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "base/error.h"
 #include "models/fused_attention.h"
 #include "models/gelu.h"
 #include "models/linear.h"
@@ -33,9 +36,17 @@ torch::Tensor BitNats(const torch::Tensor& z, const torch::Tensor& s) {
   return torch::clamp_min(z, 0) - s * z + torch::log1p(torch::exp(-z.abs()));
 }
 
+// Uniform draws on the CPU (from `gen`, or the global generator), moved to `like`'s device.
+torch::Tensor Uniform(at::IntArrayRef shape, at::Generator* gen, const torch::Tensor& like) {
+  const torch::Tensor u = gen != nullptr ? torch::rand(shape, *gen, torch::dtype(torch::kDouble))
+                                         : torch::rand(shape, torch::dtype(torch::kDouble));
+  return u.to(like.device());
+}
+
 }  // namespace
 
-BitBlockImpl::BitBlockImpl(const pb::BitTransformerLMConfig& c) : n_head_(c.n_head()) {
+BitBlockImpl::BitBlockImpl(const pb::BitTransformerLMConfig& c)
+    : n_head_(c.n_head()), causal_(c.mode() != "diffusion") {
   const int64_t d = c.d_model();
   ln1_ = register_module("ln1", nn::LayerNorm(nn::LayerNormOptions({d})));
   qkv_ = register_module("qkv", nn::Linear(d, 3 * d));
@@ -51,7 +62,8 @@ BitBlockImpl::BitBlockImpl(const pb::BitTransformerLMConfig& c) : n_head_(c.n_he
 }
 
 torch::Tensor BitBlockImpl::F(const torch::Tensor& x2) {
-  return Linear(proj_, SelfAttention(Linear(qkv_, ln1_(x2)), n_head_));
+  const torch::Tensor qkv = Linear(qkv_, ln1_(x2));
+  return Linear(proj_, SelfAttention(qkv, n_head_, causal_, window_));
 }
 
 torch::Tensor BitBlockImpl::Mlp(const torch::Tensor& x) { return Linear(fc2_, Gelu(Linear(fc1_, ln2_(x)))); }
@@ -67,7 +79,13 @@ torch::Tensor BitBlockImpl::FCached(const torch::Tensor& x, torch::Tensor& k_cac
   const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
   // Scores against the row's own new positions, causal: [rows, H, m, m].
   torch::Tensor scores = torch::matmul(q, k.transpose(2, 3)) * scale;
-  scores = scores + torch::full({m, m}, -std::numeric_limits<double>::infinity(), scores.options()).triu(1);
+  const double inf = std::numeric_limits<double>::infinity();
+  // Position n + i sees n + j for j <= i, and (local attention) only from n + i - window + 1 on.
+  const torch::Tensor own_i = torch::arange(m, x.options().dtype(torch::kLong)).unsqueeze(1);
+  const torch::Tensor own_j = torch::arange(m, x.options().dtype(torch::kLong)).unsqueeze(0);
+  torch::Tensor hidden = own_j > own_i;
+  if (window_ > 0) hidden = hidden | (own_j <= own_i - window_);
+  scores = scores.masked_fill(hidden, -inf);
   // [rows, H, m, e] <-> [B, H, g m, e]: the g rows of a cache row share its keys.
   const auto grouped = [&](const torch::Tensor& t) {
     const int64_t e = t.size(3);
@@ -80,7 +98,11 @@ torch::Tensor BitBlockImpl::FCached(const torch::Tensor& x, torch::Tensor& k_cac
   torch::Tensor out;
   if (n > 0) {
     const torch::Tensor keys = k_cache.narrow(2, 0, n), values = v_cache.narrow(2, 0, n);
-    const torch::Tensor cached = ungrouped(torch::matmul(grouped(q), keys.transpose(2, 3)) * scale);
+    torch::Tensor cached = ungrouped(torch::matmul(grouped(q), keys.transpose(2, 3)) * scale);
+    if (window_ > 0) {  // cached position j is out of reach of n + i when j <= n + i - window
+      const torch::Tensor j = torch::arange(n, x.options().dtype(torch::kLong)).unsqueeze(0);
+      cached = cached.masked_fill(j <= own_i + n - window_, -inf);
+    }
     const torch::Tensor p = torch::softmax(torch::cat({cached, scores}, -1), -1);
     out =
         ungrouped(torch::matmul(grouped(p.narrow(3, 0, n).contiguous()), values)) + torch::matmul(p.narrow(3, n, m), v);
@@ -190,7 +212,8 @@ class BitTransformerLM::CachedStepper : public ByteModel::Stepper {
   torch::Tensor last_;                  // the last known position's bit logit [B]
 };
 
-BitTransformerLM::BitTransformerLM(const pb::BitTransformerLMConfig& config) : config_(config) {
+BitTransformerLM::BitTransformerLM(const pb::BitTransformerLMConfig& config)
+    : config_(config), diffusion_(config.mode() == "diffusion") {
   const int64_t d = config.d_model();
   tok_emb_ = register_module("tok_emb", nn::Embedding(3, d));
   pos_emb_ = register_module("pos_emb", nn::Embedding(config.context() + 8, d));
@@ -259,22 +282,88 @@ torch::Tensor BitTransformerLM::ByteNats(const torch::Tensor& x, const torch::Te
 torch::Tensor BitTransformerLM::BitProbabilities(const torch::Tensor& x, const torch::Tensor& y) {
   const int64_t b = x.size(0), t = x.size(1);
   const torch::Tensor full = torch::cat({x, y.narrow(1, t - 1, 1)}, 1);
+  if (diffusion_) {  // the first denoising step's predictions: every bit of y masked
+    torch::Tensor tokens = Bits(full);
+    tokens.narrow(1, 8, 8 * t).fill_(kMask);
+    return torch::sigmoid(BitLogits(tokens).to(torch::kDouble)).narrow(1, 8, 8 * t).reshape({b, t, 8});
+  }
   return torch::sigmoid(BitLogits(Tokens(full)).to(torch::kDouble)).narrow(1, 8, 8 * t).reshape({b, t, 8});
 }
 
-torch::Tensor BitTransformerLM::Loss(const torch::Tensor& x, const torch::Tensor& y) { return ByteNats(x, y).mean(); }
+torch::Tensor BitTransformerLM::DiffusionNats(const torch::Tensor& x, const torch::Tensor& y, int64_t samples,
+                                              at::Generator* gen, bool wide) {
+  TORCH_CHECK(x.dim() == 2 && x.sizes() == y.sizes(), "BitTransformerLM expects [batch, time] inputs and targets");
+  const int64_t b = x.size(0), t = x.size(1), n = 8 * t;
+  TORCH_CHECK(t <= context(), "window of ", t, " bytes exceeds the model context ", context());
+  TORCH_CHECK(t < 2 || x.narrow(1, 1, t - 1).equal(y.narrow(1, 0, t - 1)),
+              "BitTransformerLM: targets must be the inputs shifted by one byte");
+  const torch::Tensor full = torch::cat({x, y.narrow(1, t - 1, 1)}, 1);
+  const torch::Tensor bits = Bits(full);
+  // Masking levels: the samples x b draws stratified over [0, 1) by one uniform offset each, so
+  // every window sees levels spread over the range; then kept in [kMinT, 1].
+  const torch::Tensor offsets = Uniform({samples, b}, gen, bits);
+  torch::Tensor total;
+  for (int64_t k = 0; k < samples; ++k) {
+    const torch::Tensor level =
+        ((torch::arange(b, offsets.options()) + k * b + offsets[k]) / static_cast<double>(samples * b))
+            .clamp(kMinT, 1.0);
+    const torch::Tensor masked = Uniform({b, n}, gen, bits) < level.unsqueeze(1);
+    torch::Tensor tokens = bits.clone();
+    tokens.narrow(1, 8, n).masked_fill_(masked, kMask);
+    torch::Tensor z = BitLogits(tokens).narrow(1, 8, n);
+    if (wide) z = z.to(torch::kDouble);
+    const torch::Tensor nats = BitNats(z, bits.narrow(1, 8, n).to(z.scalar_type()));
+    const torch::Tensor window = (nats * masked.to(z.scalar_type())).sum(1) / level.to(z.scalar_type());
+    total = total.defined() ? total + window : window;
+  }
+  return total / static_cast<double>(samples);
+}
+
+torch::Tensor BitTransformerLM::Loss(const torch::Tensor& x, const torch::Tensor& y) {
+  if (diffusion_) return DiffusionNats(x, y, 1, nullptr, false).sum() / static_cast<double>(x.numel());
+  return ByteNats(x, y).mean();
+}
 
 double BitTransformerLM::Nats(const torch::Tensor& x, const torch::Tensor& y) {
+  if (diffusion_) {
+    // Each window's masks come from a generator seeded by its bytes: its estimate is the same
+    // whatever the batching or the order of evaluation, and the training's random stream is not
+    // touched (evaluation runs on another thread). Its masking levels are the K copies' strata.
+    const int64_t k = config_.diffusion_eval_samples(), t = x.size(1);
+    const torch::Tensor xc = x.to(torch::kCPU, torch::kLong).contiguous(), yc = y.to(torch::kCPU, torch::kLong);
+    double total = 0;
+    for (int64_t r = 0; r < x.size(0); ++r) {
+      uint64_t h = 1469598103934665603ull;
+      const int64_t* row = xc[r].data_ptr<int64_t>();
+      for (int64_t i = 0; i <= t; ++i)
+        h = (h ^ static_cast<uint64_t>(i < t ? row[i] : yc[r][t - 1].item<int64_t>())) * 1099511628211ull;
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(h);
+      total += DiffusionNats(x[r].expand({k, t}), y[r].expand({k, t}), 1, &gen, true).mean().item<double>();
+    }
+    return total;
+  }
   return ByteNats(x, y, true).sum().item<double>();
 }
 
+namespace {
+
+[[noreturn]] void NoByteDistribution() {
+  throw UsageError(
+      "a diffusion-mode bit_transformer_lm has no next-byte distribution: it generates by denoising (bitbyte "
+      "generate does) and is evaluated by its ELBO");
+}
+
+}  // namespace
+
 torch::Tensor BitTransformerLM::NextLogits(const torch::Tensor& bytes) {
+  if (diffusion_) NoByteDistribution();
   TORCH_CHECK(bytes.dim() == 2 && bytes.size(1) >= 1, "NextLogits expects [batch, time >= 1] bytes");
   CachedStepper stepper(*this, bytes.size(0), bytes.size(1));
   return stepper.Feed(bytes);
 }
 
 torch::Tensor BitTransformerLM::forward(const torch::Tensor& bytes) {
+  if (diffusion_) NoByteDistribution();
   TORCH_CHECK(bytes.dim() == 2, "BitTransformerLM expects [batch, time] bytes, got ", bytes.sizes());
   TORCH_CHECK(bytes.size(1) <= context(), "window of ", bytes.size(1), " bytes exceeds the model context ", context());
   CachedStepper stepper(*this, bytes.size(0), bytes.size(1));
@@ -284,15 +373,42 @@ torch::Tensor BitTransformerLM::forward(const torch::Tensor& bytes) {
 }
 
 std::unique_ptr<ByteModel::Stepper> BitTransformerLM::MakeStepper(int64_t batch, int64_t window) {
+  if (diffusion_) return nullptr;
   return std::make_unique<CachedStepper>(*this, batch, window);
+}
+
+ByteModel::Denoised BitTransformerLM::Denoise(const torch::Tensor& context, int64_t n, int64_t steps,
+                                              double temperature, at::Generator& gen) {
+  if (!diffusion_) throw InternalError("Denoise: this bit_transformer_lm is causal: it generates bit after bit");
+  TORCH_CHECK(context.dim() == 2 && context.size(0) == 1 && n >= 1 && steps >= 1, "Denoise: bad arguments");
+  torch::NoGradGuard no_grad;
+  const int64_t c = 8 * context.size(1), m = 8 * n;
+  torch::Tensor tokens =
+      torch::cat({Bits(context), torch::full({1, m}, kMask, context.options().dtype(torch::kLong))}, 1);
+  torch::Tensor target = tokens.narrow(1, c, m).view(-1);
+  const auto cpu = torch::dtype(torch::kDouble);
+  torch::Tensor masked = torch::ones({m}, torch::kBool), q = torch::zeros({m}, cpu),
+                drawn = torch::zeros({m}, torch::kLong);
+  for (int64_t j = 0; j < steps; ++j) {
+    const double t = 1.0 - static_cast<double>(j) / steps, s = 1.0 - static_cast<double>(j + 1) / steps;
+    const torch::Tensor z = BitLogits(tokens).narrow(1, c, m).view(-1).to(torch::kCPU, torch::kDouble);
+    const torch::Tensor unmask = masked & (torch::rand({m}, gen, cpu) < (t - s) / t);
+    const torch::Tensor bit = temperature == 0 ? (z > 0) : torch::rand({m}, gen, cpu) < torch::sigmoid(z / temperature);
+    drawn = torch::where(unmask, bit.to(torch::kLong), drawn);
+    q = torch::where(unmask, torch::sigmoid(z), q);
+    masked = masked & ~unmask;
+    target.copy_(torch::where(masked, torch::full({m}, kMask, torch::kLong), drawn).to(target.device()));
+  }
+  const torch::Tensor weights = torch::tensor({128, 64, 32, 16, 8, 4, 2, 1}, torch::kLong);
+  return {(drawn.view({n, 8}) * weights).sum(1), q.view({n, 8})};
 }
 
 std::string BitTransformerLM::Describe() const {
   std::ostringstream os;
   os << "bit_transformer_lm: d_model " << config_.d_model() << ", " << config_.n_layer()
-     << (config_.reversible() ? " reversible" : "") << " layers, " << config_.n_head() << " heads, d_ff "
-     << FeedForwardWidth(config_) << ", context " << config_.context() << " bits (" << context() << " bytes); "
-     << ParameterCount() << " parameters";
+     << (config_.reversible() ? " reversible" : "") << " layers, " << (diffusion_ ? "diffusion (bidirectional), " : "")
+     << config_.n_head() << " heads, d_ff " << FeedForwardWidth(config_) << ", context " << config_.context()
+     << " bits (" << context() << " bytes); " << ParameterCount() << " parameters";
   return os.str();
 }
 

@@ -12,6 +12,15 @@
 // prod_k p(bit_k | the bits before), where bit 0's comes from the last known position and bits
 // 1..7's from 128 candidate continuations (the first 7 bits of every even byte cover every prefix)
 // run on top of a key/value cache of the known bits.
+//
+// Diffusion mode (mode "diffusion"; docs/tracks.md): the same blocks with bidirectional attention
+// read the window's bits in place, the context byte x_0 visible and each bit of x_1 .. x_T replaced
+// by the mask token (2) with probability t; the model predicts the masked bits. Training minimises
+// the continuous-time ELBO of absorbing-state diffusion with a linear schedule (MDLM, Sahoo et al.
+// 2024; Shi et al. 2024): E_t [ (1/t) sum over masked bits of -log p(bit) ], an upper bound on
+// -log p(x_1 .. x_T | x_0); its bpb is that bound per byte. Generation unmasks bits over
+// diffusion_steps steps (each masked bit is drawn at the step from t to s with probability
+// (t - s) / t).
 #include <torch/torch.h>
 
 #include <memory>
@@ -26,7 +35,8 @@ namespace bitbyte::models {
 class BitBlockImpl : public torch::nn::Module, public RevBlock {
  public:
   explicit BitBlockImpl(const pb::BitTransformerLMConfig& c);
-  // F: proj(causal attention(qkv(ln1(x)))); G: fc2(gelu(fc1(ln2(x)))).
+  // F: proj(attention(qkv(ln1(x)))), causal (over the last attention_window positions when set) or
+  // (diffusion) bidirectional; G: fc2(gelu(fc1(ln2(x)))).
   torch::Tensor F(const torch::Tensor& x2) override;
   torch::Tensor G(const torch::Tensor& y1) override { return Mlp(y1); }
   std::vector<torch::Tensor> BlockParameters() override { return parameters(); }
@@ -39,6 +49,8 @@ class BitBlockImpl : public torch::nn::Module, public RevBlock {
 
  private:
   int64_t n_head_;
+  bool causal_;
+  int64_t window_;  // attention_window (causal only; 0: every earlier position)
   torch::nn::LayerNorm ln1_{nullptr}, ln2_{nullptr};
   torch::nn::Linear qkv_{nullptr}, proj_{nullptr}, fc1_{nullptr}, fc2_{nullptr};
 };
@@ -60,6 +72,9 @@ class BitTransformerLM : public ByteModel {
   // Its own bit predictions, one pass: sigmoid of the bit logits.
   torch::Tensor BitProbabilities(const torch::Tensor& x, const torch::Tensor& y) override;
   std::unique_ptr<Stepper> MakeStepper(int64_t batch, int64_t window) override;
+  bool Denoises() const override { return diffusion_; }
+  Denoised Denoise(const torch::Tensor& context, int64_t n, int64_t steps, double temperature,
+                   at::Generator& gen) override;
 
   // -log p in nats of each predicted byte, [B, T], in the logits' type (float32; float64 in a float64
   // model): the
@@ -71,7 +86,14 @@ class BitTransformerLM : public ByteModel {
   static torch::Tensor Tokens(const torch::Tensor& bytes);
   // The logit of each position's bit being 1, [B, N], for tokens [B, N] (N <= context + 8).
   torch::Tensor BitLogits(const torch::Tensor& tokens);
-  static constexpr int64_t kStart = 2;  // the start symbol's token
+  static constexpr int64_t kStart = 2;  // the start symbol's token (causal)
+  static constexpr int64_t kMask = 2;   // the mask token (diffusion)
+  // Diffusion: the ELBO estimate of -log p(y's bytes | x's first byte) in nats per window, [B],
+  // averaged over `samples` masking levels per window, stratified over [kMinT, 1]; masks from
+  // `gen` (the global generator when null: training). wide: in float64.
+  torch::Tensor DiffusionNats(const torch::Tensor& x, const torch::Tensor& y, int64_t samples, at::Generator* gen,
+                              bool wide);
+  static constexpr double kMinT = 1e-3;
 
  private:
   class CachedStepper;
@@ -81,6 +103,7 @@ class BitTransformerLM : public ByteModel {
   torch::Tensor Embed(const torch::Tensor& tokens, int64_t pos0);
   torch::Tensor Head(const torch::Tensor& h);  // [.., d] -> [..] logits
   pb::BitTransformerLMConfig config_;
+  bool diffusion_;
   torch::nn::Embedding tok_emb_{nullptr}, pos_emb_{nullptr}, bit_emb_{nullptr};
   torch::nn::ModuleList blocks_{nullptr};
   std::vector<RevBlock*> rev_blocks_;

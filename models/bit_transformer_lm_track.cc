@@ -26,6 +26,13 @@ void Validate(const pb::ModelConfig& config) {
     Bad("bit_transformer_lm.n_head",
         std::to_string(c.n_head()) + " does not divide d_model " + std::to_string(c.d_model()));
   RequireReal("bit_transformer_lm.init_std", c.init_std(), 0.0, kMaxInitStd, true, false);
+  if (c.mode() != "causal" && c.mode() != "diffusion")
+    Bad("bit_transformer_lm.mode", "must be causal or diffusion, got '" + c.mode() + "'");
+  RequireRange("bit_transformer_lm.diffusion_steps", c.diffusion_steps(), 1, 4096);
+  RequireRange("bit_transformer_lm.diffusion_eval_samples", c.diffusion_eval_samples(), 1, 1024);
+  RequireRange("bit_transformer_lm.attention_window", c.attention_window(), 0, kMaxContext);
+  if (c.attention_window() > 0 && c.mode() == "diffusion")
+    Bad("bit_transformer_lm.attention_window", "applies to causal mode only (diffusion attends both ways)");
 }
 
 int64_t Parameters(const pb::ModelConfig& config) {

@@ -45,7 +45,15 @@ void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
 
 struct Shape {
   int64_t batch, steps, heads, head_dim, width;  // width = heads * head_dim
+  bool causal = true;
+  int64_t window = 0;  // causal: keys i - window + 1 .. i (0: all from 0)
   int64_t tiles() const { return (steps + kTile - 1) / kTile; }
+  // The keys query i sees: [KeyBegin(i), KeyEnd(i)).
+  int64_t KeyBegin(int64_t i) const { return causal && window > 0 ? std::max<int64_t>(0, i - window + 1) : 0; }
+  int64_t KeyEnd(int64_t i) const { return causal ? i + 1 : steps; }
+  // The queries that see key j: [QueryBegin(j), QueryEnd(j)).
+  int64_t QueryBegin(int64_t j) const { return causal ? j : 0; }
+  int64_t QueryEnd(int64_t j) const { return causal && window > 0 ? std::min(steps, j + window) : steps; }
 };
 
 // One tile row of the forward: queries [i0, i0 + nr) of head h of batch b. s: kTile x kTile,
@@ -60,20 +68,28 @@ BITBYTE_KERNEL_INLINE void ForwardTile(const Shape& sh, const T* qkv, T* out, T*
   std::fill(acc, acc + nr * dh, T(0));
   std::fill(m, m + nr, -std::numeric_limits<T>::infinity());
   std::fill(l, l + nr, T(0));
-  for (int64_t j0 = 0; j0 < i0 + nr; j0 += kTile) {
-    const int64_t nc = std::min(kTile, i0 + nr - j0);
+  const int64_t k_end = sh.KeyEnd(i0 + nr - 1);
+  for (int64_t j0 = sh.KeyBegin(i0) / kTile * kTile; j0 < k_end; j0 += kTile) {
+    const int64_t nc = std::min(kTile, k_end - j0);
     Gemm(false, true, nr, nc, dh, scale, q, ld, k + j0 * ld, ld, T(0), s, kTile);
     for (int64_t r = 0; r < nr; ++r) {
       T* row = s + r * kTile;
-      const int64_t valid = std::min(nc, i0 + r - j0 + 1);  // keys j0 .. i0 + r (>= 1: tiles are aligned)
-      T mx = row[0];
-      for (int64_t c = 1; c < valid; ++c) mx = std::max(mx, row[c]);
+      // The keys of this tile the query sees: columns [lo, hi).
+      const int64_t lo = std::max<int64_t>(0, sh.KeyBegin(i0 + r) - j0);
+      const int64_t hi = std::min(nc, sh.KeyEnd(i0 + r) - j0);
+      if (hi <= lo) {  // none: the row adds nothing
+        std::fill(row, row + nc, T(0));
+        continue;
+      }
+      T mx = row[lo];
+      for (int64_t c = lo + 1; c < hi; ++c) mx = std::max(mx, row[c]);
       const T mnew = std::max(m[r], mx);
-      for (int64_t c = 0; c < valid; ++c) row[c] -= mnew;
-      ExpInPlace(row, valid);
-      std::fill(row + valid, row + nc, T(0));
+      for (int64_t c = lo; c < hi; ++c) row[c] -= mnew;
+      ExpInPlace(row + lo, hi - lo);
+      std::fill(row, row + lo, T(0));
+      std::fill(row + hi, row + nc, T(0));
       const T alpha = std::exp(m[r] - mnew);  // 0 on the first tile (m = -inf)
-      l[r] = l[r] * alpha + LaneSum(row, valid);
+      l[r] = l[r] * alpha + LaneSum(row + lo, hi - lo);
       m[r] = mnew;
       if (alpha != T(1))
         for (int64_t c = 0; c < dh; ++c) acc[r * dh + c] *= alpha;
@@ -121,17 +137,20 @@ BITBYTE_KERNEL_INLINE void BackwardHead(const Shape& sh, const T* qkv, const T* 
     const int64_t nc = std::min(kTile, t - j0);
     std::fill(dk, dk + nc * dh, T(0));
     std::fill(dv, dv + nc * dh, T(0));
-    for (int64_t i0 = j0; i0 < t; i0 += kTile) {
+    const int64_t q_end = sh.QueryEnd(j0 + nc - 1);
+    for (int64_t i0 = sh.QueryBegin(j0) / kTile * kTile; i0 < q_end; i0 += kTile) {
       const int64_t nr = std::min(kTile, t - i0);
-      // P = exp(scale q k^T - lse), 0 above the diagonal.
+      // P = exp(scale q k^T - lse), 0 where a query does not see the key.
       Gemm(false, true, nr, nc, dh, scale, q + i0 * ld, ld, k + j0 * ld, ld, T(0), p, kTile);
       for (int64_t r = 0; r < nr; ++r) {
         T* row = p + r * kTile;
-        const int64_t valid = std::min(nc, i0 + r - j0 + 1);
+        const int64_t lo = std::clamp<int64_t>(sh.KeyBegin(i0 + r) - j0, 0, nc);
+        const int64_t hi = std::clamp<int64_t>(sh.KeyEnd(i0 + r) - j0, lo, nc);
         const T shift = rl[i0 + r];
-        for (int64_t c = 0; c < valid; ++c) row[c] -= shift;
-        ExpInPlace(row, valid);
-        std::fill(row + valid, row + nc, T(0));
+        for (int64_t c = lo; c < hi; ++c) row[c] -= shift;
+        ExpInPlace(row + lo, hi - lo);
+        std::fill(row, row + lo, T(0));
+        std::fill(row + hi, row + nc, T(0));
       }
       Gemm(true, false, nc, dh, nr, T(1), p, kTile, go + i0 * w, w, T(1), dv, dh);            // dV += P^T dO
       Gemm(false, true, nr, nc, dh, T(1), go + i0 * w, w, v + j0 * ld, ld, T(0), dp, kTile);  // dP = dO V^T
@@ -172,13 +191,13 @@ BITBYTE_KERNEL_INLINE void BackwardTasks(const Shape& sh, const T* qkv, const T*
 BITBYTE_KERNEL_DISPATCH(Forward, ForwardTasks)
 BITBYTE_KERNEL_DISPATCH(Backward, BackwardTasks)
 
-Shape ShapeOf(const torch::Tensor& qkv, int64_t n_head) {
+Shape ShapeOf(const torch::Tensor& qkv, int64_t n_head, bool causal, int64_t window) {
   if (qkv.dim() != 3 || qkv.size(2) % 3 != 0 || n_head < 1 || (qkv.size(2) / 3) % n_head != 0)
     throw InternalError("FusedCausalAttention: qkv must be [B, T, 3 d] with d divisible by " + std::to_string(n_head) +
                         " heads, got " + c10::str(qkv.sizes()));
   if (!qkv.device().is_cpu()) throw InternalError("FusedCausalAttention: CPU tensors only, got " + qkv.device().str());
   const int64_t w = qkv.size(2) / 3;
-  return {qkv.size(0), qkv.size(1), n_head, w / n_head, w};
+  return {qkv.size(0), qkv.size(1), n_head, w / n_head, w, causal, window};
 }
 
 // Computes in float32 (float64 stays float64).
@@ -188,8 +207,9 @@ torch::Tensor Widened(const torch::Tensor& t) {
 
 class FusedAttentionFn : public torch::autograd::Function<FusedAttentionFn> {
  public:
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& qkv, int64_t n_head) {
-    const Shape sh = ShapeOf(qkv, n_head);
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& qkv, int64_t n_head,
+                               bool causal, int64_t window) {
+    const Shape sh = ShapeOf(qkv, n_head, causal, window);
     const torch::Tensor x = Widened(qkv);
     torch::Tensor out = torch::empty({sh.batch, sh.steps, sh.width}, x.options());
     torch::Tensor lse = torch::empty({sh.batch, sh.heads, sh.steps}, x.options());
@@ -201,6 +221,8 @@ class FusedAttentionFn : public torch::autograd::Function<FusedAttentionFn> {
     });
     ctx->save_for_backward({x, out, lse});
     ctx->saved_data["n_head"] = n_head;
+    ctx->saved_data["causal"] = causal;
+    ctx->saved_data["window"] = window;
     ctx->saved_data["dtype"] = static_cast<int64_t>(qkv.scalar_type());
     return out.to(qkv.scalar_type());
   }
@@ -209,7 +231,8 @@ class FusedAttentionFn : public torch::autograd::Function<FusedAttentionFn> {
                                                torch::autograd::tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &x = saved[0], &out = saved[1], &lse = saved[2];
-    const Shape sh = ShapeOf(x, ctx->saved_data["n_head"].toInt());
+    const Shape sh = ShapeOf(x, ctx->saved_data["n_head"].toInt(), ctx->saved_data["causal"].toBool(),
+                             ctx->saved_data["window"].toInt());
     const torch::Tensor g = grads[0].to(x.scalar_type()).contiguous();
     torch::Tensor gx = torch::empty_like(x);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "FusedCausalAttention backward", [&] {
@@ -220,14 +243,18 @@ class FusedAttentionFn : public torch::autograd::Function<FusedAttentionFn> {
                        [&](int64_t begin, int64_t end) { Backward<scalar_t>(sh, px, po, pl, pg, pgx, begin, end); });
     });
     const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
-    return {gx.to(dtype), torch::Tensor()};
+    return {gx.to(dtype), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
 }  // namespace
 
+torch::Tensor FusedAttention(const torch::Tensor& qkv, int64_t n_head, bool causal, int64_t window) {
+  return FusedAttentionFn::apply(qkv, n_head, causal, window);
+}
+
 torch::Tensor FusedCausalAttention(const torch::Tensor& qkv, int64_t n_head) {
-  return FusedAttentionFn::apply(qkv, n_head);
+  return FusedAttention(qkv, n_head, true, 0);
 }
 
 namespace {
@@ -249,6 +276,12 @@ bool UseFused(const torch::Tensor& qkv) {
 
 torch::Tensor SelfAttention(const torch::Tensor& qkv, int64_t n_head) {
   return qkv.device().is_cpu() && UseFused(qkv) ? FusedCausalAttention(qkv, n_head) : ComposedAttention(qkv, n_head);
+}
+
+torch::Tensor SelfAttention(const torch::Tensor& qkv, int64_t n_head, bool causal, int64_t window) {
+  if (causal && window <= 0) return SelfAttention(qkv, n_head);
+  return qkv.device().is_cpu() ? FusedAttention(qkv, n_head, causal, window)
+                               : MaskedAttention(qkv, n_head, causal, window);
 }
 
 }  // namespace bitbyte::models

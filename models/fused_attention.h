@@ -15,11 +15,17 @@
 namespace bitbyte::models {
 
 torch::Tensor FusedCausalAttention(const torch::Tensor& qkv, int64_t n_head);
+// The same kernel with other masks: causal with a local `window` (query i sees keys i - window + 1
+// .. i; 0: all from 0), or bidirectional (causal false: every query sees every key; no window).
+torch::Tensor FusedAttention(const torch::Tensor& qkv, int64_t n_head, bool causal, int64_t window);
 
 // Causal self-attention of a fused projection qkv [B, T, 3 d] as the tracks run it: on the CPU
 // FusedCausalAttention, except for bf16 windows of up to 256 positions (the composed ops' bf16
 // products measured faster there); on other devices ComposedAttention (models/attention.h).
 // BITBYTE_ATTENTION=fused|composed forces one.
 torch::Tensor SelfAttention(const torch::Tensor& qkv, int64_t n_head);
+// With a local window or bidirectional (FusedAttention's masks): FusedAttention on the CPU,
+// MaskedAttention elsewhere.
+torch::Tensor SelfAttention(const torch::Tensor& qkv, int64_t n_head, bool causal, int64_t window);
 
 }  // namespace bitbyte::models

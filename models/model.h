@@ -67,6 +67,19 @@ class ByteModel : public torch::nn::Module {
 
   int64_t ParameterCount() const;
 
+  // Whether the model generates by iterative denoising (BitTransformerLM's diffusion mode) rather
+  // than byte after byte: it then has no next-byte distribution (forward, NextLogits, MakeStepper
+  // refuse) and generates with Denoise.
+  virtual bool Denoises() const { return false; }
+  struct Denoised {
+    torch::Tensor bytes;  // [n] int64
+    torch::Tensor q;      // [n, 8] float64: the probability of a 1 each bit was drawn with (before temperature)
+  };
+  // n bytes after `context` [1, C] by `steps` denoising steps; temperature 0 is greedy. Default:
+  // InternalError (only models that Denoises()).
+  virtual Denoised Denoise(const torch::Tensor& context, int64_t n, int64_t steps, double temperature,
+                           at::Generator& gen);
+
   // probs [..., 256] byte distributions (rows summing to 1), bytes [...] int64: for each row, the
   // probability that bit k (most significant first) of its byte is 1 given the byte's bits before
   // k, under that row's distribution: [..., 8] float64.

@@ -30,6 +30,10 @@ torch::Tensor ByteModel::NextLogits(const torch::Tensor& bytes) { return forward
 
 void ByteModel::Trace(const torch::Tensor& bytes) { forward(bytes); }
 
+ByteModel::Denoised ByteModel::Denoise(const torch::Tensor&, int64_t, int64_t, double, at::Generator&) {
+  throw InternalError("Denoise: this model generates byte after byte");
+}
+
 torch::Tensor ByteModel::BitProbabilities(const torch::Tensor& x, const torch::Tensor& y) {
   return BitConditionals(torch::softmax(forward(x).to(torch::kDouble), -1), y);
 }

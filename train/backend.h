@@ -39,6 +39,7 @@ struct EvalResult {
   double nats = 0;     // total NLL
   uint64_t bytes = 0;  // predicted bytes
   double seconds = 0;
+  bool bound = false;  // bpb is an upper bound (a diffusion model's ELBO), not the exact code length
 };
 
 // The train graph calls Step and TakeSnapshot from one thread (its train thread), Evaluate from

@@ -36,6 +36,14 @@ Telemetry FromTensors(const torch::Tensor& q, const torch::Tensor& r, const torc
                           std::vector<uint8_t>(bd, bd + bc.numel()));
 }
 
+// The bytes of `generated` (not empty) as [n] int64.
+torch::Tensor GeneratedBytes(const std::string& generated) {
+  if (generated.empty()) throw InternalError("telemetry of a generation: nothing generated");
+  torch::Tensor y = torch::empty({static_cast<int64_t>(generated.size())}, torch::kUInt8);
+  std::memcpy(y.data_ptr(), generated.data(), generated.size());
+  return y.to(torch::kLong);
+}
+
 torch::Tensor Reference(const std::string& text) {
   const std::vector<double> p = ReferenceByteDistribution(text);
   return torch::tensor(p, torch::kDouble);
@@ -68,11 +76,11 @@ Telemetry TextTelemetry(models::ByteModel& model, std::string_view text, int64_t
 
 Telemetry GenerationTelemetry(const torch::Tensor& probs, const std::string& generated,
                               const std::string& reference_text) {
-  if (generated.empty()) throw InternalError("GenerationTelemetry: nothing generated");
-  torch::Tensor y = torch::empty({static_cast<int64_t>(generated.size())}, torch::kUInt8);
-  std::memcpy(y.data_ptr(), generated.data(), generated.size());
-  y = y.to(torch::kLong);
-  const torch::Tensor q = models::ByteModel::BitConditionals(probs, y);
+  return BitTelemetry(models::ByteModel::BitConditionals(probs, GeneratedBytes(generated)), generated, reference_text);
+}
+
+Telemetry BitTelemetry(const torch::Tensor& q, const std::string& generated, const std::string& reference_text) {
+  const torch::Tensor y = GeneratedBytes(generated);
   const torch::Tensor r =
       models::ByteModel::BitConditionals(Reference(reference_text).unsqueeze(0).expand({y.size(0), 256}), y);
   const torch::Tensor bits = torch::div(y.unsqueeze(-1), torch::tensor({128, 64, 32, 16, 8, 4, 2, 1}), "floor")
@@ -121,6 +129,7 @@ EvalResult EvaluateBpb(models::ByteModel& model, const std::vector<std::string_v
   // Nothing predicted has no bpb (never 0.0, which would pass for a perfect model and win `best`).
   if (r.bytes == 0) throw InternalError("nothing to evaluate: no byte to predict (each stream needs at least 2 bytes)");
   r.bpb = r.nats / std::log(2.0) / static_cast<double>(r.bytes);
+  r.bound = model.Denoises();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }

@@ -32,6 +32,10 @@ Telemetry TextTelemetry(models::ByteModel& model, std::string_view text, int64_t
 Telemetry GenerationTelemetry(const torch::Tensor& probs, const std::string& generated,
                               const std::string& reference_text);
 
+// The same from the bit probabilities q [n, 8] the generated bits were drawn with (a model that
+// generates bits: diffusion).
+Telemetry BitTelemetry(const torch::Tensor& q, const std::string& generated, const std::string& reference_text);
+
 // Predicted bytes for these stream lengths (sum of max(n - 1, 0)): what EvaluateBpb will count.
 uint64_t PredictedBytes(const std::vector<std::string_view>& streams);
 

@@ -365,11 +365,14 @@ void TrainGraph::RecordEval(int64_t step, const EvalResult& r) {
   last_bpb_ = r.bpb;
   sinks_.events.AddScalars(step, pipeline::UnixSeconds(), {{"val/bpb", r.bpb}});
   sinks_.events.Flush();
-  sinks_.metrics.Write(
-      {{"step", step}, {"val_bpb", r.bpb}, {"val_bytes", r.bytes}, {"eval_s", r.seconds}, {"elapsed_s", Elapsed()}});
-  char line[160];
-  std::snprintf(line, sizeof line, "eval  step %lld  val_bpb %.4f  (%llu bytes, %.1f s)", (long long)step, r.bpb,
-                (unsigned long long)r.bytes, r.seconds);
+  json rec = {
+      {"step", step}, {"val_bpb", r.bpb}, {"val_bytes", r.bytes}, {"eval_s", r.seconds}, {"elapsed_s", Elapsed()}};
+  if (r.bound) rec["val_bpb_is_bound"] = true;
+  sinks_.metrics.Write(rec);
+  char line[200];
+  std::snprintf(line, sizeof line, "eval  step %lld  val_bpb %s%.4f  (%llu bytes, %.1f s%s)", (long long)step,
+                r.bound ? "<= " : "", r.bpb, (unsigned long long)r.bytes, r.seconds,
+                r.bound ? "; an upper bound: the diffusion ELBO" : "");
   if (sinks_.log) sinks_.log(line);
 }
 

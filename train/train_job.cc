@@ -890,8 +890,62 @@ EvalSummary RunEval(const EvalOptions& o) {
     models::Bf16Scope bf16(m.device, o.precision == "bf16");
     return EvaluateBpb(*m.model, streams, m.window, o.batch_size, m.device);
   });
-  return {r.bpb, r.bytes, r.seconds, m.dir};
+  return {r.bpb, r.bound, r.bytes, r.seconds, m.dir};
 }
+
+namespace {
+
+// Telemetry of a generation and the gate's verdict: filled into `report`, refused by throwing.
+void GateGenerated(const Telemetry& t, const pb::TelemetryConfig& bounds, const std::string& gate,
+                   GenerateReport* report) {
+  const std::string violation = gate == "off" ? "" : GateViolation(bounds, t);
+  if (report != nullptr) {
+    report->telemetry = t;
+    report->violation = violation;
+  }
+  if (!violation.empty() && gate == "refuse")
+    throw TelemetryGateError("telemetry gate: the generated text's " + violation + " (telemetry.generation_gate " +
+                             "refuse: nothing written; --gate flag writes it with a warning)");
+}
+
+// A diffusion model's generation: blocks of bytes, each denoised at once after the last half
+// window of the text (at most the training window in all).
+std::string GenerateByDenoising(const GenerateOptions& o, const InferenceModel& m,
+                                const std::function<void(char)>& emit, const std::string& gate,
+                                GenerateReport* report) {
+  if (o.top_k > 0)
+    throw UsageError("--top-k: a diffusion-mode model draws bits, not bytes from a distribution over 256");
+  models::ByteModel& model = *m.model;
+  const int64_t window = std::min(model.context(), m.window);
+  const int64_t steps = o.denoise_steps > 0 ? o.denoise_steps : m.model_config.bit_transformer_lm().diffusion_steps();
+  std::vector<torch::Tensor> qs;
+  std::string text = o.prompt, out;
+  WithoutTorchFrames("generate", [&] {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+    while (static_cast<int64_t>(out.size()) < o.n) {
+      const int64_t ctx = std::min<int64_t>(static_cast<int64_t>(text.size()), std::max<int64_t>(1, window / 2));
+      const int64_t n = std::min<int64_t>(o.n - static_cast<int64_t>(out.size()), window + 1 - ctx);
+      torch::Tensor c = torch::empty({1, ctx}, torch::kUInt8);
+      std::memcpy(c.data_ptr(), text.data() + text.size() - ctx, ctx);
+      const models::ByteModel::Denoised d =
+          model.Denoise(c.to(m.device).to(torch::kLong), n, steps, o.temperature, gen);
+      const torch::Tensor bytes = d.bytes.to(torch::kCPU).contiguous();
+      for (int64_t i = 0; i < n; ++i) {
+        const char ch = static_cast<char>(static_cast<uint8_t>(bytes[i].item<int64_t>()));
+        text.push_back(ch);
+        out.push_back(ch);
+        if (emit) emit(ch);
+      }
+      qs.push_back(d.q);
+    }
+    return 0;
+  });
+  if (out.empty()) return out;
+  GateGenerated(BitTelemetry(torch::cat(qs), out, o.prompt + out), m.telemetry, gate, report);
+  return out;
+}
+
+}  // namespace
 
 std::string Generate(const GenerateOptions& o, const std::function<void(char)>& emit, GenerateReport* report) {
   ValidateGenerateOptions(o);
@@ -901,6 +955,12 @@ std::string Generate(const GenerateOptions& o, const std::function<void(char)>& 
   // Refusing means writing nothing until the output has passed.
   const bool hold = gate == "refuse";
   std::vector<torch::Tensor> probs;  // each byte's distribution before temperature, for telemetry
+  if (m.model->Denoises()) {
+    const std::string out = GenerateByDenoising(o, m, hold ? std::function<void(char)>() : emit, gate, report);
+    if (hold && emit)  // it passed the gate
+      for (char c : out) emit(c);
+    return out;
+  }
   std::string generated = WithoutTorchFrames("generate", [&] {
     models::ByteModel& model = *m.model;
     torch::NoGradGuard no_grad;
@@ -934,15 +994,7 @@ std::string Generate(const GenerateOptions& o, const std::function<void(char)>& 
     return out;
   });
   if (generated.empty()) return generated;
-  const Telemetry t = GenerationTelemetry(torch::stack(probs), generated, o.prompt + generated);
-  const std::string violation = gate == "off" ? "" : GateViolation(m.telemetry, t);
-  if (report != nullptr) {
-    report->telemetry = t;
-    report->violation = violation;
-  }
-  if (!violation.empty() && hold)
-    throw TelemetryGateError("telemetry gate: the generated text's " + violation + " (telemetry.generation_gate " +
-                             "refuse: nothing written; --gate flag writes it with a warning)");
+  GateGenerated(GenerationTelemetry(torch::stack(probs), generated, o.prompt + generated), m.telemetry, gate, report);
   if (hold && emit)
     for (char c : generated) emit(c);
   return generated;

@@ -1216,6 +1216,35 @@ t_bits() {
   bb generate --checkpoint BQ --prompt "Call me" -n 4 --gate sometimes
   want_rc 2 "generate --gate with an unknown mode"
   end
+
+  begin "diffusion mode: kill -9 and resume, eval labels its bpb an upper bound, generate by denoising"
+  local D=(--model bit_transformer_lm --set model.bit_transformer_lm.d_model=32 --set model.bit_transformer_lm.n_layer=2
+    --set model.bit_transformer_lm.context=256 --set model.bit_transformer_lm.mode=diffusion
+    --set model.bit_transformer_lm.diffusion_eval_samples=2)
+  rm -rf DA DK
+  bb train --data ds -o DA "${CFG[@]}" "${D[@]}"
+  want_rc 0 "diffusion reference run"
+  want_err "an upper bound: the diffusion ELBO" "diffusion training's evaluations"
+  bg train --data ds -o DK "${CFG[@]}" "${D[@]}"
+  if wait_step DK/metrics.jsonl 25 "$BG"; then kill -9 "$BG" 2>/dev/null || true; fi
+  reap "$BG"
+  [[ $RC == 137 ]] || fail "the diffusion run was not killed (exit $RC, $(errmsg "$T/bg.err"))"
+  bb train --resume DK --threads 2
+  want_rc 0 "diffusion resume"
+  same_run DA DK "diffusion after kill -9"
+  grep -q '"val_bpb_is_bound":true' DA/metrics.jsonl || fail "metrics.jsonl does not mark the bound"
+  bb eval --checkpoint DA --data ds --json --threads 2
+  want_rc 0 "eval of a diffusion checkpoint"
+  want_out '"bound":true' "eval --json of a diffusion checkpoint"
+  bb generate --checkpoint DA --prompt "Call me" -n 50 --seed 3 --threads 2 --denoise-steps 4
+  want_rc 0 "generate by denoising"
+  [[ $(head -c -1 "$T/out" | wc -c) == 57 ]] || fail "generate -n 50 after a 7-byte prompt wrote $(wc -c <"$T/out") bytes, want 57 + newline"
+  bb_to d1 generate --checkpoint DA --prompt "Call me" -n 50 --seed 3 --threads 2 --denoise-steps 4
+  cmp -s d1 "$T/out" || fail "the same seed denoised other bytes"
+  bb generate --checkpoint DA --prompt "Call me" -n 5 --top-k 3
+  want_rc 2 "--top-k on a diffusion model"
+  want_err "draws bits" "--top-k on a diffusion model"
+  end
 }
 
 # bench tracks: every track at matched size on the same budget and seeds, the document with every

@@ -3,6 +3,7 @@
 // store-everything stack, parameter count and config checks.
 #include "models/bit_transformer_lm.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -16,7 +17,7 @@
 namespace bitbyte::models {
 namespace {
 
-pb::ModelConfig RandomConfig(std::mt19937_64& rng, bool reversible = true) {
+pb::ModelConfig RandomConfig(std::mt19937_64& rng, bool reversible = true, bool diffusion = false) {
   pb::ModelConfig c;
   c.set_name("bit_transformer_lm");
   auto* m = c.mutable_bit_transformer_lm();
@@ -28,6 +29,12 @@ pb::ModelConfig RandomConfig(std::mt19937_64& rng, bool reversible = true) {
   m->set_context(8 * (2 + static_cast<int>(rng() % 10)));
   m->set_reversible(reversible);
   m->set_init_std(0.2);  // far from uniform, so that the comparisons below see real distributions
+  if (diffusion) {
+    m->set_mode("diffusion");
+    m->set_diffusion_eval_samples(4);
+  } else if (rng() % 3 == 0) {
+    m->set_attention_window(1 + static_cast<int>(rng() % 40));  // local attention, whole bytes or not
+  }
   return c;
 }
 
@@ -80,7 +87,9 @@ TEST(BitTransformerLM, UniformModelScoresExactlyEightBitsAByte) {
 TEST(BitTransformerLM, ChangingLaterBitsNeverChangesEarlierPredictions) {
   std::mt19937_64 rng(4);
   for (int i = 0; i < 8; ++i) {
-    auto model = Make(RandomConfig(rng), 10 + i, torch::kDouble);
+    pb::ModelConfig c = RandomConfig(rng);
+    c.mutable_bit_transformer_lm()->set_attention_window(i % 2 == 0 ? 1 + 4 * i : 0);  // local attention too
+    auto model = Make(c, 10 + i, torch::kDouble);
     model->eval();
     const int64_t n = 8 + 8 * (rng() % (model->context()));  // tokens of whole bytes
     torch::Tensor tokens = torch::randint(2, {2, n}, torch::kLong);
@@ -100,7 +109,9 @@ TEST(BitTransformerLM, ChangingLaterBitsNeverChangesEarlierPredictions) {
 TEST(BitTransformerLM, CachedByteDistributionsMatchTheTrainingLoss) {
   std::mt19937_64 rng(5);
   for (int i = 0; i < 6; ++i) {
-    auto model = Make(RandomConfig(rng), 20 + i, torch::kDouble);
+    pb::ModelConfig c = RandomConfig(rng);
+    c.mutable_bit_transformer_lm()->set_attention_window(i % 2 == 0 ? 3 + 5 * i : 0);  // local attention too
+    auto model = Make(c, 20 + i, torch::kDouble);
     model->eval();
     torch::NoGradGuard no_grad;
     const int64_t t = 2 + rng() % (model->context() - 1), b = 1 + rng() % 2;
@@ -138,11 +149,14 @@ TEST(BitTransformerLM, ReversibleGradientsEqualStoreEverything) {
   for (int i = 0; i < 6; ++i) {
     const uint64_t state = rng();
     std::mt19937_64 r1(state), r2(state);
-    auto rev = Make(RandomConfig(r1, true), 30 + i, torch::kDouble);
-    auto kept = Make(RandomConfig(r2, false), 30 + i, torch::kDouble);
+    const bool diffusion = i % 3 == 2;  // the diffusion ELBO too (its masks from the same seed)
+    auto rev = Make(RandomConfig(r1, true, diffusion), 30 + i, torch::kDouble);
+    auto kept = Make(RandomConfig(r2, false, diffusion), 30 + i, torch::kDouble);
     const int64_t t = 2 + rng() % (rev->context() - 1);
     const torch::Tensor w = torch::randint(256, {2, t + 1}, torch::kLong);
+    torch::manual_seed(99);
     rev->Loss(w.narrow(1, 0, t), w.narrow(1, 1, t)).backward();
+    torch::manual_seed(99);
     kept->Loss(w.narrow(1, 0, t), w.narrow(1, 1, t)).backward();
     const auto a = rev->named_parameters(), b = kept->named_parameters();
     for (const auto& p : a) {
@@ -212,6 +226,69 @@ TEST(BitTransformerLM, BitProbabilitiesMatchItsByteDistributions) {
   const torch::Tensor direct = model->BitProbabilities(x, y);
   const torch::Tensor via = ByteModel::BitConditionals(torch::softmax(model->forward(x), -1), y);
   EXPECT_TRUE(torch::allclose(direct, via, 1e-9, 1e-12)) << (direct - via).abs().max();
+}
+
+// Diffusion mode: a uniform model's ELBO estimate averages 8 bits a byte (each masked bit costs
+// ln 2, and E[masked / t] = the bits); the estimate of a window is the same however the windows are
+// batched and however often it is asked for.
+TEST(BitTransformerLM, DiffusionUniformModelAveragesEightBitsAndEvaluationIsReproducible) {
+  std::mt19937_64 rng(13);
+  pb::ModelConfig c = RandomConfig(rng, true, true);
+  c.mutable_bit_transformer_lm()->set_context(128);
+  c.mutable_bit_transformer_lm()->set_diffusion_eval_samples(8);
+  auto model = Make(c, 50);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor w = torch::randint(256, {64, 17}, torch::kLong);
+  const torch::Tensor x = w.narrow(1, 0, 16), y = w.narrow(1, 1, 16);
+  const double all = model->Nats(x, y);
+  EXPECT_EQ(model->Nats(x, y), all);  // asked again
+  double by_halves =
+      model->Nats(x.narrow(0, 0, 32), y.narrow(0, 0, 32)) + model->Nats(x.narrow(0, 32, 32), y.narrow(0, 32, 32));
+  EXPECT_NEAR(by_halves, all, 1e-9 * std::abs(all));
+  for (auto& p : model->named_parameters())
+    if (p.key().rfind("head.", 0) == 0) p.value().zero_();
+  const double bpb = model->Nats(x, y) / std::log(2.0) / (64 * 16);
+  EXPECT_NEAR(bpb, 8.0, 0.25) << "an unbiased estimate of 8 over 64 windows x 8 levels";
+}
+
+TEST(BitTransformerLM, DiffusionAttendsBothWaysAndRefusesByteDistributions) {
+  std::mt19937_64 rng(14);
+  auto model = Make(RandomConfig(rng, true, true), 60, torch::kDouble);
+  model->eval();
+  EXPECT_TRUE(model->Denoises());
+  const int64_t n = 8 * model->context();
+  torch::Tensor tokens = torch::randint(3, {1, n}, torch::kLong);
+  const torch::Tensor z = model->BitLogits(tokens);
+  tokens[0][n - 1] = (tokens[0][n - 1].item<int64_t>() + 1) % 3;  // the last token changes the first prediction
+  EXPECT_FALSE(torch::allclose(z.narrow(1, 0, 1), model->BitLogits(tokens).narrow(1, 0, 1)));
+  const torch::Tensor x = torch::randint(256, {1, 4}, torch::kLong);
+  EXPECT_THROW(model->forward(x), UsageError);
+  EXPECT_THROW(model->NextLogits(x), UsageError);
+  EXPECT_EQ(model->MakeStepper(1, 4), nullptr);
+}
+
+TEST(BitTransformerLM, DenoiseDrawsTheBytesItReportsReproducibly) {
+  std::mt19937_64 rng(15);
+  auto model = Make(RandomConfig(rng, true, true), 70);
+  model->eval();
+  const torch::Tensor context = torch::randint(256, {1, 3}, torch::kLong);
+  const int64_t n = std::min<int64_t>(5, model->context() - 2);
+  for (int64_t steps : {1, 7}) {
+    at::Generator g1 = at::make_generator<at::CPUGeneratorImpl>(5), g2 = at::make_generator<at::CPUGeneratorImpl>(5);
+    const ByteModel::Denoised a = model->Denoise(context, n, steps, 1.0, g1),
+                              b = model->Denoise(context, n, steps, 1.0, g2);
+    ASSERT_EQ(a.bytes.sizes(), (std::vector<int64_t>{n}));
+    ASSERT_EQ(a.q.sizes(), (std::vector<int64_t>{n, 8}));
+    EXPECT_TRUE(torch::equal(a.bytes, b.bytes));
+    EXPECT_TRUE(((a.bytes >= 0) & (a.bytes < 256)).all().item<bool>());
+    EXPECT_TRUE(((a.q > 0) & (a.q < 1)).all().item<bool>());
+  }
+  // Greedy: every bit the likelier one under the probability reported for it.
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(6);
+  const ByteModel::Denoised d = model->Denoise(context, n, 4, 0.0, g);
+  const torch::Tensor bits = BitTransformerLM::Bits(d.bytes.view({n, 1})).view({n, 8});
+  EXPECT_TRUE(torch::equal(bits, (d.q > 0.5).to(torch::kLong)));
 }
 
 TEST(BitTransformerLM, ParameterCountAndConfigChecks) {

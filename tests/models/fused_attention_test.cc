@@ -56,6 +56,38 @@ TEST(FusedAttention, EqualsTheComposedOpsInFloat64) { Compare(torch::kDouble, 1e
 
 TEST(FusedAttention, EqualsTheComposedOpsInFloat32) { Compare(torch::kFloat, 2e-5); }
 
+// The other masks (local windows, bidirectional) against MaskedAttention: values and gradients in
+// float64 and float32, windows shorter and longer than a tile, and 1 (each query sees itself).
+void CompareMasks(torch::ScalarType dtype, double tol) {
+  std::mt19937 rng(7);
+  for (const Case& c : Cases()) {
+    for (const auto& [causal, window] : {std::pair{false, int64_t{0}}, std::pair{true, int64_t{1}},
+                                         std::pair{true, int64_t{1 + rng() % 40}}, std::pair{true, int64_t{300}}}) {
+      torch::manual_seed(c.b * 1000 + c.t * 10 + c.h + window);
+      const auto opt = torch::TensorOptions().dtype(dtype);
+      const torch::Tensor qkv0 = torch::randn({c.b, c.t, 3 * c.h * c.dh}, opt) * 2;
+      const torch::Tensor w = torch::randn({c.b, c.t, c.h * c.dh}, opt);
+      torch::Tensor a = qkv0.clone().requires_grad_(true), b = qkv0.clone().requires_grad_(true);
+      const torch::Tensor y = FusedAttention(a, c.h, causal, window);
+      const torch::Tensor y_ref = MaskedAttention(b, c.h, causal, window);
+      (y * w).sum().backward();
+      (y_ref * w).sum().backward();
+      const std::string what = "B " + std::to_string(c.b) + " T " + std::to_string(c.t) + " H " + std::to_string(c.h) +
+                               " D " + std::to_string(c.dh) +
+                               (causal ? " window " + std::to_string(window) : " bidirectional");
+      EXPECT_LE((y - y_ref).abs().max().template item<double>(), tol) << what << " output";
+      EXPECT_LE((a.grad() - b.grad()).abs().max().template item<double>(), tol * 10) << what << " gradient";
+    }
+  }
+  // MaskedAttention without a window is the causal attention.
+  const torch::Tensor qkv = torch::randn({2, 33, 12}, torch::kDouble);
+  EXPECT_TRUE(torch::allclose(MaskedAttention(qkv, 2, true, 0), ComposedAttention(qkv, 2), 1e-12, 1e-12));
+}
+
+TEST(FusedAttention, LocalAndBidirectionalMasksInFloat64) { CompareMasks(torch::kDouble, 1e-12); }
+
+TEST(FusedAttention, LocalAndBidirectionalMasksInFloat32) { CompareMasks(torch::kFloat, 2e-5); }
+
 TEST(FusedAttention, Bf16InputGivesBf16OutputCloseToFloat32) {
   torch::manual_seed(3);
   const torch::Tensor qkv = torch::randn({2, 150, 3 * 4 * 16});
