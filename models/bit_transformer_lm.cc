@@ -46,7 +46,7 @@ torch::Tensor Uniform(at::IntArrayRef shape, at::Generator* gen, const torch::Te
 }  // namespace
 
 BitBlockImpl::BitBlockImpl(const pb::BitTransformerLMConfig& c)
-    : n_head_(c.n_head()), causal_(c.mode() != "diffusion") {
+    : n_head_(c.n_head()), causal_(c.mode() != "diffusion"), window_(c.attention_window()) {
   const int64_t d = c.d_model();
   ln1_ = register_module("ln1", nn::LayerNorm(nn::LayerNormOptions({d})));
   qkv_ = register_module("qkv", nn::Linear(d, 3 * d));
@@ -176,12 +176,10 @@ class BitTransformerLM::CachedStepper : public ByteModel::Stepper {
   // final stream [rows, m, d]. commit: rows == batch_, the cache keeps them and n_ advances.
   torch::Tensor Run(const torch::Tensor& tokens, bool commit) {
     torch::Tensor x1 = model_.Embed(tokens, n_), x2 = x1;
-    size_t i = 0;
-    for (const auto& block : *model_.blocks_) {
-      BitBlockImpl& blk = *block->as<BitBlock>();
+    for (size_t i = 0; i < model_.active_blocks_.size(); ++i) {
+      BitBlockImpl& blk = *model_.blocks_[i]->as<BitBlock>();
       x1 = x1 + blk.FCached(x2, caches_[i].first, caches_[i].second, n_, commit);
       x2 = x2 + blk.Mlp(x1);
-      ++i;
     }
     if (commit) n_ += tokens.size(1);
     return x1 + x2;
@@ -224,6 +222,7 @@ BitTransformerLM::BitTransformerLM(const pb::BitTransformerLMConfig& config)
     blocks_->push_back(block);
     rev_blocks_.push_back(block.get());
   }
+  active_blocks_ = rev_blocks_;
   ln_f_ = register_module("ln_f", nn::LayerNorm(nn::LayerNormOptions({d})));
   head_ = register_module("head", nn::Linear(d, 1));
   torch::NoGradGuard no_grad;
@@ -259,7 +258,7 @@ torch::Tensor BitTransformerLM::Head(const torch::Tensor& h) {
 torch::Tensor BitTransformerLM::BitLogits(const torch::Tensor& tokens) {
   TORCH_CHECK(tokens.dim() == 2, "BitTransformerLM expects [batch, bits] tokens, got ", tokens.sizes());
   const torch::Tensor x = Embed(tokens, 0);
-  const std::vector<torch::Tensor> y = RunRevStack(rev_blocks_, x, x, config_.reversible());
+  const std::vector<torch::Tensor> y = RunRevStack(active_blocks_, x, x, config_.reversible());
   return Head(y[0] + y[1]);
 }
 
@@ -370,6 +369,12 @@ torch::Tensor BitTransformerLM::forward(const torch::Tensor& bytes) {
   std::vector<torch::Tensor> logits;
   for (int64_t t = 0; t < bytes.size(1); ++t) logits.push_back(stepper.Step(bytes.select(1, t)));
   return torch::stack(logits, 1);
+}
+
+void BitTransformerLM::SetActiveDepth(int64_t depth) {
+  ByteModel::SetActiveDepth(depth);
+  active_blocks_.assign(rev_blocks_.begin(),
+                        rev_blocks_.begin() + ActiveBlocks(static_cast<int64_t>(rev_blocks_.size())));
 }
 
 std::unique_ptr<ByteModel::Stepper> BitTransformerLM::MakeStepper(int64_t batch, int64_t window) {

@@ -73,6 +73,7 @@ class BitTransformerLM : public ByteModel {
   torch::Tensor BitProbabilities(const torch::Tensor& x, const torch::Tensor& y) override;
   std::unique_ptr<Stepper> MakeStepper(int64_t batch, int64_t window) override;
   bool Denoises() const override { return diffusion_; }
+  void SetActiveDepth(int64_t depth) override;
   Denoised Denoise(const torch::Tensor& context, int64_t n, int64_t steps, double temperature,
                    at::Generator& gen) override;
 
@@ -107,6 +108,8 @@ class BitTransformerLM : public ByteModel {
   torch::nn::Embedding tok_emb_{nullptr}, pos_emb_{nullptr}, bit_emb_{nullptr};
   torch::nn::ModuleList blocks_{nullptr};
   std::vector<RevBlock*> rev_blocks_;
+  std::vector<RevBlock*>
+      active_blocks_;  // the first ActiveBlocks() (a member: the reversible backward keeps its address)
   torch::nn::LayerNorm ln_f_{nullptr};
   torch::nn::Linear head_{nullptr};
 };

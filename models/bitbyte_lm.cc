@@ -152,9 +152,11 @@ class BitByteLM::KvStepper : public ByteModel::Stepper {
     return true;
   }
 
+  int64_t Blocks() const { return model_.ActiveBlocks(static_cast<int64_t>(model_.blocks_->size())); }
+
   void Allocate() {
     const auto& p = model_.tok_emb_->weight;
-    for (int64_t i = 0; i < model_.config_.n_layer(); ++i)
+    for (int64_t i = 0; i < Blocks(); ++i)
       caches_.emplace_back(torch::empty({batch_, window_, d_}, p.options()),
                            torch::empty({batch_, window_, d_}, p.options()));
   }
@@ -165,11 +167,8 @@ class BitByteLM::KvStepper : public ByteModel::Stepper {
     if (on_cpu_) return AdvanceOnCpu(byte);
     const torch::Tensor pos = torch::full({1}, pos_, byte.options().dtype(torch::kLong));
     torch::Tensor x = model_.tok_emb_(byte) + model_.pos_emb_(pos);
-    size_t i = 0;
-    for (const auto& block : *model_.blocks_) {
-      x = block->as<TransformerBlock>()->Step(x, caches_[i].first, caches_[i].second, pos_);
-      ++i;
-    }
+    for (int64_t i = 0; i < Blocks(); ++i)
+      x = model_.blocks_[i]->as<TransformerBlock>()->Step(x, caches_[i].first, caches_[i].second, pos_);
     ++pos_;
     return Linear(model_.head_, model_.ln_f_(x)).squeeze(1);
   }
@@ -182,12 +181,9 @@ class BitByteLM::KvStepper : public ByteModel::Stepper {
     x_.resize(batch_ * d_);
     for (int64_t r = 0; r < batch_; ++r)
       for (int64_t i = 0; i < d_; ++i) x_[r * d_ + i] = tok[id[r] * d_ + i] + pos[i];
-    size_t i = 0;
-    for (const auto& block : *model_.blocks_) {
-      block->as<TransformerBlock>()->StepCpu(x_.data(), batch_, caches_[i].first.data_ptr<float>(),
-                                             caches_[i].second.data_ptr<float>(), window_, pos_, buffers_);
-      ++i;
-    }
+    for (int64_t i = 0; i < Blocks(); ++i)
+      model_.blocks_[i]->as<TransformerBlock>()->StepCpu(x_.data(), batch_, caches_[i].first.data_ptr<float>(),
+                                                         caches_[i].second.data_ptr<float>(), window_, pos_, buffers_);
     ++pos_;
     buffers_.h.resize(batch_ * d_);
     Norm(model_.ln_f_, x_.data(), batch_, d_, buffers_.h.data());
@@ -258,10 +254,10 @@ torch::Tensor BitByteLM::Forward(const torch::Tensor& bytes, std::vector<torch::
   const torch::Tensor pos = torch::arange(t, bytes.options().dtype(torch::kLong));
   torch::Tensor x = tok_emb_(bytes) + pos_emb_(pos);
   if (config_.dropout() > 0 && is_training()) x = torch::dropout(x, config_.dropout(), true);
-  for (const auto& block : *blocks_) {
+  for (int64_t i = 0; i < ActiveBlocks(static_cast<int64_t>(blocks_->size())); ++i) {
     torch::Tensor* out = nullptr;
     if (qkv != nullptr) out = &qkv->emplace_back();
-    x = block->as<TransformerBlock>()->Forward(x, out);
+    x = blocks_[i]->as<TransformerBlock>()->Forward(x, out);
   }
   return Linear(head_, ln_f_(x));
 }

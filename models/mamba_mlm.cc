@@ -99,7 +99,7 @@ class MambaMLM::RecurrentStepper : public ByteModel::Stepper {
   torch::Tensor Step(const torch::Tensor& bytes) override {
     torch::NoGradGuard no_grad;
     torch::Tensor x = m_.emb_(bytes);  // [B, d]
-    for (size_t i = 0; i < m_.blocks_->size(); ++i)
+    for (int64_t i = 0; i < m_.ActiveBlocks(static_cast<int64_t>(m_.blocks_->size())); ++i)
       x = x + m_.blocks_[i]->as<MambaBlock>()->Step(m_.norms_[i]->as<RMSNorm>()->forward(x), conv_[i], ssm_[i]);
     return Linear(m_.head_, m_.norm_f_(x));
   }
@@ -131,7 +131,7 @@ MambaMLM::MambaMLM(const pb::MambaMLMConfig& config) : config_(config) {
 torch::Tensor MambaMLM::forward(const torch::Tensor& bytes) {
   TORCH_CHECK(bytes.dim() == 2, "MambaMLM expects [batch, time] bytes, got ", bytes.sizes());
   torch::Tensor x = emb_(bytes);
-  for (size_t i = 0; i < blocks_->size(); ++i)
+  for (int64_t i = 0; i < ActiveBlocks(static_cast<int64_t>(blocks_->size())); ++i)
     x = x + blocks_[i]->as<MambaBlock>()->forward(norms_[i]->as<RMSNorm>()->forward(x));
   return Linear(head_, norm_f_(x));
 }

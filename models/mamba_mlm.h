@@ -60,6 +60,7 @@ class MambaMLM : public ByteModel {
   int64_t context() const override { return config_.context(); }
   bool Decays(const std::string& name, const torch::Tensor& param) const override;
   std::string Describe() const override;
+  std::vector<std::string> ResidualOutputs() const override { return {"out_proj."}; }
   // O(1) per byte: per layer the convolution's last d_conv inputs and the scan's state.
   std::unique_ptr<Stepper> MakeStepper(int64_t batch, int64_t window) override;
 

@@ -3,8 +3,10 @@
 // training stack, evaluation and generation use nothing else.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace bitbyte::models {
 namespace qat {
@@ -67,6 +69,17 @@ class ByteModel : public torch::nn::Module {
 
   int64_t ParameterCount() const;
 
+  // Progressive depth (growth.depth in the training config): the model runs only its first
+  // `depth` blocks (negative: all); the blocks above cost nothing and get no gradient.
+  virtual void SetActiveDepth(int64_t depth) { active_depth_ = depth; }
+  // How many of `blocks` blocks run.
+  int64_t ActiveBlocks(int64_t blocks) const { return active_depth_ < 0 ? blocks : std::min(active_depth_, blocks); }
+  // Makes blocks `first`.. the identity: the weights and biases of their residual output
+  // projections (ResidualOutputs) zero, so that a block switched on later leaves the function as it was.
+  void IdentityBlocksFrom(int64_t first);
+  // The names, within a block "blocks.<i>.", of the layers that write into the residual stream.
+  virtual std::vector<std::string> ResidualOutputs() const { return {"proj.", "fc2."}; }
+
   // Whether the model generates by iterative denoising (BitTransformerLM's diffusion mode) rather
   // than byte after byte: it then has no next-byte distribution (forward, NextLogits, MakeStepper
   // refuse) and generates with Denoise.
@@ -92,6 +105,7 @@ class ByteModel : public torch::nn::Module {
 
  private:
   std::shared_ptr<qat::QatModel> qat_;
+  int64_t active_depth_ = -1;
 };
 
 }  // namespace bitbyte::models

@@ -56,6 +56,20 @@ torch::Tensor ByteModel::BitConditionals(const torch::Tensor& probs, const torch
   return torch::stack(out, 1).view(shape);
 }
 
+void ByteModel::IdentityBlocksFrom(int64_t first) {
+  torch::NoGradGuard no_grad;
+  const std::vector<std::string> outputs = ResidualOutputs();
+  for (auto& p : named_parameters()) {
+    const std::string& name = p.key();
+    if (name.rfind("blocks.", 0) != 0) continue;
+    const size_t dot = name.find('.', 7);
+    if (dot == std::string::npos || std::stoll(name.substr(7, dot - 7)) < first) continue;
+    const std::string rest = name.substr(dot + 1);
+    for (const std::string& o : outputs)
+      if (rest.rfind(o, 0) == 0) p.value().zero_();
+  }
+}
+
 int64_t ByteModel::ParameterCount() const {
   int64_t n = 0;
   for (const auto& p : parameters()) n += p.numel();

@@ -43,6 +43,9 @@ void SetTrack(pb::ModelConfig& config, const std::string& name);
 // The context (longest window) of the configured model, for checks outside models/.
 int64_t ModelContext(const pb::ModelConfig& config);
 
+// The configured track's depth (n_layer).
+int64_t Depth(const pb::ModelConfig& config);
+
 // Sets the context of the configured track to `bytes` (in its own unit: bits for a bit track).
 void SetModelContext(pb::ModelConfig& config, int64_t bytes);
 

@@ -65,6 +65,8 @@ int64_t ParameterCount(const pb::ModelConfig& config) { return TrackOf(config).p
 
 int64_t ModelContext(const pb::ModelConfig& config) { return TrackOf(config).context(config); }
 
+int64_t Depth(const pb::ModelConfig& config) { return TrackOf(config).depth(config); }
+
 void SetModelContext(pb::ModelConfig& config, int64_t bytes) { TrackOf(config).set_context(config, bytes); }
 
 pb::ModelConfig MatchParameterCount(pb::ModelConfig config, int64_t target) {

@@ -34,6 +34,8 @@ std::string MetricsLog::Prepare(io::FileSystem& fs, const std::string& path, int
       if (r.step <= keep_through) keep[r.line] = true;
     for (const TelemetryRecord& r : c.telemetry)
       if (r.step <= keep_through) keep[r.line] = true;
+    for (const GrowthRecord& r : c.growth)
+      if (r.step < keep_through) keep[r.line] = true;  // a resume from its step writes it again
     for (const EvalRecord& r : c.evals) {
       if (r.step > keep_through) continue;
       keep[r.line] = true;

@@ -190,6 +190,11 @@ json ReportData(const RunDirContents& r) {
     t["s"] = Column(s);
     d["telemetry"] = std::move(t);
   }
+  {
+    json g = json::array();
+    for (const GrowthRecord& e : r.growth) g.push_back({{"step", e.step}, {"what", e.what}});
+    d["growth"] = std::move(g);
+  }
   json pipeline = nullptr;
   if (r.pipeline) {
     pipeline = json::parse(r.pipeline->json, nullptr, false);
@@ -280,6 +285,12 @@ void Summary(Html& h, const RunDirContents& r) {
       }
     }
     Row(h, "latest quantized val bpb", text + " at step " + std::to_string(q.step));
+  }
+  if (!r.growth.empty()) {
+    std::string text;
+    for (const GrowthRecord& g : r.growth)
+      text += (text.empty() ? "" : "; ") + std::string("step ") + std::to_string(g.step) + ": " + g.what;
+    Row(h, "growth", text);
   }
   if (const TelemetryRecord* t = r.LatestTelemetry()) {
     char text[96];

@@ -258,6 +258,9 @@ void ParseMetrics(const std::string& text, RunDirContents& c) {
             c.evals.push_back(r);
             kept = true;
           }
+        } else if (j.contains("growth") && j["growth"].is_string()) {
+          c.growth.push_back({*step, j["growth"].get<std::string>(), line_no});
+          kept = true;
         } else if (j.contains("telemetry_k")) {
           TelemetryRecord r;
           r.step = *step;

@@ -58,6 +58,13 @@ struct TelemetryRecord {
   size_t line = 0;
 };
 
+// A growth stage that started (growth.depth, growth.seq_len): at `step` steps done, `what`.
+struct GrowthRecord {
+  int64_t step = 0;
+  std::string what;  // "4 layers, 128-byte windows"
+  size_t line = 0;
+};
+
 // Figures of one node over an interval (pipeline.json's "window" or "total"). A figure that
 // does not apply (limiter, sequencer: they do no work) is NaN.
 struct NodeFigures {
@@ -121,6 +128,7 @@ struct RunDirContents {
   std::vector<EvalRecord> evals;             // in file order
   std::vector<QuantEvalRecord> quant_evals;  // in file order
   std::vector<TelemetryRecord> telemetry;    // in file order
+  std::vector<GrowthRecord> growth;          // in file order
   size_t metrics_lines = 0;                  // lines in metrics.jsonl, kept or not
   size_t skipped_lines = 0;                  // torn or invalid lines, skipped
   std::vector<size_t> skipped_line_numbers;  // the first few (1-based)

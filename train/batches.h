@@ -4,6 +4,7 @@
 // and the bytes a step sees do not depend on threads, prefetch depth or timing. Torch-free.
 #include <cstdint>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "sharding/reader.h"
@@ -19,11 +20,16 @@ struct Batch {
 
 class BatchSampler {
  public:
-  // Throws Error when the train split is shorter than one window.
-  BatchSampler(const shard::Dataset& data, uint64_t seed, int rows, int seq_len);
+  // Throws Error when the train split is shorter than one window. `seq_stages`: a sequence-length
+  // curriculum (growth.seq_len, train/config.h ParseStages): from each stage's step on, windows
+  // of its length; seq_len before the first and without one.
+  BatchSampler(const shard::Dataset& data, uint64_t seed, int rows, int seq_len,
+               std::vector<std::pair<int64_t, int64_t>> seq_stages = {});
 
-  // Start of window `row` of `step`, in [0, train_bytes - (seq_len + 1)].
+  // Start of window `row` of `step`, in [0, train_bytes - (SeqLen(step) + 1)].
   uint64_t Offset(int64_t step, int row) const;
+  // The window length of `step`.
+  int SeqLen(int64_t step) const;
 
   void Fill(int64_t step, Batch& out) const;
 
@@ -31,7 +37,8 @@ class BatchSampler {
   const shard::Dataset& data_;
   uint64_t seed_;
   int rows_, cols_;
-  uint64_t span_;  // number of possible window starts
+  uint64_t bytes_;  // of the train split
+  std::vector<std::pair<int64_t, int64_t>> stages_;
 };
 
 }  // namespace bitbyte::train

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -436,6 +437,11 @@ void ValidateConfig(const pb::TrainConfig& c, uint64_t memory_bytes) {
   }
   Check(t.generation_gate() == "off" || t.generation_gate() == "flag" || t.generation_gate() == "refuse",
         "telemetry.generation_gate", "must be off, flag or refuse, got '" + t.generation_gate() + "'");
+  const auto depth = ParseStages(c.growth().depth(), "growth.depth", 1, models::Depth(c.model()), true);
+  Check(depth.empty() || depth.back().second == models::Depth(c.model()), "growth.depth",
+        "the last stage must reach the model's n_layer " + std::to_string(models::Depth(c.model())) + ", got '" +
+            c.growth().depth() + "'");
+  ParseStages(c.growth().seq_len(), "growth.seq_len", 2, data.seq_len(), false);
   CheckRange("checkpoint.every", c.checkpoint().every(), 0, kMaxSteps, " (0: only after the last step)");
   CheckRange("checkpoint.keep", c.checkpoint().keep(), 1, kMaxKeep);
   CheckRange("steps", c.steps(), 1, kMaxSteps);
@@ -478,6 +484,59 @@ std::vector<std::string> QuantEvalSchemes(const pb::TrainConfig& config) {
     pos = comma + 1;
   }
   return out;
+}
+
+std::vector<std::pair<int64_t, int64_t>> ParseStages(const std::string& text, const std::string& field, int64_t lo,
+                                                     int64_t hi, bool increasing) {
+  std::vector<std::pair<int64_t, int64_t>> stages;
+  if (text.empty()) return stages;
+  const auto bad = [&](const std::string& why) {
+    throw UsageError("config field " + field + ": " + why + " (\"STEP:VALUE,...\", the first step 0), got '" + text +
+                     "'");
+  };
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t comma = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, comma - pos);
+    const size_t colon = item.find(':');
+    int64_t step = 0, value = 0;
+    size_t used_step = 0, used_value = 0;
+    try {
+      if (colon == std::string::npos) bad("'" + item + "' is not STEP:VALUE");
+      step = std::stoll(item.substr(0, colon), &used_step);
+      value = std::stoll(item.substr(colon + 1), &used_value);
+    } catch (const std::logic_error&) {
+      bad("'" + item + "' is not STEP:VALUE with whole numbers");
+    }
+    if (used_step != colon || used_value != item.size() - colon - 1 || item.empty() || std::isspace(item[0]))
+      bad("'" + item + "' is not STEP:VALUE with whole numbers");
+    if (stages.empty() && step != 0) bad("the first stage must start at step 0");
+    if (!stages.empty() && step <= stages.back().first) bad("the steps must increase");
+    if (step < 0 || step > limits::kMaxSteps) bad("step " + std::to_string(step) + " is out of bounds");
+    if (value < lo || value > hi)
+      bad("value " + std::to_string(value) + " is not in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    if (increasing && !stages.empty() && value <= stages.back().second) bad("the values must increase");
+    stages.emplace_back(step, value);
+    pos = comma + 1;
+  }
+  return stages;
+}
+
+int64_t StageValue(const std::vector<std::pair<int64_t, int64_t>>& stages, int64_t step, int64_t otherwise) {
+  int64_t v = otherwise;
+  for (const auto& [from, value] : stages)
+    if (step >= from) v = value;
+  return v;
+}
+
+int64_t DepthAt(const pb::TrainConfig& config, int64_t step) {
+  const int64_t n = models::Depth(config.model());
+  return StageValue(ParseStages(config.growth().depth(), "growth.depth", 1, n, true), step, n);
+}
+
+int64_t SeqLenAt(const pb::TrainConfig& config, int64_t step) {
+  const int64_t n = config.data().seq_len();
+  return StageValue(ParseStages(config.growth().seq_len(), "growth.seq_len", 2, n, false), step, n);
 }
 
 std::string IncompatibleField(const pb::TrainConfig& saved, const pb::TrainConfig& requested) {

@@ -79,6 +79,18 @@ std::string ConfigToText(const pb::TrainConfig& config);
 // those, each once.
 std::vector<std::string> QuantEvalSchemes(const pb::TrainConfig& config);
 
+// A growth schedule ("STEP:VALUE,..."; growth.* in the config) as (step, value) pairs, checked:
+// the first step 0, steps increasing, values in [lo, hi] (increasing when `increasing`). Empty text:
+// no stages. UsageError naming `field` otherwise.
+std::vector<std::pair<int64_t, int64_t>> ParseStages(const std::string& text, const std::string& field, int64_t lo,
+                                                     int64_t hi, bool increasing);
+// The value a schedule gives at `step` (steps done), or `otherwise` when it has no stages.
+int64_t StageValue(const std::vector<std::pair<int64_t, int64_t>>& stages, int64_t step, int64_t otherwise);
+// The model depth and the training window at `step` under config.growth (n_layer and data.seq_len
+// without a schedule).
+int64_t DepthAt(const pb::TrainConfig& config, int64_t step);
+int64_t SeqLenAt(const pb::TrainConfig& config, int64_t step);
+
 // For resume: the first field whose value differs, other than the ones a resumed run may change
 // (steps, log_every, eval.every, checkpoint.every, checkpoint.keep, precision, quant_eval.*).
 // Empty when compatible.

@@ -64,8 +64,6 @@ TrainGraph::TrainGraph(const pb::TrainConfig& config, Params params, TrainBacken
       sinks_(std::move(sinks)),
       stop_(stop),
       total_(config.steps()),
-      bytes_per_step_(static_cast<uint64_t>(config.data().batch_size()) * config.data().grad_accum() *
-                      config.data().seq_len()),
       t_start_(Clock::now()),
       next_step_(params.start),
       prev_end_(Clock::now()) {}
@@ -173,7 +171,7 @@ EventPtr TrainGraph::TrainStep(const BatchPtr& batch) {
     return std::make_shared<const Event>(std::move(ev));
   }
   ev.step = backend_.steps_done();
-  ev.bytes = bytes_per_step_;
+  ev.bytes = static_cast<uint64_t>(batch->rows) * static_cast<uint64_t>(batch->cols - 1);  // the curriculum's
   if (stop_.load()) halted_ = true;
   ev.want_checkpoint = halted_ || Due(ev.step, config_.checkpoint().every(), total_);
   ev.want_eval = !halted_ && Due(ev.step, config_.eval().every(), total_);
@@ -198,6 +196,7 @@ EventPtr TrainGraph::TrainStep(const BatchPtr& batch) {
   wait_total_ += ev.wait_s;
   busy_total_ += std::chrono::duration<double>(prev_end_ - t_in).count();
   ++steps_run_;
+  bytes_run_ += ev.bytes;
   return std::make_shared<const Event>(std::move(ev));
 }
 
@@ -280,6 +279,20 @@ void TrainGraph::RecordTelemetry(const TelemetryEvent& e) {
   if (sinks_.log) sinks_.log(line);
 }
 
+// A growth stage (growth.depth, growth.seq_len) that starts at `step` (steps done before it):
+// a record in metrics.jsonl, which the report marks, and a line.
+void TrainGraph::RecordGrowth(int64_t step) {
+  if (step == 0) return;  // the starting shape is no growth
+  std::string what;
+  for (const auto& [field, text, unit] : {std::tuple{"depth", config_.growth().depth(), " layers"},
+                                          std::tuple{"seq_len", config_.growth().seq_len(), "-byte windows"}})
+    for (const auto& [from, value] : ParseStages(text, std::string("growth.") + field, 0, INT64_MAX, false))
+      if (from == step) what += (what.empty() ? "" : ", ") + std::to_string(value) + unit;
+  if (what.empty()) return;
+  sinks_.metrics.Write({{"step", step}, {"growth", what}, {"elapsed_s", Elapsed()}});
+  if (sinks_.log) sinks_.log("growth  step " + std::to_string(step) + "  " + what);
+}
+
 void TrainGraph::RecordQuantEval(const QuantEvalEvent& e) {
   json rec = {{"step", e.step}, {"quant_eval_s", e.seconds}, {"elapsed_s", Elapsed()}};
   std::vector<std::pair<std::string, double>> scalars;
@@ -315,6 +328,7 @@ EventPtr TrainGraph::Metrics(const EventPtr& e) {
   }
   const StepEvent& s = Step(e);
   if (s.skipped) return e;
+  RecordGrowth(s.stats.step);
   const double elapsed = Elapsed();
   const double step_wall = s.stats.seconds + s.stall_s + s.wait_s;
   json rec = {{"step", s.step},
@@ -453,7 +467,7 @@ TrainSummary TrainGraph::Run(const pipeline::MonitorOptions& figures) {
   summary.interrupted = stop_.load() && summary.end_step < total_;
   summary.seconds = Elapsed();
   const double loop_wall = wait_total_ + busy_total_;
-  summary.bytes_per_s = loop_wall > 0 ? static_cast<double>(steps_run_ * bytes_per_step_) / loop_wall : 0;
+  summary.bytes_per_s = loop_wall > 0 ? static_cast<double>(bytes_run_) / loop_wall : 0;
   summary.mean_step_s = steps_run_ > 0 ? busy_total_ / steps_run_ : 0;
   summary.data_wait_frac = loop_wall > 0 ? wait_total_ / loop_wall : 0;
   summary.ckpt_stall_s = stall_count_ > 0 ? stall_total_ / stall_count_ : 0;

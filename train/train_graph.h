@@ -133,6 +133,7 @@ class TrainGraph {
   void RecordEval(int64_t step, const EvalResult& r);
   void RecordQuantEval(const QuantEvalEvent& e);
   void RecordTelemetry(const TelemetryEvent& e);
+  void RecordGrowth(int64_t step);
   // The newest checkpoint before `step` (all of them: step -1), for error messages.
   std::string LastGood(int64_t before_step) const;
   // Whether quantized work of `step` is stale: a newer one is due, or a stop came.
@@ -148,7 +149,6 @@ class TrainGraph {
   Sinks sinks_;
   const std::atomic<bool>& stop_;
   const int64_t total_;
-  const uint64_t bytes_per_step_;
   const Clock::time_point t_start_;
 
   // Set by the train step, read by the source and eval nodes (other threads).
@@ -166,6 +166,7 @@ class TrainGraph {
   Clock::time_point prev_end_;
   double wait_total_ = 0, busy_total_ = 0, stall_total_ = 0;
   int64_t stall_count_ = 0, steps_run_ = 0;
+  uint64_t bytes_run_ = 0;
   // The metrics node's (serial), and Run's before and after the graph.
   std::optional<double> last_bpb_;
   // The train step's and the eval node's backend calls each run on one thread of their own.

@@ -201,6 +201,7 @@ class TorchBackend : public TrainBackend {
     if (!named_eval_team_) models::NameTorchThreads("omp-eval"), named_eval_team_ = true;
     return WithoutTorchFrames("evaluation", [&] {
       LoadModule(*eval_model_, "model/", weights);
+      UseDepthAt(*eval_model_, config_, weights.step);
       return EvaluateBpb(*eval_model_, {std::string_view(val_bytes_)}, config_.data().seq_len(),
                          config_.eval().batch_size(), device_);
     });
@@ -213,6 +214,7 @@ class TorchBackend : public TrainBackend {
         quant_model_->eval();
       }
       LoadModule(*quant_model_, "model/", weights);
+      UseDepthAt(*quant_model_, config_, weights.step);
       models::quant::QuantizeOptions qo;
       qo.scheme = models::quant::ParseScheme(scheme);
       qo.group = config_.quant_eval().group();
@@ -232,6 +234,7 @@ class TorchBackend : public TrainBackend {
     return WithoutTorchFrames("quantized evaluation", [&] {
       std::unique_ptr<models::quant::QuantizedModel> q;
       const std::shared_ptr<models::ByteModel> model = ModelFromQuantizedSnapshot(quantized, config_.model(), &q);
+      UseDepthAt(*model, config_, quantized.step);
       const EvalResult r = EvaluateBpb(*model, {std::string_view(val_bytes_)}, config_.data().seq_len(),
                                        config_.eval().batch_size(), torch::kCPU);
       q.reset();  // unregistered before its model goes
@@ -246,6 +249,7 @@ class TorchBackend : public TrainBackend {
         telemetry_model_->to(device_);
       }
       LoadModule(*telemetry_model_, "model/", weights);
+      UseDepthAt(*telemetry_model_, config_, weights.step);
       const size_t n = std::min<size_t>(val_bytes_.size(), static_cast<size_t>(config_.telemetry().probe_bytes()) + 1);
       return TextTelemetry(*telemetry_model_, std::string_view(val_bytes_).substr(0, n), config_.data().seq_len(),
                            device_);
@@ -348,8 +352,10 @@ TrainSummary RunTraining(const TrainOptions& o) {
   const auto data = shard::Dataset::Open(data_dir);
   CheckDataset(*data);
   const uint64_t dataset_id = data->manifest().dataset_id();
-  const int rows = config.data().batch_size() * config.data().grad_accum();         // bounded by ValidateConfig
-  const BatchSampler sampler(*data, config.seed(), rows, config.data().seq_len());  // checks the train split
+  const int rows = config.data().batch_size() * config.data().grad_accum();  // bounded by ValidateConfig
+  const BatchSampler sampler(
+      *data, config.seed(), rows, config.data().seq_len(),  // checks the train split
+      ParseStages(config.growth().seq_len(), "growth.seq_len", 2, config.data().seq_len(), false));
   if (o.resume) {
     // The data the run was trained on: the checkpoint's record (what the weights saw), else
     // run.json's (a run without a usable checkpoint, or one from before checkpoints recorded it).
@@ -499,6 +505,7 @@ struct InferenceModel {
   std::shared_ptr<models::quant::QuantizedModel> quantized;
   models::pb::ModelConfig model_config;
   pb::TelemetryConfig telemetry;  // the run's telemetry bounds (generation's gate)
+  int64_t depth = -1;             // the blocks it runs (growth.depth at its step; -1: all)
   Snapshot header;                // the checkpoint's step, config, dataset and blobs, without its tensors
   uint64_t tensor_bytes = 0;      // of the tensors it held
 };
@@ -527,6 +534,8 @@ InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, co
     return scheme.empty() ? ModelFromSnapshot(ckpt.snapshot, config.model(), device)
                           : ModelFromQuantizedSnapshot(ckpt.snapshot, config.model(), &quantized);
   });
+  UseDepthAt(*model, config, ckpt.snapshot.step);
+  const int64_t depth = config.growth().depth().empty() ? -1 : DepthAt(config, ckpt.snapshot.step);
   InferenceModel m{ckpt.dir,
                    device,
                    model,
@@ -536,6 +545,7 @@ InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, co
                    config.model(),
                    config.telemetry(),
                    {}};
+  m.depth = depth;
   for (const TensorBlob& t : ckpt.snapshot.tensors) m.tensor_bytes += t.data.size();
   ckpt.snapshot.tensors.clear();  // the model holds the weights: the checkpoint's copy is not kept
   m.header = std::move(ckpt.snapshot);
@@ -553,6 +563,7 @@ InferenceModel CopyInferenceModel(const InferenceModel& m) {
     for (auto& p : model->named_parameters()) p.value().copy_(from[p.key()]);
     const auto buffers = m.model->named_buffers();
     for (auto& b : model->named_buffers()) b.value().copy_(buffers[b.key()]);
+    model->SetActiveDepth(m.depth);
     model->to(m.device);
     model->eval();
     return model;

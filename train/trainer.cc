@@ -60,6 +60,10 @@ torch::Tensor ForwardLoss(models::ByteModel& model, const torch::Tensor& x, cons
   return model.Loss(x, y);  // float32, nats per byte (models/model.h)
 }
 
+void UseDepthAt(models::ByteModel& model, const pb::TrainConfig& config, int64_t step) {
+  if (!config.growth().depth().empty()) model.SetActiveDepth(DepthAt(config, step));
+}
+
 void UseTorchThreads(int threads) {
   if (threads > 0 && at::get_num_threads() != threads) at::set_num_threads(threads);
 }
@@ -102,6 +106,8 @@ Trainer::Trainer(const pb::TrainConfig& config, torch::Device device) : config_(
   bf16_ = config_.precision() == "bf16";
   torch::manual_seed(config_.seed());
   model_ = models::CreateModel(config_.model());
+  // Progressive depth: the blocks above the starting depth begin as the identity.
+  if (!config_.growth().depth().empty()) model_->IdentityBlocksFrom(DepthAt(config_, 0));
   model_->to(device_);
   model_->train();
   const bool state8 = config_.optim().state_bits() == 8;
@@ -140,6 +146,7 @@ StepStats Trainer::Step(const Batch& batch) {
   all = all.to(torch::kLong);
 
   if (models::qat::QatModel* qat = model_->qat()) qat->set_active(batch.step >= config_.model().qat().start_step());
+  UseDepthAt(*model_, config_, batch.step);
   for (Param& q : params_) q.p.mutable_grad() = torch::Tensor();
   double loss_sum = 0;
   for (int m = 0; m < accum; ++m) {

@@ -95,6 +95,10 @@ auto WithoutTorchFrames(const std::string& what, Fn&& fn) -> decltype(fn()) {
   }
 }
 
+// Progressive depth (growth.depth): makes `model` run the blocks the schedule has at `step` (steps
+// done; the weights of a snapshot taken then). Without a schedule: nothing.
+void UseDepthAt(models::ByteModel& model, const pb::TrainConfig& config, int64_t step);
+
 // Sets LibTorch's intra-op threads for the calling thread (OpenMP keeps the count per thread,
 // and flow-graph nodes run on TBB worker threads).
 void UseTorchThreads(int threads);

@@ -381,6 +381,15 @@
     s.push('<line class="axis" x1="' + ml + '" y1="' + (mt + ph) + '" x2="' + (ml + pw) + '" y2="' + (mt + ph) + '"/>');
     s.push('<text class="axis-label x-label" x="' + (ml + pw / 2) + '" y="' + (H - 6) + '" text-anchor="middle">' + esc(unit.name) + '</text>');
     s.push('<text class="axis-label y-label" transform="translate(14,' + (mt + ph / 2) + ') rotate(-90)" text-anchor="middle">' + esc(yname) + '</text>');
+    // Growth stages (growth.depth, growth.seq_len): a dashed line at each, on the step axis.
+    if (mode !== 'wall' && Array.isArray(D.growth)) {
+      D.growth.forEach(function (g) {
+        var gx = g.step / unit.div;
+        if (!(gx >= x0 && gx <= x1)) return;
+        var x = r1(ml + (gx - x0) / (x1 - x0) * pw);
+        s.push('<line class="growth" x1="' + x + '" x2="' + x + '" y1="' + mt + '" y2="' + (mt + ph) + '"><title>' + esc('step ' + g.step + ': ' + g.what) + '</title></line>');
+      });
+    }
     s.push('<polyline class="series" data-points="' + draw.length + '" points="' +
       draw.map(function (q) { return r1(X(q.x)) + ',' + r1(Y(q.y)); }).join(' ') + '"/>');
     if ((c.markers || pts.length === 1) && pts.length <= 400) {

@@ -1247,6 +1247,34 @@ t_bits() {
   end
 }
 
+# Progressive depth and a sequence-length curriculum: kill -9 across the growth steps and resume
+# gives the uninterrupted run; metrics.jsonl and the report mark the growth points.
+t_growth() {
+  begin "growth: depth and window curriculum, kill -9 across the growth and resume identical, the report marks it"
+  local G=(--set growth.depth=0:1,30:2 --set growth.seq_len=0:16,20:32)
+  rm -rf GA GK
+  bb train --data ds -o GA "${CFG[@]}" "${G[@]}"
+  want_rc 0 "a growing run"
+  want_err "growth  step 30  2 layers" "a growing run"
+  want_err "growth  step 20  32-byte windows" "a growing run"
+  bg train --data ds -o GK "${CFG[@]}" "${G[@]}"
+  if wait_step GK/metrics.jsonl 25 "$BG"; then kill -9 "$BG" 2>/dev/null || true; fi
+  reap "$BG"
+  [[ $RC == 137 ]] || fail "the growing run was not killed (exit $RC, $(errmsg "$T/bg.err"))"
+  bb train --resume GK --threads 2
+  want_rc 0 "resume of a growing run"
+  same_run GA GK "growth after kill -9"
+  [[ $(grep -c '"growth"' GA/metrics.jsonl) == 2 ]] || fail "want 2 growth records in metrics.jsonl"
+  [[ $(grep -c '"growth"' GK/metrics.jsonl) == 2 ]] || fail "the resumed run has $(grep -c '"growth"' GK/metrics.jsonl) growth records, want 2"
+  bb report GA -o GA.html
+  want_rc 0 "report of a growing run"
+  grep -qF "step 30: 2 layers" GA.html || fail "the report does not mark the growth"
+  bb train --data ds -o GX "${CFG[@]}" --set growth.depth=0:1
+  want_rc 2 "a depth schedule that never reaches n_layer"
+  want_err "config field growth.depth" "a depth schedule that never reaches n_layer"
+  end
+}
+
 # bench tracks: every track at matched size on the same budget and seeds, the document with every
 # run, curve and scaling point, and its option errors found before any training.
 t_bench_tracks() {
@@ -1426,6 +1454,7 @@ group t_print_config
 group t_data_identity
 group t_mamba
 group t_bits
+group t_growth
 group t_bench_tracks
 
 finish

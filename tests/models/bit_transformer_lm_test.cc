@@ -291,6 +291,50 @@ TEST(BitTransformerLM, DenoiseDrawsTheBytesItReportsReproducibly) {
   EXPECT_TRUE(torch::equal(bits, (d.q > 0.5).to(torch::kLong)));
 }
 
+// Progressive depth: blocks made the identity leave every track's function as it was when they are
+// switched on, and the blocks above the active depth are not run (no gradient reaches them).
+TEST(ByteModel, IdentityBlocksKeepTheFunctionWhenSwitchedOn) {
+  for (const std::string track : {"bitbyte_lm", "mamba_mlm", "bit_transformer_lm"}) {
+    pb::ModelConfig c;
+    SetTrack(c, track);
+    SelectTrackBlock(c);
+    auto* block = c.GetReflection()->MutableMessage(&c, c.GetDescriptor()->FindFieldByName(track));
+    const auto* d = block->GetDescriptor();
+    block->GetReflection()->SetInt32(block, d->FindFieldByName("d_model"), 16);
+    block->GetReflection()->SetInt32(block, d->FindFieldByName("n_layer"), 3);
+    if (track != "mamba_mlm") block->GetReflection()->SetInt32(block, d->FindFieldByName("n_head"), 2);
+    block->GetReflection()->SetInt32(block, d->FindFieldByName("context"), track == "bit_transformer_lm" ? 128 : 16);
+    torch::manual_seed(3);
+    auto model = CreateModel(c);
+    model->to(torch::kDouble);
+    model->IdentityBlocksFrom(1);
+    const torch::Tensor w = torch::randint(256, {2, 13}, torch::kLong);
+    const torch::Tensor x = w.narrow(1, 0, 12), y = w.narrow(1, 1, 12);
+    model->SetActiveDepth(1);
+    const torch::Tensor one = model->Loss(x, y);
+    one.backward();
+    for (const auto& p : model->named_parameters()) {
+      bool above = false;  // blocks 1 and 2, and MambaMLM's norms before them
+      for (const char* prefix : {"blocks.1.", "blocks.2.", "norms.1.", "norms.2."})
+        above = above || p.key().rfind(prefix, 0) == 0;
+      EXPECT_EQ(p.value().grad().defined(), !above) << track << " " << p.key();
+    }
+    model->eval();
+    const double nats = model->Nats(x, y);  // float64 where the loss may be float32
+    for (int64_t depth : {2, 3, -1}) {
+      model->SetActiveDepth(depth);
+      EXPECT_EQ(model->Nats(x, y), nats) << track << " depth " << depth;
+    }
+    // Not the identity any more: a block that learned changes the function.
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : model->named_parameters())
+        if (p.key().rfind("blocks.2.", 0) == 0) p.value().add_(0.5);
+    }
+    EXPECT_NE(model->Nats(x, y), nats) << track;
+  }
+}
+
 TEST(BitTransformerLM, ParameterCountAndConfigChecks) {
   std::mt19937_64 rng(10);
   for (int i = 0; i < 8; ++i) {

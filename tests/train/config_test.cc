@@ -284,6 +284,12 @@ const std::vector<Limit>& Limits() {
       {"model.bit_transformer_lm.diffusion_eval_samples", {bits}, {"1", "1024"}, {"0", "1025"}},
       {"model.bit_transformer_lm.attention_window", {bits}, {"0", "1", "1048576"}, {"-1", "1048577"}},
       {"model.bit_transformer_lm.init_std", {bits}, {"1e-300", "1"}, Plus({"0", "1.0000001"}, non_finite)},
+      // n_layer 4 and data.seq_len 256 by default.
+      {"growth.depth",
+       {},
+       {"", "0:4", "0:1,10:2,20:4"},
+       {"1:4", "0:2", "0:2,0:4", "0:3,10:2,20:4", "0:5", "x", "0:2;9:4", "0:2,10:4,"}},
+      {"growth.seq_len", {}, {"", "0:2", "0:64,100:256,200:32"}, {"0:1", "0:257", "5:16", "0:16,3", "0:16,2:x"}},
       {"telemetry.every", {}, {"0", "999999999"}, {"-1", "1000000000"}},
       {"telemetry.probe_bytes", {}, {"2", "65536"}, {"0", "1", "65537"}},
       {"telemetry.k_min", {}, {"0", "1"}, Plus({"-1e-9", "1.0000001"}, non_finite)},

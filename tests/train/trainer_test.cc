@@ -124,21 +124,30 @@ TEST(Trainer, RestoredSnapshotContinuesBitExactly) {
   for (const auto& [precision, bits, qat, track] :
        {std::tuple{"fp32", 32, "", "bitbyte_lm"}, std::tuple{"bf16", 32, "", "bitbyte_lm"},
         std::tuple{"fp32", 8, "", "bitbyte_lm"}, std::tuple{"fp32", 8, "ternary", "bitbyte_lm"},
-        std::tuple{"bf16", 32, "int4", "bit_transformer_lm"}}) {
+        std::tuple{"bf16", 32, "int4", "bit_transformer_lm"}, std::tuple{"fp32", 32, "grow", "bitbyte_lm"},
+        std::tuple{"fp32", 32, "grow", "mamba_mlm"}, std::tuple{"fp32", 32, "grow", "bit_transformer_lm"}}) {
     pb::TrainConfig c = Tiny(24);
     UseTrack(c, track, 16);
+    // Growth: one layer, two from step 8 (between the snapshots at 5 and 11), windows of 8 bytes
+    // then 16 from step 5.
+    const bool grow = std::string(qat) == "grow";
+    if (grow) {
+      ApplyOverride(c, "growth.depth=0:1,8:2");
+      ApplyOverride(c, "growth.seq_len=0:8,5:16");
+    }
     c.set_precision(precision);
     if (bits == 8) {
       ApplyOverride(c, "optim.state_bits=8");
       UseTrack(c, track, 32);
     }
-    if (*qat != '\0') {
+    if (*qat != '\0' && !grow) {
       ApplyOverride(c, std::string("model.qat.scheme=") + qat);
       ApplyOverride(c, "model.qat.start_step=5");
       ApplyOverride(c, "model.qat.group=8");
     }
     c.mutable_data()->set_grad_accum(2);
-    const BatchSampler s(*ds, c.seed(), c.data().batch_size() * 2, 16);
+    const BatchSampler s(*ds, c.seed(), c.data().batch_size() * 2, 16,
+                         ParseStages(c.growth().seq_len(), "growth.seq_len", 2, 16, false));
     for (int64_t k : {1, 5, 11}) {
       Trainer a(c, torch::kCPU);
       std::vector<double> losses_a, losses_b;
