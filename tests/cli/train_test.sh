@@ -1001,15 +1001,15 @@ t_print_config() {
   want_out "steps: 77" "--print-config (--steps 77)"
   want_out 'name: "bitbyte_lm"' "--print-config"
   # Every field of the two .proto files, of the model only the chosen track's block (a oneof).
-  # fields_but MESSAGE FIELD: the field names of both files, but those of message MESSAGE and
-  # the field FIELD (the other track's block).
+  # fields_but MESSAGES FIELDS: the field names of both files, but those of the messages MESSAGES
+  # and the fields FIELDS (the other tracks' blocks), each an alternation "A|B".
   fields_but() {
-    awk -v skip="$1" '/^message /{m=$2} m!=skip && /^ *(optional )?[A-Za-z0-9_.]+ [a-z_0-9]+ = [0-9]+/{
+    awk -v skip="^($1)\$" '/^message /{m=$2} m !~ skip && /^ *(optional )?[A-Za-z0-9_.]+ [a-z_0-9]+ = [0-9]+/{
       for (i = 1; i <= NF; i++) if ($i == "=") { print $(i-1); break } }' \
-      "$SRC_ROOT/train/train_config.proto" "$SRC_ROOT/models/model_config.proto" | grep -vx "$2" | sort -u
+      "$SRC_ROOT/train/train_config.proto" "$SRC_ROOT/models/model_config.proto" | grep -vxE "$2" | sort -u
   }
   local f missing=""
-  for f in $(fields_but MambaMLMConfig mamba_mlm); do
+  for f in $(fields_but "MambaMLMConfig|BitTransformerLMConfig" "mamba_mlm|bit_transformer_lm"); do
     grep -qE "^ *$f( \{|:)" "$T/out" || missing+=" $f"
   done
   [[ -z $missing ]] || fail "fields missing from --print-config:$missing"
@@ -1017,10 +1017,17 @@ t_print_config() {
   bb train --data ds -o pc --model mamba_mlm --print-config
   want_rc 0 "--model mamba_mlm --print-config"
   missing=""
-  for f in $(fields_but BitByteLMConfig bitbyte_lm); do
+  for f in $(fields_but "BitByteLMConfig|BitTransformerLMConfig" "bitbyte_lm|bit_transformer_lm"); do
     grep -qE "^ *$f( \{|:)" "$T/out" || missing+=" $f"
   done
   [[ -z $missing ]] || fail "fields missing from --model mamba_mlm --print-config:$missing"
+  bb train --data ds -o pc --model bit_transformer_lm --print-config
+  want_rc 0 "--model bit_transformer_lm --print-config"
+  missing=""
+  for f in $(fields_but "BitByteLMConfig|MambaMLMConfig" "bitbyte_lm|mamba_mlm"); do
+    grep -qE "^ *$f( \{|:)" "$T/out" || missing+=" $f"
+  done
+  [[ -z $missing ]] || fail "fields missing from --model bit_transformer_lm --print-config:$missing"
   [[ ! -e pc ]] || fail "--print-config created the run directory"
   bb train --data ds -o pc "${TINY[@]}" --set optim.lrr=1 --print-config
   want_rc 2 "--print-config with --set optim.lrr=1"

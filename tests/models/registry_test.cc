@@ -150,7 +150,7 @@ TEST(Registry, TrainFlopsCountEveryLinearWeightOnRandomConfigs) {
       const int32_t heads = 1 + rng() % 4;
       SetInt(c, "d_model", heads * (4 + rng() % 12));
       SetInt(c, "n_layer", 1 + rng() % 3);
-      if (t.name == "bitbyte_lm") {
+      if (t.name == "bitbyte_lm" || t.name == "bit_transformer_lm") {
         SetInt(c, "n_head", heads);
         SetInt(c, "d_ff", rng() % 2 ? 0 : 8 + rng() % 40);
       } else {
@@ -165,15 +165,20 @@ TEST(Registry, TrainFlopsCountEveryLinearWeightOnRandomConfigs) {
         if (const auto* l = m->as<torch::nn::Linear>()) linear += static_cast<double>(l->weight.numel());
       const int64_t seq = 2 + rng() % 300;
       double other = 0;
+      double per_weight = 6;  // FLOPs per weight and predicted byte: forward 2, backward 4
       if (t.name == "bitbyte_lm") {
         const auto& b = c.bitbyte_lm();
         other = 3.0 * b.n_layer() * 2 * b.d_model() * (seq + 1);
+      } else if (t.name == "bit_transformer_lm") {  // 8 positions a byte, attention over 8 (seq + 1)
+        const auto& b = c.bit_transformer_lm();
+        per_weight = 48;
+        other = 8 * 3.0 * b.n_layer() * 2 * b.d_model() * (8.0 * (seq + 1) + 1);
       } else {
         const auto& m = c.mamba_mlm();
         const double e = static_cast<double>(m.expand()) * m.d_model();
         other = 3.0 * m.n_layer() * (2 * e * m.d_conv() + 7 * e * m.d_state());
       }
-      EXPECT_NEAR(t.train_flops_per_byte(c, seq), 6 * linear + other, 1e-6 * (6 * linear + other))
+      EXPECT_NEAR(t.train_flops_per_byte(c, seq), per_weight * linear + other, 1e-6 * (per_weight * linear + other))
           << t.name << " " << c.ShortDebugString() << " seq " << seq;
     }
   }
