@@ -158,6 +158,15 @@ struct Harness {
   }
 };
 
+// The names of the train graph's nodes for `config`, space-separated.
+std::string NodeNames(const pb::TrainConfig& config) {
+  pipeline::Graph g("train");
+  TrainGraph::Wire(g, config, 0, nullptr);
+  std::string out;
+  for (const auto& n : g.Describe().nodes) out += n.name + " ";
+  return out;
+}
+
 runs::RunDirContents Metrics(const std::string& run_dir) {
   runs::RunDirContents c;
   runs::ParseMetrics(testing::ReadFile(run_dir + "/metrics.jsonl"), c);
@@ -307,15 +316,8 @@ TEST(TrainGraph, QuantizedEvaluationsAtTheirStepsBesideTraining) {
     }
   }
   // Without quant_eval.every the graph has no such nodes.
-  const auto names = [](const pb::TrainConfig& config) {
-    pipeline::Graph g("train");
-    TrainGraph::Wire(g, config, 0, nullptr);
-    std::string out;
-    for (const auto& n : g.Describe().nodes) out += n.name + " ";
-    return out;
-  };
-  EXPECT_EQ(names(Config(30, 10, 10)).find("quant_eval"), std::string::npos);
-  EXPECT_NE(names(c).find("calibrate quant_eval"), std::string::npos) << names(c);
+  EXPECT_EQ(NodeNames(Config(30, 10, 10)).find("quant_eval"), std::string::npos);
+  EXPECT_NE(NodeNames(c).find("calibrate quant_eval"), std::string::npos) << NodeNames(c);
 }
 
 TEST(TrainGraph, TelemetryAtItsStepsBesideTrainingInMetricsAndKeptOnResume) {
@@ -343,15 +345,8 @@ TEST(TrainGraph, TelemetryAtItsStepsBesideTrainingInMetricsAndKeptOnResume) {
   for (const runs::TelemetryRecord& r : Metrics(t / "run").telemetry) EXPECT_LE(r.step, 20);
   EXPECT_FALSE(Metrics(t / "run").telemetry.empty());
   // Without telemetry.every the graph has no telemetry node.
-  const auto names = [](const pb::TrainConfig& config) {
-    pipeline::Graph g("train");
-    TrainGraph::Wire(g, config, 0, nullptr);
-    std::string out;
-    for (const auto& n : g.Describe().nodes) out += n.name + " ";
-    return out;
-  };
-  EXPECT_EQ(names(Config(30, 10, 10)).find("telemetry"), std::string::npos);
-  EXPECT_NE(names(c).find("telemetry"), std::string::npos) << names(c);
+  EXPECT_EQ(NodeNames(Config(30, 10, 10)).find("telemetry"), std::string::npos);
+  EXPECT_NE(NodeNames(c).find("telemetry"), std::string::npos) << NodeNames(c);
 }
 
 // The gate: K outside telemetry.k_max from step 20 stops the run like a non-finite loss, naming
