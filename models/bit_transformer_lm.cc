@@ -266,13 +266,18 @@ torch::Tensor BitTransformerLM::ByteNats(const torch::Tensor& x, const torch::Te
   return ByteNats(x, y, false);
 }
 
-torch::Tensor BitTransformerLM::ByteNats(const torch::Tensor& x, const torch::Tensor& y, bool wide) {
+torch::Tensor BitTransformerLM::Window(const torch::Tensor& x, const torch::Tensor& y) const {
   TORCH_CHECK(x.dim() == 2 && x.sizes() == y.sizes(), "BitTransformerLM expects [batch, time] inputs and targets");
-  const int64_t b = x.size(0), t = x.size(1);
+  const int64_t t = x.size(1);
   TORCH_CHECK(t <= context(), "window of ", t, " bytes exceeds the model context ", context());
   TORCH_CHECK(t < 2 || x.narrow(1, 1, t - 1).equal(y.narrow(1, 0, t - 1)),
               "BitTransformerLM: targets must be the inputs shifted by one byte");
-  const torch::Tensor full = torch::cat({x, y.narrow(1, t - 1, 1)}, 1);  // x_0 .. x_T
+  return torch::cat({x, y.narrow(1, t - 1, 1)}, 1);
+}
+
+torch::Tensor BitTransformerLM::ByteNats(const torch::Tensor& x, const torch::Tensor& y, bool wide) {
+  const int64_t b = x.size(0), t = x.size(1);
+  const torch::Tensor full = Window(x, y);  // x_0 .. x_T
   const torch::Tensor z = wide ? BitLogits(Tokens(full)).to(torch::kDouble) : BitLogits(Tokens(full));
   const torch::Tensor nats = BitNats(z, Bits(full).to(z.scalar_type()));
   return nats.narrow(1, 8, 8 * t).reshape({b, t, 8}).sum(2);
@@ -280,7 +285,7 @@ torch::Tensor BitTransformerLM::ByteNats(const torch::Tensor& x, const torch::Te
 
 torch::Tensor BitTransformerLM::BitProbabilities(const torch::Tensor& x, const torch::Tensor& y) {
   const int64_t b = x.size(0), t = x.size(1);
-  const torch::Tensor full = torch::cat({x, y.narrow(1, t - 1, 1)}, 1);
+  const torch::Tensor full = Window(x, y);
   if (diffusion_) {  // the first denoising step's predictions: every bit of y masked
     torch::Tensor tokens = Bits(full);
     tokens.narrow(1, 8, 8 * t).fill_(kMask);
@@ -291,13 +296,8 @@ torch::Tensor BitTransformerLM::BitProbabilities(const torch::Tensor& x, const t
 
 torch::Tensor BitTransformerLM::DiffusionNats(const torch::Tensor& x, const torch::Tensor& y, int64_t samples,
                                               at::Generator* gen, bool wide) {
-  TORCH_CHECK(x.dim() == 2 && x.sizes() == y.sizes(), "BitTransformerLM expects [batch, time] inputs and targets");
   const int64_t b = x.size(0), t = x.size(1), n = 8 * t;
-  TORCH_CHECK(t <= context(), "window of ", t, " bytes exceeds the model context ", context());
-  TORCH_CHECK(t < 2 || x.narrow(1, 1, t - 1).equal(y.narrow(1, 0, t - 1)),
-              "BitTransformerLM: targets must be the inputs shifted by one byte");
-  const torch::Tensor full = torch::cat({x, y.narrow(1, t - 1, 1)}, 1);
-  const torch::Tensor bits = Bits(full);
+  const torch::Tensor bits = Bits(Window(x, y));
   // Masking levels: the samples x b draws stratified over [0, 1) by one uniform offset each, so
   // every window sees levels spread over the range; then kept in [kMinT, 1].
   const torch::Tensor offsets = Uniform({samples, b}, gen, bits);
@@ -329,13 +329,12 @@ double BitTransformerLM::Nats(const torch::Tensor& x, const torch::Tensor& y) {
     // whatever the batching or the order of evaluation, and the training's random stream is not
     // touched (evaluation runs on another thread). Its masking levels are the K copies' strata.
     const int64_t k = config_.diffusion_eval_samples(), t = x.size(1);
-    const torch::Tensor xc = x.to(torch::kCPU, torch::kLong).contiguous(), yc = y.to(torch::kCPU, torch::kLong);
+    const torch::Tensor full = Window(x, y).to(torch::kCPU, torch::kLong).contiguous();  // x_0 .. x_T
     double total = 0;
     for (int64_t r = 0; r < x.size(0); ++r) {
-      uint64_t h = 1469598103934665603ull;
-      const int64_t* row = xc[r].data_ptr<int64_t>();
-      for (int64_t i = 0; i <= t; ++i)
-        h = (h ^ static_cast<uint64_t>(i < t ? row[i] : yc[r][t - 1].item<int64_t>())) * 1099511628211ull;
+      uint64_t h = 1469598103934665603ull;  // FNV-1a over the window's bytes
+      const int64_t* row = full[r].data_ptr<int64_t>();
+      for (int64_t i = 0; i <= t; ++i) h = (h ^ static_cast<uint64_t>(row[i])) * 1099511628211ull;
       at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(h);
       total += DiffusionNats(x[r].expand({k, t}), y[r].expand({k, t}), 1, &gen, true).mean().item<double>();
     }

@@ -98,6 +98,9 @@ class BitTransformerLM : public ByteModel {
 
  private:
   class CachedStepper;
+  // The window x_0 .. x_T [B, T + 1] of inputs x and targets y, checked (shapes, context, y is x
+  // shifted by one byte).
+  torch::Tensor Window(const torch::Tensor& x, const torch::Tensor& y) const;
   // ByteNats, with the bits' -log p in float64 when `wide` (evaluation).
   torch::Tensor ByteNats(const torch::Tensor& x, const torch::Tensor& y, bool wide);
   // The embedded tokens at positions pos0 .. pos0 + N - 1: [B, N, d].

@@ -1,6 +1,7 @@
 #include "train/batches.h"
 
 #include "base/error.h"
+#include "train/config.h"
 
 namespace bitbyte::train {
 namespace {
@@ -27,12 +28,7 @@ BatchSampler::BatchSampler(const shard::Dataset& data, uint64_t seed, int rows, 
                 " bytes, fewer than one training window (data.seq_len + 1 = " + std::to_string(cols_) + ")");
 }
 
-int BatchSampler::SeqLen(int64_t step) const {
-  int len = cols_ - 1;
-  for (const auto& [from, value] : stages_)
-    if (step >= from) len = static_cast<int>(value);
-  return len;
-}
+int BatchSampler::SeqLen(int64_t step) const { return static_cast<int>(StageValue(stages_, step, cols_ - 1)); }
 
 uint64_t BatchSampler::Offset(int64_t step, int row) const {
   const uint64_t span = bytes_ - static_cast<uint64_t>(SeqLen(step)) - 1 + 1;  // possible window starts

@@ -534,8 +534,8 @@ InferenceModel LoadInferenceModel(const std::string& checkpoint, int threads, co
     return scheme.empty() ? ModelFromSnapshot(ckpt.snapshot, config.model(), device)
                           : ModelFromQuantizedSnapshot(ckpt.snapshot, config.model(), &quantized);
   });
-  UseDepthAt(*model, config, ckpt.snapshot.step);
   const int64_t depth = config.growth().depth().empty() ? -1 : DepthAt(config, ckpt.snapshot.step);
+  model->SetActiveDepth(depth);
   InferenceModel m{ckpt.dir,
                    device,
                    model,
