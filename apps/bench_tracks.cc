@@ -33,11 +33,13 @@ namespace bitbyte::cli {
 namespace {
 
 struct Args {
-  std::string data, out = "docs/tracks.md", work = "/tmp", tracks, seq_lens = "256,512,1024,2048,4096,8192";
-  std::string budget_bytes, scaling_bytes = "8K";
-  double budget_minutes = 0;
+  std::string data, out = "docs/tracks.md", work = "/tmp/bitbyte-bench", tracks,
+                    seq_lens = "256,512,1024,2048,4096,8192";
+  std::string budget_bytes, budget_minutes, scaling_bytes = "8K", lrs, val_bytes, variants = "int8,ternary";
+  bool minutes = false, sweep = true, keep_runs = false;
+  double sweep_share = 0.25;
   int64_t params = 0, scaling_steps = 5;
-  int seeds = 3, threads = 0;
+  int seeds = 3, threads = 0, evals = 4;
   std::vector<std::string> overrides;
   std::vector<std::string> argv;  // as given, for the document
 };
@@ -88,6 +90,25 @@ double MedianStepWall(const std::string& run, int64_t after_step) {
   return Median(walls);
 }
 
+// One budget of the comparison: bytes per run, or minutes per run (steps fitted per track).
+struct Budget {
+  uint64_t bytes = 0;
+  double minutes = 0;
+  std::string text;  // as given
+  std::string Label() const {
+    return minutes > 0 ? FormatDouble("%g", minutes) + " minutes per run" : text + " bytes per run";
+  }
+};
+
+// What became of one run: its wall time (summed over its parts when it was resumed), peak RSS,
+// and, for a run that may fail, why it did.
+struct Done {
+  double wall_s = 0;
+  long rss_kb = 0;
+  bool resumed = false;
+  std::string failure;
+};
+
 class Bench {
  public:
   explicit Bench(Args a) : a_(std::move(a)) {}
@@ -98,34 +119,92 @@ class Bench {
     runs::TracksReport report;
     report.command = Command();
     try {
-      report.tracks = Train();
-      report.setup = Setup(report.tracks);
+      if (a_.minutes) Probe();
+      if (a_.sweep) report.sweeps = Sweep(report.sweep_budget);
+      for (size_t k = 0; k < budgets_.size(); ++k) report.budgets.push_back(TrainBudget(k));
+      report.setup = Setup(report.budgets);
       if (!lens_.empty()) {
         report.scaling_bytes_per_step = scaling_bytes_;
         report.scaling = Scaling();
       }
     } catch (const std::exception& e) {
-      throw Error(std::string(e.what()) + "\n(the runs so far are kept in " + work_ + ")");
+      throw Error(std::string(e.what()) + "\n(the runs so far are kept in " + dir_ +
+                  "; the same command continues from them)");
     }
     report.target_params = target_;
-    // A copy in the scratch directory first: a failing -o then loses nothing.
-    const std::string doc = runs::TracksMarkdown(report), copy = io::JoinPath(work_, "tracks.md");
-    io::WriteFileAtomic(io::Default(), copy, doc);
-    try {
-      io::WriteFileAtomic(io::Default(), a_.out, doc);
-    } catch (const std::exception& e) {
-      throw Error(std::string(e.what()) + "\n(the document and the runs are kept in " + work_ + ")");
+    // The charts beside the document, named after it.
+    std::string stem = a_.out.substr(a_.out.find_last_of('/') + 1);
+    if (stem.size() > 3 && stem.compare(stem.size() - 3, 3, ".md") == 0) stem.resize(stem.size() - 3);
+    std::vector<std::pair<std::string, std::string>> files;
+    if (!report.budgets.empty()) {
+      for (bool by_time : {false, true}) {
+        const std::string svg = runs::CurvesSvg(report.budgets.back(), by_time);
+        if (svg.empty()) continue;
+        const std::string name = stem + (by_time ? "-time.svg" : "-bytes.svg");
+        (by_time ? report.chart_time : report.chart_bytes) = name;
+        files.emplace_back(io::JoinPath(io::DirName(a_.out), name), svg);
+      }
     }
-    std::printf("\n%s\nwrote %s\n", runs::Recommend(report.tracks).c_str(), a_.out.c_str());
-    Spawn({"rm", "-rf", work_});
+    const std::string doc = runs::TracksMarkdown(report);
+    files.emplace_back(a_.out, doc);
+    // A copy in the bench directory first: a failing -o then loses nothing.
+    io::WriteFileAtomic(io::Default(), io::JoinPath(dir_, "tracks.md"), doc);
+    try {
+      for (const auto& [path, text] : files) io::WriteFileAtomic(io::Default(), path, text);
+    } catch (const std::exception& e) {
+      throw Error(std::string(e.what()) + "\n(the document and the runs are kept in " + dir_ + ")");
+    }
+    for (const auto& b : report.budgets) std::printf("\n%s: %s", b.label.c_str(), runs::Recommend(b.tracks).c_str());
+    std::printf("\nwrote %s\n", a_.out.c_str());
+    if (a_.keep_runs)
+      std::printf("runs kept in %s\n", dir_.c_str());
+    else
+      Spawn({"rm", "-rf", dir_});
   }
 
  private:
   // Everything that can be wrong with the options, found before any training.
   void Prepare() {
-    if (!a_.budget_bytes.empty() && a_.budget_minutes > 0)
+    if (!a_.budget_bytes.empty() && !a_.budget_minutes.empty())
       throw UsageError("give --budget-bytes or --budget-minutes, not both");
-    if (a_.budget_bytes.empty() && a_.budget_minutes <= 0) a_.budget_bytes = "1M";
+    if (a_.budget_bytes.empty() && a_.budget_minutes.empty()) a_.budget_bytes = "1M";
+    a_.minutes = !a_.budget_minutes.empty();
+    for (const std::string& t : Split(a_.minutes ? a_.budget_minutes : a_.budget_bytes)) {
+      Budget b;
+      b.text = t;
+      if (a_.minutes) {
+        char* end = nullptr;
+        b.minutes = std::strtod(t.c_str(), &end);
+        if (*end != '\0' || !std::isfinite(b.minutes) || b.minutes < 0.001 || b.minutes > 525600)
+          throw UsageError("--budget-minutes: '" + t + "' is not a number of minutes from 0.001 to 525600");
+      } else {
+        b.bytes = ParseSize(t, "--budget-bytes");
+        if (b.bytes == 0) throw UsageError("--budget-bytes: must be positive");
+      }
+      budgets_.push_back(b);
+    }
+    if (budgets_.empty()) throw UsageError("no budget given");
+    std::stable_sort(budgets_.begin(), budgets_.end(), [](const Budget& x, const Budget& y) {
+      return x.minutes > 0 ? x.minutes < y.minutes : x.bytes < y.bytes;
+    });
+    for (size_t k = 1; k < budgets_.size(); ++k)
+      if (budgets_[k].minutes == budgets_[k - 1].minutes && budgets_[k].bytes == budgets_[k - 1].bytes)
+        throw UsageError("budget '" + budgets_[k].text + "' is listed twice");
+    for (const std::string& v : Split(a_.lrs)) {
+      char* end = nullptr;
+      const double lr = std::strtod(v.c_str(), &end);
+      if (*end != '\0' || !std::isfinite(lr) || lr <= 0 || lr > 10)
+        throw UsageError("--lrs: '" + v + "' is not a learning rate in (0, 10]");
+      lrs_.push_back(lr);
+    }
+    std::sort(lrs_.begin(), lrs_.end());
+    if (!lrs_.empty() && !a_.sweep) throw UsageError("--lrs needs the sweep (drop --no-sweep)");
+    if (!lrs_.empty() && lrs_.size() < 2) throw UsageError("--lrs: give at least 2 rates (3 or more on a log grid)");
+    for (const std::string& v : Split(a_.variants)) {
+      if (v != "int8" && v != "ternary") throw UsageError("--variants: '" + v + "' is not int8 or ternary");
+      variants_.push_back(v);
+    }
+    val_bytes_ = a_.val_bytes.empty() ? 0 : ParseSize(a_.val_bytes, "--val-bytes");
     for (const std::string& name : Split(a_.tracks)) {
       if (std::find(names_.begin(), names_.end(), name) != names_.end())
         throw UsageError("--tracks: '" + name + "' is listed twice");
@@ -187,16 +266,10 @@ class Bench {
     // Every scaling run's config, resolved now: a bad one fails here, not after the training.
     for (int64_t len : lens_)
       for (const auto& base : configs_) scaling_.push_back(ScalingConfig(base, len));
-    if (!a_.budget_bytes.empty()) {
-      const uint64_t budget = ParseSize(a_.budget_bytes, "--budget-bytes");
-      if (budget == 0) throw UsageError("--budget-bytes: must be positive");
-      const uint64_t per = BytesPerStep(configs_.front());
-      const uint64_t steps = std::max<uint64_t>(1, budget / per + (budget % per != 0));
-      if (steps > static_cast<uint64_t>(train::limits::kMaxSteps))
-        throw UsageError("--budget-bytes " + a_.budget_bytes + ": " + std::to_string(steps) + " steps; at most " +
+    for (const Budget& b : budgets_)
+      if (b.bytes > 0 && StepsFor(b.bytes) > static_cast<uint64_t>(train::limits::kMaxSteps))
+        throw UsageError("--budget-bytes " + b.text + ": " + std::to_string(StepsFor(b.bytes)) + " steps; at most " +
                          std::to_string(train::limits::kMaxSteps));
-      for (auto& c : configs_) c.set_steps(static_cast<int64_t>(steps));
-    }
     if (!io::Default().Exists(io::JoinPath(a_.data, "manifest.pb")))
       throw UsageError("--data " + a_.data +
                        ": not a dataset directory (no manifest.pb; make one with 'bitbyte shard')");
@@ -204,10 +277,18 @@ class Bench {
     const std::string dir = io::DirName(a_.out);
     if (!dir.empty() && dir != "." && !io::Default().Exists(dir))
       throw UsageError("-o " + a_.out + ": directory " + dir + " does not exist");
-    io::Default().CreateDirs(a_.work);
-    std::string tmpl = io::JoinPath(a_.work, "bench-tracks-XXXXXX");
-    if (::mkdtemp(tmpl.data()) == nullptr) throw Error(ErrnoMessage("create a directory in", a_.work, errno));
-    work_ = tmpl;
+    // The bench directory: kept between attempts, so a killed bench continues where it stopped
+    // (each run is reused when its config is the same, resumed from its checkpoint when it did
+    // not finish).
+    dir_ = io::JoinPath(a_.work, "bench-tracks");
+    io::Default().CreateDirs(dir_);
+    if (io::Default().Exists(io::JoinPath(dir_, "tracks.md")) || !io::Default().ListDir(dir_).empty())
+      std::printf("continuing the bench in %s (finished runs are reused)\n", dir_.c_str());
+  }
+
+  uint64_t StepsFor(uint64_t bytes) const {
+    const uint64_t per = BytesPerStep(configs_.front());
+    return std::max<uint64_t>(1, bytes / per + (bytes % per != 0));
   }
 
   // A matched config at sequence length `len` for the scaling table; a track whose context is
@@ -234,84 +315,315 @@ class Bench {
     return s;
   }
 
-  // One `bitbyte train` child on `config`; its run directory is `run`.
-  RunResult TrainChild(const train::pb::TrainConfig& config, const std::string& run, bool must_succeed,
-                       const std::string& stderr_path = "") {
-    Spawn({"rm", "-rf", run});
-    const std::string path = run + ".txtpb";
-    io::WriteFileAtomic(io::Default(), path, train::ConfigToText(config));
+  // A config for a run of `steps` steps, evaluated `evals` times on the chosen validation bytes,
+  // checkpointed at each evaluation (kept: the int8 variant evaluates them).
+  train::pb::TrainConfig RunConfig(train::pb::TrainConfig c, int64_t steps, uint64_t seed, int evals) const {
+    c.set_steps(steps);
+    c.set_seed(seed);
+    const int64_t every = std::max<int64_t>(1, (steps + evals - 1) / evals);
+    c.mutable_eval()->set_every(every);
+    c.mutable_eval()->set_max_bytes(static_cast<int64_t>(val_bytes_));
+    c.mutable_checkpoint()->set_every(every);
+    c.mutable_checkpoint()->set_keep(evals + 2);
+    // Warm-up at most a tenth of a short run.
+    c.mutable_optim()->set_warmup_steps(std::min<int64_t>(c.optim().warmup_steps(), std::max<int64_t>(1, steps / 10)));
+    train::ValidateConfig(c);
+    return c;
+  }
+
+  static std::string LastLine(const std::string& path) {
+    std::string last;
+    if (!io::Default().Exists(path)) return last;
+    std::istringstream err(io::ReadFile(io::Default(), path));
+    for (std::string line; std::getline(err, line);)
+      if (!line.empty()) last = line;
+    return last.substr(0, 200);
+  }
+
+  // One `bitbyte train` child on `config`, in the bench directory under `name`. A run whose
+  // config is the one asked for is reused when it finished and resumed from its checkpoint when
+  // it did not. A failure throws when `must_succeed`, else it is returned (and kept: a diverged
+  // sweep run is not run again).
+  Done TrainRun(const train::pb::TrainConfig& config, const std::string& name, bool must_succeed) {
+    io::FileSystem& fs = io::Default();
+    const std::string run = io::JoinPath(dir_, name), path = run + ".txtpb", done_path = run + ".done",
+                      parts = run + ".parts", err = run + ".err";
+    const std::string text = train::ConfigToText(config) + "# threads " + std::to_string(threads_) + "\n";
+    const bool same = fs.Exists(path) && io::ReadFile(fs, path) == text;
+    Done d;
+    if (same && fs.Exists(done_path)) {
+      std::istringstream in(io::ReadFile(fs, done_path));
+      int resumed = 0;
+      if (in >> d.wall_s >> d.rss_kb >> resumed) {
+        std::getline(in >> std::ws, d.failure);
+        d.resumed = resumed != 0;
+        if (!d.failure.empty() && must_succeed) throw Error(name + ": " + d.failure);
+        return d;
+      }
+    }
+    const bool resume = same && fs.Exists(io::JoinPath(run, "checkpoints/latest"));
+    if (same && fs.Exists(parts)) {
+      std::istringstream in(io::ReadFile(fs, parts));
+      in >> d.wall_s >> d.rss_kb;
+    } else {
+      d = Done{};
+    }
+    if (!resume) {
+      Spawn({"rm", "-rf", run, parts});
+      io::WriteFileAtomic(fs, path, text);
+    }
     parent_rss_mib_ = std::max(parent_rss_mib_, SelfRssMib());
     SpawnOptions so;
-    so.throw_on_failure = must_succeed;
-    so.stderr_path = stderr_path;
-    return Spawn({kSelfExe, "train", "--data", a_.data, "--out", run, "--config", path, "-q", "--threads",
-                  std::to_string(threads_)},
-                 so);
+    so.throw_on_failure = false;
+    so.stderr_path = err;
+    std::vector<std::string> argv = {kSelfExe, "train"};
+    if (resume)
+      argv.insert(argv.end(), {"--resume", run});
+    else
+      argv.insert(argv.end(), {"--data", a_.data, "--out", run, "--config", path});
+    argv.insert(argv.end(), {"-q", "--threads", std::to_string(threads_)});
+    const RunResult rr = Spawn(argv, so);
+    d.wall_s += rr.seconds;
+    d.rss_kb = std::max(d.rss_kb, rr.max_rss_kb);
+    d.resumed = d.resumed || resume;
+    io::WriteFileAtomic(fs, parts, FormatDouble("%.3f", d.wall_s) + " " + std::to_string(d.rss_kb) + "\n");
+    if (!rr.failure.empty()) {
+      const std::string last = LastLine(err);
+      d.failure = rr.failure + (last.empty() ? "" : " — " + last);
+      if (must_succeed) throw Error(name + ": " + d.failure);
+    } else {
+      // A child stopped by SIGINT/SIGTERM exits 0 after a checkpoint: unfinished, not done.
+      int64_t last_step = 0;
+      for (const runs::StepRecord& st : runs::ReadRunDir(run).steps) last_step = std::max(last_step, st.step);
+      if (last_step < config.steps())
+        throw Error(name + ": stopped at step " + std::to_string(last_step) + " of " + std::to_string(config.steps()) +
+                    " (interrupted)");
+    }
+    io::WriteFileAtomic(fs, done_path,
+                        FormatDouble("%.3f", d.wall_s) + " " + std::to_string(d.rss_kb) + " " +
+                            std::to_string(d.resumed ? 1 : 0) + " " + d.failure + "\n");
+    return d;
   }
 
   // A short run of each track: its median step time decides how many steps fit in the minutes.
-  void FitStepsToMinutes() {
+  void Probe() {
     for (auto& c : configs_) {
       train::pb::TrainConfig probe = c;
       probe.set_steps(8);
       probe.mutable_eval()->set_every(0);
       probe.mutable_eval()->set_max_bytes(probe.data().seq_len() + 1);
       probe.mutable_checkpoint()->set_every(8);
-      const std::string run = io::JoinPath(work_, "probe");
-      TrainChild(probe, run, true);
-      const double step_s = MedianStepWall(run, 2);
-      if (step_s <= 0) throw Error(run + "/metrics.jsonl: the probe run has no timed steps");
-      c.set_steps(
-          static_cast<int64_t>(std::clamp(a_.budget_minutes * 60 / step_s, 1.0, double(train::limits::kMaxSteps))));
-      std::printf("%s: %.2f s a step, %lld steps in %g minutes\n", c.model().name().c_str(), step_s,
-                  (long long)c.steps(), a_.budget_minutes);
+      const std::string name = "probe-" + c.model().name();
+      TrainRun(probe, name, true);
+      const double step_s = MedianStepWall(io::JoinPath(dir_, name), 2);
+      if (step_s <= 0) throw Error(name + "/metrics.jsonl: the probe run has no timed steps");
+      step_s_.push_back(step_s);
+      std::printf("%s: %.3f s a step\n", c.model().name().c_str(), step_s);
     }
   }
 
-  std::vector<runs::TrackResult> Train() {
-    if (a_.budget_minutes > 0) FitStepsToMinutes();
-    std::vector<runs::TrackResult> results(configs_.size());
+  // Steps of track i at budget b.
+  int64_t Steps(size_t i, const Budget& b) const {
+    if (b.minutes <= 0) return static_cast<int64_t>(StepsFor(b.bytes));
+    return static_cast<int64_t>(std::clamp(b.minutes * 60 / step_s_[i], 1.0, double(train::limits::kMaxSteps)));
+  }
+
+  static std::string LrName(double lr) { return FormatDouble("%.4g", lr); }
+
+  // Each track's learning rate from a sweep at a short budget (a share of the shortest one):
+  // the given rates, or the configured one times 1/2, 1 and 2; extended past an edge that wins,
+  // at most twice. The chosen rate replaces the configured one (and min_lr keeps its ratio).
+  std::vector<runs::TrackSweep> Sweep(std::string& budget_words) {
+    Budget share = budgets_.front();
+    share.minutes *= a_.sweep_share;
+    share.bytes = static_cast<uint64_t>(std::ceil(static_cast<double>(share.bytes) * a_.sweep_share));
+    budget_words = share.minutes > 0 ? FormatDouble("about %.3g minutes a run", share.minutes)
+                                     : FormatDouble("%.0f bytes a run", static_cast<double>(share.bytes));
+    budget_words += FormatDouble(", %g of the shortest budget", a_.sweep_share);
+    std::vector<runs::TrackSweep> sweeps;
     for (size_t i = 0; i < configs_.size(); ++i) {
-      const auto& c = configs_[i];
-      runs::TrackResult& r = results[i];
-      r.name = c.model().name();
-      r.model = ModelLine(c.model());
-      r.params = models::ParameterCount(c.model());
-      r.steps = c.steps();
-      r.bytes_per_step = BytesPerStep(c);
-      std::printf("%-10s %s parameters (target %s, %+.1f%%), %lld steps of %llu bytes\n", r.name.c_str(),
+      train::pb::TrainConfig& c = configs_[i];
+      runs::TrackSweep sw;
+      sw.track = c.model().name();
+      sw.steps = Steps(i, share);
+      const double ratio = c.optim().min_lr() / c.optim().lr();
+      std::vector<double> grid = lrs_;
+      if (grid.empty()) grid = {c.optim().lr() / 2, c.optim().lr(), c.optim().lr() * 2};
+      auto run = [&](double lr) {
+        train::pb::TrainConfig s = RunConfig(c, sw.steps, 1, 1);
+        s.mutable_optim()->set_lr(lr);
+        s.mutable_optim()->set_min_lr(lr * ratio);
+        s.mutable_checkpoint()->set_keep(1);
+        std::printf("sweep %s lr %s, %lld steps ...", sw.track.c_str(), LrName(lr).c_str(), (long long)sw.steps);
+        std::fflush(stdout);
+        const std::string name = "sweep-" + sw.track + "-lr" + LrName(lr);
+        const Done d = TrainRun(s, name, false);
+        runs::SweepPoint p;
+        p.lr = lr;
+        p.val_bpb = std::nan("");
+        p.failure = d.failure;
+        if (d.failure.empty()) {
+          const runs::RunDirContents contents = runs::ReadRunDir(io::JoinPath(dir_, name));
+          p.val_bpb = runs::SummariseRun(contents, sw.steps, BytesPerStep(s)).val_bpb;
+          std::printf(" val bpb %.4f\n", p.val_bpb);
+        } else {
+          std::printf(" failed: %s\n", d.failure.c_str());
+        }
+        sw.points.push_back(p);
+        std::sort(sw.points.begin(), sw.points.end(),
+                  [](const runs::SweepPoint& x, const runs::SweepPoint& y) { return x.lr < y.lr; });
+      };
+      for (double lr : grid) run(lr);
+      for (int extra = 0; extra < 2; ++extra) {
+        const runs::SweepPoint* best = sw.Best();
+        if (best == nullptr)
+          run(sw.points.front().lr / 2);  // all diverged: lower
+        else if (sw.AtEdge())
+          run(best == &sw.points.front() ? best->lr / 2 : best->lr * 2);
+        else
+          break;
+      }
+      const runs::SweepPoint* best = sw.Best();
+      if (best == nullptr)
+        throw Error("sweep: every learning rate failed for " + sw.track + " (the last: " + sw.points.back().failure +
+                    ")");
+      c.mutable_optim()->set_lr(best->lr);
+      c.mutable_optim()->set_min_lr(best->lr * ratio);
+      std::printf("%s: learning rate %s\n", sw.track.c_str(), LrName(best->lr).c_str());
+      sweeps.push_back(std::move(sw));
+    }
+    return sweeps;
+  }
+
+  runs::TrackRun Summarise(const train::pb::TrainConfig& c, const std::string& name, const Done& d, uint64_t seed) {
+    const runs::RunDirContents contents = runs::ReadRunDir(io::JoinPath(dir_, name));
+    for (const auto& [k, v] : contents.run_info)
+      if (k == "cpu" && std::find(cpus_.begin(), cpus_.end(), v) == cpus_.end()) cpus_.push_back(v);
+    run_info_ = contents.run_info;
+    runs::TrackRun tr = runs::SummariseRun(contents, c.steps(), BytesPerStep(c));
+    val_bytes_seen_ = static_cast<uint64_t>(tr.curve.back().val_bytes);
+    tr.seed = seed;
+    tr.peak_rss_mib = static_cast<double>(d.rss_kb) / 1024.0;
+    tr.wall_s = d.wall_s;
+    tr.resumed = d.resumed;
+    return tr;
+  }
+
+  runs::TrackResult Describe(const train::pb::TrainConfig& c, int64_t steps) const {
+    runs::TrackResult r;
+    r.name = c.model().name();
+    r.model = ModelLine(c.model());
+    r.params = models::ParameterCount(c.model());
+    r.steps = steps;
+    r.bytes_per_step = BytesPerStep(c);
+    r.lr = c.optim().lr();
+    return r;
+  }
+
+  runs::BudgetResult TrainBudget(size_t k) {
+    const Budget& b = budgets_[k];
+    const std::string tag = "b" + std::to_string(k + 1) + "-";
+    runs::BudgetResult out;
+    out.label = b.Label();
+    std::printf("\n== budget: %s\n", out.label.c_str());
+    for (size_t i = 0; i < configs_.size(); ++i) {
+      runs::TrackResult r = Describe(configs_[i], Steps(i, b));
+      std::printf("%-10s %s parameters (target %s, %+.1f%%), %lld steps of %llu bytes, lr %g\n", r.name.c_str(),
                   std::to_string(r.params).c_str(), std::to_string(target_).c_str(),
                   100.0 * static_cast<double>(r.params - target_) / static_cast<double>(target_), (long long)r.steps,
-                  (unsigned long long)r.bytes_per_step);
+                  (unsigned long long)r.bytes_per_step, r.lr);
+      out.tracks.push_back(r);
     }
     // Seeds outermost, so slow drift of a shared machine falls on every track alike.
     const int total = a_.seeds * static_cast<int>(configs_.size());
     int done = 0;
-    for (int s = 1; s <= a_.seeds; ++s) {
+    for (int s = 1; s <= a_.seeds; ++s)
       for (size_t i = 0; i < configs_.size(); ++i) {
-        train::pb::TrainConfig c = configs_[i];
-        c.set_seed(static_cast<uint64_t>(s));
-        c.mutable_eval()->set_every((c.steps() + 3) / 4);  // at each quarter (and after the last step)
-        c.mutable_eval()->set_max_bytes(0);                // the whole validation split, every time
-        c.mutable_checkpoint()->set_every(c.steps());
-        const std::string run = io::JoinPath(work_, results[i].name + "-seed" + std::to_string(s));
-        std::printf("[%d/%d] %s seed %d: training %lld steps ...", ++done, total, results[i].name.c_str(), s,
+        runs::TrackResult& r = out.tracks[i];
+        const train::pb::TrainConfig c = RunConfig(configs_[i], r.steps, static_cast<uint64_t>(s), a_.evals);
+        const std::string name = tag + r.name + "-seed" + std::to_string(s);
+        std::printf("[%d/%d] %s seed %d: training %lld steps ...", ++done, total, r.name.c_str(), s,
                     (long long)c.steps());
         std::fflush(stdout);
-        const RunResult rr = TrainChild(c, run, true);
-        const runs::RunDirContents contents = runs::ReadRunDir(run);
-        run_info_ = contents.run_info;  // the environment the runs record (the same for all)
-        runs::TrackRun tr = runs::SummariseRun(contents, c.steps(), results[i].bytes_per_step);
-        val_bytes_ = static_cast<uint64_t>(tr.curve.back().val_bytes);
-        tr.seed = static_cast<uint64_t>(s);
-        tr.peak_rss_mib = static_cast<double>(rr.max_rss_kb) / 1024.0;
-        tr.wall_s = rr.seconds;
-        std::printf(" val bpb %.4f, %.0f bytes/s, %.0f MiB, %.0f s\n", tr.val_bpb, tr.bytes_per_s, tr.peak_rss_mib,
-                    tr.wall_s);
-        results[i].runs.push_back(std::move(tr));
+        const runs::TrackRun tr = Summarise(c, name, TrainRun(c, name, true), static_cast<uint64_t>(s));
+        std::printf(" val bpb %.4f, %.0f bytes/s, %.0f MiB, %.0f s%s\n", tr.val_bpb, tr.bytes_per_s, tr.peak_rss_mib,
+                    tr.wall_s, tr.resumed ? " (resumed)" : "");
+        r.runs.push_back(tr);
+      }
+    // The quantized variants of the best track, at the longest budget.
+    if (k + 1 == budgets_.size() && !variants_.empty() && configs_.size() >= 1) {
+      const runs::TrackResult* best = runs::BestTrack(out.tracks);
+      const size_t i = static_cast<size_t>(best - out.tracks.data());
+      out.variants_of = best->name;
+      for (const std::string& v : variants_) out.variants.push_back(Variant(v, configs_[i], *best, tag));
+    }
+    return out;
+  }
+
+  runs::TrackResult Variant(const std::string& what, const train::pb::TrainConfig& base, const runs::TrackResult& fp,
+                            const std::string& tag) {
+    runs::TrackResult r = fp;
+    r.runs.clear();
+    for (const runs::TrackRun& f : fp.runs) {
+      const std::string float_name = tag + fp.name + "-seed" + std::to_string(f.seed);
+      if (what == "ternary") {
+        r.name = fp.name + " ternary QAT";
+        train::pb::TrainConfig c = RunConfig(base, fp.steps, f.seed, a_.evals);
+        c.mutable_model()->mutable_qat()->set_scheme("ternary");
+        c.mutable_model()->mutable_qat()->set_start_step(fp.steps / 2);
+        train::ValidateConfig(c);
+        const std::string name = tag + fp.name + "-ternary-seed" + std::to_string(f.seed);
+        std::printf("%s seed %llu: training %lld steps ...", r.name.c_str(), (unsigned long long)f.seed,
+                    (long long)c.steps());
+        std::fflush(stdout);
+        const runs::TrackRun tr = Summarise(c, name, TrainRun(c, name, true), f.seed);
+        std::printf(" val bpb %.4f\n", tr.val_bpb);
+        r.runs.push_back(tr);
+      } else {
+        r.name = fp.name + " int8 PTQ";
+        runs::TrackRun tr = f;
+        // The checkpoint sink may skip an evaluation step's checkpoint when writes fall behind
+        // (a newer snapshot replaces a pending one): those points are left out; the last one is
+        // always written.
+        tr.curve.clear();
+        for (runs::EvalRecord e : f.curve) {
+          const double bpb = Int8Bpb(io::JoinPath(dir_, float_name), e.step, e.step == f.curve.back().step);
+          if (std::isnan(bpb)) continue;
+          e.val_bpb = bpb;
+          tr.curve.push_back(e);
+        }
+        tr.val_bpb = tr.curve.back().val_bpb;
+        std::printf("%s seed %llu: val bpb %.4f\n", r.name.c_str(), (unsigned long long)f.seed, tr.val_bpb);
+        r.runs.push_back(tr);
       }
     }
-    return results;
+    return r;
+  }
+
+  // val bpb of a run's checkpoint at `step` with dynamic int8 Linear layers, on the bench's
+  // validation bytes; kept beside the run, so a continued bench does not evaluate it again. NaN
+  // when there is no checkpoint at that step (and it need not exist).
+  double Int8Bpb(const std::string& run, int64_t step, bool must_exist) {
+    char dir[64];
+    std::snprintf(dir, sizeof dir, "checkpoints/step-%09lld", (long long)step);
+    const std::string ckpt = io::JoinPath(run, dir), cache = run + "-int8-" + std::to_string(step) + ".json";
+    io::FileSystem& fs = io::Default();
+    if (!fs.Exists(cache)) {
+      if (!fs.Exists(ckpt)) {
+        if (must_exist) throw Error(ckpt + ": no checkpoint at the run's last step (int8 variant)");
+        return std::nan("");
+      }
+      SpawnOptions so;
+      so.stdout_path = cache + ".tmp";
+      Spawn({kSelfExe, "eval", "--checkpoint", ckpt, "--data", a_.data, "--max-bytes", std::to_string(val_bytes_),
+             "--quantize", "int8", "--json", "--threads", std::to_string(threads_)},
+            so);
+      fs.Rename(cache + ".tmp", cache);
+    }
+    const std::string text = io::ReadFile(fs, cache);
+    const size_t at = text.find("\"bpb\":");
+    if (at == std::string::npos) throw Error(cache + ": no \"bpb\" in eval's output");
+    return std::strtod(text.c_str() + at + 6, nullptr);
   }
 
   std::vector<runs::ScalingPoint> Scaling() {
@@ -330,23 +642,17 @@ class Bench {
       }
       std::printf("sequence %lld, batch %lld: %s ...", (long long)p.seq_len, (long long)p.batch, p.track.c_str());
       std::fflush(stdout);
-      const std::string run = io::JoinPath(work_, "scaling");
-      const RunResult rr = TrainChild(c, run, false, io::JoinPath(work_, "scaling.err"));
-      const double step_s = rr.failure.empty() ? MedianStepWall(run, kScalingWarmup) : 0;
+      const std::string name = "scaling-" + p.track + "-" + std::to_string(p.seq_len);
+      const Done d = TrainRun(c, name, false);
+      const double step_s = d.failure.empty() ? MedianStepWall(io::JoinPath(dir_, name), kScalingWarmup) : 0;
       if (step_s <= 0) {
-        // Its own words (the last line it wrote), so a bug does not pass for running out of memory.
-        std::string last;
-        std::istringstream err(io::ReadFile(io::Default(), io::JoinPath(work_, "scaling.err")));
-        for (std::string line; std::getline(err, line);)
-          if (!line.empty()) last = line;
-        p.failure = "failed: " + (rr.failure.empty() ? std::string("no timed steps") : rr.failure) +
-                    (last.empty() ? "" : " — " + last.substr(0, 160));
+        p.failure = "failed: " + (d.failure.empty() ? std::string("no timed steps") : d.failure.substr(0, 200));
         failed.push_back(p.track);
         std::printf(" %s\n", p.failure.c_str());
       } else {
         p.step_s = step_s;
         p.bytes_per_s = static_cast<double>(BytesPerStep(c)) / p.step_s;
-        p.peak_rss_mib = static_cast<double>(rr.max_rss_kb) / 1024.0;
+        p.peak_rss_mib = static_cast<double>(d.rss_kb) / 1024.0;
         std::printf(" %.3f s a step, %.0f MiB\n", p.step_s, p.peak_rss_mib);
       }
       points.push_back(p);
@@ -361,45 +667,43 @@ class Bench {
     return "unknown";
   }
 
-  std::vector<std::string> Setup(const std::vector<runs::TrackResult>& results) const {
+  std::vector<std::string> Setup(const std::vector<runs::BudgetResult>& budgets) const {
     std::vector<std::string> s;
     char date[32];
     const std::time_t now = std::time(nullptr);
     std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
     s.push_back(std::string("Date ") + date + "; machine: " + RunInfo("cpu") + ", " + std::to_string(threads_) +
-                " threads (" + std::to_string(pipeline::DefaultThreads()) + " cores available); host " +
-                RunInfo("host") + "; bitbyte " + RunInfo("bitbyte") + ".");
-    s.push_back(
-        "Data: `" + a_.data + "` (dataset id " + RunInfo("dataset_id") + "; " + std::to_string(val_bytes_) +
-        " validation bytes predicted); the same batches for every track (a batch is a function of seed and step).");
+                (threads_ == 1 ? " thread (" : " threads (") + std::to_string(pipeline::DefaultThreads()) +
+                " cores available); host " + RunInfo("host") + "; bitbyte " + RunInfo("bitbyte") + ".");
+    if (cpus_.size() > 1) {
+      std::string list;
+      for (const std::string& c : cpus_) list += (list.empty() ? "" : "; ") + c;
+      s.push_back("**Warning: the runs ran on more than one CPU** (the bench was continued on another machine): " +
+                  list + ". Throughput and time budgets do not compare across them.");
+    }
+    s.push_back("Data: `" + a_.data + "` (dataset id " + RunInfo("dataset_id") + "); val bpb on " +
+                (val_bytes_ > 0 ? "the first " + std::to_string(val_bytes_) + " bytes of the validation split"
+                                : std::string("the whole validation split")) +
+                " (" + std::to_string(val_bytes_seen_) +
+                " bytes predicted); the same batches for every track (a batch is a function of seed and step).");
     const auto& c = configs_.front();
     s.push_back("Matched size: target " + std::to_string(target_) +
                 " parameters; each track's depth (n_layer) is the one closest to it, widths as configured.");
-    char minutes[32];
-    std::snprintf(minutes, sizeof minutes, "%g", a_.budget_minutes);
-    const std::string budget = a_.budget_minutes > 0
-                                   ? std::string("about ") + minutes +
-                                         " minutes of training per run (steps fitted per track from a short probe run)"
-                                   : a_.budget_bytes + " bytes per run";
-    s.push_back("Budget: " + budget + "; " + std::to_string(a_.seeds) + " seeds (1.." + std::to_string(a_.seeds) +
-                ") per track; steps per track: " +
-                [&] {
-                  std::string t;
-                  for (const auto& r : results) t += (t.empty() ? "" : ", ") + r.name + " " + std::to_string(r.steps);
-                  return t;
-                }() +
-                ".");
+    std::string labels;
+    for (const auto& b : budgets) labels += (labels.empty() ? "" : ", ") + b.label;
+    s.push_back("Budgets: " + labels +
+                (a_.minutes ? " (steps fitted per track from a short probe run of 8 steps)" : "") + "; " +
+                std::to_string(a_.seeds) + " seeds (1.." + std::to_string(a_.seeds) + ") per track and budget.");
     char line[400];
     std::snprintf(line, sizeof line,
-                  "Training: sequence %d, batch %d x %d accumulation (%llu bytes a step); AdamW lr %g to %g (cosine), "
-                  "warmup %lld steps, weight decay %g, clip %g.",
+                  "Training: sequence %d, batch %d x %d accumulation (%llu bytes a step); AdamW, cosine schedule to a "
+                  "tenth of the peak rate, linear warm-up of %lld steps (at most a tenth of the run), weight decay "
+                  "%g, clip %g; the same schedule for every track, each with its own peak rate (the sweep).",
                   c.data().seq_len(), c.data().batch_size(), c.data().grad_accum(), (unsigned long long)BytesPerStep(c),
-                  c.optim().lr(), c.optim().min_lr(), (long long)c.optim().warmup_steps(), c.optim().weight_decay(),
-                  c.optim().grad_clip());
+                  (long long)c.optim().warmup_steps(), c.optim().weight_decay(), c.optim().grad_clip());
     s.push_back(line);
-    s.push_back(
-        "Evaluation: the whole validation split, in windows of the training sequence length, every "
-        "ceil(steps / 4) steps and after the last.");
+    s.push_back("Evaluation: " + std::to_string(a_.evals) + " times a run (every ceil(steps / " +
+                std::to_string(a_.evals) + ") steps and after the last), in windows of the training sequence length.");
     s.push_back("Peak RSS counts the whole training process; it cannot be below the " +
                 std::to_string(static_cast<int64_t>(std::lround(parent_rss_mib_))) +
                 " MiB this bench process held when it started each run (a forked child starts as its copy).");
@@ -411,16 +715,17 @@ class Bench {
 
   Args a_;
   int threads_ = 1;
-  std::vector<std::string> names_;
+  std::vector<std::string> names_, variants_, cpus_;
   std::vector<int64_t> lens_;
-  uint64_t scaling_bytes_ = 0;
+  std::vector<double> lrs_, step_s_;
+  std::vector<Budget> budgets_;
+  uint64_t scaling_bytes_ = 0, val_bytes_ = 0, val_bytes_seen_ = 0;
   std::vector<train::pb::TrainConfig> configs_;
   int64_t target_ = 0;
-  std::string work_;
+  std::string dir_;
   std::vector<std::pair<std::string, std::string>> run_info_;  // run.json of the latest run
   std::vector<train::pb::TrainConfig> scaling_;                // lengths outer, tracks inner
   double parent_rss_mib_ = 0;
-  uint64_t val_bytes_ = 0;
 };
 
 }  // namespace
@@ -429,23 +734,44 @@ void AddBenchTracksCommand(CLI::App& bench) {
   auto a = std::make_shared<Args>();
   CLI::App* c = bench.add_subcommand(
       "tracks",
-      "Train every registered track at a matched parameter count on the same data, seeds and budget;\n"
-      "report val bpb (mean ± std over seeds), bytes/s and peak memory, say which backbone to use\n"
-      "(or that the difference is within noise), then measure step time and memory against the\n"
-      "sequence length. Writes a markdown document (-o, default docs/tracks.md). Each run is a\n"
-      "'bitbyte train' child; the model's depth is chosen to match the target size and everything\n"
-      "else comes from the default config and --set.");
+      "Compare the registered tracks as a reviewer would ask: matched parameter count, the same data,\n"
+      "seeds and budgets, each track with its own learning rate from a sweep (a log grid at a short\n"
+      "budget). For each budget: val bpb (mean ± std over seeds), bytes/s, peak memory, learning\n"
+      "curves against bytes and training time, and a recommendation that says whether the gap is\n"
+      "beyond noise (seed-paired 95% interval), within it, or cannot be judged (one seed). At the\n"
+      "longest budget, the best track's quantized variants (int8 PTQ, ternary QAT). Then step time\n"
+      "and memory against the sequence length. Writes a markdown document (-o, default\n"
+      "docs/tracks.md) and two SVG charts beside it. Each run is a 'bitbyte train' child kept in\n"
+      "--work-dir: a killed bench, run again with the same options, reuses the finished runs and\n"
+      "resumes the unfinished one from its checkpoint.");
   c->add_option("--data", a->data, "Dataset directory from 'bitbyte shard'")->required();
   c->add_option("-o,--out", a->out, "The document to write (atomically, at the end)")->capture_default_str();
   c->add_option("--tracks", a->tracks, "Comma-separated tracks (default: all registered)");
   auto* bytes = c->add_option("--budget-bytes", a->budget_bytes,
-                              "Training bytes per run, the same for every track (e.g. 4M; default 1M)");
+                              "Training bytes per run, comma-separated budgets, the same for every track (e.g. "
+                              "4M,16M; default 1M)");
   c->add_option("--budget-minutes", a->budget_minutes,
-                "Or: minutes of training per run, steps fitted to each track's speed")
-      ->check(FiniteRange(0.001, 525600))  // up to a year
+                "Or: minutes of training per run, comma-separated budgets (e.g. 10,60), steps fitted to each "
+                "track's speed")
       ->excludes(bytes);
-  c->add_option("--seeds", a->seeds, "Runs per track, with seeds 1..N (at most 100)")
+  c->add_option("--seeds", a->seeds, "Runs per track and budget, with seeds 1..N (at most 100)")
       ->check(CLI::Range(1, 100))
+      ->capture_default_str();
+  c->add_option("--lrs", a->lrs,
+                "Learning rates of the sweep, comma-separated, for every track (default: each track's configured "
+                "rate times 1/2, 1 and 2)");
+  c->add_flag("--no-sweep{false}", a->sweep, "Use the configured learning rates, no sweep");
+  c->add_option("--sweep-share", a->sweep_share, "A sweep run's budget, as a share of the shortest budget")
+      ->check(FiniteRange(0.001, 1))
+      ->capture_default_str();
+  c->add_option("--val-bytes", a->val_bytes,
+                "Evaluate on the first N bytes of the validation split (e.g. 256K; default: all of it)");
+  c->add_option("--evals", a->evals, "Evaluations per run (the points of the learning curves)")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
+  c->add_option("--variants", a->variants,
+                "Quantized variants of the best track at the longest budget: int8 (PTQ of its checkpoints), "
+                "ternary (QAT from half the steps); empty: none")
       ->capture_default_str();
   c->add_option("--params", a->params, "Target parameter count (default: the first track's configured size)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
@@ -462,13 +788,19 @@ void AddBenchTracksCommand(CLI::App& bench) {
   c->add_option("--threads", a->threads, "Threads for every run (default: all cores)")
       ->check(CLI::Range(0, train::limits::kMaxThreads));
   c->add_option("--work-dir", a->work,
-                "Where to make a scratch directory: removed at the end, kept (and named) when the bench fails")
+                "Where the runs are kept (in WORK_DIR/bench-tracks): the same command continues a killed bench "
+                "from them; removed at the end unless --keep-runs")
       ->capture_default_str();
+  c->add_flag("--keep-runs", a->keep_runs, "Keep the runs' directories after the document is written");
   c->callback([a, c] {
     Args args = *a;
     // The command line as parsed, for the document.
     for (const CLI::Option* opt : c->get_options()) {
       if (opt->count() == 0 || opt->get_lnames().empty() || opt->get_lnames()[0] == "help") continue;
+      if (opt->get_lnames()[0] == "keep-runs" || opt->get_lnames()[0] == "no-sweep") {  // the flags
+        args.argv.push_back("--" + opt->get_lnames()[0]);
+        continue;
+      }
       for (const std::string& v : opt->results()) args.argv.insert(args.argv.end(), {"--" + opt->get_lnames()[0], v});
     }
     Bench(std::move(args)).Run();

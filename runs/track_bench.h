@@ -21,24 +21,45 @@ MeanStd Summarise(const std::vector<double>& v);
 // One training run of one track.
 struct TrackRun {
   uint64_t seed = 0;
-  double val_bpb = 0;             // the evaluation after the last step
-  double bytes_per_s = 0;         // bytes per step / the median wall time of a timed step
-  double peak_rss_mib = 0;        // the training process's RSS high-water mark
-  double wall_s = 0;              // the training process, start to exit
-  std::vector<EvalRecord> curve;  // every evaluation, in step order
+  double val_bpb = 0;       // the evaluation after the last step
+  double bytes_per_s = 0;   // bytes per step / the median wall time of a timed step
+  double peak_rss_mib = 0;  // the training process's RSS high-water mark
+  double wall_s = 0;        // the training process, start to exit (summed over its parts when resumed)
+  bool resumed = false;     // the run was interrupted and continued from a checkpoint
+  // Every evaluation, in step order; elapsed_s is the training time up to it: the sum of the wall
+  // times of the steps before it (so a resumed run's curve does not restart at 0).
+  std::vector<EvalRecord> curve;
 };
 // The figures of a finished run directory. Steps that overlap an evaluation (which runs beside
 // training on its own threads) are left out of the timing, as is the first tenth of the steps.
-// Throws bitbyte::Error when no timed step is left or there is no evaluation at `steps` (the run
-// did not finish).
+// A step logged twice (replayed after a resume) counts once, its last record. Throws
+// bitbyte::Error when no timed step is left or there is no evaluation at `steps` (the run did not
+// finish).
 TrackRun SummariseRun(const RunDirContents& run, int64_t steps, uint64_t bytes_per_step);
 
 struct TrackResult {
-  std::string name;   // registry name
+  std::string name;   // registry name (or, for a variant, "<track> <variant>")
   std::string model;  // the sizes that differ between tracks, one line
   int64_t params = 0, steps = 0;
   uint64_t bytes_per_step = 0;
+  double lr = 0;               // the peak learning rate its runs used
   std::vector<TrackRun> runs;  // one per seed, in seed order
+};
+
+// One run of a learning-rate sweep.
+struct SweepPoint {
+  double lr = 0;
+  double val_bpb = 0;   // NaN when the run failed (diverged: a non-finite loss stops training)
+  std::string failure;  // why it failed, one line
+};
+struct TrackSweep {
+  std::string track;
+  int64_t steps = 0;
+  std::vector<SweepPoint> points;  // in learning-rate order
+  // The chosen point: the lowest val bpb (NaN: none finished). Edge: it is the smallest or the
+  // largest rate tried, so a rate beyond the grid might do better.
+  const SweepPoint* Best() const;
+  bool AtEdge() const;
 };
 
 // Two tracks' val bpb, paired by seed: seed s gives every track the same batches, so the
@@ -57,9 +78,9 @@ Gap CompareBpb(const TrackResult& a, const TrackResult& b);
 // Student's t quantile t(0.975, df): the two-sided 95% critical value (df >= 1).
 double TwoSided95(size_t df);
 
-// The recommendation paragraph (markdown): the best track by val bpb when its lead over every
-// other is beyond noise; otherwise it says plainly which tracks are level (within noise, or one
-// seed only) and recommends the fastest of those, unless their speeds are within 5% too.
+// The recommendation paragraph (markdown): always the track with the lowest mean val bpb, then,
+// for each other track, its gap and whether that gap is beyond noise (the seeds' 95% interval),
+// within it (not separated: never called equal), or cannot be judged (one seed).
 std::string Recommend(const std::vector<TrackResult>& tracks);
 
 // One measurement of step time and memory at one sequence length.
@@ -70,14 +91,36 @@ struct ScalingPoint {
   std::string failure;  // non-empty: the run failed (e.g. killed for memory); figures unset
 };
 
-struct TracksReport {
-  std::string command;             // how it was generated
-  int64_t target_params = 0;       // the size the tracks were matched to
-  std::vector<std::string> setup;  // bullet lines: machine, date, dataset, budget, config
+// The tracks compared at one training budget, and the quantized variants of its best track.
+struct BudgetResult {
+  std::string label;  // "10 minutes per run", "4M bytes per run"
   std::vector<TrackResult> tracks;
+  // Variants of one track (named "<track> int8 PTQ", "<track> ternary QAT"), compared with it
+  // seed by seed; empty when none were run at this budget.
+  std::string variants_of;
+  std::vector<TrackResult> variants;
+};
+
+// The best track by mean val bpb (nullptr when there are none).
+const TrackResult* BestTrack(const std::vector<TrackResult>& tracks);
+
+struct TracksReport {
+  std::string command;                // how it was generated
+  int64_t target_params = 0;          // the size the tracks were matched to
+  std::vector<std::string> setup;     // bullet lines: machine, date, dataset, budget, config
+  std::vector<TrackSweep> sweeps;     // empty: no sweep (the configured learning rates)
+  std::string sweep_budget;           // the sweep runs' budget, in words
+  std::vector<BudgetResult> budgets;  // shortest first
+  // File names (beside the document) of the val bpb charts of the longest budget, against bytes
+  // and against training time; empty: none.
+  std::string chart_bytes, chart_time;
   uint64_t scaling_bytes_per_step = 0;
   std::vector<ScalingPoint> scaling;  // empty: not measured (batch = scaling_bytes_per_step / seq_len)
 };
 std::string TracksMarkdown(const TracksReport& report);
+
+// An SVG line chart of val bpb: each track's mean curve over seeds, against bytes seen
+// (by_time false) or against training time (true); variants dashed.
+std::string CurvesSvg(const BudgetResult& budget, bool by_time);
 
 }  // namespace bitbyte::runs

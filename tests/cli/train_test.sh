@@ -1289,7 +1289,7 @@ t_bench_tracks() {
   local B=(bench tracks --data ds --threads 2 --seeds 2 --budget-bytes 4K --set data.seq_len=32
     --set data.batch_size=4 --set optim.warmup_steps=3 --set model.bitbyte_lm.d_model=32
     --set model.bitbyte_lm.context=32 --set model.mamba_mlm.d_model=32 --set model.mamba_mlm.d_state=4
-    --set model.bit_transformer_lm.d_model=32 --set model.bit_transformer_lm.context=256 --seq-lens 32,64 --scaling-bytes 256 --scaling-steps 1 --work-dir "$T/bw")
+    --set model.bit_transformer_lm.d_model=32 --set model.bit_transformer_lm.context=256 --seq-lens 32,64 --scaling-bytes 256 --scaling-steps 1 --evals 2 --work-dir "$T/bw")
   rm -rf "$T/bw"
   bb "${B[@]}" -o tracks.md
   want_rc 0 "bench tracks"
@@ -1311,13 +1311,45 @@ t_bench_tracks() {
   grep -qE 'Recommendation: `'"$tracks"'`' tracks.md || fail "no recommendation"
   grep -qF 'failed:' tracks.md && fail "a scaling run failed: $(grep -F 'failed:' tracks.md | head -1)"
   grep -qF -- '--budget-bytes 4K' tracks.md || fail "the document does not say how it was made"
+  # The sweep: every track's rate chosen from at least 3 on the grid, shown in the document.
+  [[ $(grep -cE '^\| `'"$tracks"'` \| 8 \| [0-9.e-]+ \| [0-9]+\.[0-9]{4} \| \*\*chosen\*\*' tracks.md) == 3 ]] ||
+    fail "want one chosen learning rate per track: $(grep -c chosen tracks.md)"
+  for t in bitbyte_lm mamba_mlm bit_transformer_lm; do
+    (($(grep -cE '^\| `'"$t"'` \| 8 \| ' tracks.md || true) >= 3)) || fail "$t: fewer than 3 rates in its sweep"
+  done
+  # The best track's quantized variants, and the charts beside the document.
+  grep -qE '^### Quantized variants of `'"$tracks"'`' tracks.md || fail "no quantized variants"
+  grep -qE '^\| `'"$tracks"' (int8 PTQ|ternary QAT)` \| [0-9]+\.[0-9]{4} ± [0-9.]+ \| [-+][0-9.]+ ± ' tracks.md ||
+    fail "the variants' rows lack their paired gap"
+  for f in tracks-bytes.svg tracks-time.svg; do
+    [[ $(grep -c '<polyline' "$f" 2>/dev/null) == 5 ]] || fail "$f: want 5 curves (3 tracks, 2 variants)"
+    grep -qF "](${f})" tracks.md || fail "the document does not show $f"
+  done
   [[ -z $(ls -A "$T/bw" 2>/dev/null) ]] || fail "scratch left behind: $(ls "$T/bw" | head -3)"
+  # Killed mid-run (a non-finite loss at step 20, checkpoints every 8 steps): the same command
+  # continues from the run's checkpoint, and its figures are the uninterrupted run's.
+  local R=(bench tracks --data ds --threads 2 --seeds 1 --budget-bytes 4K --tracks bitbyte_lm --no-sweep --variants ''
+    --set data.seq_len=32 --set data.batch_size=4 --set model.bitbyte_lm.d_model=32 --set model.bitbyte_lm.context=32
+    --seq-lens '')
+  rm -rf "$T/br1" "$T/br2"
+  bb "${R[@]}" --work-dir "$T/br1" -o straight.md
+  want_rc 0 "bench tracks, uninterrupted"
+  bb_env BITBYTE_TEST_NAN_AT_STEP=20 "${R[@]}" --work-dir "$T/br2" -o resumed.md
+  want_rc 1 "bench tracks, a run failing at step 20"
+  want_err "the same command continues" "bench tracks, a run failing at step 20"
+  bb "${R[@]}" --work-dir "$T/br2" -o resumed.md
+  want_rc 0 "bench tracks, continued"
+  want_out "continuing the bench" "bench tracks, continued"
+  local row
+  row=$(grep -E '^\| `bitbyte_lm` \| 1 \| ' straight.md | cut -d'|' -f4)
+  [[ -n $row ]] && grep -qE '^\| `bitbyte_lm` \| 1 \|'"$row"'\|.*\(resumed\) \|$' resumed.md ||
+    fail "the continued run is not marked resumed with the uninterrupted val bpb ($row): $(grep -F '| `bitbyte_lm` | 1 |' resumed.md)"
   # Minutes instead of bytes: steps fitted from a probe run; one track alone is not compared.
   bb bench tracks --data ds --threads 2 --seeds 1 --budget-minutes 0.03 --tracks bitbyte_lm \
     --set data.seq_len=32 --set data.batch_size=4 --set model.bitbyte_lm.d_model=32 \
-    --set model.bitbyte_lm.context=32 --seq-lens '' --work-dir "$T/bw" -o tracks1.md
+    --set model.bitbyte_lm.context=32 --seq-lens '' --no-sweep --variants '' --work-dir "$T/bw" -o tracks1.md
   want_rc 0 "bench tracks --budget-minutes"
-  want_out "steps in 0.03 minutes" "bench tracks --budget-minutes"
+  want_out "== budget: 0.03 minutes per run" "bench tracks --budget-minutes"
   grep -qF 'Only `bitbyte_lm` was trained' tracks1.md || fail "one track: the document should say there is nothing to compare"
   grep -qF '## Memory and throughput' tracks1.md && fail "--seq-lens '' still measured the scaling table"
   # Bad options: found before any training, named, exit 2.
@@ -1342,9 +1374,9 @@ t_bench_tracks() {
   [[ ! -e x.md ]] || fail "a failed bench wrote a document"
   # A training that fails mid-bench: exit 1, the error names the kept scratch directory, no document.
   rm -rf "$T/bw"
-  bb_env BITBYTE_TEST_NAN_AT_STEP=2 "${B[@]}" -o x.md
+  bb_env BITBYTE_TEST_NAN_AT_STEP=2 "${B[@]}" --no-sweep -o x.md
   want_rc 1 "a training that fails"
-  want_err "the runs so far are kept in $T/bw/bench-tracks-" "a training that fails"
+  want_err "the runs so far are kept in $T/bw/bench-tracks;" "a training that fails"
   [[ -n $(ls -A "$T/bw" 2>/dev/null) ]] || fail "a failed bench removed its runs"
   [[ ! -e x.md ]] || fail "a failed bench wrote a document"
   end

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "base/error.h"
+#include "base/numbers.h"
 
 namespace bitbyte::runs {
 namespace {
@@ -117,33 +118,69 @@ TEST(TrackBench, RecommendsTheClearWinner) {
       Recommend({Track("slow_good", {1.50, 1.51, 1.49}, 1000), Track("fast_bad", {1.80, 1.81, 1.79}, 3000),
                  Track("worse", {1.9, 1.9, 2.0}, 100)});
   EXPECT_NE(text.find("Recommendation: `slow_good`"), std::string::npos) << text;
-  EXPECT_EQ(text.find("level"), std::string::npos) << text;
+  EXPECT_NE(text.find("beyond noise: the 95% confidence"), std::string::npos) << text;
   EXPECT_NE(text.find("0.33×"), std::string::npos) << text;  // its bytes/s against fast_bad's
   EXPECT_NE(text.find("`worse` +0.4333"), std::string::npos) << text;
+  EXPECT_EQ(text.find("within noise"), std::string::npos) << text;
 }
 
-TEST(TrackBench, SaysPlainlyWhenWithinNoiseAndPrefersTheFaster) {
+// The lowest mean is recommended whatever the noise; within noise it says the seeds do not
+// separate them, and never calls the tracks equal or picks the faster one "at equal quality".
+TEST(TrackBench, WithinNoiseIsNotSeparatedNeverEqual) {
   const std::string text = Recommend({Track("a", {1.50, 1.60, 1.40}, 1000), Track("b", {1.52, 1.41, 1.62}, 2000)});
-  EXPECT_NE(text.find("`a` and `b` are level on val bpb"), std::string::npos) << text;
-  EXPECT_NE(text.find("within noise"), std::string::npos) << text;
-  EXPECT_NE(text.find("Recommendation: `b`"), std::string::npos) << text;
-  // Level on speed as well: the lower mean, and it says neither decides.
-  const std::string even = Recommend({Track("a", {1.50, 1.60, 1.40}, 1000), Track("b", {1.52, 1.41, 1.62}, 1030)});
-  EXPECT_NE(even.find("within 5% too"), std::string::npos) << even;
-  EXPECT_NE(even.find("Recommendation: `a`"), std::string::npos) << even;
-  const std::string single = Recommend({Track("a", {1.5}, 1000), Track("b", {1.9}, 500)});
-  EXPECT_NE(single.find("With one seed the noise cannot be told"), std::string::npos) << single;
+  EXPECT_NE(text.find("Recommendation: `a`"), std::string::npos) << text;
+  EXPECT_NE(text.find("within noise, not separated"), std::string::npos) << text;
+  EXPECT_NE(text.find("does not make them equal"), std::string::npos) << text;
+  for (const char* banned : {"level", "equal quality", "are equal"})
+    EXPECT_EQ(text.find(banned), std::string::npos) << banned << ": " << text;
 }
 
-// The level tracks are those within noise of the best, whatever their order by mean.
-TEST(TrackBench, ALevelTrackBehindAClearlyWorseOneIsStillLevel) {
+// One seed: the gap as measured, and a plain statement that its significance cannot be judged,
+// however large or small the gap (the case: 0.48 bpb behind, and twice as fast).
+TEST(TrackBench, OneSeedStatesTheGapAndCannotJudge) {
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> bpb(1.0, 3.0), speed(100, 10000);
+  for (int trial = 0; trial < 50; ++trial) {
+    const double x = bpb(rng), y = bpb(rng), sx = speed(rng), sy = speed(rng);
+    const std::string text = Recommend({Track("x", {x}, sx), Track("y", {y}, sy)});
+    const std::string best = x <= y ? "x" : "y", other = x <= y ? "y" : "x";
+    EXPECT_NE(text.find("Recommendation: `" + best + "`"), std::string::npos) << text;
+    EXPECT_NE(text.find("`" + other + "` " + FormatDouble("%+.4f", std::fabs(x - y)) + " bpb (one seed"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("cannot be judged"), std::string::npos) << text;
+    EXPECT_EQ(text.find("equal quality"), std::string::npos) << text;
+    EXPECT_EQ(text.find("beyond noise"), std::string::npos) << text;
+  }
+}
+
+// Every other track is listed with its own verdict, in order of val bpb.
+TEST(TrackBench, EachGapHasItsOwnVerdict) {
   const std::string text = Recommend({Track("a", {1.50, 1.52, 1.48}, 1000), Track("b", {1.53, 1.55, 1.51}, 1000),
                                       Track("c", {1.40, 1.75, 1.56}, 3000)});
-  EXPECT_NE(text.find("`a` and `c` are level"), std::string::npos) << text;
-  EXPECT_NE(text.find("`b` +0.0300 bpb (95% interval ±0.0000 over 3 seeds): behind, beyond noise"), std::string::npos)
+  EXPECT_NE(text.find("Recommendation: `a`"), std::string::npos) << text;  // lowest mean; c's is 1.57
+  EXPECT_NE(text.find("`b` +0.0300 bpb (95% interval ±0.0000 over 3 seeds: behind, beyond noise)"), std::string::npos)
       << text;
-  EXPECT_EQ(text.find("behind"), text.rfind("behind")) << "only b is behind: " << text;
-  EXPECT_NE(text.find("Recommendation: `c`"), std::string::npos) << text;
+  EXPECT_NE(text.find("`c` +0.0700 bpb (95% interval ±0.4105 over 3 seeds: within noise, not separated)"),
+            std::string::npos)
+      << text;
+  EXPECT_LT(text.find("`b` "), text.find("`c` ")) << text;
+}
+
+TEST(TrackBench, SweepPicksTheLowestFiniteAndKnowsItsEdges) {
+  TrackSweep sw;
+  for (double lr : {1e-3, 2e-3, 4e-3}) sw.points.push_back({lr, 2.0, ""});
+  sw.points[1].val_bpb = 1.9;
+  EXPECT_EQ(sw.Best(), &sw.points[1]);
+  EXPECT_FALSE(sw.AtEdge());
+  sw.points[2].val_bpb = 1.8;
+  EXPECT_TRUE(sw.AtEdge());
+  sw.points[2].val_bpb = std::nan("");  // diverged: never chosen
+  sw.points[2].failure = "exit status 1";
+  EXPECT_EQ(sw.Best(), &sw.points[1]);
+  for (auto& p : sw.points) p.val_bpb = std::nan("");
+  EXPECT_EQ(sw.Best(), nullptr);
+  EXPECT_FALSE(sw.AtEdge());
 }
 
 TEST(TrackBench, SummariseRunTakesTheMedianStepAndTheLastEvaluation) {
@@ -161,6 +198,17 @@ TEST(TrackBench, SummariseRunTakesTheMedianStepAndTheLastEvaluation) {
   run.evals = {last};
   const TrackRun r = SummariseRun(run, 20, 1000);
   EXPECT_DOUBLE_EQ(r.bytes_per_s, 1000 / 0.375);
+  // The curve's time is the training time before the evaluation: the sum of the steps' walls.
+  EXPECT_DOUBLE_EQ(r.curve.back().elapsed_s, 200 + 9 * 0.5 + 9 * 0.25);
+  // A resumed run replays the steps after its checkpoint: each step counts once (its last
+  // record), the same figures as the uninterrupted run.
+  {
+    RunDirContents resumed = run;
+    for (int64_t s = 11; s <= 20; ++s) resumed.steps.push_back(run.steps[static_cast<size_t>(s - 1)]);
+    const TrackRun again = SummariseRun(resumed, 20, 1000);
+    EXPECT_DOUBLE_EQ(again.curve.back().elapsed_s, r.curve.back().elapsed_s);
+    EXPECT_DOUBLE_EQ(again.bytes_per_s, r.bytes_per_s);
+  }
   // Steps that overlap an evaluation (it shares the cores) are left out too.
   {
     RunDirContents slow = run;
@@ -187,7 +235,18 @@ TEST(TrackBench, DocumentHasEveryRunCurveAndScalingPoint) {
   TracksReport r;
   r.command = "bitbyte bench tracks --data d";
   r.setup = {"Date today."};
-  r.tracks = {Track("alpha", {1.5, 1.6}, 1000, 300), Track("beta", {1.7, 1.8}, 2000, 200)};
+  BudgetResult b;
+  b.label = "8 steps per run";
+  b.tracks = {Track("alpha", {1.5, 1.6}, 1000, 300), Track("beta", {1.7, 1.8}, 2000, 200)};
+  b.variants_of = "alpha";
+  b.variants = {Track("alpha int8 PTQ", {1.51, 1.62}, 1000, 300)};
+  r.budgets = {b};
+  TrackSweep sw;
+  sw.track = "alpha";
+  sw.steps = 2;
+  sw.points = {{0.001, 2.5, ""}, {0.002, 2.4, ""}, {0.004, std::nan(""), "exit status 1 — non-finite loss"}};
+  r.sweeps = {sw};
+  r.sweep_budget = "2 steps";
   r.scaling_bytes_per_step = 1024;
   for (int64_t len : {256, 512}) {
     ScalingPoint p;
@@ -205,9 +264,20 @@ TEST(TrackBench, DocumentHasEveryRunCurveAndScalingPoint) {
   const std::string md = TracksMarkdown(r);
   for (const char* want :
        {"bitbyte bench tracks --data d", "| `alpha` | 1,000 |", "1.5500 ± 0.0707", "| `beta` | 2 | 1.8000 |",
-        "| `alpha` | 8 | 512 |", "At equal wall time", "## Recommendation", "| 512 | 2 |", "failed: killed by signal 9",
-        "(∝ T^1.00)", "`beta`: too few points"})
+        "| `alpha` | 8 | 512 |", "At equal training time", "### Recommendation at this budget",
+        "| `alpha` | 2 | 0.002 | 2.4000 | **chosen** |", "failed: exit status 1 — non-finite loss",
+        "| `alpha int8 PTQ` | 1.5650 ± 0.0778 | +0.0150 ± 0.0635 (95%) |", "## Budget: 8 steps per run",
+        "**In short:**", "| 512 | 2 |", "failed: killed by signal 9", "(∝ T^1.00)", "`beta`: too few points"})
     EXPECT_NE(md.find(want), std::string::npos) << "missing: " << want << "\n" << md;
+  // The charts: one line per track and variant, the variant dashed.
+  for (bool by_time : {false, true}) {
+    const std::string svg = CurvesSvg(b, by_time);
+    size_t lines = 0;
+    for (size_t at = svg.find("<polyline"); at != std::string::npos; at = svg.find("<polyline", at + 1)) ++lines;
+    EXPECT_EQ(lines, 3u) << svg;
+    EXPECT_NE(svg.find("stroke-dasharray"), std::string::npos);
+    EXPECT_NE(svg.find(by_time ? "training time (minutes)" : "bytes seen (MB)"), std::string::npos);
+  }
   // Time per byte comes from bytes/s, not from the step time: here the step time is flat but
   // the longer sequence trains on twice the bytes per step (batch 1 at both lengths).
   r.scaling.clear();
