@@ -19,6 +19,7 @@
 #include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "apps/job_options.h"
+#include "apps/step_probe.h"
 #include "base/error.h"
 #include "base/file_io.h"
 #include "base/numbers.h"
@@ -81,14 +82,6 @@ double SelfRssMib() {
 }
 
 constexpr int64_t kScalingWarmup = 2;  // untimed steps of each scaling run
-
-// The median wall time of a finished run's steps after `after_step`; 0 when it has none.
-double MedianStepWall(const std::string& run, int64_t after_step) {
-  std::vector<double> walls;
-  for (const runs::StepRecord& s : runs::ReadRunDir(run).steps)
-    if (s.step > after_step && std::isfinite(s.step_wall_s) && s.step_wall_s > 0) walls.push_back(s.step_wall_s);
-  return Median(walls);
-}
 
 // One budget of the comparison: bytes per run, or minutes per run (steps fitted per track).
 struct Budget {
@@ -408,14 +401,9 @@ class Bench {
   // A short run of each track: its median step time decides how many steps fit in the minutes.
   void Probe() {
     for (auto& c : configs_) {
-      train::pb::TrainConfig probe = c;
-      probe.set_steps(8);
-      probe.mutable_eval()->set_every(0);
-      probe.mutable_eval()->set_max_bytes(probe.data().seq_len() + 1);
-      probe.mutable_checkpoint()->set_every(8);
       const std::string name = "probe-" + c.model().name();
-      TrainRun(probe, name, true);
-      const double step_s = MedianStepWall(io::JoinPath(dir_, name), 2);
+      TrainRun(ProbeConfig(c), name, true);
+      const double step_s = MedianStepWall(io::JoinPath(dir_, name), kProbeWarmup);
       if (step_s <= 0) throw Error(name + "/metrics.jsonl: the probe run has no timed steps");
       step_s_.push_back(step_s);
       std::printf("%s: %.3f s a step\n", c.model().name().c_str(), step_s);
@@ -425,7 +413,7 @@ class Bench {
   // Steps of track i at budget b.
   int64_t Steps(size_t i, const Budget& b) const {
     if (b.minutes <= 0) return static_cast<int64_t>(StepsFor(b.bytes));
-    return static_cast<int64_t>(std::clamp(b.minutes * 60 / step_s_[i], 1.0, double(train::limits::kMaxSteps)));
+    return StepsInMinutes(b.minutes, step_s_[i]);
   }
 
   static std::string LrName(double lr) { return FormatDouble("%.4g", lr); }

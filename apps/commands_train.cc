@@ -1,15 +1,19 @@
 // bitbyte train / eval / generate: parsing and wiring only; the jobs live in train/.
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "apps/job_options.h"
+#include "apps/step_probe.h"
 #include "base/error.h"
+#include "base/file_io.h"
 #include "models/registry.h"
 #include "pipeline/progress.h"
 #include "train/config.h"
@@ -22,6 +26,35 @@ std::string TrackList() {
   std::string s;
   for (const auto& t : models::Tracks()) s += "\n  " + t.name + ": " + t.summary;
   return s;
+}
+
+// --minutes: a probe run (a `bitbyte train` child of kProbeSteps steps in a scratch directory)
+// times a step, and the steps are set to what fits.
+train::TrainOptions FitToMinutes(train::TrainOptions o, double minutes, bool steps_given, bool quiet) {
+  if (o.resume) throw UsageError("--minutes is for a new run (a resumed run keeps its steps; --steps changes them)");
+  if (steps_given) throw UsageError("give --steps or --minutes, not both");
+  const train::pb::TrainConfig config = train::ResolveConfig(o);
+  std::string dir = "/tmp/bitbyte-probe-XXXXXX";
+  if (::mkdtemp(dir.data()) == nullptr) throw Error(ErrnoMessage("create a directory in", "/tmp", errno));
+  const std::string run = io::JoinPath(dir, "run"), path = io::JoinPath(dir, "probe.txtpb");
+  double step_s = 0;
+  try {
+    io::WriteFileAtomic(io::Default(), path, train::ConfigToText(ProbeConfig(config)));
+    if (!quiet) std::fprintf(stderr, "timing %lld steps to fit %g minutes ...\n", (long long)kProbeSteps, minutes);
+    Spawn({kSelfExe, "train", "--data", o.data_dir, "--out", run, "--config", path, "-q", "--threads",
+           std::to_string(o.threads), "--device", o.device});
+    step_s = MedianStepWall(run, kProbeWarmup);
+  } catch (...) {
+    Spawn({"rm", "-rf", dir});
+    throw;
+  }
+  Spawn({"rm", "-rf", dir});
+  if (!(step_s > 0)) throw Error("--minutes: the probe run timed no step");
+  o.steps = StepsInMinutes(minutes, step_s);
+  if (!quiet)
+    std::fprintf(stderr, "%lld steps fit in %g minutes (%.3f s a step in the probe)\n", (long long)*o.steps, minutes,
+                 step_s);
+  return o;
 }
 
 }  // namespace
@@ -39,13 +72,14 @@ void AddTrainCommand(CLI::App& app) {
                              TrackList());
   AddTrainJobOptions(c, a.get(), /*for_job=*/true);
   c->callback([a] {
-    const train::TrainOptions o = TrainOptionsOf(*a);
+    train::TrainOptions o = TrainOptionsOf(*a);
     if (a->print_config) {
       std::fputs(train::ConfigToText(train::ResolveConfig(o)).c_str(), stdout);
       return;
     }
     if (o.run_dir.empty()) throw UsageError("--out RUN_DIR is required (or --resume RUN_DIR)");
     if (o.data_dir.empty() && !o.resume) throw UsageError("--data DIR is required");
+    if (a->minutes > 0) o = FitToMinutes(o, a->minutes, a->steps > 0, a->quiet);
     const train::TrainSummary s = train::RunTraining(o);
     if (a->stats) std::fprintf(stderr, "%s", s.stats_table.c_str());
     if (a->quiet) return;

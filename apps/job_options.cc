@@ -108,6 +108,13 @@ void AddTrainJobOptions(CLI::App* c, TrainArgs* a, bool for_job) {
   c->add_option("--model", a->o.model, "Model track (config model.name)");
   c->add_option("--steps", a->steps, "Optimizer steps (config steps)")
       ->check(CLI::Range(int64_t{1}, train::limits::kMaxSteps));
+  if (for_job)
+    c->add_option("--minutes", a->minutes,
+                  "Instead of --steps: train for about this many minutes. A probe run of 8 steps times a step on "
+                  "this machine and the steps are fitted to it (printed, and kept in RUN_DIR/config.txtpb: "
+                  "the schedule is a function of the steps, so a rerun with --steps N is the same run); "
+                  "evaluations and checkpoints run beside training and add a little")
+        ->check(FiniteRange(0.01, 525600));
   c->add_flag("--allow-other-data", a->allow_other_data,
               "With --resume: go on training on --data even when it is not the dataset the run was trained on "
               "(fine-tuning; without it that is refused)");

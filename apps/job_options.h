@@ -39,6 +39,7 @@ struct TrainArgs {
   train::TrainOptions o;
   std::string resume_dir;
   int64_t steps = 0;
+  double minutes = 0;  // --minutes: steps fitted to this many minutes by a probe run (train only)
   bool allow_other_data = false;
   bool print_config = false, quiet = false, stats = false;
 };

@@ -1474,7 +1474,30 @@ PY
   end
 }
 
+# --minutes: the steps fitted by a probe run, printed and kept in the run's config; refused with
+# --steps or --resume.
+t_minutes() {
+  begin "train --minutes: steps fitted by a probe, kept in config.txtpb; refused with --steps or --resume"
+  rm -rf min1
+  bb train --data ds -o min1 "${TINY[@]}" --minutes 0.05
+  want_rc 0 "train --minutes"
+  local n
+  n=$(sed -n 's/^\([0-9]*\) steps fit in 0.05 minutes (.*/\1/p' "$T/err")
+  [[ -n $n ]] || fail "no fitted step count (stderr: $(errmsg))"
+  grep -qx "steps: $n" min1/config.txtpb || fail "config.txtpb does not keep the $n fitted steps: $(grep ^steps min1/config.txtpb)"
+  [[ $(grep -c '"step":'"$n"',"val_bpb"' min1/metrics.jsonl) == 1 ]] || fail "no evaluation at the fitted last step $n"
+  ls /tmp/bitbyte-probe-* >/dev/null 2>&1 && fail "the probe's scratch directory was left in /tmp"
+  bb train --data ds -o min2 "${TINY[@]}" --minutes 1 --steps 5
+  want_rc 2 "--minutes with --steps"
+  want_err "not both" "--minutes with --steps"
+  bb train --resume min1 --minutes 1
+  want_rc 2 "--minutes on --resume"
+  want_err "for a new run" "--minutes on --resume"
+  end
+}
+
 group t_reference
+group t_minutes
 group t_precision
 group t_stats
 group t_blas
