@@ -354,15 +354,14 @@ class Bench {
         return d;
       }
     }
+    d = Done{};
     const bool resume = same && fs.Exists(io::JoinPath(run, "checkpoints/latest"));
-    if (same && fs.Exists(parts)) {
+    if (resume && fs.Exists(parts)) {  // the time its earlier parts took
       std::istringstream in(io::ReadFile(fs, parts));
       in >> d.wall_s >> d.rss_kb;
-    } else {
-      d = Done{};
     }
-    if (!resume) {
-      Spawn({"rm", "-rf", run, parts});
+    if (!resume) {  // from the start: nothing of an earlier attempt (or of another config) is kept
+      Spawn({"rm", "-rf", run, parts, done_path});
       io::WriteFileAtomic(fs, path, text);
     }
     parent_rss_mib_ = std::max(parent_rss_mib_, SelfRssMib());
