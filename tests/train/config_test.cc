@@ -217,7 +217,7 @@ const std::vector<Limit>& Limits() {
       {"data.grad_accum", {"data.seq_len=2", "data.batch_size=1"}, {"1", "65536"}, {"0", "65537"}},
       {"data.prefetch", {}, {"1", "64"}, {"0", "65"}},
       {"optim.lr", {"optim.min_lr=0"}, {"4.9e-324", "10"}, Plus({"0", "-1e-9", "10.000001"}, non_finite)},
-      {"optim.min_lr", {}, {"0", "0.001"}, Plus({"-1e-12", "0.0010001"}, non_finite)},
+      {"optim.min_lr", {"optim.lr=0.001"}, {"0", "0.001"}, Plus({"-1e-12", "0.0010001"}, non_finite)},
       {"optim.warmup_steps", {}, {"0", "999999999"}, {"-1", "1000000000"}},
       {"optim.beta1", {}, {"0", "0.999999"}, Plus({"-1e-9", "1"}, non_finite)},
       {"optim.beta2", {}, {"0", "0.999999"}, Plus({"-1e-9", "1"}, non_finite)},
