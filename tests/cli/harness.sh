@@ -80,9 +80,15 @@ skip() {  # skip NAME REASON: counted as passed
 }
 # group FUNCTION: runs the checks of FUNCTION; a check it leaves unfinished, or its failure
 # outside a check, counts as a failed check. A background bitbyte (bg) it leaves is killed.
+GROUP_INDEX=0
 group() {
   # BITBYTE_TEST_GROUPS="t_a t_b": run only these groups (while working on them).
   if [[ -n ${BITBYTE_TEST_GROUPS:-} && " $BITBYTE_TEST_GROUPS " != *" $1 "* ]]; then return 0; fi
+  # BITBYTE_TEST_SHARD=K/N: only every N-th group from the K-th (ctest runs a script as N tests).
+  GROUP_INDEX=$((GROUP_INDEX + 1))
+  if [[ -n ${BITBYTE_TEST_SHARD:-} ]] && (((GROUP_INDEX - 1) % ${BITBYTE_TEST_SHARD#*/} != ${BITBYTE_TEST_SHARD%/*} - 1)); then
+    return 0
+  fi
   local rc=0 t0=$SECONDS
   (trap kill_bg EXIT && "$1") || rc=$?
   if ((GROUP_TIMES)); then echo "# $1: $((SECONDS - t0)) s"; fi
