@@ -107,6 +107,7 @@ class Bench {
   explicit Bench(Args a) : a_(std::move(a)) {}
 
   void Run() {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines as they come, into a log too
     threads_ = a_.threads > 0 ? a_.threads : pipeline::DefaultThreads();
     Prepare();
     runs::TracksReport report;
@@ -678,9 +679,12 @@ class Bench {
                 " parameters; each track's depth (n_layer) is the one closest to it, widths as configured.");
     std::string labels;
     for (const auto& b : budgets) labels += (labels.empty() ? "" : ", ") + b.label;
+    std::string probes;
+    for (size_t i = 0; i < step_s_.size(); ++i)
+      probes += (i ? ", " : "") + configs_[i].model().name() + FormatDouble(" %.3f s", step_s_[i]);
     s.push_back("Budgets: " + labels +
-                (a_.minutes ? " (steps fitted per track from a short probe run of 8 steps)" : "") + "; " +
-                std::to_string(a_.seeds) + " seeds (1.." + std::to_string(a_.seeds) + ") per track and budget.");
+                (a_.minutes ? " (steps fitted per track from a probe run of 8 steps: " + probes + " a step)" : "") +
+                "; " + std::to_string(a_.seeds) + " seeds (1.." + std::to_string(a_.seeds) + ") per track and budget.");
     char line[400];
     std::snprintf(line, sizeof line,
                   "Training: sequence %d, batch %d x %d accumulation (%llu bytes a step); AdamW, cosine schedule to a "
