@@ -344,6 +344,7 @@ class Bench {
                       parts = run + ".parts", err = run + ".err";
     const std::string text = train::ConfigToText(config) + "# threads " + std::to_string(threads_) + "\n";
     const bool same = fs.Exists(path) && io::ReadFile(fs, path) == text;
+    parent_rss_mib_ = std::max(parent_rss_mib_, SelfRssMib());  // also when the run is reused
     Done d;
     if (same && fs.Exists(done_path)) {
       std::istringstream in(io::ReadFile(fs, done_path));

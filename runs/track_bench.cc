@@ -294,8 +294,9 @@ void BudgetSection(std::ostringstream& o, const TracksReport& r, const BudgetRes
   o << "\n### Quantized variants of `" << base->name << "`\n\n"
     << "int8 PTQ: each checkpoint of its runs evaluated with dynamic int8 Linear layers (`bitbyte eval --quantize "
        "int8`), no retraining. Ternary QAT: the same run with `model.qat.scheme: ternary` switched on at half the "
-       "steps (float32 before: docs/quantization.md §6), the same learning rate. Differences are paired by seed "
-       "against the float32 runs.\n\n"
+       "steps (float32 before: docs/quantization.md §6), the same learning rate; its evaluations always run the "
+       "ternary forward, so the points before that step are the float32 weights rounded to ternary. Differences "
+       "are paired by seed against the float32 runs.\n\n"
     << "| variant | val bpb | Δ vs float32 | steps | bytes/s |\n|---|---:|---:|---:|---:|\n"
     << "| `" << base->name << "` float32 | " << Bpb(BpbOf(*base)) << " | | " << base->steps << " | "
     << FormatDouble("%.0f", MeanOf(*base, &TrackRun::bytes_per_s)) << " |\n";
