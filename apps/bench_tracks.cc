@@ -540,7 +540,7 @@ class Bench {
         r.runs.push_back(tr);
       }
     // The quantized variants of the best track, at the longest budget.
-    if (k + 1 == budgets_.size() && !variants_.empty() && configs_.size() >= 1) {
+    if (k + 1 == budgets_.size() && !variants_.empty()) {
       const runs::TrackResult* best = runs::BestTrack(out.tracks);
       const size_t i = static_cast<size_t>(best - out.tracks.data());
       out.variants_of = best->name;

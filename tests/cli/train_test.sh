@@ -1008,25 +1008,23 @@ t_print_config() {
       for (i = 1; i <= NF; i++) if ($i == "=") { print $(i-1); break } }' \
       "$SRC_ROOT/train/train_config.proto" "$SRC_ROOT/models/model_config.proto" | grep -vxE "$2" | sort -u
   }
-  local f missing=""
-  for f in $(fields_but "MambaMLMConfig|BitTransformerLMConfig" "mamba_mlm|bit_transformer_lm"); do
-    grep -qE "^ *$f( \{|:)" "$T/out" || missing+=" $f"
-  done
+  # The fields of every config message but the other tracks' blocks that $T/out lacks.
+  missing_fields() {
+    local f missing=""
+    for f in $(fields_but "$1" "$2"); do grep -qE "^ *$f( \{|:)" "$T/out" || missing+=" $f"; done
+    echo "$missing"
+  }
+  local missing
+  missing=$(missing_fields "MambaMLMConfig|BitTransformerLMConfig" "mamba_mlm|bit_transformer_lm")
   [[ -z $missing ]] || fail "fields missing from --print-config:$missing"
   grep -q "mamba_mlm {" "$T/out" && fail "--print-config of a bitbyte_lm run shows the mamba_mlm block"
   bb train --data ds -o pc --model mamba_mlm --print-config
   want_rc 0 "--model mamba_mlm --print-config"
-  missing=""
-  for f in $(fields_but "BitByteLMConfig|BitTransformerLMConfig" "bitbyte_lm|bit_transformer_lm"); do
-    grep -qE "^ *$f( \{|:)" "$T/out" || missing+=" $f"
-  done
+  missing=$(missing_fields "BitByteLMConfig|BitTransformerLMConfig" "bitbyte_lm|bit_transformer_lm")
   [[ -z $missing ]] || fail "fields missing from --model mamba_mlm --print-config:$missing"
   bb train --data ds -o pc --model bit_transformer_lm --print-config
   want_rc 0 "--model bit_transformer_lm --print-config"
-  missing=""
-  for f in $(fields_but "BitByteLMConfig|MambaMLMConfig" "bitbyte_lm|mamba_mlm"); do
-    grep -qE "^ *$f( \{|:)" "$T/out" || missing+=" $f"
-  done
+  missing=$(missing_fields "BitByteLMConfig|MambaMLMConfig" "bitbyte_lm|mamba_mlm")
   [[ -z $missing ]] || fail "fields missing from --model bit_transformer_lm --print-config:$missing"
   [[ ! -e pc ]] || fail "--print-config created the run directory"
   bb train --data ds -o pc "${TINY[@]}" --set optim.lrr=1 --print-config
