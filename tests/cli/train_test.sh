@@ -1363,6 +1363,15 @@ t_bench_tracks() {
   bb bench tracks --data "$T/nothing" -o x.md
   want_rc 2 "not a dataset"
   want_err "not a dataset directory" "not a dataset"
+  bb "${B[@]}" --lrs 0.001 -o x.md
+  want_rc 2 "a sweep of one rate"
+  want_err "at least 2 rates" "a sweep of one rate"
+  bb "${B[@]}" --variants int4 -o x.md
+  want_rc 2 "an unknown variant"
+  want_err "'int4' is not int8 or ternary" "an unknown variant"
+  bb bench tracks --data ds --budget-bytes 4K,4K -o x.md
+  want_rc 2 "a budget listed twice"
+  want_err "listed twice" "a budget listed twice"
   bb "${B[@]}" --tracks mamba_mlm,mamba_mlm -o x.md
   want_rc 2 "a track listed twice"
   want_err "listed twice" "a track listed twice"
