@@ -11,6 +11,7 @@
 #include <ctime>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -485,7 +486,8 @@ class Bench {
   }
 
   runs::TrackRun Summarise(const train::pb::TrainConfig& c, const std::string& name, const Done& d, uint64_t seed) {
-    const runs::RunDirContents contents = runs::ReadRunDir(io::JoinPath(dir_, name));
+    runs::RunDirContents contents = runs::ReadRunDir(io::JoinPath(dir_, name));
+    FillSkippedEvals(c, io::JoinPath(dir_, name), contents);
     for (const auto& [k, v] : contents.run_info)
       if (k == "cpu" && std::find(cpus_.begin(), cpus_.end(), v) == cpus_.end()) cpus_.push_back(v);
     run_info_ = contents.run_info;
@@ -496,6 +498,25 @@ class Bench {
     tr.wall_s = d.wall_s;
     tr.resumed = d.resumed;
     return tr;
+  }
+
+  // An evaluation the run skipped (the previous one was still running: a slow track's evaluation
+  // can take longer than its interval) is made up from the checkpoint of that step when there is
+  // one (the sink may have replaced it; the last step's is always written), so the curves have
+  // their points. A made-up record has no eval_s: it excludes no step from the timing.
+  void FillSkippedEvals(const train::pb::TrainConfig& c, const std::string& run, runs::RunDirContents& contents) {
+    std::set<int64_t> have;
+    for (const runs::EvalRecord& e : contents.evals) have.insert(e.step);
+    std::set<int64_t> due = {c.steps()};  // the last step is always evaluated
+    for (int64_t step = c.eval().every(); c.eval().every() > 0 && step < c.steps(); step += c.eval().every())
+      due.insert(step);
+    for (int64_t step : due) {
+      if (have.count(step) != 0) continue;
+      runs::EvalRecord e;
+      e.step = step;
+      e.val_bpb = CheckpointBpb(run, step, "", false, &e.val_bytes);
+      if (std::isfinite(e.val_bpb)) contents.evals.push_back(e);
+    }
   }
 
   runs::TrackResult Describe(const train::pb::TrainConfig& c, int64_t steps) const {
@@ -576,7 +597,8 @@ class Bench {
         // always written.
         tr.curve.clear();
         for (runs::EvalRecord e : f.curve) {
-          const double bpb = Int8Bpb(io::JoinPath(dir_, float_name), e.step, e.step == f.curve.back().step);
+          const double bpb =
+              CheckpointBpb(io::JoinPath(dir_, float_name), e.step, "int8", e.step == f.curve.back().step, nullptr);
           if (std::isnan(bpb)) continue;
           e.val_bpb = bpb;
           tr.curve.push_back(e);
@@ -589,30 +611,42 @@ class Bench {
     return r;
   }
 
-  // val bpb of a run's checkpoint at `step` with dynamic int8 Linear layers, on the bench's
-  // validation bytes; kept beside the run, so a continued bench does not evaluate it again. NaN
-  // when there is no checkpoint at that step (and it need not exist).
-  double Int8Bpb(const std::string& run, int64_t step, bool must_exist) {
+  // val bpb of a run's checkpoint at `step` on the bench's validation bytes, with dynamic int8
+  // Linear layers when `quantize` is "int8", as trained when it is empty; kept beside the run
+  // (<run>-<int8|eval>-<step>.json), so a continued bench does not evaluate it again. NaN when there
+  // is no checkpoint at that step (and it need not exist). `val_bytes`, when given, receives the
+  // number of bytes evaluated.
+  double CheckpointBpb(const std::string& run, int64_t step, const std::string& quantize, bool must_exist,
+                       double* val_bytes) {
     char dir[64];
     std::snprintf(dir, sizeof dir, "checkpoints/step-%09lld", (long long)step);
-    const std::string ckpt = io::JoinPath(run, dir), cache = run + "-int8-" + std::to_string(step) + ".json";
+    const std::string ckpt = io::JoinPath(run, dir),
+                      cache = run + "-" + (quantize.empty() ? "eval" : quantize) + "-" + std::to_string(step) + ".json";
     io::FileSystem& fs = io::Default();
     if (!fs.Exists(cache)) {
       if (!fs.Exists(ckpt)) {
-        if (must_exist) throw Error(ckpt + ": no checkpoint at the run's last step (int8 variant)");
+        if (must_exist) throw Error(ckpt + ": no checkpoint at the run's last step (" + quantize + " variant)");
         return std::nan("");
       }
+      std::printf(" [evaluating %s%s]", dir, quantize.empty() ? "" : (" as " + quantize).c_str());
+      std::fflush(stdout);
+      std::vector<std::string> argv = {kSelfExe, "eval",      "--checkpoint",          ckpt,
+                                       "--data", a_.data,     "--max-bytes",           std::to_string(val_bytes_),
+                                       "--json", "--threads", std::to_string(threads_)};
+      if (!quantize.empty()) argv.insert(argv.end(), {"--quantize", quantize});
       SpawnOptions so;
       so.stdout_path = cache + ".tmp";
-      Spawn({kSelfExe, "eval", "--checkpoint", ckpt, "--data", a_.data, "--max-bytes", std::to_string(val_bytes_),
-             "--quantize", "int8", "--json", "--threads", std::to_string(threads_)},
-            so);
+      Spawn(argv, so);
       fs.Rename(cache + ".tmp", cache);
     }
     const std::string text = io::ReadFile(fs, cache);
-    const size_t at = text.find("\"bpb\":");
-    if (at == std::string::npos) throw Error(cache + ": no \"bpb\" in eval's output");
-    return std::strtod(text.c_str() + at + 6, nullptr);
+    auto number = [&](const std::string& key) {
+      const size_t at = text.find("\"" + key + "\":");
+      if (at == std::string::npos) throw Error(cache + ": no \"" + key + "\" in eval's output");
+      return std::strtod(text.c_str() + at + key.size() + 3, nullptr);
+    };
+    if (val_bytes != nullptr) *val_bytes = number("bytes");
+    return number("bpb");
   }
 
   std::vector<runs::ScalingPoint> Scaling() {

@@ -1342,6 +1342,22 @@ t_bench_tracks() {
   row=$(grep -E '^\| `bitbyte_lm` \| 1 \| ' straight.md | cut -d'|' -f4)
   [[ -n $row ]] && grep -qE '^\| `bitbyte_lm` \| 1 \|'"$row"'\|.*\(resumed\) \|$' resumed.md ||
     fail "the continued run is not marked resumed with the uninterrupted val bpb ($row): $(grep -F '| `bitbyte_lm` | 1 |' resumed.md)"
+  # An evaluation record missing from a finished run (here the last one, whose checkpoint is
+  # always written; a slow track's evaluations can be skipped) is made up from the checkpoint of
+  # that step when the bench reads the run, with the value training logged.
+  rm -rf "$T/br3"
+  bb "${R[@]}" --evals 4 --keep-runs --work-dir "$T/br3" -o kept.md
+  want_rc 0 "bench tracks --keep-runs"
+  local m="$T/br3/bench-tracks/b1-bitbyte_lm-seed1/metrics.jsonl" point
+  point=$(grep -F '| `bitbyte_lm` | 32 | 4,096 |' kept.md)
+  [[ -n $point ]] || fail "no curve point at step 32: $(grep -F '| `bitbyte_lm` |' kept.md | head -3)"
+  grep -q '"step":32,"val_bpb"' "$m" || fail "no evaluation record of step 32 in $m"
+  grep -v '"step":32,"val_bpb"' "$m" >"$m.new" && mv "$m.new" "$m"
+  bb "${R[@]}" --evals 4 --keep-runs --work-dir "$T/br3" -o filled.md
+  want_rc 0 "bench tracks, a run without its last evaluation record"
+  want_out "evaluating checkpoints/step-000000032" "bench tracks, a run without its last evaluation record"
+  grep -qxF -- "$point" filled.md ||
+    fail "step 32 made up from its checkpoint is not the logged '$point': $(grep -F '| `bitbyte_lm` | 32 |' filled.md)"
   # Minutes instead of bytes: steps fitted from a probe run; one track alone is not compared.
   bb bench tracks --data ds --threads 2 --seeds 1 --budget-minutes 0.03 --tracks bitbyte_lm \
     --set data.seq_len=32 --set data.batch_size=4 --set model.bitbyte_lm.d_model=32 \
