@@ -155,7 +155,17 @@ void Graph::Fail(const std::string& node, std::exception_ptr e) {
       failed_node_ = node;
     }
   }
-  g_.cancel();
+  g_->cancel();
+}
+
+Graph::Graph(std::string name, int threads) : name_(std::move(name)) {
+  if (threads > 0) {
+    arena_ = std::make_unique<tbb::task_arena>(threads);
+    // A flow graph runs its tasks in the arena it was built in.
+    arena_->execute([&] { g_ = std::make_unique<tbb::flow::graph>(); });
+  } else {
+    g_ = std::make_unique<tbb::flow::graph>();
+  }
 }
 
 void Graph::Cancel(const std::string& reason) { Fail("cancel", std::make_exception_ptr(std::runtime_error(reason))); }
@@ -163,7 +173,7 @@ void Graph::Cancel(const std::string& reason) { Fail("cancel", std::make_excepti
 void Graph::Run() {
   for (auto& activate : activators_) activate();
   try {
-    g_.wait_for_all();
+    g_->wait_for_all();
   } catch (...) {
     // Recorded by Fail() below if a node body threw; anything else is TBB's own.
     std::lock_guard<std::mutex> lock(mu_);

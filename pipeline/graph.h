@@ -4,6 +4,7 @@
 // one pipeline::NodeError naming the node (the node's own message names the input).
 #include <tbb/flow_graph.h>
 #include <tbb/global_control.h>
+#include <tbb/task_arena.h>
 
 #include <atomic>
 #include <chrono>
@@ -150,19 +151,24 @@ using bitbyte::kMaxThreads;
 
 class Graph {
  public:
-  explicit Graph(std::string name) : name_(std::move(name)) {}
+  // `threads` > 0: the graph's tasks run in an arena of its own with that many slots, which may
+  // be more than the cores (TBB's default arena is never wider than the machine): a job whose
+  // nodes wait on threads of their own (training, evaluation) needs slots beyond its compute
+  // threads, or those waits leave none for the other nodes. 0: TBB's default arena. The cap of a
+  // live ScopedParallelism applies either way.
+  explicit Graph(std::string name, int threads = 0);
   // Edges made but never run (a graph only described) can leave forwarding tasks behind: they
   // finish here, while the nodes they point to still exist.
   ~Graph() {
     try {
-      g_.wait_for_all();
+      g_->wait_for_all();
     } catch (...) {
     }
   }
   Graph(const Graph&) = delete;
   Graph& operator=(const Graph&) = delete;
 
-  tbb::flow::graph& flow() { return g_; }
+  tbb::flow::graph& flow() { return *g_; }
   const std::string& name() const { return name_; }
 
   // A function_node whose body is timed and counted. `bytes_of(out)` adds to the byte counter.
@@ -187,7 +193,7 @@ class Graph {
     return Own(
         name,
         std::make_unique<detail::CountedFunctionNode<In, Out>>(
-            st.in, g_, concurrency == 0 ? static_cast<size_t>(tbb::flow::unlimited) : static_cast<size_t>(concurrency),
+            st.in, *g_, concurrency == 0 ? static_cast<size_t>(tbb::flow::unlimited) : static_cast<size_t>(concurrency),
             std::move(wrapped), tbb::flow::queueing(), priority));
   }
 
@@ -215,7 +221,7 @@ class Graph {
       Done(st, t0, true, /*source=*/true);
       return out;
     };
-    auto& node = Own(name, std::make_unique<tbb::flow::input_node<Out>>(g_, std::move(wrapped)));
+    auto& node = Own(name, std::make_unique<tbb::flow::input_node<Out>>(*g_, std::move(wrapped)));
     activators_.push_back([&node] { node.activate(); });
     return node;
   }
@@ -224,7 +230,7 @@ class Graph {
   template <typename Node, typename... Args>
   Node& Add(const std::string& name, const std::string& kind, int concurrency, Args&&... args) {
     AddStats(name, kind, concurrency);
-    return Own(name, std::make_unique<Node>(g_, std::forward<Args>(args)...));
+    return Own(name, std::make_unique<Node>(*g_, std::forward<Args>(args)...));
   }
 
   // A bounded stage: at most `tokens` items pass the limiter until ReturnTokens' node hands
@@ -239,7 +245,7 @@ class Graph {
     using Out = typename From::output_type;
     NodeStats& st = *StatsOf(&limiter);
     auto& to_token = Own(st.name + ".release", std::make_unique<tbb::flow::function_node<Out, tbb::flow::continue_msg>>(
-                                                   g_, tbb::flow::unlimited, [&st](const Out&) {
+                                                   *g_, tbb::flow::unlimited, [&st](const Out&) {
                                                      st.returned.fetch_add(1, std::memory_order_relaxed);
                                                      return tbb::flow::continue_msg();
                                                    }));
@@ -322,7 +328,8 @@ class Graph {
   void Fail(const std::string& node, std::exception_ptr e);
 
   std::string name_;
-  tbb::flow::graph g_;  // declared before the nodes: destroyed after them
+  std::unique_ptr<tbb::task_arena> arena_;  // null: TBB's default arena
+  std::unique_ptr<tbb::flow::graph> g_;     // declared before the nodes: destroyed after them
   std::deque<NodeStats> stats_;
   std::vector<std::pair<const void*, std::string>> names_;
   std::vector<std::unique_ptr<tbb::flow::graph_node>> nodes_;

@@ -403,6 +403,10 @@ std::string TrainGraph::LastGood(int64_t before_step) const {
   return "; last good checkpoint: " + (good.empty() ? std::string("none") : io::JoinPath(sinks_.ckpt_dir, good.back()));
 }
 
+int TrainGraph::WaitingNodes(const pb::TrainConfig& config) {
+  return 2 + (config.quant_eval().every() > 0 ? 2 : 0) + (config.telemetry().every() > 0 ? 1 : 0);
+}
+
 TrainSummary TrainGraph::Run(const pipeline::MonitorOptions& figures) {
   const int64_t start = params_.start;
   CheckpointSink& sink = sinks_.checkpoints;
@@ -415,7 +419,7 @@ TrainSummary TrainGraph::Run(const pipeline::MonitorOptions& figures) {
   }
 
   pipeline::Monitor monitor(figures);
-  pipeline::Graph g("train");
+  pipeline::Graph g("train", params_.threads + WaitingNodes(config_));
   Wire(g, config_, start, this);
   // CPU time of every thread while the graph runs (--stats): what each node's thread, the OpenMP
   // teams, the TBB workers and the waiting main thread cost.

@@ -117,6 +117,11 @@ class TrainGraph {
   // checkpointed before it returns or throws a non-finite loss. The graph's live figures go where
   // `figures` says (pipeline.json; an empty path: nowhere).
   TrainSummary Run(const pipeline::MonitorOptions& figures);
+  // The nodes of a train graph on `config` that only wait on a thread of their own (train_step,
+  // eval, calibrate and quant_eval, telemetry): the TBB slots the graph needs beyond its compute
+  // threads, so that those waits never leave the other nodes (prefetch, metrics, checkpoint)
+  // without a thread.
+  static int WaitingNodes(const pb::TrainConfig& config);
 
   // ---- the node bodies (public for tests) ----
   bool NextStep(int64_t& step);                       // batch_source

@@ -404,9 +404,10 @@ TrainSummary RunTraining(const TrainOptions& o) {
   log("precision: " + precision.Describe());
   io::WriteFileAtomic(fs, io::JoinPath(o.run_dir, kConfigFile), ConfigToText(config));
 
-  // TBB gets `threads` for data preparation and the sinks, plus the two TBB threads that only wait
-  // on the train and eval threads, so neither wait can starve the prefetch.
-  pipeline::ScopedParallelism parallelism(threads + 2);
+  // TBB gets `threads` for data preparation and the sinks, plus one slot for each node that only
+  // waits on a thread of its own (the train graph's arena is as wide), so no wait can starve the
+  // prefetch, the metrics or the checkpoints.
+  pipeline::ScopedParallelism parallelism(threads + TrainGraph::WaitingNodes(config));
 
   // ---- the model side ----
   const uint64_t val_len = config.eval().max_bytes() > 0

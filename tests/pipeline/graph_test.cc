@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -163,6 +165,44 @@ TEST(Graph, CountsItemsBytesAndRecordsEdges) {
   EXPECT_EQ(g.edges()[0].label, "ints");
   EXPECT_EQ(g.edges()[0].kind, "data");
   EXPECT_NE(g.StatsTable(1.0, 2).find("add"), std::string::npos);
+}
+
+// A graph given `threads` slots runs that many bodies at once, even more than the cores (TBB's
+// default arena is no wider than the machine): nodes that only wait on threads of their own
+// must not leave the others without a slot.
+TEST(Graph, AGraphWithItsOwnSlotsRunsThatManyBodiesBeyondTheCores) {
+  const int wide = DefaultThreads() + 2;
+  ScopedParallelism par(wide);
+  Graph g("wide", wide);
+  std::atomic<int> active{0}, peak{0};
+  bool sent = false;
+  auto& src = g.Source<int>("one", [&](int& v) {
+    v = 1;
+    return !std::exchange(sent, true);
+  });
+  auto& fan = g.Add<tbb::flow::broadcast_node<int>>("fan", "broadcast", 1);
+  g.Connect(src, fan);
+  for (int i = 0; i < wide; ++i) {
+    auto& wait = g.Function<int, int>(
+        "wait" + std::to_string(i), 1,
+        [&](const int& v) {
+          const int now = ++active;
+          int p = peak.load();
+          while (now > p && !peak.compare_exchange_weak(p, now)) {
+          }
+          // Hold the slot until every body is in one (or give up after 10 s: the check fails).
+          const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+          while (peak.load() < wide && std::chrono::steady_clock::now() < until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          --active;
+          return v;
+        },
+        [](const int&) { return uint64_t{0}; });
+    g.Connect(fan, wait);
+  }
+  g.Run();
+  EXPECT_EQ(peak.load(), wide) << "bodies at once in a graph of " << wide << " slots on " << DefaultThreads()
+                               << " cores";
 }
 
 // Tokens bound the items in flight between a limiter and the node that returns them.

@@ -150,7 +150,7 @@ struct Harness {
     runs::MetricsLog metrics(io::JoinPath(run_dir, "metrics.jsonl"), 0);
     tb::EventWriter events(run_dir, 0);
     CheckpointSink sink(io::Posix(), ckpt_dir, config.checkpoint().keep());
-    pipeline::ScopedParallelism parallelism(threads + 2);
+    pipeline::ScopedParallelism parallelism(threads + TrainGraph::WaitingNodes(config));
     TrainGraph job(config, {0, threads, -1}, backend, sampler,
                    {metrics, events, sink, io::Posix(), ckpt_dir, [this](const std::string& l) { lines.push_back(l); }},
                    stop);
@@ -258,6 +258,25 @@ TEST(TrainGraph, AnEvaluationOvertakenByANewerOneIsSkipped) {
   EXPECT_LT(m.evals.size(), 30u) << "every evaluation ran although each took longer than a step";
   EXPECT_EQ(m.evals.back().step, 30);
   EXPECT_EQ(static_cast<size_t>(h.backend.evaluated()), m.evals.size());
+}
+
+// An evaluation that outlasts many steps does not hold up the step records (nor the checkpoints,
+// submitted after them): the eval node waits on its own thread in a TBB slot of its own, so the
+// records of the steps after it are written while it runs, whatever the cores.
+TEST(TrainGraph, ASlowEvaluationDoesNotHoldUpTheStepRecords) {
+  TempDir t;
+  const auto data = MakeDataset(t, 11, 20, 2000);
+  Harness h(Config(20, 5, 1));
+  h.backend.step_time = std::chrono::milliseconds(20);
+  h.backend.eval_time = std::chrono::milliseconds(1500);
+  h.Run(*data, t / "run");
+  const runs::RunDirContents m = Metrics(t / "run");
+  ASSERT_EQ(m.steps.size(), 20u);
+  ASSERT_FALSE(m.evals.empty());
+  const runs::EvalRecord& first = m.evals.front();
+  ASSERT_EQ(first.step, 5);
+  EXPECT_LT(m.steps[9].elapsed_s, first.elapsed_s)
+      << "step 10's record waited for the evaluation of step 5 (ended at " << first.elapsed_s << " s)";
 }
 
 // quant_eval: calibrate -> quant_eval records val_bpb_<scheme> of the step's snapshot at its
