@@ -13,11 +13,14 @@ namespace bitbyte::pipeline {
 
 namespace {
 
-// Names the TBB worker threads that join the calling thread's arena "tbb-worker", so that a
-// job's per-thread CPU figures (train --stats, base/thread_cpu.h) can tell them apart.
+// Names the TBB worker threads that join an arena "tbb-worker" (the calling thread's arena, or
+// `arena`), so that a job's per-thread CPU figures (train --stats, base/thread_cpu.h) can tell
+// them apart.
 class WorkerNamer : public tbb::task_scheduler_observer {
  public:
   WorkerNamer() { observe(true); }
+  explicit WorkerNamer(tbb::task_arena& arena) : tbb::task_scheduler_observer(arena) { observe(true); }
+  ~WorkerNamer() override { observe(false); }  // before this object goes: no call into it after
   void on_scheduler_entry(bool is_worker) override {
     if (is_worker) NameThisThread("tbb-worker");
   }
@@ -161,6 +164,7 @@ void Graph::Fail(const std::string& node, std::exception_ptr e) {
 Graph::Graph(std::string name, int threads) : name_(std::move(name)) {
   if (threads > 0) {
     arena_ = std::make_unique<tbb::task_arena>(threads);
+    namer_ = std::make_unique<WorkerNamer>(*arena_);
     // A flow graph runs its tasks in the arena it was built in.
     arena_->execute([&] { g_ = std::make_unique<tbb::flow::graph>(); });
   } else {

@@ -5,6 +5,7 @@
 #include <tbb/flow_graph.h>
 #include <tbb/global_control.h>
 #include <tbb/task_arena.h>
+#include <tbb/task_scheduler_observer.h>
 
 #include <atomic>
 #include <chrono>
@@ -328,8 +329,9 @@ class Graph {
   void Fail(const std::string& node, std::exception_ptr e);
 
   std::string name_;
-  std::unique_ptr<tbb::task_arena> arena_;  // null: TBB's default arena
-  std::unique_ptr<tbb::flow::graph> g_;     // declared before the nodes: destroyed after them
+  std::unique_ptr<tbb::task_arena> arena_;               // null: TBB's default arena
+  std::unique_ptr<tbb::task_scheduler_observer> namer_;  // names the workers that join arena_
+  std::unique_ptr<tbb::flow::graph> g_;                  // declared before the nodes: destroyed after them
   std::deque<NodeStats> stats_;
   std::vector<std::pair<const void*, std::string>> names_;
   std::vector<std::unique_ptr<tbb::flow::graph_node>> nodes_;
