@@ -11,6 +11,7 @@
 #include <ctime>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
@@ -29,6 +30,7 @@
 #include "runs/run_dir.h"
 #include "runs/track_bench.h"
 #include "train/config.h"
+#include "train/train_graph.h"
 #include "train/train_job.h"
 
 namespace bitbyte::cli {
@@ -507,11 +509,8 @@ class Bench {
   void FillSkippedEvals(const train::pb::TrainConfig& c, const std::string& run, runs::RunDirContents& contents) {
     std::set<int64_t> have;
     for (const runs::EvalRecord& e : contents.evals) have.insert(e.step);
-    std::set<int64_t> due = {c.steps()};  // the last step is always evaluated
-    for (int64_t step = c.eval().every(); c.eval().every() > 0 && step < c.steps(); step += c.eval().every())
-      due.insert(step);
-    for (int64_t step : due) {
-      if (have.count(step) != 0) continue;
+    for (int64_t step = 1; step <= c.steps(); ++step) {
+      if (!train::Due(step, c.eval().every(), c.steps()) || have.count(step) != 0) continue;
       runs::EvalRecord e;
       e.step = step;
       e.val_bpb = CheckpointBpb(run, step, "", false, &e.val_bytes);
@@ -639,11 +638,11 @@ class Bench {
       Spawn(argv, so);
       fs.Rename(cache + ".tmp", cache);
     }
-    const std::string text = io::ReadFile(fs, cache);
-    auto number = [&](const std::string& key) {
-      const size_t at = text.find("\"" + key + "\":");
-      if (at == std::string::npos) throw Error(cache + ": no \"" + key + "\" in eval's output");
-      return std::strtod(text.c_str() + at + key.size() + 3, nullptr);
+    const nlohmann::json out = nlohmann::json::parse(io::ReadFile(fs, cache), nullptr, /*allow_exceptions=*/false);
+    auto number = [&](const char* key) {
+      if (!out.is_object() || !out.contains(key) || !out[key].is_number())
+        throw Error(cache + ": no number \"" + key + "\" in eval's --json output");
+      return out[key].get<double>();
     };
     if (val_bytes != nullptr) *val_bytes = number("bytes");
     return number("bpb");
