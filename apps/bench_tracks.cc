@@ -96,8 +96,10 @@ struct Budget {
   }
 };
 
-// What became of one run: its wall time (summed over its parts when it was resumed), peak RSS,
-// and, for a run that may fail, why it did.
+// What became of one run: its wall time, peak RSS, and, for a run that may fail, why it did.
+// A resumed run's wall time is its records' (RunDirContents::WallSeconds): each attempt up to
+// the last record it left, so neither the work redone after a kill nor a bench killed with its
+// child loses or doubles time.
 struct Done {
   double wall_s = 0;
   long rss_kb = 0;
@@ -355,13 +357,14 @@ class Bench {
       if (in >> d.wall_s >> d.rss_kb >> resumed) {
         std::getline(in >> std::ws, d.failure);
         d.resumed = resumed != 0;
+        if (d.resumed && d.failure.empty()) d.wall_s = runs::ReadRunDir(run).WallSeconds();
         if (!d.failure.empty() && must_succeed) throw Error(name + ": " + d.failure);
         return d;
       }
     }
     d = Done{};
     const bool resume = same && fs.Exists(io::JoinPath(run, "checkpoints/latest"));
-    if (resume && fs.Exists(parts)) {  // the time its earlier parts took
+    if (resume && fs.Exists(parts)) {  // its earlier parts' peak RSS (and time, kept for a failure)
       std::istringstream in(io::ReadFile(fs, parts));
       in >> d.wall_s >> d.rss_kb;
     }
@@ -390,8 +393,9 @@ class Bench {
       if (must_succeed) throw Error(name + ": " + d.failure);
     } else {
       // A child stopped by SIGINT/SIGTERM exits 0 after a checkpoint: unfinished, not done.
-      int64_t last_step = 0;
-      for (const runs::StepRecord& st : runs::ReadRunDir(run).steps) last_step = std::max(last_step, st.step);
+      const runs::RunDirContents contents = runs::ReadRunDir(run);
+      const int64_t last_step = contents.LastStep();
+      if (d.resumed) d.wall_s = contents.WallSeconds();
       if (last_step < config.steps())
         throw Error(name + ": stopped at step " + std::to_string(last_step) + " of " + std::to_string(config.steps()) +
                     " (interrupted)");

@@ -222,12 +222,26 @@ const EvalRecord* RunDirContents::BestEval() const {
   return best_r;
 }
 
+double RunDirContents::WallSeconds() const {
+  double w = 0;
+  for (const StepRecord& r : steps)
+    if (std::isfinite(r.wall_s)) w = std::max(w, r.wall_s);
+  for (const EvalRecord& r : evals)
+    if (std::isfinite(r.wall_s)) w = std::max(w, r.wall_s);
+  return w;
+}
+
 void ParseMetrics(const std::string& text, RunDirContents& c) {
-  // elapsed_s restarts on each resume: wall_s carries the earlier invocations' time.
+  // elapsed_s restarts on each resume: wall_s carries the earlier invocations' time. Records
+  // come from more than one thread (steps, evaluations), each stamped just before it is written,
+  // so one may be a moment older than the record before it: only a drop of more than
+  // kRestartDrop seconds is a new invocation (one killed within its first second is missed, a
+  // second lost from the sum).
+  constexpr double kRestartDrop = 0.5;
   double offset = 0, prev = kNaN;
   auto wall = [&](double elapsed) {
     if (std::isnan(elapsed)) return kNaN;
-    if (!std::isnan(prev) && elapsed + 1e-9 < prev) offset += prev;
+    if (!std::isnan(prev) && elapsed + kRestartDrop < prev) offset += prev;
     prev = elapsed;
     return elapsed + offset;
   };

@@ -157,6 +157,10 @@ struct RunDirContents {
   const EvalRecord* LatestEval() const;            // newest evaluation by step, or nullptr
   const TelemetryRecord* LatestTelemetry() const;  // newest telemetry by step, or nullptr
   const EvalRecord* BestEval() const;              // lowest val_bpb, or nullptr
+  // The training time of all invocations: the largest wall_s of the step and evaluation records
+  // (0 when none). An invocation counts to its last record, so work redone after a resume is
+  // counted once.
+  double WallSeconds() const;
 };
 
 // What ReadRunDir needs from the job that wrote the directory (runs/ knows no job): the total

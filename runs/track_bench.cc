@@ -333,8 +333,10 @@ std::string TracksMarkdown(const TracksReport& r) {
   o << "\nVal bpb: after the last step, on the validation bytes named above. Bytes/s: bytes per step over the "
        "median wall time of a step, leaving out the first tenth of the steps and those that overlapped an "
        "evaluation (it runs beside training, on its own threads). Peak memory: the training process's RSS "
-       "high-water mark. Mean ± sample standard deviation over seeds; parameters with their offset from the "
-       "target. Seed s gives every track the same batches, so gaps are compared seed by seed.\n";
+       "high-water mark. Wall: the training process from start to exit, evaluations included; for a run marked "
+       "(resumed), the time its records cover, each attempt counted to the last record it kept (work redone "
+       "after an interruption counts once). Mean ± sample standard deviation over seeds; parameters with their "
+       "offset from the target. Seed s gives every track the same batches, so gaps are compared seed by seed.\n";
   if (!r.sweeps.empty()) SweepSection(o, r);
   for (const BudgetResult& b : r.budgets) BudgetSection(o, r, b);
   if (!r.chart_bytes.empty() || !r.chart_time.empty()) {

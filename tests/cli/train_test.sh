@@ -1335,13 +1335,32 @@ t_bench_tracks() {
   bb_env BITBYTE_TEST_NAN_AT_STEP=20 "${R[@]}" --work-dir "$T/br2" -o resumed.md
   want_rc 1 "bench tracks, a run failing at step 20"
   want_err "the same command continues" "bench tracks, a run failing at step 20"
-  bb "${R[@]}" --work-dir "$T/br2" -o resumed.md
+  # As if the bench had been killed with its child: no record of the first part's time is left
+  # but the run's own. The continued run's wall time is its records' (each part to its last kept
+  # record), not the last part's alone.
+  rm "$T/br2/bench-tracks/b1-bitbyte_lm-seed1.parts"
+  bb "${R[@]}" --keep-runs --work-dir "$T/br2" -o resumed.md
   want_rc 0 "bench tracks, continued"
   want_out "continuing the bench" "bench tracks, continued"
   local row
   row=$(grep -E '^\| `bitbyte_lm` \| 1 \| ' straight.md | cut -d'|' -f4)
   [[ -n $row ]] && grep -qE '^\| `bitbyte_lm` \| 1 \|'"$row"'\|.*\(resumed\) \|$' resumed.md ||
     fail "the continued run is not marked resumed with the uninterrupted val bpb ($row): $(grep -F '| `bitbyte_lm` | 1 |' resumed.md)"
+  python3 - "$T/br2/bench-tracks/b1-bitbyte_lm-seed1" <<'EOF' || fail "the continued run's wall time is not its records'"
+import json, sys
+run = sys.argv[1]
+parts, prev = [0.0], None
+for line in open(run + "/metrics.jsonl"):
+    e = json.loads(line).get("elapsed_s")
+    if e is None:
+        continue
+    if prev is not None and e + 0.5 < prev:
+        parts.append(0.0)  # a resumed invocation's clock starts again
+    parts[-1], prev = max(parts[-1], e), e
+wall = float(open(run + ".done").read().split()[0])
+if len(parts) < 2 or abs(wall - sum(parts)) > 2e-3:
+    sys.exit(f"{run}.done: wall {wall}, the records' parts {parts}")
+EOF
   # An evaluation record missing from a finished run (here the last one, whose checkpoint is
   # always written; a slow track's evaluations can be skipped) is made up from the checkpoint of
   # that step when the bench reads the run, with the value training logged.

@@ -370,6 +370,42 @@ TEST(RunDir, WallTimeAddsUpAcrossResumes) {
   EXPECT_DOUBLE_EQ(c.steps[4].wall_s, 5);
 }
 
+TEST(RunDir, RecordsStampedOnTwoThreadsSlightlyOutOfOrderAreNotARestart) {
+  RunDirContents c;
+  // The evaluation's record (stamped at 2.31) lands just before a step stamped at 2.30.
+  ParseMetrics(StepLine(1, 1) + StepLine(2, 2) + EvalLine(2, 4, 2.31) + StepLine(3, 2.30) + StepLine(4, 3), c);
+  ASSERT_EQ(c.steps.size(), 4u);
+  EXPECT_DOUBLE_EQ(c.steps[2].wall_s, 2.30);
+  EXPECT_DOUBLE_EQ(c.steps[3].wall_s, 3);
+  EXPECT_DOUBLE_EQ(c.WallSeconds(), 3);
+}
+
+TEST(RunDir, WallSecondsSumsTheInvocations) {
+  std::mt19937_64 rng(20261207);
+  for (int trial = 0; trial < 50; ++trial) {
+    // Invocations of random lengths, each resumed from a step the one before reached.
+    std::string text;
+    double total = 0;
+    int step = 0;
+    const int invocations = 1 + static_cast<int>(rng() % 4);
+    for (int inv = 0; inv < invocations; ++inv) {
+      const int n = 4 + static_cast<int>(rng() % 20);  // long enough for its restart to show
+      double elapsed = 0;
+      for (int i = 0; i < n; ++i) {
+        elapsed += 0.6 + static_cast<double>(rng() % 1000) / 1000.0;
+        text += StepLine(++step, elapsed);
+      }
+      if (rng() % 2) text += EvalLine(step, 3, elapsed += 0.25);  // an evaluation after its last step
+      total += elapsed;
+    }
+    RunDirContents c;
+    ParseMetrics(text, c);
+    EXPECT_NEAR(c.WallSeconds(), total, 1e-6) << "trial " << trial;
+  }
+  RunDirContents none;
+  EXPECT_EQ(none.WallSeconds(), 0);
+}
+
 TEST(RunDir, RandomBytesNeverCrashTheReaders) {
   std::mt19937_64 rng(20251123);
   const std::vector<std::string> pieces = {"{",
