@@ -124,12 +124,19 @@ same_run() {
   if ! diff <(grep -v ' val_bpb ' "$T/ref.rec") <(grep -v ' val_bpb ' "$T/run.rec") >"$T/rec.diff" 2>&1; then
     fail "$what: per-step losses differ from the uninterrupted run's ($(grep -c '^[<>]' "$T/rec.diff") lines; first: $(grep '^[<>]' "$T/rec.diff" | head -2 | tr '\n' ' '))"
   fi
-  # Each val_bpb record equals the uninterrupted run's of its step. (One may be missing: see
-  # the check "kill -9 just after the checkpoint of an eval step" for that.)
-  if ! diff <(grep ' val_bpb ' "$T/ref.rec") <(grep ' val_bpb ' "$T/run.rec") >"$T/rec.diff" 2>&1 &&
-    grep -q '^>' "$T/rec.diff"; then
-    fail "$what: val_bpb records differ from the uninterrupted run's ($(grep '^[<>]' "$T/rec.diff" | head -2 | sed 's/^</uninterrupted:/; s/^>/this run:/' | tr '\n' ' '))"
-  fi
+  # Each val_bpb record equals the other run's of its step, and both have the last step's. An
+  # intermediate step's record may be in one run only: an evaluation still queued when the next
+  # is due is skipped (docs/training.md section 5, the eval node; how often depends on the
+  # machine's load), and a kill just after an eval step's checkpoint loses its record (the check
+  # "kill -9 just after the checkpoint of an eval step" covers that).
+  local diffs
+  diffs=$(awk '$2 != "val_bpb" {next} FNR == NR {ref[$1] = $3; next}
+    ($1 in ref) && ref[$1] != $3 {print "step " $1 ": uninterrupted " ref[$1] ", this run " $3}' \
+    "$T/ref.rec" "$T/run.rec" | head -2 | tr '\n' ' ')
+  [[ -z $diffs ]] || fail "$what: val_bpb records differ from the uninterrupted run's ($diffs)"
+  for f in ref run; do
+    grep -q "^$STEPS val_bpb " "$T/$f.rec" || fail "$what: no val_bpb record of the last step $STEPS in the $f run"
+  done
   final=checkpoints/$(ckpt_name "$STEPS")/tensors.bin
   if [[ ! -f $run/$final ]]; then
     fail "$what: no $final"
@@ -177,8 +184,13 @@ t_reference() {
   want=$(seq -s ' ' 1 "$STEPS")
   [[ $(loss_steps A/metrics.jsonl) == "$want" ]] ||
     fail "metrics.jsonl loss steps are not 1..$STEPS: $(loss_steps A/metrics.jsonl | head -c 200)"
-  [[ $(grep -c '"val_bpb"' A/metrics.jsonl) == $((STEPS / EVERY)) ]] ||
-    fail "want $((STEPS / EVERY)) val_bpb records, got $(grep -c '"val_bpb"' A/metrics.jsonl)"
+  # An evaluation at every EVERY steps; one still queued when the next is due is skipped, so
+  # the intermediate ones depend on the machine's load, the last step's is always there.
+  local evals due
+  evals=$(grep -o '"step":[0-9]*,"val_bpb"' A/metrics.jsonl | tr -dc '0-9\n' | tr '\n' ' ')
+  due=$(seq -s ' ' "$EVERY" "$EVERY" "$STEPS")
+  python3 -c 'import sys; got, due = sys.argv[1].split(), sys.argv[2].split(); sys.exit(not (got and set(got) <= set(due) and got[-1] == due[-1] and len(got) == len(set(got))))' "$evals" "$due" ||
+    fail "val_bpb records at steps '$evals': want each at most once, among '$due', the last among them"
   [[ -f A/checkpoints/$(ckpt_name "$STEPS")/COMMIT ]] || fail "no committed final checkpoint"
   for f in config.txtpb run.json metrics.jsonl; do [[ -s A/$f ]] || fail "no A/$f"; done
   clean_checkpoints A "reference run"
@@ -625,6 +637,7 @@ t_eval() {
     [[ $(json_get evm.json 'j["bytes"]') == 4095 ]] || fail "bytes $(json_get evm.json 'j["bytes"]'), want 4095"
     got=$(json_get evm.json 'repr(j["bpb"])')
     want=$(grep "\"step\":$s,\"val_bpb\"" A/metrics.jsonl | sed -n 's/.*"val_bpb":\([^,}]*\).*/\1/p' | head -1)
+    [[ -n $want || $s == "$STEPS" ]] || continue  # skipped by the run (see t_reference)
     [[ -n $want && $(python3 -c 'import sys; print(float(sys.argv[1]) == float(sys.argv[2]))' "$got" "$want" 2>&1) == True ]] ||
       fail "step $s: eval bpb $got, metrics.jsonl val_bpb '${want}'"
   done
