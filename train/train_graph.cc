@@ -201,10 +201,18 @@ EventPtr TrainGraph::TrainStep(const BatchPtr& batch) {
 }
 
 // An evaluation still queued when a newer one is due, or after a stop signal, is skipped: a slow
-// evaluation never piles up snapshots, and a stop is not held up by old evaluations.
+// evaluation never piles up snapshots, and a stop is not held up by old evaluations. A skip for a
+// newer one is said on the log, so a missing record is never a silent one.
 EventPtr TrainGraph::Eval(const EventPtr& in) {
   const StepEvent& s = Step(in);
-  if (s.skipped || !s.want_eval || stop_.load() || s.step < latest_eval_.load()) return nullptr;
+  if (s.skipped || !s.want_eval || stop_.load()) return nullptr;
+  if (const int64_t newer = latest_eval_.load(); s.step < newer) {
+    if (sinks_.log)
+      sinks_.log("eval  step " + std::to_string(s.step) + "  skipped: step " + std::to_string(newer) +
+                 " was due before the evaluation before it ended (a larger eval.every or a smaller eval.max_bytes "
+                 "evaluates every time)");
+    return nullptr;
+  }
   EvalEvent ev;
   ev.step = s.step;
   ev.eval = eval_thread_.Run([&] { return backend_.Evaluate(*s.snapshot); });

@@ -643,6 +643,23 @@ t_eval() {
   done
   end
 
+  begin "an evaluation skipped for a newer one says so: each due step has a val_bpb record or a skip line"
+  # Evaluated at every step on more bytes than a tiny step takes: most are skipped, which ones
+  # depends on timing; none may go missing silently.
+  rm -rf es
+  bb train --data ds -o es "${TINY[@]}" --set eval.every=1 --set eval.max_bytes=32768 --steps 30
+  want_rc 0 "train with eval.every=1"
+  local evals skips
+  evals=$(grep -o '"step":[0-9]*,"val_bpb"' es/metrics.jsonl | tr -dc '0-9\n' | tr '\n' ' ')
+  skips=$(sed -n 's/^eval  step \([0-9]*\)  skipped: step [0-9]* was due before .*/\1/p' "$T/err" | tr '\n' ' ')
+  python3 -c '
+import sys
+ev, sk = [int(x) for x in sys.argv[1].split()], [int(x) for x in sys.argv[2].split()]
+ok = sorted(ev + sk) == list(range(1, 31)) and ev and ev[-1] == 30
+sys.exit(not ok)' "$evals" "$skips" || fail "evaluated steps '$evals' and skipped '$skips' are not 1..30 once each, ending with 30"
+  echo "# eval.every=1 for 30 steps: $(wc -w <<<"$evals") evaluated, $(wc -w <<<"$skips") skipped (and said so)"
+  end
+
   begin "eval on files: each file is a stream, bytes = sum of (size - 1)"
   head -c 3000 ds.val >f1
   tail -c 1500 ds.val >f2
