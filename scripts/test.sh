@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # The test command: install dependencies, build, run every test with ctest.
 # Usage: scripts/test.sh [PRESET]   (release by default; `debug` runs under ASan + UBSan)
+# Ends with the seconds each stage took (CI's whole run is to stay under 20 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset="${1:-release}"
-scripts/setup.sh
-scripts/build.sh "$preset"
-ctest --preset "$preset" -j "$(nproc)"
+times=""
+stage() {  # stage NAME COMMAND...: runs it, adding "NAME Ns" to the summary
+  local name=$1 t0=$SECONDS
+  shift
+  "$@"
+  times+="${times:+, }$name $((SECONDS - t0)) s"
+  echo "test.sh: $name took $((SECONDS - t0)) s" >&2
+}
+stage setup scripts/setup.sh
+stage build scripts/build.sh "$preset"
+stage ctest ctest --preset "$preset" -j "$(nproc)"
 if [ "$preset" = release ]; then
-  scripts/fuzz.sh 8   # every reader's fuzz target for 8 s from its seeds (clang, ASan + UBSan)
-  scripts/tsan.sh     # every LibTorch-free test (shard job and training graphs included) under ThreadSanitizer
+  stage fuzz scripts/fuzz.sh 8  # every reader's fuzz target for 8 s from its seeds (clang, ASan + UBSan)
+  stage tsan scripts/tsan.sh    # every LibTorch-free test (shard job and training graphs included) under ThreadSanitizer
 fi
+echo "test.sh: $times; $SECONDS s in all" >&2
