@@ -339,6 +339,22 @@ class Bench {
     return last.substr(0, 200);
   }
 
+  // Whether a run's stored request (its .txtpb: the config, then "# threads N") asks for what
+  // `text` does: the same threads and the same config once defaults are filled in, so a field a
+  // later bitbyte added (at its default) does not make a finished run look like another one. A
+  // request that does not parse is another one.
+  bool SameRequest(const std::string& stored, const std::string& text, const train::pb::TrainConfig& config) const {
+    if (stored == text) return true;
+    const std::string threads = "# threads " + std::to_string(threads_) + "\n";
+    if (stored.size() < threads.size() || stored.compare(stored.size() - threads.size(), threads.size(), threads) != 0)
+      return false;
+    try {
+      return train::ConfigDifference(train::ParseConfigText(stored, "stored request"), config).empty();
+    } catch (const Error&) {
+      return false;
+    }
+  }
+
   // One `bitbyte train` child on `config`, in the bench directory under `name`. A run whose
   // config is the one asked for is reused when it finished and resumed from its checkpoint when
   // it did not. A failure throws when `must_succeed`, else it is returned (and kept: a diverged
@@ -348,7 +364,7 @@ class Bench {
     const std::string run = io::JoinPath(dir_, name), path = run + ".txtpb", done_path = run + ".done",
                       parts = run + ".parts", err = run + ".err";
     const std::string text = train::ConfigToText(config) + "# threads " + std::to_string(threads_) + "\n";
-    const bool same = fs.Exists(path) && io::ReadFile(fs, path) == text;
+    const bool same = fs.Exists(path) && SameRequest(io::ReadFile(fs, path), text, config);
     parent_rss_mib_ = std::max(parent_rss_mib_, SelfRssMib());  // also when the run is reused
     Done d;
     if (same && fs.Exists(done_path)) {

@@ -448,6 +448,8 @@ void ValidateConfig(const pb::TrainConfig& c, uint64_t memory_bytes) {
   CheckRange("log_every", c.log_every(), 0, kMaxSteps, " (0: no progress lines)");
   Check(c.precision() == "fp32" || c.precision() == "bf16" || c.precision() == "auto", "precision",
         "must be fp32, bf16 or auto, got '" + c.precision() + "'");
+  Check(c.qat_precision() == "fp32" || c.qat_precision() == "bf16" || c.qat_precision() == "auto", "qat_precision",
+        "must be fp32, bf16 or auto, got '" + c.qat_precision() + "'");
   // seed: any 64-bit value.
   // The model's weights, gradients and AdamW state in memory (activations, the evaluation copy
   // and checkpoint snapshots come on top).
@@ -545,7 +547,14 @@ std::string IncompatibleField(const pb::TrainConfig& saved, const pb::TrainConfi
   FillDefaults(b);
   return FirstDifference(a, b, "",
                          {"steps", "log_every", "eval.every", "checkpoint.every", "checkpoint.keep", "precision",
-                          "quant_eval", "telemetry"});
+                          "qat_precision", "quant_eval", "telemetry"});
+}
+
+std::string ConfigDifference(const pb::TrainConfig& a, const pb::TrainConfig& b) {
+  pb::TrainConfig x = a, y = b;
+  FillDefaults(x);
+  FillDefaults(y);
+  return FirstDifference(x, y, "", {});
 }
 
 int64_t ConfigTotalSteps(const std::string& text) {

@@ -92,8 +92,12 @@ int64_t DepthAt(const pb::TrainConfig& config, int64_t step);
 int64_t SeqLenAt(const pb::TrainConfig& config, int64_t step);
 
 // For resume: the first field whose value differs, other than the ones a resumed run may change
-// (steps, log_every, eval.every, checkpoint.every, checkpoint.keep, precision, quant_eval.*).
-// Empty when compatible.
+// (steps, log_every, eval.every, checkpoint.every, checkpoint.keep, precision, qat_precision,
+// quant_eval.*). Empty when compatible.
 std::string IncompatibleField(const pb::TrainConfig& saved, const pb::TrainConfig& requested);
+
+// The first field whose value differs once both have their defaults filled in (a field left out
+// equals its default), as "path (saved A, requested B)" with `a` as saved; empty when the same.
+std::string ConfigDifference(const pb::TrainConfig& a, const pb::TrainConfig& b);
 
 }  // namespace bitbyte::train

@@ -15,6 +15,7 @@
 #include "models/blas.h"
 #include "models/model.h"
 #include "models/registry.h"
+#include "train/config.h"
 #include "train/trainer.h"
 
 namespace bitbyte::train {
@@ -56,6 +57,7 @@ json LoadCache(const std::string& path) {
 
 std::string PrecisionChoice::Describe() const {
   if (chosen_by == "config") return precision + " (from the config)";
+  if (chosen_by == "qat") return precision + " (auto: as the quantization-aware steps, which are all of them)";
   char buf[160];
   std::snprintf(buf, sizeof buf, "%s (auto, %s: a forward + backward pass takes %.3f s in fp32, %.3f s in bf16)",
                 precision.c_str(), chosen_by.c_str(), fp32_s, bf16_s);
@@ -124,6 +126,32 @@ PrecisionChoice ResolvePrecision(const pb::TrainConfig& config, torch::Device de
   }
   c.precision = Choose(c.fp32_s, c.bf16_s);
   return c;
+}
+
+std::string PhasePrecisions::Describe() const {
+  return has_qat ? fp.Describe() + "; quantization-aware steps: " + qat.Describe() : fp.Describe();
+}
+
+PhasePrecisions ResolvePhasePrecisions(const pb::TrainConfig& config, torch::Device device, int threads) {
+  PhasePrecisions r;
+  r.has_qat = config.model().has_qat() && config.model().qat().scheme() != "none";
+  if (!r.has_qat) {
+    r.fp = r.qat = ResolvePrecision(config, device, threads);
+    return r;
+  }
+  pb::TrainConfig quantized = config;
+  quantized.set_precision(config.qat_precision());
+  r.qat = ResolvePrecision(quantized, device, threads);
+  if (config.model().qat().start_step() == 0 && config.precision() == "auto") {
+    r.fp = r.qat;
+    r.fp.chosen_by = "qat";
+    return r;
+  }
+  pb::TrainConfig plain = config;
+  plain.mutable_model()->clear_qat();
+  FillDefaults(plain);
+  r.fp = ResolvePrecision(plain, device, threads);
+  return r;
 }
 
 }  // namespace bitbyte::train

@@ -28,6 +28,19 @@ struct PrecisionChoice {
 // draws from its own generator: the global generator and the run are untouched.
 PrecisionChoice ResolvePrecision(const pb::TrainConfig& config, torch::Device device, int threads);
 
+// train.precision and train.qat_precision together. Without quantization-aware training
+// (model.qat.scheme none) `qat` is `fp`. With it, `qat` resolves qat_precision on the model as
+// configured (the quantized forward) and `fp` resolves precision on the model with model.qat at
+// its defaults: the float model, the same probe and cache entry as a run without QAT, so the
+// steps before qat.start_step run as that run's do. When every step is quantization-aware
+// (start_step 0) an "auto" precision follows qat_precision (no step uses it) without a probe.
+struct PhasePrecisions {
+  PrecisionChoice fp, qat;
+  bool has_qat = false;
+  std::string Describe() const;  // fp's, then "; quantization-aware steps: " and qat's
+};
+PhasePrecisions ResolvePhasePrecisions(const pb::TrainConfig& config, torch::Device device, int threads);
+
 // The probe alone (no cache): best-of forward + backward seconds in fp32 and bf16.
 std::pair<double, double> MeasurePrecisions(const pb::TrainConfig& config, torch::Device device);
 

@@ -292,6 +292,8 @@ pb::TrainConfig ResolveConfig(const TrainOptions& o) {
     saved = ParseConfigText(io::ReadFile(fs, path), path);
     // Runs from before train.precision trained in float32.
     if (!saved->has_precision()) saved->set_precision("fp32");
+    // Runs from before train.qat_precision ran their quantization-aware steps in `precision`.
+    if (!saved->has_qat_precision()) saved->set_qat_precision(saved->precision());
     config = *saved;
   }
   if (!o.config_path.empty()) config = LoadConfigFile(o.config_path);
@@ -302,12 +304,14 @@ pb::TrainConfig ResolveConfig(const TrainOptions& o) {
   ValidateConfig(config);
   // A resumed run keeps the precision it resolved when it started unless another one is asked for.
   if (saved && config.precision() == "auto") config.set_precision(saved->precision());
+  if (saved && config.qat_precision() == "auto") config.set_qat_precision(saved->qat_precision());
   if (saved) {
     const std::string diff = IncompatibleField(*saved, config);
     if (!diff.empty())
-      throw UsageError("--resume " + o.run_dir + ": the requested config differs from the run's in " + diff +
-                       "; only steps, log_every, eval.every, precision, checkpoint.* and quant_eval.* may change on "
-                       "resume");
+      throw UsageError(
+          "--resume " + o.run_dir + ": the requested config differs from the run's in " + diff +
+          "; only steps, log_every, eval.every, precision, qat_precision, checkpoint.* and quant_eval.* may "
+          "change on resume");
   }
   return config;
 }
@@ -398,9 +402,10 @@ TrainSummary RunTraining(const TrainOptions& o) {
   UseTorchThreads(threads);
   // precision "auto" becomes what this machine runs faster, measured (cached), before config.txtpb
   // records the run's config: a resume goes on in the same precision.
-  const PrecisionChoice precision =
-      WithoutTorchFrames("precision probe", [&] { return ResolvePrecision(config, device, threads); });
-  config.set_precision(precision.precision);
+  const PhasePrecisions precision =
+      WithoutTorchFrames("precision probe", [&] { return ResolvePhasePrecisions(config, device, threads); });
+  config.set_precision(precision.fp.precision);
+  config.set_qat_precision(precision.qat.precision);
   log("precision: " + precision.Describe());
   io::WriteFileAtomic(fs, io::JoinPath(o.run_dir, kConfigFile), ConfigToText(config));
 

@@ -104,6 +104,11 @@ Trainer::Trainer(const pb::TrainConfig& config, torch::Device device) : config_(
   if (config_.precision() != "fp32" && config_.precision() != "bf16")
     throw InternalError("Trainer: precision '" + config_.precision() + "' is not resolved (train/precision.h)");
   bf16_ = config_.precision() == "bf16";
+  // The quantization-aware steps' own precision (train/precision.h); without QAT it is unused.
+  if (config_.model().qat().scheme() != "none" && config_.qat_precision() != "fp32" &&
+      config_.qat_precision() != "bf16")
+    throw InternalError("Trainer: qat_precision '" + config_.qat_precision() + "' is not resolved (train/precision.h)");
+  qat_bf16_ = config_.qat_precision() == "bf16";
   torch::manual_seed(config_.seed());
   model_ = models::CreateModel(config_.model());
   // Progressive depth: the blocks above the starting depth begin as the identity.
@@ -145,7 +150,11 @@ StepStats Trainer::Step(const Batch& batch) {
   if (device_.is_cuda()) all = all.pin_memory().to(device_, /*non_blocking=*/true);
   all = all.to(torch::kLong);
 
-  if (models::qat::QatModel* qat = model_->qat()) qat->set_active(batch.step >= config_.model().qat().start_step());
+  bool bf16 = bf16_;
+  if (models::qat::QatModel* qat = model_->qat()) {
+    qat->set_active(batch.step >= config_.model().qat().start_step());
+    if (qat->active()) bf16 = qat_bf16_;
+  }
   UseDepthAt(*model_, config_, batch.step);
   for (Param& q : params_) q.p.mutable_grad() = torch::Tensor();
   double loss_sum = 0;
@@ -153,7 +162,7 @@ StepStats Trainer::Step(const Batch& batch) {
     const torch::Tensor rows = all.narrow(0, int64_t{m} * micro_rows, micro_rows);
     const torch::Tensor x = rows.narrow(1, 0, batch.cols - 1);
     const torch::Tensor y = rows.narrow(1, 1, batch.cols - 1);
-    torch::Tensor loss = ForwardLoss(*model_, x, y, device_, bf16_);
+    torch::Tensor loss = ForwardLoss(*model_, x, y, device_, bf16);
     const double value = loss.item<double>();
     if (!std::isfinite(value))
       throw NonFiniteLoss("loss is " + std::string(std::isnan(value) ? "nan" : "inf") + " at step " +

@@ -21,7 +21,8 @@ namespace bitbyte::train {
 class Trainer {
  public:
   // Seeds Torch's CPU generator with config.seed, builds and initialises the model on the CPU,
-  // then moves it to `device`. config.precision must be "fp32" or "bf16" (ResolvePrecision).
+  // then moves it to `device`. config.precision must be "fp32" or "bf16", and with QAT config.qat_precision
+  // too (ResolvePhasePrecisions): the steps from model.qat.start_step on run in the latter.
   Trainer(const pb::TrainConfig& config, torch::Device device);
 
   // Takes optimizer step `batch.step`, which must equal steps_done().
@@ -52,7 +53,8 @@ class Trainer {
 
   pb::TrainConfig config_;
   torch::Device device_;
-  bool bf16_ = false;  // config.precision, which must be resolved ("fp32" or "bf16")
+  bool bf16_ = false;      // config.precision, which must be resolved ("fp32" or "bf16")
+  bool qat_bf16_ = false;  // config.qat_precision, for the quantization-aware steps (resolved too)
   std::shared_ptr<models::ByteModel> model_;
   std::vector<Param> params_;
   int64_t steps_done_ = 0;

@@ -1407,6 +1407,19 @@ EOF
   want_out "evaluating checkpoints/step-000000032" "bench tracks, a run without its last evaluation record"
   grep -qxF -- "$point" filled.md ||
     fail "step 32 made up from its checkpoint is not the logged '$point': $(grep -F '| `bitbyte_lm` | 32 |' filled.md)"
+  # A run's stored request without a field a later bitbyte added (at its default) is the same
+  # request: the finished run is reused, not trained again; one with another value is redone.
+  local req="$T/br3/bench-tracks/b1-bitbyte_lm-seed1.txtpb" sum
+  sum=$(sha256sum <"$m")
+  grep -q '^qat_precision: "auto"$' "$req" || fail "no qat_precision in $req"
+  sed -i '/^qat_precision: /d' "$req"
+  bb "${R[@]}" --evals 4 --keep-runs --work-dir "$T/br3" -o reused.md
+  want_rc 0 "bench tracks, a stored request without qat_precision"
+  [[ $(sha256sum <"$m") == "$sum" ]] || fail "a run whose request only lacks a default field was trained again"
+  sed -i 's/^seed: 1$/seed: 7/' "$req"
+  bb "${R[@]}" --evals 4 --keep-runs --work-dir "$T/br3" -o redone.md
+  want_rc 0 "bench tracks, a stored request with another seed"
+  [[ $(sha256sum <"$m") != "$sum" ]] || fail "a run whose request had another seed was reused"
   # Minutes instead of bytes: steps fitted from a probe run; one track alone is not compared.
   bb bench tracks --data ds --threads 2 --seeds 1 --budget-minutes 0.03 --tracks bitbyte_lm \
     --set data.seq_len=32 --set data.batch_size=4 --set model.bitbyte_lm.d_model=32 \
@@ -1513,6 +1526,20 @@ t_precision() {
   want_rc 2 "precision fp16"
   want_err "config field precision: must be fp32, bf16 or auto, got 'fp16'" "precision fp16"
   [[ -f $BITBYTE_CACHE/precision-probe.json ]] || fail "no probe cache in \$BITBYTE_CACHE"
+  end
+
+  begin "qat_precision: the quantization-aware steps' own, recorded; a run from before it keeps one precision"
+  bb train --data ds -o Q1 "${TINY[@]}" --steps 4 --set model.qat.scheme=ternary --set model.qat.start_step=2 \
+    --set precision=bf16 --set checkpoint.every=2
+  want_rc 0 "train with ternary QAT from step 2"
+  want_err_re "precision: bf16 \\(from the config\\); quantization-aware steps: (fp32|bf16) \\(auto" "QAT run's start line"
+  grep -qE '^qat_precision: "(fp32|bf16)"$' Q1/config.txtpb || fail "config.txtpb does not record qat_precision"
+  # As written before the field existed: every step in `precision`, kept by the resume.
+  sed -i '/^qat_precision: /d' Q1/config.txtpb
+  bb train --resume Q1 --threads 2 --steps 6
+  want_rc 0 "resume a QAT run without qat_precision"
+  want_err "quantization-aware steps: bf16 (from the config)" "resume a QAT run without qat_precision"
+  grep -qx 'qat_precision: "bf16"' Q1/config.txtpb || fail "the resumed run's qat_precision: $(grep qat_precision Q1/config.txtpb)"
   end
 }
 

@@ -209,6 +209,7 @@ const std::vector<Limit>& Limits() {
       {"seed", {}, {"0", "18446744073709551615"}, {"-1", "18446744073709551616"}},
       {"log_every", {}, {"0", "999999999"}, {"-1", "1000000000"}},
       {"precision", {}, {"fp32", "bf16", "auto"}, {"fp16", "", "FP32", "bf16 "}},
+      {"qat_precision", {}, {"fp32", "bf16", "auto"}, {"fp16", "", "FP32", "bf16 "}},
       {"data.seq_len",
        {mamba, "model.mamba_mlm.context=1048576", "data.batch_size=1", "eval.batch_size=1"},
        {"2", "1048576"},

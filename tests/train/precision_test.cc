@@ -105,5 +105,59 @@ TEST(Precision, ADamagedCacheIsMeasuredAgainAndRewritten) {
   }
 }
 
+// With QAT starting later, the float steps are probed on the model without QAT (the entry a run
+// without QAT uses) and the quantization-aware ones on the quantized model; each phase follows
+// its own cached measurement. From step 0 every step is quantization-aware: one probe.
+TEST(Precision, QuantizationAwareStepsAreProbedApartFromTheFloatOnes) {
+  CacheDir cache;
+  const pb::TrainConfig plain = Tiny();
+  pb::TrainConfig late = plain;
+  ApplyOverride(late, "model.qat.scheme=ternary");
+  ApplyOverride(late, "model.qat.start_step=10");
+  ASSERT_EQ(late.qat_precision(), "auto");  // the default
+
+  const PhasePrecisions none = ResolvePhasePrecisions(plain, torch::kCPU, 1);
+  EXPECT_FALSE(none.has_qat);
+  EXPECT_EQ(none.qat.precision, none.fp.precision);
+  EXPECT_EQ(nlohmann::json::parse(io::ReadFile(io::Posix(), cache.file())).size(), 1u);
+
+  const PhasePrecisions r = ResolvePhasePrecisions(late, torch::kCPU, 1);
+  EXPECT_TRUE(r.has_qat);
+  EXPECT_EQ(r.fp.chosen_by, "cached probe");  // the plain model's entry
+  EXPECT_EQ(r.fp.fp32_s, none.fp.fp32_s);
+  EXPECT_EQ(r.qat.chosen_by, "probe");  // the quantized model's, new
+  auto j = nlohmann::json::parse(io::ReadFile(io::Posix(), cache.file()));
+  ASSERT_EQ(j.size(), 2u);
+  EXPECT_NE(r.Describe().find("; quantization-aware steps: "), std::string::npos) << r.Describe();
+
+  // Each phase follows its own entry: make them disagree, both ways.
+  for (const bool float_bf16 : {true, false}) {
+    for (auto& [key, e] : j.items()) {
+      const bool is_float = e["fp32_s"].get<double>() == none.fp.fp32_s;
+      e["bf16_s"] = e["fp32_s"].get<double>() * (is_float == float_bf16 ? 0.5 : 2.0);
+    }
+    io::WriteFileAtomic(io::Posix(), cache.file(), j.dump());
+    const PhasePrecisions e = ResolvePhasePrecisions(late, torch::kCPU, 1);
+    EXPECT_EQ(e.fp.precision, float_bf16 ? "bf16" : "fp32");
+    EXPECT_EQ(e.qat.precision, float_bf16 ? "fp32" : "bf16");
+  }
+
+  // Given values are taken as given, phase by phase.
+  pb::TrainConfig given = late;
+  given.set_qat_precision("bf16");
+  EXPECT_EQ(ResolvePhasePrecisions(given, torch::kCPU, 1).qat.chosen_by, "config");
+  EXPECT_EQ(ResolvePhasePrecisions(given, torch::kCPU, 1).qat.precision, "bf16");
+
+  // QAT from step 0: "auto" precision follows the quantization-aware steps, without a probe of
+  // the float model.
+  CacheDir fresh;
+  pb::TrainConfig from0 = late;
+  ApplyOverride(from0, "model.qat.start_step=0");
+  const PhasePrecisions z = ResolvePhasePrecisions(from0, torch::kCPU, 1);
+  EXPECT_EQ(z.fp.precision, z.qat.precision);
+  EXPECT_EQ(z.fp.chosen_by, "qat");
+  EXPECT_EQ(nlohmann::json::parse(io::ReadFile(io::Posix(), fresh.file())).size(), 1u);
+}
+
 }  // namespace
 }  // namespace bitbyte::train

@@ -31,7 +31,7 @@ pb::TrainConfig Tiny(int64_t steps) {
   pb::TrainConfig c;
   for (const char* s : {"model.bitbyte_lm.d_model=16", "model.bitbyte_lm.n_layer=2", "model.bitbyte_lm.n_head=2",
                         "model.bitbyte_lm.context=16", "data.seq_len=16", "data.batch_size=4", "optim.warmup_steps=3",
-                        "optim.lr=0.01", "precision=fp32"})
+                        "optim.lr=0.01", "precision=fp32", "qat_precision=fp32"})
     ApplyOverride(c, s);
   c.set_steps(steps);
   FillDefaults(c);
@@ -119,8 +119,8 @@ TEST(Trainer, RestoredSnapshotContinuesBitExactly) {
   auto ds = MakeDataset(t, 3);
   // fp32 and bf16, fp32 with 8-bit AdamW moments (d_model 32: the MLP matrices reach the 4096
   // elements a tensor needs for them), and that with ternary QAT switched on at step 5 (the
-  // snapshots at 1, 5 and 11 fall before, on and after the switch); BitTransformerLM (reversible
-  // blocks) in bf16 with int4 QAT from step 5.
+  // snapshots at 1, 5 and 11 fall before, on and after the switch, which is also one from fp32 to
+  // bf16 steps); BitTransformerLM (reversible blocks) in bf16 with int4 QAT in fp32 from step 5.
   for (const auto& [precision, bits, qat, track] :
        {std::tuple{"fp32", 32, "", "bitbyte_lm"}, std::tuple{"bf16", 32, "", "bitbyte_lm"},
         std::tuple{"fp32", 8, "", "bitbyte_lm"}, std::tuple{"fp32", 8, "ternary", "bitbyte_lm"},
@@ -136,6 +136,7 @@ TEST(Trainer, RestoredSnapshotContinuesBitExactly) {
       ApplyOverride(c, "growth.seq_len=0:8,5:16");
     }
     c.set_precision(precision);
+    c.set_qat_precision(std::string(precision) == "bf16" ? "fp32" : "bf16");  // the other one
     if (bits == 8) {
       ApplyOverride(c, "optim.state_bits=8");
       UseTrack(c, track, 32);
@@ -260,6 +261,29 @@ TEST(Trainer, QuantizationAwareTrainingLearns) {
       }
     }
   }
+}
+
+// With QAT from step 100, the steps before it run in `precision` and those from it in
+// `qat_precision`: bf16 then fp32 gives the bf16 float run's first 100 losses bit for bit, and
+// from step 100 on other losses than bf16 then bf16.
+TEST(Trainer, QuantizationAwareStepsRunInQatPrecision) {
+  TempDir t;
+  auto ds = MakeDataset(t, 5);
+  const std::vector<std::string> late = {"model.qat.scheme=ternary", "model.qat.group=8", "model.qat.start_step=100",
+                                         "precision=bf16"};
+  auto with = [&](const std::string& qat_precision) {
+    std::vector<std::string> o = late;
+    o.push_back("qat_precision=" + qat_precision);
+    return Losses(*ds, "bitbyte_lm", 32, o);
+  };
+  const std::vector<double> float_bf16 = Losses(*ds, "bitbyte_lm", 32, {"precision=bf16"});
+  const std::vector<double> then_fp32 = with("fp32"), then_bf16 = with("bf16");
+  const auto first = [](const std::vector<double>& l) { return std::vector<double>(l.begin(), l.begin() + 100); };
+  const auto rest = [](const std::vector<double>& l) { return std::vector<double>(l.begin() + 100, l.end()); };
+  EXPECT_EQ(first(then_fp32), first(float_bf16));
+  EXPECT_EQ(first(then_bf16), first(float_bf16));
+  EXPECT_NE(then_fp32[100], then_bf16[100]) << "the quantization-aware step 100 ignored qat_precision";
+  EXPECT_NE(rest(then_fp32), rest(then_bf16));
 }
 
 TEST(Trainer, RestoreRefusesAnotherArchitecture) {
