@@ -141,6 +141,7 @@ PhasePrecisions ResolvePhasePrecisions(const pb::TrainConfig& config, torch::Dev
   }
   pb::TrainConfig quantized = config;
   quantized.set_precision(config.qat_precision());
+  quantized.mutable_model()->mutable_qat()->set_start_step(0);  // the probe's forward is the same for any
   r.qat = ResolvePrecision(quantized, device, threads);
   if (config.model().qat().start_step() == 0 && config.precision() == "auto") {
     r.fp = r.qat;

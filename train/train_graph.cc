@@ -207,10 +207,9 @@ EventPtr TrainGraph::Eval(const EventPtr& in) {
   const StepEvent& s = Step(in);
   if (s.skipped || !s.want_eval || stop_.load()) return nullptr;
   if (const int64_t newer = latest_eval_.load(); s.step < newer) {
-    if (sinks_.log)
-      sinks_.log("eval  step " + std::to_string(s.step) + "  skipped: step " + std::to_string(newer) +
-                 " was due before the evaluation before it ended (a larger eval.every or a smaller eval.max_bytes "
-                 "evaluates every time)");
+    Log("eval  step " + std::to_string(s.step) + "  skipped: step " + std::to_string(newer) +
+        " was due before the evaluation before it ended (a larger eval.every or a smaller eval.max_bytes "
+        "evaluates every time)");
     return nullptr;
   }
   EvalEvent ev;
@@ -284,7 +283,7 @@ void TrainGraph::RecordTelemetry(const TelemetryEvent& e) {
   char line[160];
   std::snprintf(line, sizeof line, "telemetry  step %lld  K %.4f  C %.4f  S %.4f  (%lld bits, %.1f s)",
                 (long long)e.step, t.k, t.c, t.s, (long long)t.bits, t.seconds);
-  if (sinks_.log) sinks_.log(line);
+  Log(line);
 }
 
 // A growth stage (growth.depth, growth.seq_len) that starts at `step` (steps done before it):
@@ -298,7 +297,7 @@ void TrainGraph::RecordGrowth(int64_t step) {
       if (from == step) what += (what.empty() ? "" : ", ") + std::to_string(value) + unit;
   if (what.empty()) return;
   sinks_.metrics.Write({{"step", step}, {"growth", what}, {"elapsed_s", Elapsed()}});
-  if (sinks_.log) sinks_.log("growth  step " + std::to_string(step) + "  " + what);
+  Log("growth  step " + std::to_string(step) + "  " + what);
 }
 
 void TrainGraph::RecordQuantEval(const QuantEvalEvent& e) {
@@ -317,7 +316,7 @@ void TrainGraph::RecordQuantEval(const QuantEvalEvent& e) {
   sinks_.events.Flush();
   char tail[48];
   std::snprintf(tail, sizeof tail, "  (%.1f s)", e.seconds);
-  if (sinks_.log) sinks_.log(line + tail);
+  Log(line + tail);
 }
 
 EventPtr TrainGraph::Metrics(const EventPtr& e) {
@@ -366,7 +365,7 @@ EventPtr TrainGraph::Metrics(const EventPtr& e) {
                   (long long)total_, s.stats.loss, FormatLr(s.stats.lr).c_str(),
                   pipeline::Progress::FormatBytes(step_wall > 0 ? s.bytes / step_wall : 0).c_str(),
                   step_wall > 0 ? 100.0 * s.wait_s / step_wall : 0.0, pipeline::Progress::FormatDuration(eta).c_str());
-    if (sinks_.log) sinks_.log(line);
+    Log(line);
   }
   return e;
 }
@@ -395,10 +394,16 @@ void TrainGraph::RecordEval(int64_t step, const EvalResult& r) {
   std::snprintf(line, sizeof line, "eval  step %lld  val_bpb %s%.4f  (%llu bytes, %.1f s%s)", (long long)step,
                 r.bound ? "<= " : "", r.bpb, (unsigned long long)r.bytes, r.seconds,
                 r.bound ? "; an upper bound: the diffusion ELBO" : "");
-  if (sinks_.log) sinks_.log(line);
+  Log(line);
 }
 
 double TrainGraph::Elapsed() const { return Since(t_start_); }
+
+void TrainGraph::Log(const std::string& line) {
+  if (!sinks_.log) return;
+  std::lock_guard<std::mutex> lock(log_mu_);
+  sinks_.log(line);
+}
 
 std::string TrainGraph::LastGood() const { return LastGood(-1); }
 

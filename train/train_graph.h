@@ -19,6 +19,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -145,6 +146,8 @@ class TrainGraph {
   bool QuantStale(int64_t step) const;
   double Elapsed() const;
   std::string LastGood() const;
+  // One progress line to sinks_.log, one caller at a time (metrics and eval call it).
+  void Log(const std::string& line);
 
   using Clock = std::chrono::steady_clock;
   const pb::TrainConfig& config_;
@@ -156,6 +159,7 @@ class TrainGraph {
   const int64_t total_;
   const Clock::time_point t_start_;
 
+  std::mutex log_mu_;
   // Set by the train step, read by the source and eval nodes (other threads).
   std::atomic<int64_t> last_ckpt_step_{-1}, latest_eval_{-1}, latest_quant_eval_{-1}, latest_telemetry_{-1};
   // A non-finite loss stops the run like a signal does (the steps before it reach metrics and

@@ -221,7 +221,11 @@ class TorchBackend : public TrainBackend {
       std::unique_ptr<models::quant::Calibrator> calibration;
       if (qo.scheme == models::quant::Scheme::kInt4) {  // GPTQ's Hessians
         calibration = std::make_unique<models::quant::Calibrator>(*quant_model_, qo);
-        RunCalibration(*quant_model_, calibration_, config_.precision() == "bf16", nullptr);
+        // In the precision of the forward it runs: a QAT model's is the quantized one (on from
+        // construction), whatever the step.
+        const bool qat = config_.model().qat().scheme() != "none";
+        RunCalibration(*quant_model_, calibration_, (qat ? config_.qat_precision() : config_.precision()) == "bf16",
+                       nullptr);
         qo.calibration = calibration.get();
       }
       const models::quant::QuantizedModel q(*quant_model_, qo);
@@ -285,6 +289,7 @@ pb::TrainConfig ResolveConfig(const TrainOptions& o) {
   io::FileSystem& fs = o.fs ? *o.fs : io::Default();
   pb::TrainConfig config;
   std::optional<pb::TrainConfig> saved;
+  bool saved_one_precision = false;
   if (o.resume) {
     const std::string path = io::JoinPath(o.run_dir, kConfigFile);
     if (!fs.Exists(path))
@@ -292,8 +297,9 @@ pb::TrainConfig ResolveConfig(const TrainOptions& o) {
     saved = ParseConfigText(io::ReadFile(fs, path), path);
     // Runs from before train.precision trained in float32.
     if (!saved->has_precision()) saved->set_precision("fp32");
-    // Runs from before train.qat_precision ran their quantization-aware steps in `precision`.
-    if (!saved->has_qat_precision()) saved->set_qat_precision(saved->precision());
+    // Runs from before train.qat_precision ran their quantization-aware steps in `precision`
+    // (and go on doing so: below, unless qat_precision is asked for).
+    saved_one_precision = !saved->has_qat_precision();
     config = *saved;
   }
   if (!o.config_path.empty()) config = LoadConfigFile(o.config_path);
@@ -304,7 +310,8 @@ pb::TrainConfig ResolveConfig(const TrainOptions& o) {
   ValidateConfig(config);
   // A resumed run keeps the precision it resolved when it started unless another one is asked for.
   if (saved && config.precision() == "auto") config.set_precision(saved->precision());
-  if (saved && config.qat_precision() == "auto") config.set_qat_precision(saved->qat_precision());
+  if (saved && config.qat_precision() == "auto")
+    config.set_qat_precision(saved_one_precision ? config.precision() : saved->qat_precision());
   if (saved) {
     const std::string diff = IncompatibleField(*saved, config);
     if (!diff.empty())

@@ -129,12 +129,14 @@ same_run() {
   # is due is skipped (docs/training.md section 5, the eval node; how often depends on the
   # machine's load), and a kill just after an eval step's checkpoint loses its record (the check
   # "kill -9 just after the checkpoint of an eval step" covers that).
-  local diffs
+  local diffs f
   diffs=$(awk '$2 != "val_bpb" {next} FNR == NR {ref[$1] = $3; next}
     ($1 in ref) && ref[$1] != $3 {print "step " $1 ": uninterrupted " ref[$1] ", this run " $3}' \
     "$T/ref.rec" "$T/run.rec" | head -2 | tr '\n' ' ')
   [[ -z $diffs ]] || fail "$what: val_bpb records differ from the uninterrupted run's ($diffs)"
   for f in ref run; do
+    diffs=$(grep ' val_bpb ' "$T/$f.rec" | cut -d' ' -f1 | uniq -d | head -2 | tr '\n' ' ')
+    [[ -z $diffs ]] || fail "$what: the $f run has two val_bpb records of step $diffs"
     grep -q "^$STEPS val_bpb " "$T/$f.rec" || fail "$what: no val_bpb record of the last step $STEPS in the $f run"
   done
   final=checkpoints/$(ckpt_name "$STEPS")/tensors.bin
@@ -1420,6 +1422,15 @@ EOF
   bb "${R[@]}" --evals 4 --keep-runs --work-dir "$T/br3" -o redone.md
   want_rc 0 "bench tracks, a stored request with another seed"
   [[ $(sha256sum <"$m") != "$sum" ]] || fail "a run whose request had another seed was reused"
+  # A QAT run's request from before qat_precision is another one: one probe then chose every
+  # step's precision.
+  bb "${R[@]}" --evals 4 --keep-runs --work-dir "$T/br3" --set model.qat.scheme=ternary -o qat.md
+  want_rc 0 "bench tracks with QAT"
+  sum=$(sha256sum <"$m")
+  sed -i '/^qat_precision: /d' "$req"
+  bb "${R[@]}" --evals 4 --keep-runs --work-dir "$T/br3" --set model.qat.scheme=ternary -o qat.md
+  want_rc 0 "bench tracks with QAT, a stored request without qat_precision"
+  [[ $(sha256sum <"$m") != "$sum" ]] || fail "a QAT run from before qat_precision was reused"
   # Minutes instead of bytes: steps fitted from a probe run; one track alone is not compared.
   bb bench tracks --data ds --threads 2 --seeds 1 --budget-minutes 0.03 --tracks bitbyte_lm \
     --set data.seq_len=32 --set data.batch_size=4 --set model.bitbyte_lm.d_model=32 \
@@ -1540,6 +1551,11 @@ t_precision() {
   want_rc 0 "resume a QAT run without qat_precision"
   want_err "quantization-aware steps: bf16 (from the config)" "resume a QAT run without qat_precision"
   grep -qx 'qat_precision: "bf16"' Q1/config.txtpb || fail "the resumed run's qat_precision: $(grep qat_precision Q1/config.txtpb)"
+  # ... and in the precision a resume asks for, when it asks for one.
+  sed -i '/^qat_precision: /d' Q1/config.txtpb
+  bb train --resume Q1 --threads 2 --steps 8 --set precision=fp32
+  want_rc 0 "resume a QAT run without qat_precision in fp32"
+  want_err "precision: fp32 (from the config); quantization-aware steps: fp32 (from the config)" "resume in fp32"
   end
 }
 

@@ -8,10 +8,12 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -258,6 +260,18 @@ TEST(TrainGraph, AnEvaluationOvertakenByANewerOneIsSkipped) {
   EXPECT_LT(m.evals.size(), 30u) << "every evaluation ran although each took longer than a step";
   EXPECT_EQ(m.evals.back().step, 30);
   EXPECT_EQ(static_cast<size_t>(h.backend.evaluated()), m.evals.size());
+  // Each due step has a record or a log line saying it was skipped (from the eval node, beside
+  // the metrics node's lines), never both, never neither.
+  std::set<int64_t> evaluated, said;
+  for (const runs::EvalRecord& e : m.evals) evaluated.insert(e.step);
+  for (const std::string& l : h.lines) {
+    long long step = 0, newer = 0;
+    if (std::sscanf(l.c_str(), "eval  step %lld  skipped: step %lld", &step, &newer) == 2) {
+      EXPECT_GT(newer, step) << l;
+      said.insert(step);
+    }
+  }
+  for (int64_t s = 1; s <= 30; ++s) EXPECT_NE(evaluated.count(s), said.count(s)) << "step " << s;
 }
 
 // An evaluation that outlasts many steps does not hold up the step records (nor the checkpoints,
