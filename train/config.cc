@@ -542,19 +542,16 @@ int64_t SeqLenAt(const pb::TrainConfig& config, int64_t step) {
 }
 
 std::string IncompatibleField(const pb::TrainConfig& saved, const pb::TrainConfig& requested) {
-  pb::TrainConfig a = saved, b = requested;
-  FillDefaults(a);
-  FillDefaults(b);
-  return FirstDifference(a, b, "",
-                         {"steps", "log_every", "eval.every", "checkpoint.every", "checkpoint.keep", "precision",
-                          "qat_precision", "quant_eval", "telemetry"});
+  return ConfigDifference(saved, requested,
+                          {"steps", "log_every", "eval.every", "checkpoint.every", "checkpoint.keep", "precision",
+                           "qat_precision", "quant_eval", "telemetry"});
 }
 
-std::string ConfigDifference(const pb::TrainConfig& a, const pb::TrainConfig& b) {
+std::string ConfigDifference(const pb::TrainConfig& a, const pb::TrainConfig& b, const std::vector<std::string>& skip) {
   pb::TrainConfig x = a, y = b;
   FillDefaults(x);
   FillDefaults(y);
-  return FirstDifference(x, y, "", {});
+  return FirstDifference(x, y, "", skip);
 }
 
 int64_t ConfigTotalSteps(const std::string& text) {

@@ -98,6 +98,8 @@ std::string IncompatibleField(const pb::TrainConfig& saved, const pb::TrainConfi
 
 // The first field whose value differs once both have their defaults filled in (a field left out
 // equals its default), as "path (saved A, requested B)" with `a` as saved; empty when the same.
-std::string ConfigDifference(const pb::TrainConfig& a, const pb::TrainConfig& b);
+// Fields (dotted paths; a message's covers its fields) in `skip` may differ.
+std::string ConfigDifference(const pb::TrainConfig& a, const pb::TrainConfig& b,
+                             const std::vector<std::string>& skip = {});
 
 }  // namespace bitbyte::train

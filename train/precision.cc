@@ -134,7 +134,7 @@ std::string PhasePrecisions::Describe() const {
 
 PhasePrecisions ResolvePhasePrecisions(const pb::TrainConfig& config, torch::Device device, int threads) {
   PhasePrecisions r;
-  r.has_qat = config.model().has_qat() && config.model().qat().scheme() != "none";
+  r.has_qat = config.model().qat().scheme() != "none";
   if (!r.has_qat) {
     r.fp = r.qat = ResolvePrecision(config, device, threads);
     return r;
