@@ -205,22 +205,31 @@ EventPtr TrainGraph::TrainStep(const BatchPtr& batch) {
 // newer one is said on the log, so a missing record is never a silent one.
 EventPtr TrainGraph::Eval(const EventPtr& in) {
   const StepEvent& s = Step(in);
-  if (s.skipped || !s.want_eval || stop_.load()) return nullptr;
-  if (const int64_t newer = latest_eval_.load(); s.step < newer) {
-    Log("eval  step " + std::to_string(s.step) + "  skipped: step " + std::to_string(newer) +
-        " was due before the evaluation before it ended (a larger eval.every or a smaller eval.max_bytes "
-        "evaluates every time)");
+  if (s.skipped || !s.want_eval || stop_.load() ||
+      Overtaken("eval", s.step, latest_eval_, "a larger eval.every or a smaller eval.max_bytes"))
     return nullptr;
-  }
   EvalEvent ev;
   ev.step = s.step;
   ev.eval = eval_thread_.Run([&] { return backend_.Evaluate(*s.snapshot); });
   return std::make_shared<const Event>(std::move(ev));
 }
 
+// Whether the work of `what` for `step` is overtaken: a newer step's is due. Said on the log,
+// with `remedy` (the settings under which it keeps up), so a missing record is never silent.
+bool TrainGraph::Overtaken(const char* what, int64_t step, const std::atomic<int64_t>& latest, const char* remedy) {
+  const int64_t newer = latest.load();
+  if (step >= newer) return false;
+  Log(std::string(what) + "  step " + std::to_string(step) + "  skipped: step " + std::to_string(newer) +
+      " was due before it ended (" + remedy + " keeps up with every one)");
+  return true;
+}
+
 // Quantized evaluation, like eval: work of a step older than the newest due, or after a stop,
-// is skipped.
-bool TrainGraph::QuantStale(int64_t step) const { return stop_.load() || step < latest_quant_eval_.load(); }
+// is skipped, also between its schemes (it then says so once: each caller returns at once).
+bool TrainGraph::QuantStale(int64_t step) {
+  return stop_.load() ||
+         Overtaken("quant eval", step, latest_quant_eval_, "a larger quant_eval.every or fewer quant_eval.schemes");
+}
 
 QuantizedWeightsPtr TrainGraph::Calibrate(const EventPtr& in) {
   const StepEvent& s = Step(in);
@@ -254,7 +263,8 @@ EventPtr TrainGraph::QuantEval(const QuantizedWeightsPtr& in) {
 // outside the configured bounds stop the run (the gate): the train step halts, and Run reports it.
 EventPtr TrainGraph::TelemetryNode(const EventPtr& in) {
   const StepEvent& s = Step(in);
-  if (s.skipped || !s.want_telemetry || stop_.load() || failed_.load() || s.step < latest_telemetry_.load())
+  if (s.skipped || !s.want_telemetry || stop_.load() || failed_.load() ||
+      Overtaken("telemetry", s.step, latest_telemetry_, "a larger telemetry.every"))
     return nullptr;
   TelemetryEvent ev;
   ev.step = s.step;

@@ -143,7 +143,8 @@ class TrainGraph {
   // The newest checkpoint before `step` (all of them: step -1), for error messages.
   std::string LastGood(int64_t before_step) const;
   // Whether quantized work of `step` is stale: a newer one is due, or a stop came.
-  bool QuantStale(int64_t step) const;
+  bool QuantStale(int64_t step);
+  bool Overtaken(const char* what, int64_t step, const std::atomic<int64_t>& latest, const char* remedy);
   double Elapsed() const;
   std::string LastGood() const;
   // One progress line to sinks_.log, one caller at a time (metrics and eval call it).
