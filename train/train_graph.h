@@ -142,12 +142,13 @@ class TrainGraph {
   void RecordGrowth(int64_t step);
   // The newest checkpoint before `step` (all of them: step -1), for error messages.
   std::string LastGood(int64_t before_step) const;
-  // Whether quantized work of `step` is stale: a newer one is due, or a stop came.
+  // Whether quantized work of `step` is stale: a newer one is due (said on the log), or a stop came.
   bool QuantStale(int64_t step);
+  // Whether `what`'s work of `step` is overtaken by a newer due step (`latest`); says so on the log.
   bool Overtaken(const char* what, int64_t step, const std::atomic<int64_t>& latest, const char* remedy);
   double Elapsed() const;
   std::string LastGood() const;
-  // One progress line to sinks_.log, one caller at a time (metrics and eval call it).
+  // One progress line to sinks_.log, one caller at a time (metrics, and the eval, quant eval and telemetry skips).
   void Log(const std::string& line);
 
   using Clock = std::chrono::steady_clock;
