@@ -295,6 +295,16 @@ void CheckpointSink::RecordEval(int64_t step, double bpb) {
   cv_.notify_all();  // the writer thread updates `best` if this step is on disk
 }
 
+void CheckpointSink::HoldUnvouched() {
+  std::lock_guard<std::mutex> lock(mu_);
+  hold_ = true;
+}
+
+void CheckpointSink::Vouch(int64_t step) {
+  std::lock_guard<std::mutex> lock(mu_);
+  vouched_ = std::max(vouched_, step);
+}
+
 void CheckpointSink::Flush() {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return (!pending_ && !busy_ && evals_seen_ == evals_.size()) || error_; });
@@ -364,16 +374,20 @@ void CheckpointSink::AfterWrite(int64_t step) {
     std::sort(written_steps_.begin(), written_steps_.end());
   }
   UpdateBest();
-  // Keep the newest `keep` and the best; remove the rest (oldest first).
+  // Keep the newest `keep`, the best and what is held (HoldUnvouched); remove the rest (oldest first).
   std::vector<int64_t> remove;
   {
     std::lock_guard<std::mutex> lock(mu_);
     const size_t n = written_steps_.size();
+    int64_t newest_vouched = -1;  // the newest checkpoint at or before the vouched step
+    for (int64_t s : written_steps_)
+      if (s <= vouched_) newest_vouched = s;
     std::vector<int64_t> kept;
     for (size_t i = 0; i < n; ++i) {
       const int64_t s = written_steps_[i];
       const bool recent = i + static_cast<size_t>(keep_) >= n;
-      if (recent || (best_ && best_->first == s))
+      const bool held = hold_ && (s > vouched_ || s == newest_vouched);
+      if (recent || held || (best_ && best_->first == s))
         kept.push_back(s);
       else
         remove.push_back(s);

@@ -86,6 +86,13 @@ class CheckpointSink {
   void Submit(std::shared_ptr<const Snapshot> snap);
   // A validation result for `step`; the checkpoint of that step becomes `best` if it is lowest.
   void RecordEval(int64_t step, double bpb);
+  // For a gate that judges the weights after they are checkpointed (the telemetry gate): from now
+  // on pruning also keeps every checkpoint newer than the newest vouched step, and the newest at
+  // or before it. So the last good checkpoint before a step the gate fails is never pruned for
+  // checkpoints written while the gate measured; what is held is pruned at a later write.
+  void HoldUnvouched();
+  // The weights of `step` passed the gate.
+  void Vouch(int64_t step);
   // Waits until nothing is pending or in flight and every eval is applied; rethrows a write error.
   void Flush();
   Stats stats() const;
@@ -111,6 +118,8 @@ class CheckpointSink {
   std::vector<int64_t> written_steps_;
   std::optional<std::pair<int64_t, double>> best_;
   int64_t newest_taken_ = -1;  // newest step the writer thread has taken (in flight or written)
+  bool hold_ = false;          // HoldUnvouched() was called
+  int64_t vouched_ = -1;       // newest step vouched for
   std::thread thread_;
 };
 

@@ -260,7 +260,8 @@ EventPtr TrainGraph::QuantEval(const QuantizedWeightsPtr& in) {
 }
 
 // Telemetry, like eval: a snapshot older than the newest due, or after a stop, is skipped. Values
-// outside the configured bounds stop the run (the gate): the train step halts, and Run reports it.
+// outside the configured bounds stop the run (the gate): the train step halts, and Run reports it;
+// values inside vouch for the step, so the checkpoint sink may prune what came before it.
 EventPtr TrainGraph::TelemetryNode(const EventPtr& in) {
   const StepEvent& s = Step(in);
   if (s.skipped || !s.want_telemetry || stop_.load() || failed_.load() ||
@@ -273,7 +274,10 @@ EventPtr TrainGraph::TelemetryNode(const EventPtr& in) {
   if (!violation.empty()) {
     gate_error_ = std::make_exception_ptr(
         TelemetryGateError("telemetry gate: " + violation + " at step " + std::to_string(s.step)));
+    gate_step_ = s.step;
     failed_ = true;
+  } else {
+    sinks_.checkpoints.Vouch(s.step);
   }
   return std::make_shared<const Event>(std::move(ev));
 }
@@ -389,7 +393,8 @@ void TrainGraph::Checkpoint(const EventPtr& e) {
   // `best` goes by the float32 val bpb.
   if (std::holds_alternative<QuantEvalEvent>(*e) || std::holds_alternative<TelemetryEvent>(*e)) return;
   const StepEvent& s = Step(e);
-  if (!s.skipped && s.want_checkpoint) sinks_.checkpoints.Submit(s.snapshot);
+  const int64_t gate = gate_step_.load();  // weights the gate failed are not checkpointed
+  if (!s.skipped && s.want_checkpoint && (gate < 0 || s.step < gate)) sinks_.checkpoints.Submit(s.snapshot);
 }
 
 void TrainGraph::RecordEval(int64_t step, const EvalResult& r) {
@@ -434,6 +439,8 @@ TrainSummary TrainGraph::Run(const pipeline::MonitorOptions& figures) {
   const int64_t start = params_.start;
   CheckpointSink& sink = sinks_.checkpoints;
   for (const auto& [step, bpb] : sinks_.metrics.evals()) sink.RecordEval(step, bpb);  // `best` sees them all
+  // Checkpoints written while the telemetry gate measures are kept until it passes them.
+  if (config_.telemetry().every() > 0) sink.HoldUnvouched();
   // A kill between a checkpoint and its step's evaluation loses that evaluation: redo it.
   if (start > 0 && Due(start, config_.eval().every(), total_) && !sinks_.metrics.HasEval(start)) {
     const EvalResult r = backend_.Evaluate(*backend_.TakeSnapshot(false));

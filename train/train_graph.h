@@ -163,7 +163,8 @@ class TrainGraph {
 
   std::mutex log_mu_;
   // Set by the train step, read by the source and eval nodes (other threads).
-  std::atomic<int64_t> last_ckpt_step_{-1}, latest_eval_{-1}, latest_quant_eval_{-1}, latest_telemetry_{-1};
+  std::atomic<int64_t> last_ckpt_step_{-1}, latest_eval_{-1}, latest_quant_eval_{-1}, latest_telemetry_{-1},
+      gate_step_{-1};  // the step the telemetry gate failed
   // A non-finite loss stops the run like a signal does (the steps before it reach metrics and
   // the checkpoint sink), then Run reports it as an error.
   std::atomic<bool> failed_{false};

@@ -215,6 +215,47 @@ TEST(CheckpointSink, KeepsTheNewestAndTheBest) {
             (std::vector<std::string>{CheckpointName(20), CheckpointName(70)}));
 }
 
+// The telemetry gate judges weights after they are checkpointed: with HoldUnvouched the sink
+// keeps, beside the newest `keep`, every checkpoint past the newest vouched step and the newest
+// at or before it, so the last good one before a failed gate survives. Random runs of submits and
+// vouches (in any order), each checked against that rule on disk.
+TEST(CheckpointSink, HeldCheckpointsStayUntilVouchedFor) {
+  std::mt19937_64 rng(19);
+  for (int trial = 0; trial < 12; ++trial) {
+    TempDir t;
+    const int keep = 1 + static_cast<int>(rng() % 3);
+    const bool hold = trial % 4 != 0;
+    CheckpointSink sink(io::Posix(), t / "ckpt", keep);
+    if (hold) sink.HoldUnvouched();
+    std::vector<int64_t> written;
+    int64_t vouched = -1;
+    for (int64_t step = 1; step <= 14; ++step) {
+      if (rng() % 3 == 0) {
+        const int64_t v = static_cast<int64_t>(rng() % static_cast<uint64_t>(step));
+        sink.Vouch(v);
+        vouched = std::max(vouched, v);
+      }
+      sink.Submit(std::make_shared<Snapshot>(RandomSnapshot(rng, step)));
+      sink.Flush();
+      // What the rule keeps of what is on disk now: the disk holds it all, and nothing older.
+      std::vector<int64_t> on_disk;
+      for (const std::string& n : ListCheckpoints(io::Posix(), t / "ckpt")) on_disk.push_back(std::stoll(n.substr(5)));
+      written.push_back(step);
+      int64_t newest_vouched = -1;
+      for (int64_t s : written)
+        if (s <= vouched) newest_vouched = s;
+      std::vector<int64_t> expected;
+      for (size_t i = 0; i < written.size(); ++i) {
+        const int64_t s = written[i];
+        if (i + keep >= written.size() || (hold && (s > vouched || s == newest_vouched))) expected.push_back(s);
+      }
+      ASSERT_EQ(on_disk, expected) << "trial " << trial << " keep " << keep << " hold " << hold << " vouched "
+                                   << vouched << " step " << step;
+      written = expected;
+    }
+  }
+}
+
 TEST(CheckpointSink, AWriteErrorIsReportedNotSwallowed) {
   std::mt19937_64 rng(17);
   TempDir t;
