@@ -418,7 +418,7 @@ TEST(TrainGraph, TelemetryAtItsStepsBesideTrainingInMetricsAndKeptOnResume) {
 TEST(TrainGraph, TheTelemetryGateStopsTheRunNamingMetricStepAndLastGoodCheckpoint) {
   TempDir t;
   const auto data = MakeDataset(t, 11, 20, 2000);
-  pb::TrainConfig c = Config(60, 0, 5);
+  pb::TrainConfig c = Config(200, 0, 5);  // steps to spare while the gate measures, under TSan too
   ApplyOverride(c, "telemetry.every=10");
   ApplyOverride(c, "telemetry.k_max=0.8");
   Harness h(c);
@@ -441,7 +441,7 @@ TEST(TrainGraph, TheTelemetryGateStopsTheRunNamingMetricStepAndLastGoodCheckpoin
   }
   const runs::RunDirContents m = Metrics(t / "run");
   ASSERT_FALSE(m.steps.empty());
-  EXPECT_LT(m.steps.back().step, 60) << "the run went on to the end";
+  EXPECT_LT(m.steps.back().step, 200) << "the run went on to the end";
   ASSERT_FALSE(m.telemetry.empty());
   EXPECT_EQ(m.telemetry.back().step, 20);
 }
