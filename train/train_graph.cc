@@ -471,9 +471,8 @@ TrainSummary TrainGraph::Run(const pipeline::MonitorOptions& figures) {
     try {
       std::rethrow_exception(gate_error_);
     } catch (const std::exception& e) {
-      const std::string what = e.what();
-      const int64_t step = std::stoll(what.substr(what.rfind(' ') + 1));
-      const std::string message = what + LastGood(step) + " (telemetry.* bounds may change on --resume)";
+      const std::string message =
+          e.what() + LastGood(gate_step_.load()) + " (telemetry.* bounds may change on --resume)";
       throw pipeline::NodeError("telemetry", message, WithMessage(gate_error_, message));
     }
   }

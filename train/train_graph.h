@@ -163,8 +163,7 @@ class TrainGraph {
 
   std::mutex log_mu_;
   // Set by the train step, read by the source and eval nodes (other threads).
-  std::atomic<int64_t> last_ckpt_step_{-1}, latest_eval_{-1}, latest_quant_eval_{-1}, latest_telemetry_{-1},
-      gate_step_{-1};  // the step the telemetry gate failed
+  std::atomic<int64_t> last_ckpt_step_{-1}, latest_eval_{-1}, latest_quant_eval_{-1}, latest_telemetry_{-1};
   // A non-finite loss stops the run like a signal does (the steps before it reach metrics and
   // the checkpoint sink), then Run reports it as an error.
   std::atomic<bool> failed_{false};
@@ -174,6 +173,7 @@ class TrainGraph {
   std::exception_ptr step_error_;
   // The telemetry node's: the gate's verdict (a TelemetryGateError), read by Run after the graph.
   std::exception_ptr gate_error_;
+  std::atomic<int64_t> gate_step_{-1};  // the step it failed, read by the checkpoint node and Run
   bool halted_ = false;
   Clock::time_point prev_end_;
   double wait_total_ = 0, busy_total_ = 0, stall_total_ = 0;
